@@ -1,0 +1,77 @@
+# quokka — build, test, run. See README.md.
+CC ?= cc
+BUILD ?= build
+WERROR ?=
+SANITIZE ?=
+OPT ?= -O2
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wno-unused-parameter \
+    -Wshadow -Wpointer-arith -Wstrict-prototypes -Isrc -MMD -MP -pthread
+ifneq ($(WERROR),)
+CFLAGS_BASE += -Werror
+endif
+ifneq ($(SANITIZE),)
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+CFLAGS := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
+LDLIBS := -pthread -lm
+
+LIB_SRCS := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ := $(BUILD)/obj/src/main.o
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+PYTEST := /usr/bin/python3 -m pytest
+
+.PHONY: all deps guest payloads test unit-test e2e-test run bench clean format
+
+all: $(BUILD)/quokka
+
+deps:
+	@scripts/install-deps.sh
+
+# Devices register themselves through a linker section, so all objects are linked directly
+# (an archive would drop device objects nothing references by name).
+$(BUILD)/quokka: $(MAIN_OBJ) $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DQUOKKA_VERSION=\"$(shell cat VERSION)\" -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJS) -lcmocka $(LDLIBS)
+
+guest:
+	@$(MAKE) -s -C guest BUILD=$(abspath $(BUILD))/guest
+
+payloads:
+	@$(MAKE) -s -C guest/payloads BUILD=$(abspath $(BUILD))/payloads
+
+unit-test: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+e2e-test: all payloads
+	$(PYTEST) -v tests/e2e
+
+# The whole suite: what .ci/run calls.
+test: deps
+	@$(MAKE) --no-print-directory all payloads unit-test
+	@$(MAKE) --no-print-directory guest
+	$(PYTEST) -v tests/e2e
+
+run: deps all guest
+	$(BUILD)/quokka run
+
+bench: deps all payloads
+	/usr/bin/python3 bench/run.py
+
+format:
+	clang-format -i $$(find src tests/unit -name '*.[ch]')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

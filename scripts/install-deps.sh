@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install quokka's build and test dependencies from Debian's packages, only when missing.
+set -euo pipefail
+pkgs=(
+  gcc make                # the build
+  libcmocka-dev           # C unit test framework
+  python3-pytest          # end-to-end tests
+  libcapstone-dev         # reference x86 decoder: disassembly in debug output, decoder cross-check
+  busybox-static cpio gzip # default guest initramfs
+  xz-utils zstd binutils  # unpack the Debian kernel (bzImage payload -> vmlinux)
+  qemu-system-x86         # reference VMM for benchmarks only; quokka never uses it
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

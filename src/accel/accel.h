@@ -1,0 +1,92 @@
+/* The accelerator interface: everything above this line is independent of how guest code runs
+ * (KVM or quokka's translator). Nothing outside src/accel/ includes <linux/kvm.h>. */
+#ifndef QUOKKA_ACCEL_ACCEL_H
+#define QUOKKA_ACCEL_ACCEL_H
+
+#include "vm/cpu_state.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct guest_memory;
+struct bus;
+
+enum accel_kind { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
+
+enum accel_exit_reason {
+    ACCEL_EXIT_IO,       /* port access; reads are completed by filling io.data before run() */
+    ACCEL_EXIT_MMIO,     /* access outside RAM; same completion rule */
+    ACCEL_EXIT_HALT,     /* HLT with interrupts unable to wake it (user-space irqchip only) */
+    ACCEL_EXIT_SHUTDOWN, /* triple fault */
+    ACCEL_EXIT_STOPPED,  /* accel_vcpu_kick() from another thread */
+    ACCEL_EXIT_ERROR,    /* the accelerator cannot continue; error.msg says why */
+};
+
+struct accel_exit {
+    enum accel_exit_reason reason;
+    union {
+        struct {
+            uint16_t port;
+            uint8_t size;  /* 1, 2 or 4 */
+            bool is_write;
+            uint32_t count; /* >1 for string I/O: count items of size bytes in data */
+            uint8_t *data;
+        } io;
+        struct {
+            uint64_t gpa;
+            uint8_t size; /* 1..8 */
+            bool is_write;
+            uint8_t *data;
+        } mmio;
+        struct {
+            char msg[160];
+        } error;
+    };
+};
+
+struct accel_vm_config {
+    struct guest_memory *mem;
+    struct bus *pio;  /* the translator dispatches accesses itself; KVM returns exits */
+    struct bus *mmio;
+    unsigned nr_vcpus;
+};
+
+struct accel_vm;
+struct accel_vcpu;
+
+struct accel_ops {
+    const char *name;
+    /* 0 if this accelerator can run guests here; else -1 and why. */
+    int (*probe)(char *why, size_t len);
+    int (*vm_create)(const struct accel_vm_config *cfg, struct accel_vm **out, char *err,
+                     size_t errlen);
+    void (*vm_destroy)(struct accel_vm *vm);
+    /* CPUID leaves this accelerator can run; the machine filters them into its model. */
+    int (*supported_cpuid)(struct accel_vm *vm, struct cpuid_model *out, char *err, size_t errlen);
+    int (*set_irq)(struct accel_vm *vm, uint32_t gsi, int level);
+
+    int (*vcpu_create)(struct accel_vm *vm, unsigned index, struct accel_vcpu **out, char *err,
+                       size_t errlen);
+    void (*vcpu_destroy)(struct accel_vcpu *vcpu);
+    int (*set_cpuid)(struct accel_vcpu *vcpu, const struct cpuid_model *model);
+    int (*get_state)(struct accel_vcpu *vcpu, struct vcpu_state *state);
+    int (*set_state)(struct accel_vcpu *vcpu, const struct vcpu_state *state);
+    int (*get_msrs)(struct accel_vcpu *vcpu, struct vcpu_msr *msrs, unsigned n);
+    int (*set_msrs)(struct accel_vcpu *vcpu, const struct vcpu_msr *msrs, unsigned n);
+    /* Run until an exit the caller must handle. Called on the vCPU's own thread. */
+    int (*run)(struct accel_vcpu *vcpu, struct accel_exit *exit);
+    /* Make a running (or about to run) run() return ACCEL_EXIT_STOPPED. Any thread. */
+    void (*kick)(struct accel_vcpu *vcpu);
+    /* Prepare the calling thread to be this vCPU's thread (signal setup etc.). */
+    int (*vcpu_thread_init)(struct accel_vcpu *vcpu);
+};
+
+extern const struct accel_ops kvm_accel_ops;
+
+/* Resolve --accel: auto picks KVM when probe() succeeds, else the translator. Returns NULL and
+ * a one-line reason when nothing usable is available. */
+const struct accel_ops *accel_select(enum accel_kind kind, char *why, size_t len);
+int accel_parse_kind(const char *text, enum accel_kind *out);
+
+#endif

@@ -1,0 +1,69 @@
+/* What a device model may use of the machine, and how it registers itself.
+ *
+ * Devices never reach into the VMM (Firecracker's rule): they get a `struct device_host`
+ * with the buses, an interrupt line setter, the console and a stop request, nothing more.
+ * Each device file declares a DEVICE_MODEL(); the machine instantiates every model found in
+ * the `quokka_devices` section (kvmtool-style self registration, without mutable globals). */
+#ifndef QUOKKA_HW_DEVICE_H
+#define QUOKKA_HW_DEVICE_H
+
+#include "vm/bus.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+enum vm_stop_kind {
+    VM_STOP_POWEROFF, /* guest asked to power off: exit 0 */
+    VM_STOP_REBOOT,   /* guest asked to reset: quokka has no warm reset, exit 0 */
+    VM_STOP_DEBUG_EXIT, /* isa-debug-exit: status (V << 1) | 1 */
+    VM_STOP_ERROR,    /* triple fault, accelerator error: exit 3 */
+    VM_STOP_SIGNAL,   /* host SIGINT/SIGTERM */
+};
+
+/* Console the guest's serial port talks to. Output is written synchronously; input is pushed
+ * by the machine's I/O thread through the handler the device installs. */
+struct device_console {
+    void (*write)(void *ctx, const uint8_t *buf, size_t len);
+    /* Install the receiver of host input. handler returns how many bytes it accepted; the rest
+     * is offered again later (flow control, the guest drains its FIFO). */
+    void (*set_input)(void *ctx, size_t (*handler)(void *opaque, const uint8_t *buf, size_t len),
+                      void *opaque);
+    void *ctx;
+};
+
+struct device_host {
+    struct bus *pio;
+    struct bus *mmio;
+    /* Drive interrupt line `gsi` (ISA IRQ numbers equal GSIs 0-15); level 1 asserted. Edge
+     * devices pulse 1 then 0. Safe to call from any thread. */
+    void (*set_irq)(void *ctx, uint32_t gsi, int level);
+    void *irq_ctx;
+    /* Ask the machine to stop all vCPUs and exit. Safe from any thread; first request wins. */
+    void (*request_stop)(void *ctx, enum vm_stop_kind kind, uint32_t value);
+    void *stop_ctx;
+    const struct device_console *console;
+    uint64_t ram_below_4g; /* for CMOS memory-size registers */
+    uint64_t ram_above_4g;
+    /* Host wall clock the RTC starts from (injectable for tests). */
+    time_t (*wall_clock)(void);
+};
+
+struct device_model {
+    const char *name;
+    /* Register ranges and allocate state; on error fill err and return -1. */
+    int (*create)(const struct device_host *host, void **state, char *err, size_t errlen);
+    void (*destroy)(void *state);
+};
+
+#define DEVICE_MODEL(ident)                                                                        \
+    static const struct device_model ident;                                                        \
+    static const struct device_model *const ident##_entry                                          \
+        __attribute__((used, section("quokka_devices"))) = &ident;                                 \
+    static const struct device_model ident
+
+/* Walk the registered models. */
+extern const struct device_model *const __start_quokka_devices[];
+extern const struct device_model *const __stop_quokka_devices[];
+
+#endif

@@ -1,0 +1,70 @@
+/* Kernel loaders. Every loader validates each header field it uses against the file size and
+ * guest memory: a truncated or corrupt file is an error message, never a crash. */
+#ifndef QUOKKA_VM_BOOT_BOOT_H
+#define QUOKKA_VM_BOOT_BOOT_H
+
+#include "vm/cpu_state.h"
+#include "vm/e820.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct guest_memory;
+
+/* Fixed low-memory layout used while booting (all below 1M, outside the e820 holes). */
+#define BOOT_GDT_ADDR 0x500ULL
+#define BOOT_INFO_ADDR 0x6000ULL      /* hvm_start_info / multiboot info */
+#define BOOT_INFO_EXTRA 0x6100ULL     /* memory map / module list following it */
+#define BOOT_ZERO_PAGE 0x7000ULL      /* Linux boot_params */
+#define BOOT_STACK_TOP 0x8ff0ULL      /* initial stack for ELF64 payloads */
+#define BOOT_PML4 0x9000ULL           /* identity page tables: PML4, PDPT, 4 PDs (4 GiB) */
+#define BOOT_PDPT 0xA000ULL
+#define BOOT_PD 0xB000ULL
+#define BOOT_CMDLINE 0x20000ULL
+#define BOOT_CMDLINE_MAX 0x10000ULL
+#define BOOT_ACPI_BASE 0xE0000ULL     /* RSDP and tables, in the legacy BIOS search area */
+#define BOOT_ACPI_SIZE 0x10000ULL
+#define BOOT_KERNEL_MAX_FILE (512ULL << 20)
+
+enum boot_format { BOOT_FMT_BZIMAGE, BOOT_FMT_PVH, BOOT_FMT_MULTIBOOT, BOOT_FMT_ELF64 };
+
+struct boot_request {
+    struct guest_memory *mem;
+    const uint8_t *kernel;
+    size_t kernel_size;
+    const uint8_t *initrd; /* NULL when none */
+    size_t initrd_size;
+    const char *cmdline;   /* never NULL ("" when none) */
+    const struct e820_map *e820;
+    uint64_t rsdp_addr;    /* 0 when no ACPI tables */
+};
+
+struct boot_result {
+    enum boot_format format;
+    struct vcpu_state cpu; /* BSP state at the entry point */
+    uint64_t kernel_end;   /* first byte after what was loaded (for messages/tests) */
+};
+
+/* Detect the format and load it. Order: bzImage, Multiboot header, ELF with PVH note, ELF64. */
+int boot_load(const struct boot_request *req, struct boot_result *out, char *err, size_t errlen);
+
+int boot_load_bzimage(const struct boot_request *req, struct boot_result *out, char *err,
+                      size_t errlen);
+int boot_load_multiboot(const struct boot_request *req, struct boot_result *out, char *err,
+                        size_t errlen);
+int boot_load_pvh(const struct boot_request *req, struct boot_result *out, char *err,
+                  size_t errlen);
+int boot_load_elf64(const struct boot_request *req, struct boot_result *out, char *err,
+                    size_t errlen);
+
+/* Shared helpers for loaders: CPU states for each entry mode, identity page tables. */
+void boot_cpu_flat32(struct vcpu_state *cpu, struct guest_memory *mem); /* PE, paging off */
+int boot_cpu_long64(struct vcpu_state *cpu, struct guest_memory *mem);  /* LMA, 4G identity */
+
+const char *boot_format_name(enum boot_format f);
+
+/* ACPI tables (RSDP, XSDT, FADT with PM1 ports, DSDT with _S5, MADT) at BOOT_ACPI_BASE.
+ * Returns the RSDP address or 0 on failure. */
+uint64_t acpi_build_tables(struct guest_memory *mem, unsigned nr_cpus);
+
+#endif
