@@ -1,0 +1,54 @@
+#include "accel/accel.h"
+
+#include "util/log.h"
+
+#include <string.h>
+
+int accel_parse_kind(const char *text, enum accel_kind *out)
+{
+    static const struct {
+        const char *name;
+        enum accel_kind kind;
+    } names[] = {{"auto", ACCEL_AUTO}, {"kvm", ACCEL_KVM}, {"tcg", ACCEL_TCG}};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(text, names[i].name) == 0) {
+            *out = names[i].kind;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The translator implements accel_ops too; until it exists, asking for it is a clear error. */
+static const struct accel_ops *translator_ops(char *why, size_t len)
+{
+    qk_fail(why, len, "the translator (--accel tcg) is not built yet");
+    return NULL;
+}
+
+const struct accel_ops *accel_select(enum accel_kind kind, char *why, size_t len)
+{
+    char kvm_why[256] = "";
+    switch (kind) {
+    case ACCEL_KVM:
+        if (kvm_accel_ops.probe(kvm_why, sizeof(kvm_why)) == 0)
+            return &kvm_accel_ops;
+        qk_fail(why, len, "--accel kvm: KVM is not usable: %s", kvm_why);
+        return NULL;
+    case ACCEL_TCG:
+        return translator_ops(why, len);
+    case ACCEL_AUTO:
+        if (kvm_accel_ops.probe(kvm_why, sizeof(kvm_why)) == 0)
+            return &kvm_accel_ops;
+        {
+            char tcg_why[160] = "";
+            const struct accel_ops *tcg = translator_ops(tcg_why, sizeof(tcg_why));
+            if (tcg)
+                return tcg;
+            qk_fail(why, len, "no accelerator: KVM is missing or unusable (%s) and %s", kvm_why,
+                    tcg_why);
+        }
+        return NULL;
+    }
+    return NULL;
+}

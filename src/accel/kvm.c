@@ -1,0 +1,615 @@
+/* KVM accelerator: guest code runs in the host kernel; port/MMIO exits come back to quokka's
+ * buses. The in-kernel irqchip (PIC, IOAPIC, LAPIC) and PIT are used, so HLT never exits. */
+#include "accel/accel.h"
+
+#include "util/log.h"
+#include "vm/memory.h"
+#include "vm/platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A signal with an empty handler interrupts KVM_RUN (EINTR); SIGUSR1 is reserved for that. */
+#define KVM_KICK_SIGNAL SIGUSR1
+
+struct accel_vm {
+    int kvm_fd;
+    int vm_fd;
+    int vcpu_mmap_size;
+};
+
+struct accel_vcpu {
+    struct accel_vm *vm;
+    int fd;
+    unsigned index;
+    struct kvm_run *run;
+    pthread_t thread;
+    atomic_bool thread_known;
+};
+
+static void kick_handler(int sig)
+{
+    (void)sig;
+}
+
+static int install_kick_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = kick_handler;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(KVM_KICK_SIGNAL, &sa, NULL);
+}
+
+static const struct {
+    int cap;
+    const char *name;
+} required_caps[] = {
+    {KVM_CAP_IRQCHIP, "in-kernel irqchip"},
+    {KVM_CAP_USER_MEMORY, "user memory slots"},
+    {KVM_CAP_SET_TSS_ADDR, "TSS address"},
+    {KVM_CAP_EXT_CPUID, "extended CPUID"},
+    {KVM_CAP_IMMEDIATE_EXIT, "immediate exit"},
+    {KVM_CAP_PIT2, "in-kernel PIT"},
+};
+
+static int kvm_open(char *why, size_t len)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return qk_fail(why, len, "cannot open /dev/kvm: %s", strerror(errno));
+    int version = ioctl(fd, KVM_GET_API_VERSION, 0);
+    if (version != KVM_API_VERSION) {
+        close(fd);
+        return qk_fail(why, len, "/dev/kvm has API version %d, quokka needs %d", version,
+                       KVM_API_VERSION);
+    }
+    for (size_t i = 0; i < sizeof(required_caps) / sizeof(required_caps[0]); i++) {
+        if (ioctl(fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
+            close(fd);
+            return qk_fail(why, len, "KVM lacks the %s capability", required_caps[i].name);
+        }
+    }
+    return fd;
+}
+
+static void vm_destroy(struct accel_vm *vm)
+{
+    if (!vm)
+        return;
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    free(vm);
+}
+
+static int vm_create_bare(struct accel_vm **out, char *err, size_t errlen)
+{
+    struct accel_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return qk_fail(err, errlen, "out of memory");
+    vm->vm_fd = -1;
+    vm->kvm_fd = kvm_open(err, errlen);
+    if (vm->kvm_fd < 0)
+        goto fail;
+    vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run)) {
+        qk_fail(err, errlen, "KVM_GET_VCPU_MMAP_SIZE failed: %s", strerror(errno));
+        goto fail;
+    }
+    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    if (vm->vm_fd < 0) {
+        qk_fail(err, errlen, "KVM_CREATE_VM failed: %s", strerror(errno));
+        goto fail;
+    }
+    /* Real-mode emulation on Intel needs these pages; they sit in the MMIO hole, not RAM. */
+    if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)PHYS_KVM_TSS) < 0) {
+        qk_fail(err, errlen, "KVM_SET_TSS_ADDR failed: %s", strerror(errno));
+        goto fail;
+    }
+    if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0) {
+        uint64_t addr = PHYS_KVM_IDENTITY_MAP;
+        if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &addr) < 0) {
+            qk_fail(err, errlen, "KVM_SET_IDENTITY_MAP_ADDR failed: %s", strerror(errno));
+            goto fail;
+        }
+    }
+    *out = vm;
+    return 0;
+fail:
+    vm_destroy(vm);
+    return -1;
+}
+
+static int map_region(struct accel_vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *host,
+                      char *err, size_t errlen)
+{
+    struct kvm_userspace_memory_region region = {
+        .slot = slot,
+        .guest_phys_addr = gpa,
+        .memory_size = size,
+        .userspace_addr = (uint64_t)(uintptr_t)host,
+    };
+    if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+        return qk_fail(err, errlen, "KVM_SET_USER_MEMORY_REGION(0x%llx+0x%llx) failed: %s",
+                       (unsigned long long)gpa, (unsigned long long)size, strerror(errno));
+    return 0;
+}
+
+static int kvm_vm_create(const struct accel_vm_config *cfg, struct accel_vm **out, char *err,
+                         size_t errlen)
+{
+    struct accel_vm *vm;
+    if (vm_create_bare(&vm, err, errlen) < 0)
+        return -1;
+    int max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+    if (max_vcpus <= 0)
+        max_vcpus = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+    if (max_vcpus > 0 && cfg->nr_vcpus > (unsigned)max_vcpus) {
+        qk_fail(err, errlen, "KVM supports at most %d vCPUs, %u requested", max_vcpus,
+                cfg->nr_vcpus);
+        goto fail;
+    }
+    if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+        qk_fail(err, errlen, "KVM_CREATE_IRQCHIP failed: %s", strerror(errno));
+        goto fail;
+    }
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+        qk_fail(err, errlen, "KVM_CREATE_PIT2 failed: %s", strerror(errno));
+        goto fail;
+    }
+    for (unsigned i = 0; i < cfg->mem->nr_regions; i++) {
+        const struct guest_ram_region *r = &cfg->mem->region[i];
+        if (map_region(vm, i, r->gpa, r->size, r->host, err, errlen) < 0)
+            goto fail;
+    }
+    *out = vm;
+    return 0;
+fail:
+    vm_destroy(vm);
+    return -1;
+}
+
+static int kvm_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, char *err,
+                               size_t errlen)
+{
+    size_t bytes = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *cpuid = calloc(1, bytes);
+    if (!cpuid)
+        return qk_fail(err, errlen, "out of memory");
+    cpuid->nent = CPUID_MAX_ENTRIES;
+    if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0) {
+        free(cpuid);
+        return qk_fail(err, errlen, "KVM_GET_SUPPORTED_CPUID failed: %s", strerror(errno));
+    }
+    out->nr = 0;
+    for (uint32_t i = 0; i < cpuid->nent && i < CPUID_MAX_ENTRIES; i++) {
+        const struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+        out->entry[out->nr++] = (struct cpuid_entry){
+            .function = e->function,
+            .index = e->index,
+            .flags = (e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ? CPUID_FLAG_INDEXED : 0,
+            .eax = e->eax,
+            .ebx = e->ebx,
+            .ecx = e->ecx,
+            .edx = e->edx,
+        };
+    }
+    free(cpuid);
+    return 0;
+}
+
+static int kvm_set_irq(struct accel_vm *vm, uint32_t gsi, int level)
+{
+    struct kvm_irq_level irq = {.irq = gsi, .level = level ? 1 : 0};
+    return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -1 : 0;
+}
+
+static void kvm_vcpu_destroy(struct accel_vcpu *vcpu)
+{
+    if (!vcpu)
+        return;
+    if (vcpu->run)
+        munmap(vcpu->run, (size_t)vcpu->vm->vcpu_mmap_size);
+    if (vcpu->fd >= 0)
+        close(vcpu->fd);
+    free(vcpu);
+}
+
+static int kvm_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcpu **out,
+                           char *err, size_t errlen)
+{
+    struct accel_vcpu *vcpu = calloc(1, sizeof(*vcpu));
+    if (!vcpu)
+        return qk_fail(err, errlen, "out of memory");
+    vcpu->vm = vm;
+    vcpu->index = index;
+    vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+    if (vcpu->fd < 0) {
+        qk_fail(err, errlen, "KVM_CREATE_VCPU %u failed: %s", index, strerror(errno));
+        kvm_vcpu_destroy(vcpu);
+        return -1;
+    }
+    void *run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                     vcpu->fd, 0);
+    if (run == MAP_FAILED) {
+        qk_fail(err, errlen, "mmap of vCPU %u run area failed: %s", index, strerror(errno));
+        kvm_vcpu_destroy(vcpu);
+        return -1;
+    }
+    vcpu->run = run;
+    *out = vcpu;
+    return 0;
+}
+
+static int kvm_set_cpuid(struct accel_vcpu *vcpu, const struct cpuid_model *model)
+{
+    size_t bytes = sizeof(struct kvm_cpuid2) + model->nr * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *cpuid = calloc(1, bytes);
+    if (!cpuid)
+        return -1;
+    cpuid->nent = model->nr;
+    for (uint32_t i = 0; i < model->nr; i++) {
+        const struct cpuid_entry *e = &model->entry[i];
+        cpuid->entries[i] = (struct kvm_cpuid_entry2){
+            .function = e->function,
+            .index = e->index,
+            .flags = (e->flags & CPUID_FLAG_INDEXED) ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
+            .eax = e->eax,
+            .ebx = e->ebx,
+            .ecx = e->ecx,
+            .edx = e->edx,
+        };
+    }
+    int rc = ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid);
+    free(cpuid);
+    return rc < 0 ? -1 : 0;
+}
+
+static void seg_from_kvm(struct vcpu_segment *s, const struct kvm_segment *k)
+{
+    *s = (struct vcpu_segment){
+        .base = k->base,
+        .limit = k->limit,
+        .selector = k->selector,
+        .type = k->type,
+        .s = k->s,
+        .dpl = k->dpl,
+        .present = k->present,
+        .avl = k->avl,
+        .l = k->l,
+        .db = k->db,
+        .g = k->g,
+        .unusable = k->unusable,
+    };
+}
+
+static void seg_to_kvm(struct kvm_segment *k, const struct vcpu_segment *s)
+{
+    *k = (struct kvm_segment){
+        .base = s->base,
+        .limit = s->limit,
+        .selector = s->selector,
+        .type = s->type,
+        .s = s->s,
+        .dpl = s->dpl,
+        .present = s->present,
+        .avl = s->avl,
+        .l = s->l,
+        .db = s->db,
+        .g = s->g,
+        .unusable = s->unusable,
+    };
+}
+
+/* quokka's segment order (ES CS SS DS FS GS LDTR TR) mapped onto struct kvm_sregs. */
+static struct kvm_segment *kvm_seg(struct kvm_sregs *sr, unsigned i)
+{
+    struct kvm_segment *map[NR_SEGS] = {&sr->es, &sr->cs, &sr->ss, &sr->ds,
+                                        &sr->fs, &sr->gs, &sr->ldt, &sr->tr};
+    return map[i];
+}
+
+static int kvm_get_state(struct accel_vcpu *vcpu, struct vcpu_state *st)
+{
+    struct kvm_regs r;
+    struct kvm_sregs sr;
+    if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &sr) < 0)
+        return -1;
+    const uint64_t gprs[NR_GPRS] = {r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi,
+                                    r.r8,  r.r9,  r.r10, r.r11, r.r12, r.r13, r.r14, r.r15};
+    memcpy(st->gpr, gprs, sizeof(gprs));
+    st->rip = r.rip;
+    st->rflags = r.rflags;
+    for (unsigned i = 0; i < NR_SEGS; i++)
+        seg_from_kvm(&st->seg[i], kvm_seg(&sr, i));
+    st->gdt = (struct vcpu_dtable){sr.gdt.base, sr.gdt.limit};
+    st->idt = (struct vcpu_dtable){sr.idt.base, sr.idt.limit};
+    st->cr0 = sr.cr0;
+    st->cr2 = sr.cr2;
+    st->cr3 = sr.cr3;
+    st->cr4 = sr.cr4;
+    st->cr8 = sr.cr8;
+    st->efer = sr.efer;
+    st->apic_base = sr.apic_base;
+    return 0;
+}
+
+static int kvm_set_state(struct accel_vcpu *vcpu, const struct vcpu_state *st)
+{
+    struct kvm_sregs sr;
+    /* Start from the current sregs so fields quokka does not model (interrupt bitmap) stay. */
+    if (ioctl(vcpu->fd, KVM_GET_SREGS, &sr) < 0)
+        return -1;
+    struct kvm_regs r = {
+        .rax = st->gpr[GPR_RAX], .rcx = st->gpr[GPR_RCX], .rdx = st->gpr[GPR_RDX],
+        .rbx = st->gpr[GPR_RBX], .rsp = st->gpr[GPR_RSP], .rbp = st->gpr[GPR_RBP],
+        .rsi = st->gpr[GPR_RSI], .rdi = st->gpr[GPR_RDI], .r8 = st->gpr[GPR_R8],
+        .r9 = st->gpr[GPR_R9],   .r10 = st->gpr[GPR_R10], .r11 = st->gpr[GPR_R11],
+        .r12 = st->gpr[GPR_R12], .r13 = st->gpr[GPR_R13], .r14 = st->gpr[GPR_R14],
+        .r15 = st->gpr[GPR_R15], .rip = st->rip,          .rflags = st->rflags,
+    };
+    for (unsigned i = 0; i < NR_SEGS; i++)
+        seg_to_kvm(kvm_seg(&sr, i), &st->seg[i]);
+    sr.gdt.base = st->gdt.base;
+    sr.gdt.limit = st->gdt.limit;
+    sr.idt.base = st->idt.base;
+    sr.idt.limit = st->idt.limit;
+    sr.cr0 = st->cr0;
+    sr.cr2 = st->cr2;
+    sr.cr3 = st->cr3;
+    sr.cr4 = st->cr4;
+    sr.cr8 = st->cr8;
+    sr.efer = st->efer;
+    if (st->apic_base)
+        sr.apic_base = st->apic_base;
+    if (ioctl(vcpu->fd, KVM_SET_SREGS, &sr) < 0 || ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0)
+        return -1;
+    return 0;
+}
+
+static struct kvm_msrs *msr_buffer(unsigned n)
+{
+    return calloc(1, sizeof(struct kvm_msrs) + n * sizeof(struct kvm_msr_entry));
+}
+
+static int kvm_get_msrs(struct accel_vcpu *vcpu, struct vcpu_msr *msrs, unsigned n)
+{
+    struct kvm_msrs *buf = msr_buffer(n);
+    if (!buf)
+        return -1;
+    buf->nmsrs = n;
+    for (unsigned i = 0; i < n; i++)
+        buf->entries[i].index = msrs[i].index;
+    int got = ioctl(vcpu->fd, KVM_GET_MSRS, buf);
+    for (int i = 0; i < got && i < (int)n; i++)
+        msrs[i].value = buf->entries[i].data;
+    free(buf);
+    return got == (int)n ? 0 : -1;
+}
+
+static int kvm_set_msrs(struct accel_vcpu *vcpu, const struct vcpu_msr *msrs, unsigned n)
+{
+    struct kvm_msrs *buf = msr_buffer(n);
+    if (!buf)
+        return -1;
+    buf->nmsrs = n;
+    for (unsigned i = 0; i < n; i++) {
+        buf->entries[i].index = msrs[i].index;
+        buf->entries[i].data = msrs[i].value;
+    }
+    int set = ioctl(vcpu->fd, KVM_SET_MSRS, buf);
+    free(buf);
+    return set == (int)n ? 0 : -1;
+}
+
+static int kvm_vcpu_thread_init(struct accel_vcpu *vcpu)
+{
+    vcpu->thread = pthread_self();
+    atomic_store(&vcpu->thread_known, true);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, KVM_KICK_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return install_kick_handler();
+}
+
+static void kvm_kick(struct accel_vcpu *vcpu)
+{
+    /* immediate_exit covers a kick that lands before the thread enters KVM_RUN; the signal
+     * covers one already inside it. */
+    __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    if (atomic_load(&vcpu->thread_known))
+        pthread_kill(vcpu->thread, KVM_KICK_SIGNAL);
+}
+
+static int kvm_run(struct accel_vcpu *vcpu, struct accel_exit *exit)
+{
+    struct kvm_run *run = vcpu->run;
+    memset(exit, 0, sizeof(*exit));
+    for (;;) {
+        int rc = ioctl(vcpu->fd, KVM_RUN, 0);
+        if (rc < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+                exit->reason = ACCEL_EXIT_STOPPED;
+                return 0;
+            }
+            exit->reason = ACCEL_EXIT_ERROR;
+            snprintf(exit->error.msg, sizeof(exit->error.msg), "KVM_RUN failed: %s",
+                     strerror(errno));
+            return 0;
+        }
+        switch (run->exit_reason) {
+        case KVM_EXIT_IO:
+            if ((run->io.size != 1 && run->io.size != 2 && run->io.size != 4) ||
+                (uint64_t)run->io.data_offset + (uint64_t)run->io.count * run->io.size >
+                    (uint64_t)vcpu->vm->vcpu_mmap_size)
+                break;
+            exit->reason = ACCEL_EXIT_IO;
+            exit->io.port = run->io.port;
+            exit->io.size = run->io.size;
+            exit->io.is_write = run->io.direction == KVM_EXIT_IO_OUT;
+            exit->io.count = run->io.count;
+            exit->io.data = (uint8_t *)run + run->io.data_offset;
+            return 0;
+        case KVM_EXIT_MMIO:
+            if (run->mmio.len == 0 || run->mmio.len > 8)
+                break;
+            exit->reason = ACCEL_EXIT_MMIO;
+            exit->mmio.gpa = run->mmio.phys_addr;
+            exit->mmio.size = (uint8_t)run->mmio.len;
+            exit->mmio.is_write = run->mmio.is_write;
+            exit->mmio.data = run->mmio.data;
+            return 0;
+        case KVM_EXIT_HLT:
+            exit->reason = ACCEL_EXIT_HALT;
+            return 0;
+        case KVM_EXIT_SHUTDOWN:
+            exit->reason = ACCEL_EXIT_SHUTDOWN;
+            return 0;
+        case KVM_EXIT_INTR:
+            exit->reason = ACCEL_EXIT_STOPPED;
+            return 0;
+        case KVM_EXIT_SYSTEM_EVENT:
+            exit->reason = ACCEL_EXIT_SHUTDOWN;
+            return 0;
+        case KVM_EXIT_FAIL_ENTRY:
+            exit->reason = ACCEL_EXIT_ERROR;
+            snprintf(exit->error.msg, sizeof(exit->error.msg),
+                     "KVM entry failed, hardware reason 0x%llx",
+                     (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+            return 0;
+        case KVM_EXIT_INTERNAL_ERROR:
+            exit->reason = ACCEL_EXIT_ERROR;
+            snprintf(exit->error.msg, sizeof(exit->error.msg), "KVM internal error, suberror %u",
+                     run->internal.suberror);
+            return 0;
+        default:
+            break;
+        }
+        exit->reason = ACCEL_EXIT_ERROR;
+        snprintf(exit->error.msg, sizeof(exit->error.msg), "unexpected KVM exit reason %u",
+                 run->exit_reason);
+        return 0;
+    }
+}
+
+/* --- usability probe -------------------------------------------------------------------- */
+
+struct probe_timer {
+    struct accel_vcpu *vcpu;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+};
+
+static void *probe_watchdog(void *arg)
+{
+    struct probe_timer *t = arg;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 3;
+    pthread_mutex_lock(&t->lock);
+    while (!t->done) {
+        if (pthread_cond_timedwait(&t->cond, &t->lock, &deadline) == ETIMEDOUT) {
+            kvm_kick(t->vcpu);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return NULL;
+}
+
+/* Run a 16-bit real-mode guest "mov al, 0x5a; out 0xf4, al" and check the exit: proves
+ * memory slots, vCPU setup and I/O exits work, within a time limit. */
+static int kvm_probe(char *why, size_t len)
+{
+    static const uint8_t code[] = {0xb0, 0x5a, 0xe6, 0xf4, 0xf4};
+    struct accel_vm *vm;
+    if (vm_create_bare(&vm, why, len) < 0)
+        return -1;
+    int result = -1;
+    struct accel_vcpu *vcpu = NULL;
+    void *page = mmap(NULL, 0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        qk_fail(why, len, "out of memory");
+        goto out;
+    }
+    memcpy((uint8_t *)page + 0x1000, code, sizeof(code));
+    if (map_region(vm, 0, 0, 0x10000, page, why, len) < 0 ||
+        kvm_vcpu_create(vm, 0, &vcpu, why, len) < 0)
+        goto out;
+    struct kvm_sregs sr;
+    struct kvm_regs r = {.rip = 0x1000, .rflags = 2};
+    if (ioctl(vcpu->fd, KVM_GET_SREGS, &sr) < 0) {
+        qk_fail(why, len, "KVM_GET_SREGS failed: %s", strerror(errno));
+        goto out;
+    }
+    sr.cs.base = 0;
+    sr.cs.selector = 0;
+    if (ioctl(vcpu->fd, KVM_SET_SREGS, &sr) < 0 || ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0) {
+        qk_fail(why, len, "cannot set vCPU registers: %s", strerror(errno));
+        goto out;
+    }
+    kvm_vcpu_thread_init(vcpu);
+    struct probe_timer timer = {.vcpu = vcpu, .lock = PTHREAD_MUTEX_INITIALIZER,
+                                .cond = PTHREAD_COND_INITIALIZER};
+    pthread_t watchdog;
+    if (pthread_create(&watchdog, NULL, probe_watchdog, &timer) != 0) {
+        qk_fail(why, len, "cannot start probe watchdog");
+        goto out;
+    }
+    struct accel_exit ex;
+    kvm_run(vcpu, &ex);
+    pthread_mutex_lock(&timer.lock);
+    timer.done = true;
+    pthread_cond_signal(&timer.cond);
+    pthread_mutex_unlock(&timer.lock);
+    pthread_join(watchdog, NULL);
+    if (ex.reason == ACCEL_EXIT_IO && ex.io.port == PORT_DEBUG_EXIT && ex.io.is_write &&
+        ex.io.data[0] == 0x5a)
+        result = 0;
+    else if (ex.reason == ACCEL_EXIT_STOPPED)
+        qk_fail(why, len, "KVM test guest did not finish within 3 seconds");
+    else
+        qk_fail(why, len, "KVM test guest misbehaved (exit %d)", (int)ex.reason);
+out:
+    kvm_vcpu_destroy(vcpu);
+    vm_destroy(vm);
+    if (page != MAP_FAILED)
+        munmap(page, 0x10000);
+    return result;
+}
+
+const struct accel_ops kvm_accel_ops = {
+    .name = "kvm",
+    .probe = kvm_probe,
+    .vm_create = kvm_vm_create,
+    .vm_destroy = vm_destroy,
+    .supported_cpuid = kvm_supported_cpuid,
+    .set_irq = kvm_set_irq,
+    .vcpu_create = kvm_vcpu_create,
+    .vcpu_destroy = kvm_vcpu_destroy,
+    .set_cpuid = kvm_set_cpuid,
+    .get_state = kvm_get_state,
+    .set_state = kvm_set_state,
+    .get_msrs = kvm_get_msrs,
+    .set_msrs = kvm_set_msrs,
+    .run = kvm_run,
+    .kick = kvm_kick,
+    .vcpu_thread_init = kvm_vcpu_thread_init,
+};

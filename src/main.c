@@ -1,0 +1,52 @@
+/* quokka: a virtual machine monitor for x86-64 guests on KVM or quokka's own translator. */
+#include "cli.h"
+#include "util/log.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef QUOKKA_VERSION
+#define QUOKKA_VERSION "dev"
+#endif
+
+/* The default guest lives next to the binary: build/quokka -> build/guest/. */
+static void default_guest_paths(char *kernel, char *initrd, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0) {
+        snprintf(kernel, len, "build/guest/bzImage");
+        snprintf(initrd, len, "build/guest/initrd.cpio.gz");
+        return;
+    }
+    exe[n] = '\0';
+    const char *dir = dirname(exe);
+    snprintf(kernel, len, "%s/guest/bzImage", dir);
+    snprintf(initrd, len, "%s/guest/initrd.cpio.gz", dir);
+}
+
+int main(int argc, char **argv)
+{
+    char kernel[PATH_MAX + 32], initrd[PATH_MAX + 32], err[512];
+    default_guest_paths(kernel, initrd, sizeof(kernel));
+    enum cli_action action;
+    struct machine_config cfg;
+    if (cli_parse(argc, argv, kernel, initrd, &action, &cfg, err, sizeof(err)) < 0) {
+        qk_error("%s", err);
+        return EXIT_USAGE;
+    }
+    switch (action) {
+    case CLI_HELP:
+        fputs(cli_usage, stdout);
+        return 0;
+    case CLI_VERSION:
+        printf("quokka %s\n", QUOKKA_VERSION);
+        return 0;
+    case CLI_RUN:
+        break;
+    }
+    return machine_run(&cfg);
+}

@@ -1,0 +1,518 @@
+#include "vm/machine.h"
+
+#include "hw/device.h"
+#include "util/log.h"
+#include "vm/boot/boot.h"
+#include "vm/bus.h"
+#include "vm/cpuid.h"
+#include "vm/e820.h"
+#include "vm/memory.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct machine;
+
+struct vcpu_slot {
+    struct machine *machine;
+    struct accel_vcpu *accel;
+    unsigned index;
+    pthread_t thread;
+    bool thread_started;
+};
+
+struct device_instance {
+    const struct device_model *model;
+    void *state;
+};
+
+struct machine {
+    const struct machine_config *cfg;
+    struct guest_memory mem;
+    struct bus pio, mmio;
+    const struct accel_ops *accel;
+    struct accel_vm *accel_vm;
+    struct vcpu_slot vcpus[MACHINE_MAX_VCPUS];
+    unsigned nr_vcpus;
+    struct device_instance *devices;
+    size_t nr_devices;
+    struct device_host host;
+    struct console console;
+    bool console_open;
+
+    atomic_bool stop_requested;
+    int exit_status;
+    int stop_event_fd; /* wakes the I/O loop when a stop is requested */
+};
+
+/* --- files --------------------------------------------------------------------------------- */
+
+int load_file(const char *what, const char *path, uint64_t max_size, uint8_t **data, size_t *size,
+              char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return qk_fail(err, errlen, "cannot read %s '%s': %s", what, path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return qk_fail(err, errlen, "%s '%s' is not a regular file", what, path);
+    }
+    if (st.st_size == 0 || (uint64_t)st.st_size > max_size) {
+        close(fd);
+        return qk_fail(err, errlen, "%s '%s' has size %lld bytes (must be 1..%llu)", what, path,
+                       (long long)st.st_size, (unsigned long long)max_size);
+    }
+    uint8_t *buf = malloc((size_t)st.st_size);
+    if (!buf) {
+        close(fd);
+        return qk_fail(err, errlen, "out of memory reading %s '%s'", what, path);
+    }
+    size_t done = 0;
+    while (done < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            free(buf);
+            close(fd);
+            return qk_fail(err, errlen, "cannot read %s '%s': %s", what, path, strerror(e));
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    *data = buf;
+    *size = done;
+    return 0;
+}
+
+/* --- stop requests and services given to devices ------------------------------------------- */
+
+static int exit_status_for(enum vm_stop_kind kind, uint32_t value)
+{
+    switch (kind) {
+    case VM_STOP_POWEROFF:
+    case VM_STOP_REBOOT:
+        return EXIT_GUEST_OK;
+    case VM_STOP_DEBUG_EXIT:
+        return (int)(((value << 1) | 1) & 0xff);
+    case VM_STOP_ERROR:
+        return EXIT_GUEST_CRASH;
+    case VM_STOP_SIGNAL:
+        return 128 + (int)value;
+    }
+    return EXIT_GUEST_CRASH;
+}
+
+static void machine_request_stop(void *ctx, enum vm_stop_kind kind, uint32_t value)
+{
+    struct machine *m = ctx;
+    bool expected = false;
+    if (!atomic_compare_exchange_strong(&m->stop_requested, &expected, true))
+        return; /* first request decides the exit status */
+    m->exit_status = exit_status_for(kind, value);
+    atomic_thread_fence(memory_order_seq_cst);
+    uint64_t one = 1;
+    if (write(m->stop_event_fd, &one, sizeof(one)) < 0) {
+        /* the eventfd cannot overflow with one write; nothing useful to do on failure */
+    }
+    for (unsigned i = 0; i < m->nr_vcpus; i++)
+        if (m->vcpus[i].accel)
+            m->accel->kick(m->vcpus[i].accel);
+}
+
+static void machine_set_irq(void *ctx, uint32_t gsi, int level)
+{
+    struct machine *m = ctx;
+    m->accel->set_irq(m->accel_vm, gsi, level);
+}
+
+static time_t host_wall_clock(void)
+{
+    return time(NULL);
+}
+
+/* --- vCPU threads ---------------------------------------------------------------------------- */
+
+static void dump_vcpu(struct machine *m, struct vcpu_slot *slot)
+{
+    struct vcpu_state st;
+    if (m->accel->get_state(slot->accel, &st) < 0) {
+        qk_error("cannot read vCPU %u registers", slot->index);
+        return;
+    }
+    static const char *const gpr_names[NR_GPRS] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp",
+                                                   "rsi", "rdi", "r8",  "r9",  "r10", "r11",
+                                                   "r12", "r13", "r14", "r15"};
+    static const char *const seg_names[NR_SEGS] = {"es", "cs", "ss", "ds", "fs", "gs", "ldt", "tr"};
+    fprintf(stderr, "vCPU %u registers:\n", slot->index);
+    for (unsigned i = 0; i < NR_GPRS; i++)
+        fprintf(stderr, "  %-3s=%016" PRIx64 "%s", gpr_names[i], st.gpr[i], i % 4 == 3 ? "\n" : "");
+    fprintf(stderr, "  rip=%016" PRIx64 "  rflags=%016" PRIx64 "\n", st.rip, st.rflags);
+    fprintf(stderr,
+            "  cr0=%016" PRIx64 "  cr2=%016" PRIx64 "  cr3=%016" PRIx64 "  cr4=%016" PRIx64
+            "\n  cr8=%016" PRIx64 "  efer=%016" PRIx64 "\n",
+            st.cr0, st.cr2, st.cr3, st.cr4, st.cr8, st.efer);
+    for (unsigned i = 0; i < NR_SEGS; i++) {
+        const struct vcpu_segment *s = &st.seg[i];
+        fprintf(stderr,
+                "  %-3s sel=%04x base=%016" PRIx64 " limit=%08x type=%x s=%u dpl=%u p=%u l=%u "
+                "db=%u g=%u\n",
+                seg_names[i], s->selector, s->base, s->limit, s->type, s->s, s->dpl, s->present,
+                s->l, s->db, s->g);
+    }
+    fprintf(stderr, "  gdt=%016" PRIx64 "/%04x idt=%016" PRIx64 "/%04x\n", st.gdt.base,
+            st.gdt.limit, st.idt.base, st.idt.limit);
+}
+
+static void handle_io(struct machine *m, struct accel_exit *ex)
+{
+    uint8_t *p = ex->io.data;
+    for (uint32_t i = 0; i < ex->io.count; i++, p += ex->io.size) {
+        uint64_t value = 0;
+        if (ex->io.is_write) {
+            memcpy(&value, p, ex->io.size);
+            bus_write(&m->pio, ex->io.port, ex->io.size, value);
+        } else {
+            bus_read(&m->pio, ex->io.port, ex->io.size, &value);
+            memcpy(p, &value, ex->io.size);
+        }
+    }
+}
+
+static void handle_mmio(struct machine *m, struct accel_exit *ex)
+{
+    uint64_t value = 0;
+    if (ex->mmio.is_write) {
+        memcpy(&value, ex->mmio.data, ex->mmio.size);
+        bus_write(&m->mmio, ex->mmio.gpa, ex->mmio.size, value);
+    } else {
+        bus_read(&m->mmio, ex->mmio.gpa, ex->mmio.size, &value);
+        memcpy(ex->mmio.data, &value, ex->mmio.size);
+    }
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu_slot *slot = arg;
+    struct machine *m = slot->machine;
+    if (m->accel->vcpu_thread_init(slot->accel) < 0) {
+        qk_error("cannot set up the thread of vCPU %u", slot->index);
+        machine_request_stop(m, VM_STOP_ERROR, 0);
+        return NULL;
+    }
+    struct accel_exit ex;
+    while (!atomic_load(&m->stop_requested)) {
+        if (m->accel->run(slot->accel, &ex) < 0) {
+            qk_error("vCPU %u: run failed", slot->index);
+            machine_request_stop(m, VM_STOP_ERROR, 0);
+            break;
+        }
+        switch (ex.reason) {
+        case ACCEL_EXIT_IO:
+            handle_io(m, &ex);
+            break;
+        case ACCEL_EXIT_MMIO:
+            handle_mmio(m, &ex);
+            break;
+        case ACCEL_EXIT_HALT: {
+            /* Only reachable with a user-space irqchip: nap briefly, interrupts re-check. */
+            struct timespec nap = {0, 1000000};
+            nanosleep(&nap, NULL);
+            break;
+        }
+        case ACCEL_EXIT_STOPPED:
+            break;
+        case ACCEL_EXIT_SHUTDOWN:
+            if (!atomic_load(&m->stop_requested)) {
+                qk_error("guest triple fault on vCPU %u", slot->index);
+                dump_vcpu(m, slot);
+            }
+            machine_request_stop(m, VM_STOP_ERROR, 0);
+            break;
+        case ACCEL_EXIT_ERROR:
+            if (!atomic_load(&m->stop_requested)) {
+                qk_error("vCPU %u: %s", slot->index, ex.error.msg);
+                dump_vcpu(m, slot);
+            }
+            machine_request_stop(m, VM_STOP_ERROR, 0);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* --- build-up and tear-down -------------------------------------------------------------- */
+
+static int create_devices(struct machine *m, char *err, size_t errlen)
+{
+    size_t n = (size_t)(__stop_quokka_devices - __start_quokka_devices);
+    m->devices = calloc(n ? n : 1, sizeof(*m->devices));
+    if (!m->devices)
+        return qk_fail(err, errlen, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const struct device_model *model = __start_quokka_devices[i];
+        char why[200] = "";
+        if (model->create(&m->host, &m->devices[i].state, why, sizeof(why)) < 0)
+            return qk_fail(err, errlen, "device %s: %s", model->name, why);
+        m->devices[i].model = model;
+        m->nr_devices = i + 1;
+    }
+    return 0;
+}
+
+static void destroy_devices(struct machine *m)
+{
+    for (size_t i = m->nr_devices; i-- > 0;)
+        if (m->devices[i].model->destroy)
+            m->devices[i].model->destroy(m->devices[i].state);
+    free(m->devices);
+    m->devices = NULL;
+    m->nr_devices = 0;
+}
+
+static int create_vcpus(struct machine *m, const struct vcpu_state *boot_cpu, char *err,
+                        size_t errlen)
+{
+    struct cpuid_model *supported = malloc(sizeof(*supported));
+    struct cpuid_model *shaped = malloc(sizeof(*shaped));
+    int rc = -1;
+    if (!supported || !shaped) {
+        qk_fail(err, errlen, "out of memory");
+        goto out;
+    }
+    if (m->accel->supported_cpuid(m->accel_vm, supported, err, errlen) < 0)
+        goto out;
+    for (unsigned i = 0; i < m->cfg->nr_vcpus; i++) {
+        struct vcpu_slot *slot = &m->vcpus[i];
+        slot->machine = m;
+        slot->index = i;
+        if (m->accel->vcpu_create(m->accel_vm, i, &slot->accel, err, errlen) < 0)
+            goto out;
+        m->nr_vcpus = i + 1;
+        cpuid_shape_for_vcpu(supported, i, m->cfg->nr_vcpus, shaped);
+        if (m->accel->set_cpuid(slot->accel, shaped) < 0) {
+            qk_fail(err, errlen, "cannot set CPUID of vCPU %u", i);
+            goto out;
+        }
+    }
+    /* The bootstrap processor starts at the kernel entry; application processors stay in
+     * wait-for-SIPI until the guest starts them. */
+    if (m->accel->set_state(m->vcpus[0].accel, boot_cpu) < 0) {
+        qk_fail(err, errlen, "cannot set the boot vCPU registers");
+        goto out;
+    }
+    rc = 0;
+out:
+    free(supported);
+    free(shaped);
+    return rc;
+}
+
+static int start_vcpu_threads(struct machine *m, char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < m->nr_vcpus; i++) {
+        if (pthread_create(&m->vcpus[i].thread, NULL, vcpu_thread, &m->vcpus[i]) != 0)
+            return qk_fail(err, errlen, "cannot start the thread of vCPU %u", i);
+        m->vcpus[i].thread_started = true;
+    }
+    return 0;
+}
+
+/* The I/O loop on the main thread: host console input, signals, and the stop event. */
+static void io_loop(struct machine *m, int signal_fd)
+{
+    bool input_alive = m->console.in_fd >= 0;
+    while (!atomic_load(&m->stop_requested)) {
+        struct pollfd fds[3] = {
+            {.fd = m->stop_event_fd, .events = POLLIN},
+            {.fd = signal_fd, .events = POLLIN},
+            {.fd = input_alive ? m->console.in_fd : -1, .events = POLLIN},
+        };
+        bool pending = console_has_pending(&m->console);
+        /* While the guest's receive FIFO is full, poll it again soon instead of reading more. */
+        if (pending)
+            fds[2].fd = -1;
+        int n = poll(fds, 3, pending ? 5 : -1);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (fds[1].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                machine_request_stop(m, VM_STOP_SIGNAL, si.ssi_signo);
+                break;
+            }
+        }
+        if (fds[2].revents & (POLLIN | POLLHUP | POLLERR))
+            input_alive = console_pump_input(&m->console);
+        else if (pending)
+            console_retry_pending(&m->console);
+    }
+}
+
+static void teardown(struct machine *m, bool failed)
+{
+    if (!atomic_load(&m->stop_requested))
+        machine_request_stop(m, VM_STOP_ERROR, 0);
+    for (unsigned i = 0; i < m->nr_vcpus; i++)
+        if (m->vcpus[i].thread_started)
+            pthread_join(m->vcpus[i].thread, NULL);
+    destroy_devices(m);
+    for (unsigned i = 0; i < m->nr_vcpus; i++)
+        m->accel->vcpu_destroy(m->vcpus[i].accel);
+    if (m->accel_vm)
+        m->accel->vm_destroy(m->accel_vm);
+    if (m->console_open)
+        console_close(&m->console, failed);
+    bus_destroy(&m->pio);
+    bus_destroy(&m->mmio);
+    guest_memory_destroy(&m->mem);
+    if (m->stop_event_fd >= 0)
+        close(m->stop_event_fd);
+}
+
+int machine_run(const struct machine_config *cfg)
+{
+    char err[512] = "";
+    int status = EXIT_USAGE;
+    uint8_t *kernel = NULL, *initrd = NULL;
+    size_t kernel_size = 0, initrd_size = 0;
+    struct machine *m = calloc(1, sizeof(*m));
+    if (!m) {
+        qk_error("out of memory");
+        return EXIT_HOST_FAILURE;
+    }
+    m->cfg = cfg;
+    m->stop_event_fd = -1;
+    bus_init(&m->pio, "port bus", 0x10000);
+    bus_init(&m->mmio, "MMIO bus", 0);
+
+    if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > MACHINE_MAX_VCPUS) {
+        qk_fail(err, sizeof(err), "--cpus %u is out of range (1..%d)", cfg->nr_vcpus,
+                MACHINE_MAX_VCPUS);
+        goto fail;
+    }
+    /* User errors first: memory size, kernel, initrd, command line. */
+    if (guest_memory_init(&m->mem, cfg->mem_size, err, sizeof(err)) < 0)
+        goto fail;
+    if (load_file("kernel", cfg->kernel_path, BOOT_KERNEL_MAX_FILE, &kernel, &kernel_size, err,
+                  sizeof(err)) < 0)
+        goto fail;
+    if (cfg->initrd_path && load_file("initrd", cfg->initrd_path, cfg->mem_size, &initrd,
+                                      &initrd_size, err, sizeof(err)) < 0)
+        goto fail;
+    struct e820_map e820;
+    e820_build(&m->mem, &e820);
+    uint64_t rsdp = acpi_build_tables(&m->mem, cfg->nr_vcpus);
+    if (!rsdp) {
+        qk_fail(err, sizeof(err), "cannot build ACPI tables");
+        goto fail;
+    }
+    struct boot_request req = {
+        .mem = &m->mem,
+        .kernel = kernel,
+        .kernel_size = kernel_size,
+        .initrd = initrd,
+        .initrd_size = initrd_size,
+        .cmdline = cfg->cmdline ? cfg->cmdline : "",
+        .e820 = &e820,
+        .rsdp_addr = rsdp,
+    };
+    struct boot_result boot;
+    char why[400] = "";
+    if (boot_load(&req, &boot, why, sizeof(why)) < 0) {
+        qk_fail(err, sizeof(err), "cannot boot '%s': %s", cfg->kernel_path, why);
+        goto fail;
+    }
+    free(kernel);
+    free(initrd);
+    kernel = initrd = NULL;
+
+    /* Host failures from here on. */
+    status = EXIT_HOST_FAILURE;
+    m->accel = accel_select(cfg->accel, err, sizeof(err));
+    if (!m->accel)
+        goto fail;
+    m->stop_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->stop_event_fd < 0) {
+        qk_fail(err, sizeof(err), "eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    struct accel_vm_config vm_cfg = {
+        .mem = &m->mem, .pio = &m->pio, .mmio = &m->mmio, .nr_vcpus = cfg->nr_vcpus};
+    if (m->accel->vm_create(&vm_cfg, &m->accel_vm, err, sizeof(err)) < 0)
+        goto fail;
+    status = EXIT_USAGE;
+    if (console_open(&m->console, &cfg->console, err, sizeof(err)) < 0)
+        goto fail;
+    m->console_open = true;
+    status = EXIT_HOST_FAILURE;
+    m->host = (struct device_host){
+        .pio = &m->pio,
+        .mmio = &m->mmio,
+        .set_irq = machine_set_irq,
+        .irq_ctx = m,
+        .request_stop = machine_request_stop,
+        .stop_ctx = m,
+        .console = &m->console.device,
+        .ram_below_4g = guest_low_ram(&m->mem),
+        .ram_above_4g = guest_high_ram(&m->mem),
+        .wall_clock = host_wall_clock,
+    };
+    if (create_devices(m, err, sizeof(err)) < 0)
+        goto fail;
+    if (create_vcpus(m, &boot.cpu, err, sizeof(err)) < 0)
+        goto fail;
+
+    /* SIGINT/SIGTERM/SIGHUP arrive through a signalfd on the I/O loop; every thread created
+     * from here on inherits the blocked mask. */
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    int signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (signal_fd < 0) {
+        qk_fail(err, sizeof(err), "signalfd: %s", strerror(errno));
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto fail;
+    }
+    console_enter_raw(&m->console);
+    if (start_vcpu_threads(m, err, sizeof(err)) < 0) {
+        close(signal_fd);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto fail;
+    }
+    io_loop(m, signal_fd);
+    teardown(m, false);
+    close(signal_fd);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    status = m->exit_status;
+    if (status >= 128)
+        qk_error("terminated by signal %d", status - 128);
+    free(m);
+    return status;
+
+fail:
+    qk_error("%s", err);
+    free(kernel);
+    free(initrd);
+    teardown(m, true);
+    free(m);
+    return status;
+}
