@@ -2,7 +2,7 @@
 # Install quokka's build and test dependencies from Debian's packages, only when missing.
 set -euo pipefail
 pkgs=(
-  gcc make                # the build
+  gcc clang make          # the build (CI checks both compilers)
   libcmocka-dev           # C unit test framework
   python3-pytest          # end-to-end tests
   libcapstone-dev         # reference x86 decoder: disassembly in debug output, decoder cross-check

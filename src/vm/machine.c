@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -364,6 +366,26 @@ static void io_loop(struct machine *m, int signal_fd)
     }
 }
 
+/* QUOKKA_STATS=1: one line of resource figures for the benchmarks. Guest pages the guest
+ * touched are counted with mincore() so quokka's own overhead can be told apart from them. */
+static void report_stats(const struct machine *m)
+{
+    if (!getenv("QUOKKA_STATS") || !m->mem.mapping)
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pages = (size_t)(m->mem.ram_size / (uint64_t)page);
+    unsigned char *vec = malloc(pages);
+    uint64_t touched = 0;
+    if (vec && mincore(m->mem.mapping, m->mem.ram_size, vec) == 0)
+        for (size_t i = 0; i < pages; i++)
+            touched += vec[i] & 1;
+    free(vec);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    fprintf(stderr, "quokka-stats: peak_rss_kb=%ld guest_touched_kb=%llu\n", ru.ru_maxrss,
+            (unsigned long long)(touched * (uint64_t)page / 1024));
+}
+
 static void teardown(struct machine *m, bool failed)
 {
     if (!atomic_load(&m->stop_requested))
@@ -371,6 +393,8 @@ static void teardown(struct machine *m, bool failed)
     for (unsigned i = 0; i < m->nr_vcpus; i++)
         if (m->vcpus[i].thread_started)
             pthread_join(m->vcpus[i].thread, NULL);
+    if (!failed)
+        report_stats(m);
     destroy_devices(m);
     for (unsigned i = 0; i < m->nr_vcpus; i++)
         m->accel->vcpu_destroy(m->vcpus[i].accel);
