@@ -66,4 +66,7 @@ struct device_model {
 extern const struct device_model *const __start_quokka_devices[];
 extern const struct device_model *const __stop_quokka_devices[];
 
+/* The registered model called `name`, or NULL (tests create devices one by one with it). */
+const struct device_model *device_model_find(const char *name);
+
 #endif

@@ -22,6 +22,7 @@
 #define IRQ_COM1 4
 #define IRQ_RTC 8
 #define IRQ_ACPI_SCI 9
+#define IRQ_MOUSE 12 /* i8042 auxiliary (PS/2 mouse) port */
 
 /* Physical addresses */
 #define PHYS_IOAPIC 0xFEC00000ULL
