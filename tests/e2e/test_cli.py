@@ -4,9 +4,7 @@ import os
 import subprocess
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-QUOKKA = os.path.join(ROOT, "build", "quokka")
+from conftest import QUOKKA, payload
 
 
 def quokka(*args, timeout=30):
@@ -64,9 +62,7 @@ def test_garbage_kernel(tmp_path):
 
 
 def test_unreadable_initrd(tmp_path):
-    kernel = os.path.join(ROOT, "build", "payloads", "hello.elf")
-    if not os.path.exists(kernel):
-        pytest.skip("payloads not built")
+    kernel = payload("hello")
     assert_usage_error(["run", "--kernel", kernel, "--initrd", str(tmp_path / "missing.img")],
                        "initrd", "missing.img")
 

@@ -7,10 +7,9 @@ import os
 import subprocess
 
 import pytest
+from conftest import BUILD, QUOKKA
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-QUOKKA = os.path.join(ROOT, "build", "quokka")
-GUEST = os.path.join(ROOT, "build", "guest")
+GUEST = os.path.join(BUILD, "guest")
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("QUOKKA_E2E_KVM_LINUX") != "1",
