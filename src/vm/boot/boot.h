@@ -26,6 +26,14 @@ struct guest_memory;
 #define BOOT_ACPI_SIZE 0x10000ULL
 #define BOOT_KERNEL_MAX_FILE (512ULL << 20)
 
+/* Selectors of the boot GDT at BOOT_GDT_ADDR. BOOT_SEL_CODE is the entry CS in 32-bit mode
+ * (a 32-bit segment there); boot_cpu_long64 rewrites it as a 64-bit segment, as Linux's
+ * 64-bit protocol wants __BOOT_CS (0x10) and __BOOT_DS (0x18). */
+#define BOOT_SEL_CODE64 0x08
+#define BOOT_SEL_CODE 0x10
+#define BOOT_SEL_DATA 0x18
+#define BOOT_SEL_TSS 0x20
+
 enum boot_format { BOOT_FMT_BZIMAGE, BOOT_FMT_PVH, BOOT_FMT_MULTIBOOT, BOOT_FMT_ELF64 };
 
 struct boot_request {
