@@ -34,15 +34,18 @@ deps:
 # Devices register themselves through a linker section, so all objects are linked directly
 # (an archive would drop device objects nothing references by name).
 $(BUILD)/quokka: $(MAIN_OBJ) $(LIB_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DQUOKKA_VERSION=\"$(shell cat VERSION)\" -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -DQUOKKA_VERSION=\"$(shell cat VERSION)\" -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJS) -lcmocka $(LDLIBS)
+	@echo "  CCLD    $@"
+	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJS) -lcmocka $(LDLIBS)
 
 guest:
 	@$(MAKE) -s -C guest BUILD=$(abspath $(BUILD))/guest

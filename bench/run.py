@@ -59,12 +59,17 @@ def timed(cmd, env=None, timeout=120):
 
 
 def peak_rss_kib(cmd, env=None):
-    """Peak RSS of one run, via wait4's rusage."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env)
-    _, _, usage = os.wait4(proc.pid, 0)
-    stderr = proc.stderr.read().decode(errors="replace")
-    return usage.ru_maxrss, stderr
+    """Peak RSS of one run, measured by GNU time (a small process that forks and execs the
+    command, so the figure is the command's own, not inherited from Python)."""
+    proc = subprocess.run(["/usr/bin/time", "-f", "peak_rss_kib=%M", *cmd],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, env=env)
+    stderr = proc.stderr.decode(errors="replace")
+    peak = 0
+    for line in stderr.splitlines():
+        if line.startswith("peak_rss_kib="):
+            peak = int(line.split("=")[1])
+    return peak, stderr
 
 
 def median_time(cmd, runs, expect_status, env=None):

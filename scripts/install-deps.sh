@@ -8,7 +8,7 @@ pkgs=(
   libcapstone-dev         # reference x86 decoder: disassembly in debug output, decoder cross-check
   busybox-static cpio gzip # default guest initramfs
   xz-utils zstd binutils  # unpack the Debian kernel (bzImage payload -> vmlinux)
-  qemu-system-x86         # reference VMM for benchmarks only; quokka never uses it
+  qemu-system-x86 time    # reference VMM and GNU time, for benchmarks only
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -366,6 +365,21 @@ static void io_loop(struct machine *m, int signal_fd)
     }
 }
 
+/* Peak resident set of this process image (VmHWM); unlike getrusage's ru_maxrss it does not
+ * include the memory of the process quokka was exec'd from. */
+static long peak_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
 /* QUOKKA_STATS=1: one line of resource figures for the benchmarks. Guest pages the guest
  * touched are counted with mincore() so quokka's own overhead can be told apart from them. */
 static void report_stats(const struct machine *m)
@@ -380,9 +394,7 @@ static void report_stats(const struct machine *m)
         for (size_t i = 0; i < pages; i++)
             touched += vec[i] & 1;
     free(vec);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    fprintf(stderr, "quokka-stats: peak_rss_kb=%ld guest_touched_kb=%llu\n", ru.ru_maxrss,
+    fprintf(stderr, "quokka-stats: peak_rss_kb=%ld guest_touched_kb=%llu\n", peak_rss_kb(),
             (unsigned long long)(touched * (uint64_t)page / 1024));
 }
 
