@@ -50,6 +50,10 @@ struct accel_vm_config {
     struct bus *pio;  /* the translator dispatches accesses itself; KVM returns exits */
     struct bus *mmio;
     unsigned nr_vcpus;
+    /* Accelerators without an in-kernel irqchip ask the machine's interrupt controller model
+     * for the vector when they accept an interrupt (-1: spurious, nothing pending). */
+    int (*intack)(void *ctx, unsigned vcpu);
+    void *intack_ctx;
 };
 
 struct accel_vm;
@@ -57,6 +61,9 @@ struct accel_vcpu;
 
 struct accel_ops {
     const char *name;
+    /* PIC, IOAPIC, LAPIC and PIT live in the accelerator (KVM's kernel); otherwise the
+     * machine instantiates user-space models and drives the vCPU's INTR pin via set_intr. */
+    bool in_kernel_irqchip;
     /* 0 if this accelerator can run guests here; else -1 and why. */
     int (*probe)(char *why, size_t len);
     int (*vm_create)(const struct accel_vm_config *cfg, struct accel_vm **out, char *err,
@@ -64,7 +71,8 @@ struct accel_ops {
     void (*vm_destroy)(struct accel_vm *vm);
     /* CPUID leaves this accelerator can run; the machine filters them into its model. */
     int (*supported_cpuid)(struct accel_vm *vm, struct cpuid_model *out, char *err, size_t errlen);
-    int (*set_irq)(struct accel_vm *vm, uint32_t gsi, int level);
+    int (*set_irq)(struct accel_vm *vm, uint32_t gsi, int level); /* in-kernel irqchip */
+    void (*set_intr)(struct accel_vcpu *vcpu, int level); /* user irqchip: the INTR pin */
 
     int (*vcpu_create)(struct accel_vm *vm, unsigned index, struct accel_vcpu **out, char *err,
                        size_t errlen);

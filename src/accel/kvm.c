@@ -597,6 +597,7 @@ out:
 
 const struct accel_ops kvm_accel_ops = {
     .name = "kvm",
+    .in_kernel_irqchip = true,
     .probe = kvm_probe,
     .vm_create = kvm_vm_create,
     .vm_destroy = vm_destroy,

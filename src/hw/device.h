@@ -47,7 +47,30 @@ struct device_host {
     uint64_t ram_above_4g;
     /* Host wall clock the RTC starts from (injectable for tests). */
     time_t (*wall_clock)(void);
+
+    /* Monotonic clock in nanoseconds the guest's timers count in, and one-shot timers whose
+     * callbacks run on the machine's I/O thread (never on a vCPU thread). timer_arm with
+     * deadline 0 disarms; re-arming replaces the deadline. Safe from any thread. */
+    uint64_t (*clock_ns)(void *ctx);
+    struct device_timer *(*timer_new)(void *ctx, void (*callback)(void *opaque), void *opaque);
+    void (*timer_arm)(void *ctx, struct device_timer *timer, uint64_t deadline_ns);
+    void *timer_ctx;
+
+    /* True when the accelerator has no in-kernel interrupt controller and timer (the
+     * translator). Only then do the PIC/PIT (and later IOAPIC/LAPIC) models instantiate;
+     * with KVM they leave *state NULL and register nothing. */
+    bool user_irqchip;
+    /* user_irqchip only: the interrupt controller becomes the receiver of set_irq() lines,
+     * drives the vCPU's INTR pin, and answers the vCPU's interrupt acknowledge with a vector
+     * (or -1 when nothing is pending any more: a spurious interrupt). */
+    void (*register_irq_router)(void *ctx, void (*route)(void *opaque, uint32_t gsi, int level),
+                                void *opaque);
+    void (*set_cpu_intr)(void *ctx, unsigned vcpu, int level);
+    void (*register_intack)(void *ctx, int (*intack)(void *opaque, unsigned vcpu), void *opaque);
+    void *irqchip_ctx;
 };
+
+struct device_timer;
 
 struct device_model {
     const char *name;

@@ -7,6 +7,7 @@
 #include "vm/cpuid.h"
 #include "vm/e820.h"
 #include "vm/memory.h"
+#include "vm/timers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +58,15 @@ struct machine {
     atomic_bool stop_requested;
     int exit_status;
     int stop_event_fd; /* wakes the I/O loop when a stop is requested */
+    int timer_wake_fd; /* wakes the I/O loop when a timer deadline moves earlier */
+    struct timer_list timers;
+    bool timers_ready;
+
+    /* User-space interrupt controller (accelerators without an in-kernel irqchip). */
+    void (*irq_route)(void *opaque, uint32_t gsi, int level);
+    void *irq_route_opaque;
+    int (*intack)(void *opaque, unsigned vcpu);
+    void *intack_opaque;
 };
 
 /* --- files --------------------------------------------------------------------------------- */
@@ -139,7 +149,57 @@ static void machine_request_stop(void *ctx, enum vm_stop_kind kind, uint32_t val
 static void machine_set_irq(void *ctx, uint32_t gsi, int level)
 {
     struct machine *m = ctx;
-    m->accel->set_irq(m->accel_vm, gsi, level);
+    if (m->accel->in_kernel_irqchip)
+        m->accel->set_irq(m->accel_vm, gsi, level);
+    else if (m->irq_route)
+        m->irq_route(m->irq_route_opaque, gsi, level);
+}
+
+static void machine_register_irq_router(void *ctx, void (*route)(void *, uint32_t, int),
+                                        void *opaque)
+{
+    struct machine *m = ctx;
+    m->irq_route = route;
+    m->irq_route_opaque = opaque;
+}
+
+static void machine_set_cpu_intr(void *ctx, unsigned vcpu, int level)
+{
+    struct machine *m = ctx;
+    if (vcpu < m->nr_vcpus && m->vcpus[vcpu].accel && m->accel->set_intr)
+        m->accel->set_intr(m->vcpus[vcpu].accel, level);
+}
+
+static void machine_register_intack(void *ctx, int (*intack)(void *, unsigned), void *opaque)
+{
+    struct machine *m = ctx;
+    m->intack = intack;
+    m->intack_opaque = opaque;
+}
+
+/* Called by the accelerator when the vCPU accepts an external interrupt. */
+static int machine_intack(void *ctx, unsigned vcpu)
+{
+    struct machine *m = ctx;
+    return m->intack ? m->intack(m->intack_opaque, vcpu) : -1;
+}
+
+static uint64_t machine_clock_ns(void *ctx)
+{
+    (void)ctx;
+    return clock_monotonic_ns();
+}
+
+static struct device_timer *machine_timer_new(void *ctx, void (*callback)(void *), void *opaque)
+{
+    struct machine *m = ctx;
+    return timers_new(&m->timers, callback, opaque);
+}
+
+static void machine_timer_arm(void *ctx, struct device_timer *timer, uint64_t deadline_ns)
+{
+    struct machine *m = ctx;
+    timers_arm(&m->timers, timer, deadline_ns);
 }
 
 static time_t host_wall_clock(void)
@@ -339,18 +399,33 @@ static void io_loop(struct machine *m, int signal_fd)
 {
     bool input_alive = m->console.in_fd >= 0;
     while (!atomic_load(&m->stop_requested)) {
-        struct pollfd fds[3] = {
+        struct pollfd fds[4] = {
             {.fd = m->stop_event_fd, .events = POLLIN},
             {.fd = signal_fd, .events = POLLIN},
             {.fd = input_alive ? m->console.in_fd : -1, .events = POLLIN},
+            {.fd = m->timer_wake_fd, .events = POLLIN},
         };
         bool pending = console_has_pending(&m->console);
         /* While the guest's receive FIFO is full, poll it again soon instead of reading more. */
         if (pending)
             fds[2].fd = -1;
-        int n = poll(fds, 3, pending ? 5 : -1);
+        uint64_t now = clock_monotonic_ns();
+        struct timespec storage;
+        const struct timespec *wait = timers_wait_time(&m->timers, now, &storage);
+        if (pending && (!wait || wait->tv_sec > 0 || wait->tv_nsec > 5000000)) {
+            storage = (struct timespec){0, 5000000};
+            wait = &storage;
+        }
+        int n = ppoll(fds, 4, wait, NULL);
         if (n < 0 && errno != EINTR)
             break;
+        if (fds[3].revents & POLLIN) {
+            uint64_t count;
+            if (read(m->timer_wake_fd, &count, sizeof(count)) < 0) {
+                /* nonblocking eventfd already drained */
+            }
+        }
+        timers_run_expired(&m->timers, clock_monotonic_ns());
         if (fds[1].revents & POLLIN) {
             struct signalfd_siginfo si;
             if (read(signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
@@ -419,6 +494,10 @@ static void teardown(struct machine *m, bool failed)
     guest_memory_destroy(&m->mem);
     if (m->stop_event_fd >= 0)
         close(m->stop_event_fd);
+    if (m->timers_ready)
+        timers_destroy(&m->timers);
+    if (m->timer_wake_fd >= 0)
+        close(m->timer_wake_fd);
 }
 
 int machine_run(const struct machine_config *cfg)
@@ -434,6 +513,7 @@ int machine_run(const struct machine_config *cfg)
     }
     m->cfg = cfg;
     m->stop_event_fd = -1;
+    m->timer_wake_fd = -1;
     bus_init(&m->pio, "port bus", 0x10000);
     bus_init(&m->mmio, "MMIO bus", 0);
 
@@ -484,12 +564,21 @@ int machine_run(const struct machine_config *cfg)
     if (!m->accel)
         goto fail;
     m->stop_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (m->stop_event_fd < 0) {
+    m->timer_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->stop_event_fd < 0 || m->timer_wake_fd < 0) {
         qk_fail(err, sizeof(err), "eventfd: %s", strerror(errno));
         goto fail;
     }
+    timers_init(&m->timers, m->timer_wake_fd);
+    m->timers_ready = true;
     struct accel_vm_config vm_cfg = {
-        .mem = &m->mem, .pio = &m->pio, .mmio = &m->mmio, .nr_vcpus = cfg->nr_vcpus};
+        .mem = &m->mem,
+        .pio = &m->pio,
+        .mmio = &m->mmio,
+        .nr_vcpus = cfg->nr_vcpus,
+        .intack = machine_intack,
+        .intack_ctx = m,
+    };
     if (m->accel->vm_create(&vm_cfg, &m->accel_vm, err, sizeof(err)) < 0)
         goto fail;
     status = EXIT_USAGE;
@@ -508,6 +597,15 @@ int machine_run(const struct machine_config *cfg)
         .ram_below_4g = guest_low_ram(&m->mem),
         .ram_above_4g = guest_high_ram(&m->mem),
         .wall_clock = host_wall_clock,
+        .clock_ns = machine_clock_ns,
+        .timer_new = machine_timer_new,
+        .timer_arm = machine_timer_arm,
+        .timer_ctx = m,
+        .user_irqchip = !m->accel->in_kernel_irqchip,
+        .register_irq_router = machine_register_irq_router,
+        .set_cpu_intr = machine_set_cpu_intr,
+        .register_intack = machine_register_intack,
+        .irqchip_ctx = m,
     };
     if (create_devices(m, err, sizeof(err)) < 0)
         goto fail;
