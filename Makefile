@@ -47,6 +47,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@echo "  CCLD    $@"
 	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJS) -lcmocka $(LDLIBS)
 
+# The decoder test cross-checks against capstone (a test-only dependency).
+$(BUILD)/tests/test_x86_decode: LDLIBS += -lcapstone
+
 guest:
 	@$(MAKE) -s -C guest BUILD=$(abspath $(BUILD))/guest
 

@@ -1,0 +1,163 @@
+/* The translator's vCPU: architectural x86-64 state as the generated code sees it.
+ *
+ * Fields the IR touches directly ("globals") come first and are 64-bit; the arithmetic
+ * flags are lazy: instead of RFLAGS.{CF,PF,AF,ZF,SF,OF} the CPU keeps the last flag-setting
+ * operation (cc_op) and its operands (cc_dst, cc_src, cc_src2) and computes a flag only when
+ * something reads it (see flags.h). */
+#ifndef QUOKKA_ACCEL_TCG_CPU_H
+#define QUOKKA_ACCEL_TCG_CPU_H
+
+#include "vm/cpu_state.h"
+
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Lazy flag operations. The size suffix B/W/L/Q is added to the base: base + log2(bytes). */
+enum cc_op {
+    CC_OP_EFLAGS = 0, /* all six flags are materialised in cc_src (RFLAGS bit positions) */
+    CC_OP_ADD = 4,    /* dst = result, src = second operand */
+    CC_OP_ADC = 8,    /* dst = result, src = second operand, src2 = carry in */
+    CC_OP_SUB = 12,   /* dst = result, src = second operand (first = dst + src) */
+    CC_OP_SBB = 16,   /* dst = result, src = second operand, src2 = borrow in */
+    CC_OP_LOGIC = 20, /* dst = result; CF = OF = 0, AF = 0 */
+    CC_OP_INC = 24,   /* dst = result, src = CF before (INC keeps CF) */
+    CC_OP_DEC = 28,   /* dst = result, src = CF before */
+    CC_OP_SHL = 32,   /* dst = result, src = operand shifted by count - 1 */
+    CC_OP_SAR = 36,   /* dst = result, src = operand shifted right by count - 1 (SHR and SAR) */
+    CC_OP_MUL = 40,   /* dst = low result, src = nonzero when CF = OF = 1 */
+    CC_OP_NEG = 44,   /* dst = result, src = operand (CF = src != 0) */
+    CC_OP_BLSx = 48,  /* reserved */
+    CC_OP_NR = 52,
+};
+
+#define CC_SIZE_B 0
+#define CC_SIZE_W 1
+#define CC_SIZE_L 2
+#define CC_SIZE_Q 3
+
+#define X86_CF (1u << 0)
+#define X86_PF (1u << 2)
+#define X86_AF (1u << 4)
+#define X86_ZF (1u << 6)
+#define X86_SF (1u << 7)
+#define X86_TF (1u << 8)
+#define X86_IF (1u << 9)
+#define X86_DF (1u << 10)
+#define X86_OF (1u << 11)
+#define X86_IOPL (3u << 12)
+#define X86_NT (1u << 14)
+#define X86_RF (1u << 16)
+#define X86_VM (1u << 17)
+#define X86_AC (1u << 18)
+#define X86_VIF (1u << 19)
+#define X86_VIP (1u << 20)
+#define X86_ID (1u << 21)
+#define X86_ARITH_FLAGS (X86_CF | X86_PF | X86_AF | X86_ZF | X86_SF | X86_OF)
+
+/* Exceptions */
+enum x86_exception {
+    X86_EXC_DE = 0,
+    X86_EXC_DB = 1,
+    X86_EXC_NMI = 2,
+    X86_EXC_BP = 3,
+    X86_EXC_OF = 4,
+    X86_EXC_BR = 5,
+    X86_EXC_UD = 6,
+    X86_EXC_NM = 7,
+    X86_EXC_DF = 8,
+    X86_EXC_TS = 10,
+    X86_EXC_NP = 11,
+    X86_EXC_SS = 12,
+    X86_EXC_GP = 13,
+    X86_EXC_PF = 14,
+    X86_EXC_MF = 16,
+    X86_EXC_AC = 17,
+    X86_EXC_MC = 18,
+    X86_EXC_XM = 19,
+};
+
+/* hflags: the parts of CPU mode that change how code is translated; part of the TB key. */
+#define HF_CPL_MASK 3u
+#define HF_CS32 (1u << 2)   /* CS.D: 32-bit default operand/address size */
+#define HF_SS32 (1u << 3)   /* SS.B: 32-bit stack */
+#define HF_CS64 (1u << 4)   /* long mode with CS.L: 64-bit code */
+#define HF_LMA (1u << 5)    /* long mode active */
+#define HF_PE (1u << 6)     /* protected mode */
+#define HF_PG (1u << 7)     /* paging */
+#define HF_ADDSEG (1u << 8) /* some of DS/ES/SS has a nonzero base: add segment bases */
+
+/* Software TLB: direct-mapped, virtual page -> host pointer for RAM pages. */
+#define TLB_BITS 8
+#define TLB_SIZE (1u << TLB_BITS)
+#define TLB_INVALID (~0ULL)
+
+struct tlb_entry {
+    uint64_t read_tag;  /* page-aligned virtual address valid for reads, or TLB_INVALID */
+    uint64_t write_tag; /* same for writes (not set for pages holding translated code) */
+    uint64_t exec_tag;
+    uintptr_t addend;   /* host = vaddr + addend */
+    uint64_t paddr;     /* physical page, for code invalidation and MMIO */
+};
+
+struct tcg_segment {
+    uint64_t base;
+    uint32_t limit;
+    uint16_t selector;
+    uint16_t attr; /* type | s << 4 | dpl << 5 | p << 7 | avl << 12 | l << 13 | db << 14 | g << 15 */
+};
+
+#define SEG_ATTR_S (1u << 4)
+#define SEG_ATTR_P (1u << 7)
+#define SEG_ATTR_L (1u << 13)
+#define SEG_ATTR_DB (1u << 14)
+#define SEG_ATTR_G (1u << 15)
+#define SEG_ATTR_DPL(a) (((a) >> 5) & 3u)
+
+struct tcg_vcpu;
+
+struct tcg_cpu {
+    /* --- IR globals (64-bit each, order matches tcg_globals[]) --- */
+    uint64_t gpr[NR_GPRS];
+    uint64_t rip;
+    uint64_t cc_op;
+    uint64_t cc_dst;
+    uint64_t cc_src;
+    uint64_t cc_src2;
+    uint64_t eflags; /* non-arithmetic RFLAGS bits (bit 1 set); arithmetic ones are lazy */
+    uint64_t seg_base[NR_SEGS]; /* copies of seg[].base the generated code adds */
+
+    /* --- system state, through helpers --- */
+    struct tcg_segment seg[NR_SEGS];
+    struct vcpu_dtable gdt, idt;
+    uint64_t cr0, cr2, cr3, cr4, cr8;
+    uint64_t efer;
+    uint64_t apic_base;
+    uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;
+    uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
+    uint64_t pat, misc_enable;
+    int64_t tsc_offset;
+    uint32_t hflags;
+
+    /* --- exceptions and interrupts --- */
+    int32_t exception;   /* pending exception vector or -1 */
+    uint32_t error_code;
+    bool has_error_code;
+    uint64_t fault_addr; /* CR2 for #PF */
+    atomic_uint interrupt_request; /* TCG_REQ_* bits, set from other threads */
+    bool halted;
+    bool inhibit_irq; /* STI / MOV SS shadow: no interrupt before the next instruction */
+
+    /* --- software MMU: one TLB per privilege (0 supervisor, 1 user) --- */
+    struct tlb_entry tlb[2][TLB_SIZE];
+
+    /* --- exits back to the run loop --- */
+    jmp_buf exit_jmp;
+    struct tcg_vcpu *vcpu;
+};
+
+#define TCG_REQ_STOP 1u      /* kick(): return to the machine */
+#define TCG_REQ_INTERRUPT 2u /* an external interrupt line is raised */
+
+#endif
