@@ -91,6 +91,7 @@ struct accel_ops {
 };
 
 extern const struct accel_ops kvm_accel_ops;
+extern const struct accel_ops tcg_accel_ops;
 
 /* Resolve --accel: auto picks KVM when probe() succeeds, else the translator. Returns NULL and
  * a one-line reason when nothing usable is available. */

@@ -6,12 +6,16 @@
 
 #include "hw/device.h"
 #include "vm/bus.h"
+#include "vm/timers.h"
 
 #include <string.h>
 #include <time.h>
 
 #define FAKE_NR_IRQS 24
 #define FAKE_WALL_CLOCK 1709214310 /* 2024-02-29 13:45:10 UTC, a Thursday */
+#define FAKE_NR_TIMERS 8
+#define FAKE_NR_ARMS 256
+#define FAKE_CLOCK_START 1000000000ULL /* fake monotonic clock after enable_timers: 1 s */
 
 struct fake_machine {
     struct bus pio, mmio;
@@ -30,6 +34,22 @@ struct fake_machine {
 
     size_t (*input)(void *opaque, const uint8_t *buf, size_t len);
     void *input_opaque;
+
+    /* fake_machine_enable_timers(): a clock the test moves by hand and timers it fires with
+     * fake_run_timers(); every arm with a non-zero deadline is logged in order. */
+    uint64_t now_ns;
+    struct device_timer timers[FAKE_NR_TIMERS];
+    unsigned nr_timers;
+    uint64_t arms[FAKE_NR_ARMS];
+    unsigned nr_arms; /* may exceed FAKE_NR_ARMS; only the first ones are kept */
+
+    /* fake_machine_enable_irqchip(): the captured router and acknowledge, and the INTR pin. */
+    void (*route)(void *opaque, uint32_t gsi, int level);
+    void *route_opaque;
+    int (*intack)(void *opaque, unsigned vcpu);
+    void *intack_opaque;
+    int intr_level;
+    unsigned intr_calls;
 };
 
 static inline void fake_set_irq(void *ctx, uint32_t gsi, int level)
@@ -39,6 +59,9 @@ static inline void fake_set_irq(void *ctx, uint32_t gsi, int level)
     assert_true(level == 0 || level == 1);
     fm->irq_level[gsi] = level;
     fm->irq_calls[gsi]++;
+    /* With a user-space irqchip the machine hands lines to the registered router. */
+    if (fm->route)
+        fm->route(fm->route_opaque, gsi, level);
 }
 
 static inline void fake_request_stop(void *ctx, enum vm_stop_kind kind, uint32_t value)
@@ -87,6 +110,103 @@ static inline void fake_machine_init(struct fake_machine *fm)
         .ram_above_4g = 2ULL << 30,
         .wall_clock = fake_wall_clock,
     };
+}
+
+static inline uint64_t fake_clock_ns(void *ctx)
+{
+    struct fake_machine *fm = ctx;
+    return fm->now_ns;
+}
+
+static inline struct device_timer *fake_timer_new(void *ctx, void (*callback)(void *), void *opaque)
+{
+    struct fake_machine *fm = ctx;
+    assert_true(fm->nr_timers < FAKE_NR_TIMERS);
+    struct device_timer *t = &fm->timers[fm->nr_timers++];
+    *t = (struct device_timer){.callback = callback, .opaque = opaque};
+    return t;
+}
+
+static inline void fake_timer_arm(void *ctx, struct device_timer *timer, uint64_t deadline_ns)
+{
+    struct fake_machine *fm = ctx;
+    assert_true(timer >= fm->timers && timer < fm->timers + fm->nr_timers);
+    timer->deadline_ns = deadline_ns;
+    if (deadline_ns) {
+        if (fm->nr_arms < FAKE_NR_ARMS)
+            fm->arms[fm->nr_arms] = deadline_ns;
+        fm->nr_arms++;
+    }
+}
+
+/* Fire each timer due at now_ns once, as the machine's I/O loop does (a timer re-armed into
+ * the past waits for the next call). Returns how many fired. */
+static inline unsigned fake_run_timers(struct fake_machine *fm)
+{
+    unsigned fired = 0;
+    for (unsigned i = 0; i < fm->nr_timers; i++) {
+        struct device_timer *t = &fm->timers[i];
+        if (t->deadline_ns && t->deadline_ns <= fm->now_ns) {
+            t->deadline_ns = 0;
+            t->callback(t->opaque);
+            fired++;
+        }
+    }
+    return fired;
+}
+
+/* Earliest armed deadline, or 0 when none is armed. */
+static inline uint64_t fake_next_deadline(const struct fake_machine *fm)
+{
+    uint64_t earliest = 0;
+    for (unsigned i = 0; i < fm->nr_timers; i++)
+        if (fm->timers[i].deadline_ns && (!earliest || fm->timers[i].deadline_ns < earliest))
+            earliest = fm->timers[i].deadline_ns;
+    return earliest;
+}
+
+static inline void fake_set_cpu_intr(void *ctx, unsigned vcpu, int level)
+{
+    struct fake_machine *fm = ctx;
+    assert_int_equal(vcpu, 0);
+    assert_true(level == 0 || level == 1);
+    fm->intr_level = level;
+    fm->intr_calls++;
+}
+
+static inline void fake_register_irq_router(void *ctx, void (*route)(void *, uint32_t, int),
+                                            void *opaque)
+{
+    struct fake_machine *fm = ctx;
+    fm->route = route;
+    fm->route_opaque = opaque;
+}
+
+static inline void fake_register_intack(void *ctx, int (*intack)(void *, unsigned), void *opaque)
+{
+    struct fake_machine *fm = ctx;
+    fm->intack = intack;
+    fm->intack_opaque = opaque;
+}
+
+static inline void fake_machine_enable_timers(struct fake_machine *fm)
+{
+    fm->now_ns = FAKE_CLOCK_START;
+    fm->host.clock_ns = fake_clock_ns;
+    fm->host.timer_new = fake_timer_new;
+    fm->host.timer_arm = fake_timer_arm;
+    fm->host.timer_ctx = fm;
+}
+
+/* The translator's configuration: user-space PIC/PIT (and timers they need). */
+static inline void fake_machine_enable_irqchip(struct fake_machine *fm)
+{
+    fake_machine_enable_timers(fm);
+    fm->host.user_irqchip = true;
+    fm->host.register_irq_router = fake_register_irq_router;
+    fm->host.set_cpu_intr = fake_set_cpu_intr;
+    fm->host.register_intack = fake_register_intack;
+    fm->host.irqchip_ctx = fm;
 }
 
 static inline void fake_machine_destroy(struct fake_machine *fm)

@@ -1,0 +1,365 @@
+/* Software MMU: guest virtual -> physical through the guest's page tables (4-level, PAE,
+ * 2-level, or none), cached in a per-privilege software TLB that maps straight to host
+ * pointers for RAM. Accesses that are not RAM go to the MMIO bus (reads of nothing give
+ * all-ones, writes are dropped); no guest address ever reaches host memory unchecked. */
+#include "accel/tcg/tcg_internal.h"
+
+#include "vm/bus.h"
+#include "vm/memory.h"
+
+#include <string.h>
+
+#define PTE_P (1ULL << 0)
+#define PTE_W (1ULL << 1)
+#define PTE_U (1ULL << 2)
+#define PTE_A (1ULL << 5)
+#define PTE_D (1ULL << 6)
+#define PTE_PS (1ULL << 7)
+#define PTE_NX (1ULL << 63)
+#define PTE_ADDR 0x000ffffffffff000ULL
+
+#define PF_PRESENT 1u
+#define PF_WRITE 2u
+#define PF_USER 4u
+#define PF_RSVD 8u
+#define PF_FETCH 16u
+
+#define CR4_PSE (1ULL << 4)
+
+struct walk {
+    uint64_t paddr;
+    bool writable, user, exec, dirty;
+};
+
+static inline bool cpu_user_mode(const struct tcg_cpu *cpu)
+{
+    return (cpu->hflags & HF_CPL_MASK) == 3;
+}
+
+/* Read a page-table entry; tables outside RAM read as not-present. */
+static bool read_pte(struct tcg_cpu *cpu, uint64_t paddr, unsigned size, uint64_t *pte,
+                     void **host)
+{
+    struct guest_memory *mem = cpu_vcpu(cpu)->vm->mem;
+    void *p = gpa_to_host(mem, paddr, size);
+    if (!p)
+        return false;
+    *pte = 0;
+    memcpy(pte, p, size);
+    *host = p;
+    return true;
+}
+
+static void set_pte_bits(void *host, unsigned size, uint64_t pte, uint64_t bits)
+{
+    if ((pte & bits) == bits)
+        return;
+    pte |= bits;
+    memcpy(host, &pte, size);
+}
+
+/* Walk the page tables. Returns 0 or the #PF error code bits (PF_PRESENT etc.) | 0x100 to
+ * say "fault". A/D bits are set only when set_bits (real accesses, not probes). */
+static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, bool user,
+                          bool set_bits, struct walk *w)
+{
+    w->writable = w->user = w->exec = w->dirty = true;
+    if (!(cpu->cr0 & X86_CR0_PG)) {
+        w->paddr = (cpu->hflags & HF_LMA) ? vaddr : (vaddr & 0xffffffffULL);
+        return 0;
+    }
+    bool nxe = (cpu->efer & X86_EFER_NXE) != 0;
+    unsigned err = (access == MMU_WRITE ? PF_WRITE : 0) | (user ? PF_USER : 0) |
+                   (access == MMU_EXEC && nxe ? PF_FETCH : 0);
+    uint64_t table, pte = 0;
+    unsigned levels, entry_size, shift;
+    void *host = NULL;
+    void *hosts[5];
+    uint64_t ptes[5];
+    unsigned depth = 0;
+    if (cpu->cr4 & X86_CR4_PAE) {
+        entry_size = 8;
+        if (cpu->hflags & HF_LMA) {
+            levels = 4;
+            shift = 39;
+            table = cpu->cr3 & PTE_ADDR;
+        } else {
+            /* PAE: the 4 PDPTEs at CR3[31:5]. */
+            uint64_t pdpte;
+            if (!read_pte(cpu, (cpu->cr3 & 0xffffffe0ULL) + ((vaddr >> 30) & 3) * 8, 8, &pdpte,
+                          &host) ||
+                !(pdpte & PTE_P))
+                return err | 0x100;
+            levels = 2;
+            shift = 21;
+            table = pdpte & PTE_ADDR;
+        }
+    } else {
+        entry_size = 4;
+        levels = 2;
+        shift = 22;
+        table = cpu->cr3 & 0xfffff000ULL;
+        vaddr &= 0xffffffffULL;
+    }
+    uint64_t page_mask = 0xfff;
+    for (unsigned level = 0; level < levels; level++, shift -= (entry_size == 8 ? 9 : 10)) {
+        unsigned index_bits = entry_size == 8 ? 9 : 10;
+        uint64_t index = (vaddr >> shift) & ((1u << index_bits) - 1);
+        if (!read_pte(cpu, table + index * entry_size, entry_size, &pte, &host) || !(pte & PTE_P))
+            return err | 0x100;
+        hosts[depth] = host;
+        ptes[depth++] = pte;
+        w->writable &= (pte & PTE_W) != 0;
+        w->user &= (pte & PTE_U) != 0;
+        if (nxe && entry_size == 8 && (pte & PTE_NX))
+            w->exec = false;
+        bool last = level == levels - 1;
+        /* PS marks a large page: 1 GiB (PDPT) or 2 MiB (PD) with 8-byte entries, 4 MiB in
+         * 2-level paging with CR4.PSE. In the PML4 it is reserved (treated as a table). */
+        bool large = !last && (pte & PTE_PS) &&
+                     (entry_size == 8 ? (levels == 2 || level >= 1) : (cpu->cr4 & CR4_PSE) != 0);
+        if (large) {
+            page_mask = (1ULL << shift) - 1;
+            if (entry_size == 4) /* PSE-36 high bits are not modelled: 4 MiB pages < 4 GiB */
+                table = pte & 0xffc00000ULL;
+            else
+                table = pte & PTE_ADDR & ~page_mask;
+            break;
+        }
+        table = entry_size == 8 ? (pte & PTE_ADDR) : (pte & 0xfffff000ULL);
+        if (last)
+            break;
+    }
+    w->dirty = (pte & PTE_D) != 0;
+    /* Permission checks: supervisor writes to read-only pages fault only with CR0.WP. */
+    bool denied = (user && !w->user) ||
+                  (access == MMU_WRITE && !w->writable && (user || (cpu->cr0 & X86_CR0_WP))) ||
+                  (access == MMU_EXEC && !w->exec);
+    if (denied)
+        return err | PF_PRESENT | 0x100;
+    if (set_bits) {
+        for (unsigned i = 0; i < depth; i++)
+            set_pte_bits(hosts[i], entry_size, ptes[i], PTE_A);
+        if (access == MMU_WRITE) {
+            set_pte_bits(hosts[depth - 1], entry_size, ptes[depth - 1] | PTE_A, PTE_A | PTE_D);
+            w->dirty = true;
+        }
+    }
+    w->paddr = table + (vaddr & page_mask);
+    return 0;
+}
+
+static bool ram_page_index(const struct accel_vm *vm, uint64_t paddr, size_t *index)
+{
+    const uint8_t *host = gpa_to_host(vm->mem, paddr & ~0xfffULL, 0x1000);
+    if (!host)
+        return false;
+    *index = (size_t)(host - vm->mem->mapping) >> 12;
+    return true;
+}
+
+static bool canonical(uint64_t vaddr)
+{
+    return (uint64_t)((int64_t)(vaddr << 16) >> 16) == vaddr;
+}
+
+static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, bool user)
+{
+    struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    uint64_t ppage = w->paddr & ~0xfffULL;
+    uint8_t *host = gpa_to_host(vm->mem, ppage, 0x1000);
+    if (!host)
+        return; /* MMIO or nothing: every access takes the slow path */
+    struct tlb_entry *e = &cpu->tlb[user][(vaddr >> 12) & (TLB_SIZE - 1)];
+    uint64_t vpage = vaddr & ~0xfffULL;
+    size_t index;
+    e->read_tag = vpage;
+    bool code = ram_page_index(vm, ppage, &index) && tb_page_has_code(&vm->tbs, index);
+    e->write_tag = (w->writable || (!user && !(cpu->cr0 & X86_CR0_WP))) && w->dirty && !code
+                       ? vpage
+                       : TLB_INVALID;
+    e->exec_tag = w->exec ? vpage : TLB_INVALID;
+    e->addend = (uintptr_t)host - (uintptr_t)vpage;
+    e->paddr = ppage;
+}
+
+uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, bool user)
+{
+    if ((cpu->hflags & HF_LMA) && !canonical(vaddr))
+        tcg_raise_exception(cpu, X86_EXC_GP, 0, true);
+    struct walk w;
+    unsigned fault = page_walk(cpu, vaddr, access, user, true, &w);
+    if (fault) {
+        cpu->cr2 = vaddr;
+        tcg_raise_exception(cpu, X86_EXC_PF, fault & 0xff, true);
+    }
+    fill_tlb(cpu, vaddr, &w, user);
+    return w.paddr;
+}
+
+bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint64_t *paddr)
+{
+    if ((cpu->hflags & HF_LMA) && !canonical(vaddr))
+        return false;
+    struct walk w;
+    if (page_walk(cpu, vaddr, access, cpu_user_mode(cpu), false, &w))
+        return false;
+    *paddr = w.paddr;
+    return true;
+}
+
+void tlb_flush(struct tcg_cpu *cpu)
+{
+    for (unsigned u = 0; u < 2; u++)
+        for (unsigned i = 0; i < TLB_SIZE; i++)
+            cpu->tlb[u][i] = (struct tlb_entry){TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0};
+}
+
+void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
+{
+    for (unsigned u = 0; u < 2; u++) {
+        struct tlb_entry *e = &cpu->tlb[u][(vaddr >> 12) & (TLB_SIZE - 1)];
+        if (e->read_tag == (vaddr & ~0xfffULL))
+            *e = (struct tlb_entry){TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0};
+    }
+}
+
+/* A block was translated from physical page ppage: writes to it must take the slow path so
+ * they invalidate the block. */
+void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage)
+{
+    for (unsigned u = 0; u < 2; u++)
+        for (unsigned i = 0; i < TLB_SIZE; i++)
+            if (cpu->tlb[u][i].paddr == ppage)
+                cpu->tlb[u][i].write_tag = TLB_INVALID;
+}
+
+static uint64_t phys_read(struct tcg_cpu *cpu, uint64_t paddr, unsigned size)
+{
+    struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    const void *host = gpa_to_host(vm->mem, paddr, size);
+    uint64_t value = 0;
+    if (host)
+        memcpy(&value, host, size);
+    else
+        bus_read(vm->mmio, paddr, size, &value);
+    return value;
+}
+
+static void phys_write(struct tcg_cpu *cpu, uint64_t paddr, uint64_t value, unsigned size)
+{
+    struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    void *host = gpa_to_host(vm->mem, paddr, size);
+    if (!host) {
+        bus_write(vm->mmio, paddr, size, value);
+        return;
+    }
+    size_t index;
+    if (ram_page_index(vm, paddr, &index) && tb_page_has_code(&vm->tbs, index))
+        tb_invalidate_page(&vm->tbs, index);
+    memcpy(host, &value, size);
+}
+
+static uint64_t load_slow(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size, bool user)
+{
+    if (((vaddr & 0xfff) + size) > 0x1000) {
+        /* Crosses a page: byte by byte, each byte translated (and faulting) on its own. */
+        uint64_t value = 0;
+        for (unsigned i = 0; i < size; i++)
+            value |= load_slow(cpu, vaddr + i, 1, user) << (8 * i);
+        return value;
+    }
+    uint64_t paddr = mmu_translate(cpu, vaddr, MMU_READ, user);
+    return phys_read(cpu, paddr, size);
+}
+
+static void store_slow(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsigned size,
+                       bool user)
+{
+    if (((vaddr & 0xfff) + size) > 0x1000) {
+        /* Check both pages before writing anything, so a fault leaves memory unchanged. */
+        mmu_translate(cpu, vaddr, MMU_WRITE, user);
+        mmu_translate(cpu, (vaddr | 0xfff) + 1, MMU_WRITE, user);
+        for (unsigned i = 0; i < size; i++)
+            store_slow(cpu, vaddr + i, (value >> (8 * i)) & 0xff, 1, user);
+        return;
+    }
+    uint64_t paddr = mmu_translate(cpu, vaddr, MMU_WRITE, user);
+    phys_write(cpu, paddr, value, size);
+}
+
+static inline uint64_t load_access(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size, bool user)
+{
+    const struct tlb_entry *e = &cpu->tlb[user][(vaddr >> 12) & (TLB_SIZE - 1)];
+    if (e->read_tag == (vaddr & ~0xfffULL) && (vaddr & 0xfff) + size <= 0x1000) {
+        uint64_t value = 0;
+        memcpy(&value, (const void *)(uintptr_t)(vaddr + e->addend), size);
+        return value;
+    }
+    return load_slow(cpu, vaddr, size, user);
+}
+
+static inline void store_access(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value,
+                                unsigned size, bool user)
+{
+    const struct tlb_entry *e = &cpu->tlb[user][(vaddr >> 12) & (TLB_SIZE - 1)];
+    if (e->write_tag == (vaddr & ~0xfffULL) && (vaddr & 0xfff) + size <= 0x1000) {
+        memcpy((void *)(uintptr_t)(vaddr + e->addend), &value, size);
+        return;
+    }
+    store_slow(cpu, vaddr, value, size, user);
+}
+
+static unsigned memop_size(unsigned memop)
+{
+    unsigned size = memop & 0xf;
+    return (size == 1 || size == 2 || size == 4 || size == 8) ? size : 8;
+}
+
+uint64_t mmu_load(void *env, uint64_t vaddr, unsigned memop)
+{
+    struct tcg_cpu *cpu = env;
+    return load_access(cpu, vaddr, memop_size(memop), cpu_user_mode(cpu));
+}
+
+void mmu_store(void *env, uint64_t vaddr, uint64_t value, unsigned memop)
+{
+    struct tcg_cpu *cpu = env;
+    store_access(cpu, vaddr, value, memop_size(memop), cpu_user_mode(cpu));
+}
+
+uint64_t mmu_load_kernel(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size)
+{
+    return load_access(cpu, vaddr, memop_size(size), false);
+}
+
+void mmu_store_kernel(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsigned size)
+{
+    store_access(cpu, vaddr, value, memop_size(size), false);
+}
+
+size_t mmu_fetch_code(struct tcg_cpu *cpu, uint64_t vaddr, uint8_t *buf, size_t len)
+{
+    struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    bool user = cpu_user_mode(cpu);
+    size_t done = 0;
+    while (done < len) {
+        uint64_t va = vaddr + done;
+        uint64_t paddr;
+        if (done == 0) {
+            paddr = mmu_translate(cpu, va, MMU_EXEC, user); /* faults for the first byte */
+        } else if (!mmu_probe(cpu, va, MMU_EXEC, &paddr)) {
+            break; /* the next page would fault: let the decoder ask for it */
+        }
+        size_t chunk = 0x1000 - (size_t)(va & 0xfff);
+        if (chunk > len - done)
+            chunk = len - done;
+        const void *host = gpa_to_host(vm->mem, paddr, chunk);
+        if (host)
+            memcpy(buf + done, host, chunk);
+        else
+            memset(buf + done, 0xff, chunk); /* code outside RAM reads as all-ones */
+        done += chunk;
+    }
+    return done;
+}

@@ -1,0 +1,204 @@
+#include "accel/tcg/tb.h"
+
+#include "accel/tcg/backend/interp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TB_HASH_SIZE (1u << 15)
+#define TB_DEFAULT_MAX_BYTES (256u << 20)
+
+static size_t tb_hash(uint64_t phys_pc, uint32_t hflags, size_t size)
+{
+    uint64_t h = phys_pc * 0x9e3779b97f4a7c15ULL ^ (uint64_t)hflags * 0xff51afd7ed558ccdULL;
+    return (size_t)(h >> 40) & (size - 1);
+}
+
+static size_t jmp_hash(uint64_t pc)
+{
+    return (size_t)((pc >> 2) ^ (pc >> 14)) & (TB_JMP_CACHE_SIZE - 1);
+}
+
+int tb_cache_init(struct tb_cache *cache, size_t nr_ram_pages)
+{
+    memset(cache, 0, sizeof(*cache));
+    cache->hash_size = TB_HASH_SIZE;
+    cache->hash = calloc(cache->hash_size, sizeof(*cache->hash));
+    cache->nr_pages = nr_ram_pages;
+    cache->pages = calloc(nr_ram_pages ? nr_ram_pages : 1, sizeof(*cache->pages));
+    cache->max_code_bytes = TB_DEFAULT_MAX_BYTES;
+    if (!cache->hash || !cache->pages) {
+        tb_cache_destroy(cache);
+        return -1;
+    }
+    return 0;
+}
+
+static void tb_free(struct tb *tb)
+{
+    interp_free(tb->code);
+    free(tb);
+}
+
+void tb_cache_destroy(struct tb_cache *cache)
+{
+    if (cache->hash)
+        tb_flush(cache);
+    tb_reap(cache);
+    for (size_t i = 0; cache->pages && i < cache->nr_pages; i++)
+        free(cache->pages[i].tbs);
+    free(cache->pages);
+    free(cache->hash);
+    memset(cache, 0, sizeof(*cache));
+}
+
+struct tb *tb_lookup(struct tb_cache *cache, uint64_t pc, uint64_t phys_pc, uint64_t cs_base,
+                     uint32_t hflags)
+{
+    struct tb *hint = cache->jmp_cache[jmp_hash(pc)];
+    if (hint && hint->pc == pc && hint->phys_pc == phys_pc && hint->cs_base == cs_base &&
+        hint->hflags == hflags)
+        return hint;
+    for (struct tb *tb = cache->hash[tb_hash(phys_pc, hflags, cache->hash_size)]; tb;
+         tb = tb->hash_next) {
+        if (tb->phys_pc == phys_pc && tb->pc == pc && tb->cs_base == cs_base &&
+            tb->hflags == hflags) {
+            cache->jmp_cache[jmp_hash(pc)] = tb;
+            return tb;
+        }
+    }
+    return NULL;
+}
+
+static int page_list_add(struct tb_page_list *list, struct tb *tb)
+{
+    if (list->nr == list->cap) {
+        uint32_t cap = list->cap ? list->cap * 2 : 4;
+        struct tb **v = realloc(list->tbs, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        list->tbs = v;
+        list->cap = cap;
+    }
+    list->tbs[list->nr++] = tb;
+    return 0;
+}
+
+static void page_list_remove(struct tb_page_list *list, const struct tb *tb)
+{
+    for (uint32_t i = 0; i < list->nr; i++) {
+        if (list->tbs[i] == tb) {
+            list->tbs[i] = list->tbs[--list->nr];
+            return;
+        }
+    }
+}
+
+int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t page_index1)
+{
+    size_t bytes = interp_code_size(tb->code) + sizeof(*tb);
+    if (cache->code_bytes + bytes > cache->max_code_bytes)
+        tb_flush(cache);
+    if (page_index0 >= cache->nr_pages ||
+        page_list_add(&cache->pages[page_index0], tb) < 0) {
+        tb_free(tb);
+        return -1;
+    }
+    if (page_index1 != SIZE_MAX) {
+        if (page_index1 >= cache->nr_pages || page_list_add(&cache->pages[page_index1], tb) < 0) {
+            page_list_remove(&cache->pages[page_index0], tb);
+            tb_free(tb);
+            return -1;
+        }
+    }
+    tb->page_index[0] = page_index0;
+    tb->page_index[1] = page_index1;
+    tb->valid = true;
+    size_t h = tb_hash(tb->phys_pc, tb->hflags, cache->hash_size);
+    tb->hash_next = cache->hash[h];
+    cache->hash[h] = tb;
+    cache->jmp_cache[jmp_hash(tb->pc)] = tb;
+    cache->nr_tbs++;
+    cache->code_bytes += bytes;
+    cache->stats_translated++;
+    return 0;
+}
+
+/* Unlink from the hash chain and jump cache, and park on the zombie list: the block may be
+ * the one executing right now (a store into its own page). */
+static void tb_retire(struct tb_cache *cache, struct tb *tb)
+{
+    struct tb **link = &cache->hash[tb_hash(tb->phys_pc, tb->hflags, cache->hash_size)];
+    while (*link && *link != tb)
+        link = &(*link)->hash_next;
+    if (*link)
+        *link = tb->hash_next;
+    size_t j = jmp_hash(tb->pc);
+    if (cache->jmp_cache[j] == tb)
+        cache->jmp_cache[j] = NULL;
+    tb->valid = false;
+    tb->zombie_next = cache->zombies;
+    cache->zombies = tb;
+    cache->nr_tbs--;
+    size_t bytes = interp_code_size(tb->code) + sizeof(*tb);
+    cache->code_bytes = cache->code_bytes > bytes ? cache->code_bytes - bytes : 0;
+}
+
+bool tb_page_has_code(const struct tb_cache *cache, size_t page_index)
+{
+    return page_index < cache->nr_pages && cache->pages[page_index].nr != 0;
+}
+
+size_t tb_invalidate_page(struct tb_cache *cache, size_t page_index)
+{
+    if (page_index >= cache->nr_pages)
+        return 0;
+    struct tb_page_list *list = &cache->pages[page_index];
+    size_t count = 0;
+    while (list->nr) {
+        struct tb *tb = list->tbs[list->nr - 1];
+        list->nr--;
+        /* A block spanning two pages is on the other page's list too. */
+        for (int i = 0; i < 2; i++) {
+            size_t other = tb->page_index[i];
+            if (other != page_index && other < cache->nr_pages)
+                page_list_remove(&cache->pages[other], tb);
+        }
+        tb_retire(cache, tb);
+        count++;
+    }
+    cache->stats_invalidated += count;
+    return count;
+}
+
+void tb_flush(struct tb_cache *cache)
+{
+    for (size_t i = 0; i < cache->hash_size; i++) {
+        struct tb *tb = cache->hash[i];
+        while (tb) {
+            struct tb *next = tb->hash_next;
+            tb->valid = false;
+            tb->zombie_next = cache->zombies;
+            cache->zombies = tb;
+            tb = next;
+        }
+        cache->hash[i] = NULL;
+    }
+    for (size_t i = 0; i < cache->nr_pages; i++)
+        cache->pages[i].nr = 0;
+    memset(cache->jmp_cache, 0, sizeof(cache->jmp_cache));
+    cache->nr_tbs = 0;
+    cache->code_bytes = 0;
+    cache->stats_flushes++;
+}
+
+void tb_reap(struct tb_cache *cache)
+{
+    struct tb *tb = cache->zombies;
+    while (tb) {
+        struct tb *next = tb->zombie_next;
+        tb_free(tb);
+        tb = next;
+    }
+    cache->zombies = NULL;
+}

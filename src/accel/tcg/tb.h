@@ -1,0 +1,64 @@
+/* Translation-block cache: guest code blocks translated once, found again by (physical pc,
+ * code segment base, CPU mode), and thrown away when the guest writes to their page. */
+#ifndef QUOKKA_ACCEL_TCG_TB_H
+#define QUOKKA_ACCEL_TCG_TB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct interp_code;
+
+struct tb {
+    uint64_t pc;        /* linear address of the first instruction */
+    uint64_t phys_pc;   /* its physical address (the cache key) */
+    uint64_t cs_base;
+    uint32_t hflags;
+    uint32_t size;      /* guest code bytes covered */
+    size_t page_index[2]; /* RAM pages holding its code; [1] = SIZE_MAX when on one page */
+    uint32_t nr_guest_insns;
+    bool valid;
+    struct interp_code *code;
+    struct tb *hash_next;
+    struct tb *zombie_next;
+};
+
+struct tb_page_list {
+    struct tb **tbs;
+    uint32_t nr, cap;
+};
+
+#define TB_JMP_CACHE_SIZE 4096
+
+struct tb_cache {
+    struct tb **hash;
+    size_t hash_size; /* power of two */
+    struct tb_page_list *pages; /* indexed by RAM page number (see tb_page_index) */
+    size_t nr_pages;
+    struct tb *zombies; /* invalidated, freed when no block is executing */
+    size_t nr_tbs;
+    size_t code_bytes;
+    size_t max_code_bytes; /* flush everything beyond this */
+    /* Fast lookup by linear pc (QEMU's tb_jmp_cache): a hint verified on use. */
+    struct tb *jmp_cache[TB_JMP_CACHE_SIZE];
+    uint64_t stats_translated, stats_invalidated, stats_flushes;
+};
+
+int tb_cache_init(struct tb_cache *cache, size_t nr_ram_pages);
+void tb_cache_destroy(struct tb_cache *cache);
+
+struct tb *tb_lookup(struct tb_cache *cache, uint64_t pc, uint64_t phys_pc, uint64_t cs_base,
+                     uint32_t hflags);
+/* Insert a new block (takes ownership). page_index[1] may be SIZE_MAX. Returns -1 when the
+ * page list could not grow (the block is then freed). */
+int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t page_index1);
+/* The guest wrote to RAM page `page_index`: invalidate every block with code there. Returns
+ * how many were invalidated. */
+size_t tb_invalidate_page(struct tb_cache *cache, size_t page_index);
+bool tb_page_has_code(const struct tb_cache *cache, size_t page_index);
+/* Drop every block (cache full, or a global change such as CR0.PG flipping). */
+void tb_flush(struct tb_cache *cache);
+/* Free invalidated blocks; call only when no block is executing. */
+void tb_reap(struct tb_cache *cache);
+
+#endif

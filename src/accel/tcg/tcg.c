@@ -1,0 +1,506 @@
+/* The translator as an accelerator: accel_ops over quokka's own dynamic binary translator.
+ *
+ * run() loops: take pending interrupts, find (or translate) the block at CS:RIP, run it on
+ * the interpreter backend. Guest exceptions and exits from helpers come back here through
+ * longjmp to cpu->exit_jmp; the interpreter holds no resources across helper calls. */
+#include "accel/accel.h"
+
+#include "accel/tcg/backend/interp.h"
+#include "accel/tcg/tcg_internal.h"
+#include "accel/tcg/x86/seg.h"
+#include "accel/tcg/x86/translate.h"
+#include "util/log.h"
+#include "vm/memory.h"
+
+#include <cpuid.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct interp_mem_ops tcg_mem_ops = {mmu_load, mmu_store};
+
+struct tcg_vcpu_extra {
+    struct ir_block block; /* scratch IR block for translation (large: kept per vCPU) */
+};
+
+noreturn void tcg_raise_exception(struct tcg_cpu *cpu, int vector, uint32_t error_code,
+                                  bool has_error_code)
+{
+    cpu->exception = vector;
+    cpu->error_code = error_code;
+    cpu->has_error_code = has_error_code;
+    longjmp(cpu->exit_jmp, 1);
+}
+
+noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu)
+{
+    longjmp(cpu->exit_jmp, 2);
+}
+
+/* --- VM -------------------------------------------------------------------------------------- */
+
+static int tcg_probe(char *why, size_t len)
+{
+    (void)why, (void)len;
+    return 0; /* runs anywhere */
+}
+
+static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **out, char *err,
+                         size_t errlen)
+{
+    if (cfg->nr_vcpus != 1)
+        return qk_fail(err, errlen,
+                       "the translator runs one vCPU for now (--cpus %u requested with --accel tcg)",
+                       cfg->nr_vcpus);
+    struct accel_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return qk_fail(err, errlen, "out of memory");
+    vm->mem = cfg->mem;
+    vm->pio = cfg->pio;
+    vm->mmio = cfg->mmio;
+    vm->nr_vcpus = cfg->nr_vcpus;
+    vm->intack = cfg->intack;
+    vm->intack_ctx = cfg->intack_ctx;
+    if (tb_cache_init(&vm->tbs, (size_t)(cfg->mem->ram_size >> 12)) < 0) {
+        free(vm);
+        return qk_fail(err, errlen, "out of memory for the translation cache");
+    }
+    *out = vm;
+    return 0;
+}
+
+static void tcg_vm_destroy(struct accel_vm *vm)
+{
+    if (!vm)
+        return;
+    tb_cache_destroy(&vm->tbs);
+    free(vm);
+}
+
+static void add_leaf(struct cpuid_model *m, uint32_t fn, uint32_t idx, uint32_t flags,
+                     uint32_t a, uint32_t b, uint32_t c, uint32_t d)
+{
+    if (m->nr < CPUID_MAX_ENTRIES)
+        m->entry[m->nr++] = (struct cpuid_entry){fn, idx, flags, a, b, c, d};
+}
+
+/* Exactly what the translator implements: integer ISA, long mode, NX, PAE/PSE paging,
+ * CMPXCHG8B/16B, CMOV, TSC/RDTSCP, MSRs, SYSCALL, POPCNT, LZCNT. No FPU/SSE yet. */
+static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, char *err,
+                               size_t errlen)
+{
+    (void)vm, (void)err, (void)errlen;
+    out->nr = 0;
+    /* Same vendor as the host, so guests print the same identity as under KVM here. */
+    unsigned a, vb = 0x756e6547, vc = 0x6c65746e, vd = 0x49656e69; /* "GenuineIntel" */
+    __get_cpuid(0, &a, &vb, &vc, &vd);
+    add_leaf(out, 0, 0, 0, 0x7, vb, vc, vd);
+    const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
+                          (1u << 13) | (1u << 15) | (1u << 19); /* PSE TSC MSR PAE CX8 PGE CMOV
+                                                                   CLFSH */
+    const uint32_t ecx1 = (1u << 13) | (1u << 23);                 /* CX16 POPCNT */
+    add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1, edx1);    /* family 6; CLFLUSH 64 B */
+    add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
+    add_leaf(out, 0x80000000, 0, 0, 0x80000008, 0, 0, 0);
+    add_leaf(out, 0x80000001, 0, 0, 0, 0, (1u << 0) | (1u << 5),   /* LAHF_LM ABM(LZCNT) */
+             (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29));   /* SYSCALL NX RDTSCP LM */
+    static const char brand[48] = "quokka translator CPU";
+    uint32_t w[12];
+    memcpy(w, brand, sizeof(w));
+    for (unsigned i = 0; i < 3; i++)
+        add_leaf(out, 0x80000002 + i, 0, 0, w[i * 4], w[i * 4 + 1], w[i * 4 + 2], w[i * 4 + 3]);
+    add_leaf(out, 0x80000008, 0, 0, 0x00003028, 0, 0, 0); /* 40-bit physical, 48-bit virtual */
+    return 0;
+}
+
+static int tcg_set_irq(struct accel_vm *vm, uint32_t gsi, int level)
+{
+    (void)vm, (void)gsi, (void)level;
+    return 0; /* interrupts arrive through set_intr from the user-space controller */
+}
+
+/* --- vCPU ------------------------------------------------------------------------------------- */
+
+static void reset_cpu(struct tcg_cpu *cpu)
+{
+    memset(cpu, 0, offsetof(struct tcg_cpu, exit_jmp));
+    cpu->eflags = 2;
+    cpu->cc_op = CC_OP_EFLAGS;
+    cpu->cr0 = X86_CR0_ET;
+    cpu->exception = -1;
+    cpu->pat = 0x0007040600070406ULL;
+    cpu->apic_base = 0xfee00000ULL | (1u << 11) | (1u << 8);
+    for (unsigned i = 0; i < NR_SEGS; i++)
+        cpu->seg[i] = (struct tcg_segment){0, 0xffff, 0, 0x3 | SEG_ATTR_S | SEG_ATTR_P};
+    cpu->seg[SEG_CS] = (struct tcg_segment){0xffff0000ULL, 0xffff, 0xf000,
+                                            0xb | SEG_ATTR_S | SEG_ATTR_P};
+    for (unsigned i = 0; i < NR_SEGS; i++)
+        cpu->seg_base[i] = cpu->seg[i].base;
+    cpu->rip = 0xfff0;
+    cpu->idt.limit = 0xffff;
+    cpu->gdt.limit = 0xffff;
+    tlb_flush(cpu);
+    tcg_update_hflags(cpu);
+}
+
+static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcpu **out, char *err,
+                           size_t errlen)
+{
+    struct accel_vcpu *v = calloc(1, sizeof(*v) + sizeof(struct tcg_vcpu_extra));
+    if (!v)
+        return qk_fail(err, errlen, "out of memory");
+    v->vm = vm;
+    v->index = index;
+    pthread_mutex_init(&v->lock, NULL);
+    pthread_cond_init(&v->wake, NULL);
+    v->cpu.vcpu = (struct tcg_vcpu *)v;
+    reset_cpu(&v->cpu);
+    *out = v;
+    return 0;
+}
+
+static void tcg_vcpu_destroy(struct accel_vcpu *v)
+{
+    if (!v)
+        return;
+    pthread_mutex_destroy(&v->lock);
+    pthread_cond_destroy(&v->wake);
+    free(v);
+}
+
+static struct ir_block *vcpu_block(struct accel_vcpu *v)
+{
+    return &((struct tcg_vcpu_extra *)(v + 1))->block;
+}
+
+static int tcg_set_cpuid(struct accel_vcpu *v, const struct cpuid_model *model)
+{
+    v->cpuid = *model;
+    return 0;
+}
+
+static uint16_t attr_pack(const struct vcpu_segment *s)
+{
+    if (s->unusable)
+        return 0;
+    return (uint16_t)((s->type & 0xf) | (s->s & 1) << 4 | (s->dpl & 3) << 5 | (s->present & 1) << 7 |
+                      (s->avl & 1) << 12 | (s->l & 1) << 13 | (s->db & 1) << 14 | (s->g & 1) << 15);
+}
+
+static void attr_unpack(struct vcpu_segment *s, uint16_t a)
+{
+    s->type = a & 0xf;
+    s->s = (a >> 4) & 1;
+    s->dpl = (a >> 5) & 3;
+    s->present = (a >> 7) & 1;
+    s->avl = (a >> 12) & 1;
+    s->l = (a >> 13) & 1;
+    s->db = (a >> 14) & 1;
+    s->g = (a >> 15) & 1;
+    s->unusable = !s->present;
+}
+
+static int tcg_get_state(struct accel_vcpu *v, struct vcpu_state *st)
+{
+    const struct tcg_cpu *cpu = &v->cpu;
+    memcpy(st->gpr, cpu->gpr, sizeof(st->gpr));
+    st->rip = cpu->rip;
+    st->rflags = tcg_read_eflags(cpu);
+    for (unsigned i = 0; i < NR_SEGS; i++) {
+        const struct tcg_segment *s = &cpu->seg[i];
+        st->seg[i] = (struct vcpu_segment){.base = s->base, .limit = s->limit,
+                                           .selector = s->selector};
+        attr_unpack(&st->seg[i], s->attr);
+    }
+    st->gdt = cpu->gdt;
+    st->idt = cpu->idt;
+    st->cr0 = cpu->cr0;
+    st->cr2 = cpu->cr2;
+    st->cr3 = cpu->cr3;
+    st->cr4 = cpu->cr4;
+    st->cr8 = cpu->cr8;
+    st->efer = cpu->efer;
+    st->apic_base = cpu->apic_base;
+    return 0;
+}
+
+static int tcg_set_state(struct accel_vcpu *v, const struct vcpu_state *st)
+{
+    struct tcg_cpu *cpu = &v->cpu;
+    memcpy(cpu->gpr, st->gpr, sizeof(cpu->gpr));
+    cpu->rip = st->rip;
+    for (unsigned i = 0; i < NR_SEGS; i++) {
+        const struct vcpu_segment *s = &st->seg[i];
+        cpu->seg[i] = (struct tcg_segment){s->base, s->limit, s->selector, attr_pack(s)};
+        cpu->seg_base[i] = s->base;
+    }
+    cpu->gdt = st->gdt;
+    cpu->idt = st->idt;
+    cpu->cr0 = st->cr0 | X86_CR0_ET;
+    cpu->cr2 = st->cr2;
+    cpu->cr3 = st->cr3;
+    cpu->cr4 = st->cr4;
+    cpu->cr8 = st->cr8;
+    cpu->efer = st->efer;
+    if (st->apic_base)
+        cpu->apic_base = st->apic_base;
+    cpu->eflags = 2;
+    tcg_write_eflags(cpu, st->rflags, ~0ULL);
+    /* CPL: the RPL of CS in protected mode (boot states run at 0). */
+    cpu->hflags = (st->cr0 & X86_CR0_PE) ? (st->seg[SEG_CS].selector & 3u) : 0;
+    tcg_update_hflags(cpu);
+    tlb_flush(cpu);
+    cpu->halted = false;
+    return 0;
+}
+
+static int tcg_get_msrs(struct accel_vcpu *v, struct vcpu_msr *msrs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (!tcg_msr_read(&v->cpu, msrs[i].index, &msrs[i].value))
+            return -1;
+    return 0;
+}
+
+static int tcg_set_msrs(struct accel_vcpu *v, const struct vcpu_msr *msrs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (!tcg_msr_write(&v->cpu, msrs[i].index, msrs[i].value))
+            return -1;
+    return 0;
+}
+
+static void tcg_kick(struct accel_vcpu *v)
+{
+    atomic_fetch_or(&v->cpu.interrupt_request, TCG_REQ_STOP);
+    pthread_mutex_lock(&v->lock);
+    pthread_cond_broadcast(&v->wake);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static void tcg_set_intr(struct accel_vcpu *v, int level)
+{
+    atomic_store(&v->intr_level, level ? 1 : 0);
+    if (level) {
+        atomic_fetch_or(&v->cpu.interrupt_request, TCG_REQ_INTERRUPT);
+        pthread_mutex_lock(&v->lock);
+        pthread_cond_broadcast(&v->wake);
+        pthread_mutex_unlock(&v->lock);
+    }
+}
+
+static int tcg_vcpu_thread_init(struct accel_vcpu *v)
+{
+    (void)v;
+    return 0;
+}
+
+/* --- the run loop ------------------------------------------------------------------------------ */
+
+static bool is_contributory(int vector)
+{
+    return vector == X86_EXC_DE || (vector >= X86_EXC_TS && vector <= X86_EXC_GP);
+}
+
+/* Deliver cpu->exception, escalating faults during delivery to #DF and a fault while
+ * delivering #DF to a triple fault. Returns false on triple fault. */
+static bool deliver_exception(struct tcg_cpu *cpu)
+{
+    int first = -1;
+    for (unsigned attempts = 0; attempts < 4; attempts++) {
+        int vector = cpu->exception;
+        bool soft = cpu->exception_soft;
+        uint64_t next = soft ? cpu->exception_next_rip : cpu->rip;
+        bool has_err = cpu->has_error_code;
+        uint32_t err = cpu->error_code;
+        cpu->exception = -1;
+        cpu->exception_soft = false;
+        if (setjmp(cpu->exit_jmp) == 0) {
+            tcg_deliver_interrupt(cpu, vector, soft, has_err, err, next);
+            return true;
+        }
+        /* A fault while delivering `vector`. */
+        if (cpu->exception < 0)
+            return true; /* not a fault (cannot happen: delivery does not exit otherwise) */
+        if (vector == X86_EXC_DF)
+            return false;
+        int second = cpu->exception;
+        bool df = (is_contributory(vector) && is_contributory(second)) ||
+                  (vector == X86_EXC_PF && (is_contributory(second) || second == X86_EXC_PF));
+        if (df) {
+            cpu->exception = X86_EXC_DF;
+            cpu->error_code = 0;
+            cpu->has_error_code = true;
+        }
+        first = vector;
+    }
+    (void)first;
+    return false;
+}
+
+static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t phys_pc,
+                                  uint64_t cs_base)
+{
+    struct tcg_cpu *cpu = &v->cpu;
+    struct accel_vm *vm = v->vm;
+    struct ir_block *block = vcpu_block(v);
+    struct x86_translate_info info;
+    if (x86_translate_block(cpu, block, cs_base, cpu->rip, cpu->hflags, &info) < 0)
+        return NULL;
+    if (getenv("QUOKKA_TCG_LOG_IR")) {
+        static char text[1 << 20]; /* debug output only */
+        ir_print(block, text, sizeof(text));
+        fprintf(stderr, "IN  pc=0x%llx (%u insns)\n%s", (unsigned long long)pc, info.nr_insns,
+                text);
+    }
+    ir_optimize(block);
+    if (getenv("QUOKKA_TCG_LOG_IR")) {
+        static char text[1 << 20];
+        ir_print(block, text, sizeof(text));
+        fprintf(stderr, "OUT\n%s\n", text);
+    }
+    struct tb *tb = calloc(1, sizeof(*tb));
+    if (!tb)
+        return NULL;
+    tb->code = interp_compile(block, &tcg_mem_ops);
+    if (!tb->code) {
+        free(tb);
+        return NULL;
+    }
+    tb->pc = pc;
+    tb->phys_pc = phys_pc;
+    tb->cs_base = cs_base;
+    tb->hflags = cpu->hflags;
+    tb->size = info.guest_size;
+    tb->nr_guest_insns = info.nr_insns;
+    /* Code pages: the first and, if the block's last byte is on another page, that one. */
+    const uint8_t *host0 = gpa_to_host(vm->mem, phys_pc & ~0xfffULL, 0x1000);
+    size_t page0 = host0 ? (size_t)(host0 - vm->mem->mapping) >> 12 : SIZE_MAX;
+    size_t page1 = SIZE_MAX;
+    uint64_t phys_last;
+    if ((info.last_byte & ~0xfffULL) != (pc & ~0xfffULL) &&
+        mmu_probe(cpu, info.last_byte, MMU_EXEC, &phys_last)) {
+        const uint8_t *host1 = gpa_to_host(vm->mem, phys_last & ~0xfffULL, 0x1000);
+        if (host1)
+            page1 = (size_t)(host1 - vm->mem->mapping) >> 12;
+        tlb_protect_code(cpu, phys_last & ~0xfffULL);
+    }
+    if (page0 == SIZE_MAX) {
+        /* Code outside RAM cannot be written by the guest: keep it uncached. */
+        return tb;
+    }
+    tlb_protect_code(cpu, phys_pc & ~0xfffULL);
+    if (tb_insert(&vm->tbs, tb, page0, page1) < 0)
+        return NULL;
+    return tb;
+}
+
+static uint64_t code_phys(struct tcg_cpu *cpu, uint64_t pc)
+{
+    bool user = (cpu->hflags & HF_CPL_MASK) == 3;
+    const struct tlb_entry *e = &cpu->tlb[user][(pc >> 12) & (TLB_SIZE - 1)];
+    if (e->exec_tag == (pc & ~0xfffULL))
+        return e->paddr | (pc & 0xfff);
+    return mmu_translate(cpu, pc, MMU_EXEC, user);
+}
+
+/* Wait while halted; returns false when asked to stop. */
+static bool wait_for_interrupt(struct accel_vcpu *v)
+{
+    struct tcg_cpu *cpu = &v->cpu;
+    pthread_mutex_lock(&v->lock);
+    while (!(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) &&
+           !(atomic_load(&v->intr_level) && (cpu->eflags & X86_IF)))
+        pthread_cond_wait(&v->wake, &v->lock);
+    pthread_mutex_unlock(&v->lock);
+    return !(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP);
+}
+
+static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
+{
+    struct tcg_cpu *cpu = &v->cpu;
+    struct accel_vm *vm = v->vm;
+    memset(exit, 0, sizeof(*exit));
+    for (;;) {
+        tb_reap(&vm->tbs);
+        if (atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) {
+            atomic_fetch_and(&cpu->interrupt_request, ~TCG_REQ_STOP);
+            exit->reason = ACCEL_EXIT_STOPPED;
+            return 0;
+        }
+        if (setjmp(cpu->exit_jmp) != 0) {
+            /* Back from generated code: an exception to deliver, or a helper's exit. */
+            if (cpu->exception >= 0 && !deliver_exception(cpu)) {
+                exit->reason = ACCEL_EXIT_SHUTDOWN;
+                return 0;
+            }
+            continue;
+        }
+        bool inhibit = cpu->inhibit_irq;
+        cpu->inhibit_irq = false;
+        if (!inhibit && atomic_load(&v->intr_level) && (cpu->eflags & X86_IF)) {
+            int vector = vm->intack ? vm->intack(vm->intack_ctx, v->index) : -1;
+            if (vector >= 0) {
+                cpu->halted = false;
+                cpu->exception = vector;
+                cpu->has_error_code = false;
+                cpu->exception_soft = false;
+                if (!deliver_exception(cpu)) {
+                    exit->reason = ACCEL_EXIT_SHUTDOWN;
+                    return 0;
+                }
+                continue;
+            }
+        }
+        if (cpu->halted) {
+            if (!wait_for_interrupt(v))
+                continue; /* stop request: handled at the loop top */
+            continue;
+        }
+        uint64_t cs_base = (cpu->hflags & HF_CS64) ? 0 : cpu->seg[SEG_CS].base;
+        uint64_t pc = cs_base + cpu->rip;
+        if (!(cpu->hflags & HF_CS64))
+            pc &= 0xffffffffULL;
+        uint64_t phys = code_phys(cpu, pc);
+        struct tb *tb = tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
+        if (!tb) {
+            tb = translate_block(v, pc, phys, cs_base);
+            if (!tb) {
+                exit->reason = ACCEL_EXIT_ERROR;
+                snprintf(exit->error.msg, sizeof(exit->error.msg),
+                         "translator failed at 0x%llx (out of memory or IR overflow)",
+                         (unsigned long long)pc);
+                return 0;
+            }
+        }
+        bool cached = tb->valid;
+        interp_exec(tb->code, cpu);
+        if (!cached) {
+            /* Blocks from outside RAM are not cached: drop after one run. */
+            interp_free(tb->code);
+            free(tb);
+        }
+    }
+}
+
+const struct accel_ops tcg_accel_ops = {
+    .name = "tcg",
+    .in_kernel_irqchip = false,
+    .probe = tcg_probe,
+    .vm_create = tcg_vm_create,
+    .vm_destroy = tcg_vm_destroy,
+    .supported_cpuid = tcg_supported_cpuid,
+    .set_irq = tcg_set_irq,
+    .set_intr = tcg_set_intr,
+    .vcpu_create = tcg_vcpu_create,
+    .vcpu_destroy = tcg_vcpu_destroy,
+    .set_cpuid = tcg_set_cpuid,
+    .get_state = tcg_get_state,
+    .set_state = tcg_set_state,
+    .get_msrs = tcg_get_msrs,
+    .set_msrs = tcg_set_msrs,
+    .run = tcg_run,
+    .kick = tcg_kick,
+    .vcpu_thread_init = tcg_vcpu_thread_init,
+};

@@ -1,0 +1,71 @@
+/* Shared between the translator's parts: the VM and vCPU objects behind accel_ops, the
+ * software MMU, the translation-block cache and exception raising. */
+#ifndef QUOKKA_ACCEL_TCG_TCG_INTERNAL_H
+#define QUOKKA_ACCEL_TCG_TCG_INTERNAL_H
+
+#include "accel/accel.h"
+#include "accel/tcg/cpu.h"
+#include "accel/tcg/tb.h"
+
+#include <pthread.h>
+#include <stdnoreturn.h>
+
+struct accel_vm {
+    struct guest_memory *mem;
+    struct bus *pio, *mmio;
+    unsigned nr_vcpus;
+    int (*intack)(void *ctx, unsigned vcpu);
+    void *intack_ctx;
+    struct tb_cache tbs;
+};
+
+struct accel_vcpu {
+    struct accel_vm *vm;
+    unsigned index;
+    struct tcg_cpu cpu;
+    pthread_mutex_t lock; /* guards the wake-up condition for HLT */
+    pthread_cond_t wake;
+    atomic_int intr_level; /* the INTR pin, driven by the interrupt controller model */
+    struct cpuid_model cpuid;
+    struct accel_exit *pending_exit; /* where a helper reports an exit to run() */
+};
+
+static inline struct accel_vcpu *cpu_vcpu(struct tcg_cpu *cpu)
+{
+    return (struct accel_vcpu *)cpu->vcpu;
+}
+
+/* Leave generated code and deliver exception `vector` at the instruction whose address the
+ * front end stored in cpu->rip. */
+noreturn void tcg_raise_exception(struct tcg_cpu *cpu, int vector, uint32_t error_code,
+                                  bool has_error_code);
+/* Leave generated code to the run loop (cpu->rip already points where to resume). */
+noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu);
+
+/* --- TSC, MSRs, CR0 (helpers.c), shared with the accelerator's get/set_msrs --- */
+#define TCG_TSC_HZ 1000000000ULL /* 1 GHz nominal, from CLOCK_MONOTONIC */
+uint64_t tcg_read_tsc(const struct tcg_cpu *cpu);
+bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value);
+bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value);
+void tcg_write_cr0(struct tcg_cpu *cpu, uint64_t value);
+
+/* --- software MMU (softmmu.c) --- */
+enum mmu_access { MMU_READ, MMU_WRITE, MMU_EXEC };
+/* Virtual -> physical for the current mode; on a fault raises #PF (never returns). */
+uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, bool user);
+/* The same without side effects on the guest: returns false where the access would fault. */
+bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint64_t *paddr);
+uint64_t mmu_load(void *env, uint64_t vaddr, unsigned memop);
+void mmu_store(void *env, uint64_t vaddr, uint64_t value, unsigned memop);
+/* Supervisor-privilege accesses for descriptor tables, stacks of interrupt delivery. */
+uint64_t mmu_load_kernel(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size);
+void mmu_store_kernel(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsigned size);
+/* Read up to len code bytes at vaddr for the decoder; stops at a page that would fault
+ * (returns how many bytes were read; 0 raises the fault for the first byte). */
+size_t mmu_fetch_code(struct tcg_cpu *cpu, uint64_t vaddr, uint8_t *buf, size_t len);
+void tlb_flush(struct tcg_cpu *cpu);
+void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr);
+/* Make writes to physical page ppage take the slow path (it now holds translated code). */
+void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage);
+
+#endif

@@ -1,0 +1,77 @@
+/* C helpers called from translated code for instructions too complex for inline IR.
+ * All take env (struct tcg_cpu *) first. The table order is the IR CALL index. */
+#ifndef QUOKKA_ACCEL_TCG_X86_HELPERS_H
+#define QUOKKA_ACCEL_TCG_X86_HELPERS_H
+
+#include "accel/tcg/ir/ir.h"
+
+#define HF_PURE IR_HELPER_NO_SIDE_EFFECTS
+#define HF_RW (IR_HELPER_READS_GLOBALS | IR_HELPER_WRITES_GLOBALS)
+#define HF_RWX (HF_RW | IR_HELPER_MAY_EXIT)
+
+/* X(name, flags) */
+#define X86_HELPERS(X)                                                                             \
+    X(compute_eflags, HF_PURE) /* (cc_op, dst, src, src2) -> arithmetic flags */                  \
+    X(compute_cf, HF_PURE)     /* (cc_op, dst, src, src2) -> CF */                                \
+    X(cond, HF_PURE)           /* (flags, cc) -> 0/1 */                                           \
+    X(read_eflags, IR_HELPER_READS_GLOBALS)     /* -> full RFLAGS */                               \
+    X(write_eflags, HF_RWX)    /* (value, opsize bytes): POPF/IRET rules for this CPL/IOPL */     \
+    X(raise, HF_RWX)           /* (vector, error code, has error code): never returns */          \
+    X(soft_int, HF_RWX)        /* (vector, next rip): INT n / INT3 / INTO */                      \
+    X(in, HF_RWX)              /* (port, size) -> value */                                         \
+    X(out, HF_RWX)             /* (port, value, size) */                                           \
+    X(string, HF_RWX)          /* (op | size << 8 | rep << 12 | addr size << 16, next rip) */     \
+    X(hlt, HF_RWX)             /* (next rip) */                                                    \
+    X(cli, HF_RWX)                                                                                 \
+    X(sti, HF_RWX)                                                                                 \
+    X(cpuid, HF_RW)                                                                                \
+    X(rdtsc, HF_RWX)           /* (with_aux) */                                                    \
+    X(rdmsr, HF_RWX)                                                                               \
+    X(wrmsr, HF_RWX)                                                                               \
+    X(mul, HF_RWX)             /* (value, size bytes, signed): one-operand MUL/IMUL */            \
+    X(div, HF_RWX)             /* (value, size bytes, signed): DIV/IDIV, #DE */                   \
+    X(shift, HF_RW)            /* (value, count, kind | size << 8, extra) -> result: rotates,     \
+                                  RCL/RCR, SHLD/SHRD (extra = other operand) */                   \
+    X(bitscan, HF_RW)          /* (src, old dest, kind | size << 8) -> result (BSF BSR TZCNT LZCNT \
+                                  POPCNT) */                                                       \
+    X(bittest, HF_RW)          /* (value, bit, kind | size << 8) -> new value (BT BTS BTR BTC) */ \
+    X(load_seg, HF_RWX)        /* (seg, selector) */                                               \
+    X(far_jump, HF_RWX)        /* (selector, offset, next rip, is_call | opsize << 8) */          \
+    X(far_ret, HF_RWX)         /* (opsize bytes, pop extra) */                                     \
+    X(iret, HF_RWX)            /* (opsize bytes) */                                                \
+    X(lgdt_lidt, HF_RWX)       /* (linear addr, which: 0 gdt 1 idt) */                             \
+    X(sgdt_sidt, HF_RWX)       /* (linear addr, which) */                                          \
+    X(mov_to_cr, HF_RWX)       /* (cr, value) */                                                   \
+    X(mov_from_cr, HF_RWX)     /* (cr) -> value */                                                 \
+    X(invlpg, HF_RWX)          /* (linear addr) */                                                 \
+    X(lmsw, HF_RWX)            /* (value) */                                                       \
+    X(cmpxchg8b, HF_RWX)       /* (linear addr, is 16b) */                                         \
+    X(enter, HF_RWX)           /* (frame size, level, opsize bytes) */                             \
+    X(pusha, HF_RWX)           /* (opsize bytes) */                                                \
+    X(popa, HF_RWX)            /* (opsize bytes) */                                                \
+    X(sysenter_family, HF_RWX) /* (kind, next rip): SYSCALL/SYSRET/SYSENTER/SYSEXIT/SWAPGS */     \
+    X(ltr_lldt, HF_RWX)        /* (selector, which): 0 LLDT 1 LTR */                               \
+    X(str_sldt, HF_RWX)        /* (which) -> selector */
+
+enum x86_helper_id {
+#define X86_HELPER_ENUM(name, flags) HELPER_##name,
+    X86_HELPERS(X86_HELPER_ENUM)
+#undef X86_HELPER_ENUM
+        X86_NR_HELPERS
+};
+
+extern const struct ir_helper x86_helper_table[X86_NR_HELPERS];
+
+/* Shift helper kinds */
+enum { SHIFT_ROL, SHIFT_ROR, SHIFT_RCL, SHIFT_RCR, SHIFT_SHLD, SHIFT_SHRD };
+/* Bit scan kinds */
+enum { SCAN_BSF, SCAN_BSR, SCAN_TZCNT, SCAN_LZCNT, SCAN_POPCNT };
+/* Bit test kinds */
+enum { BITTEST_BT, BITTEST_BTS, BITTEST_BTR, BITTEST_BTC };
+/* String op kinds */
+enum { STR_MOVS, STR_CMPS, STR_STOS, STR_LODS, STR_SCAS, STR_INS, STR_OUTS };
+enum { REP_NONE, REP_REP, REP_REPNE };
+/* sysenter_family kinds */
+enum { SYS_SYSCALL, SYS_SYSRET, SYS_SYSENTER, SYS_SYSEXIT, SYS_SWAPGS };
+
+#endif

@@ -1,0 +1,1394 @@
+/* x86 front end, second half: decoded instructions -> IR for one translation block.
+ *
+ * Guest state lives in env (struct tcg_cpu); the GPRs, RIP, lazy-flag fields, RFLAGS and
+ * segment bases are IR globals. The translator tracks the lazy flag operation statically
+ * within a block (dc->cc_op), so `cmp; jcc` compares the operands directly and never builds
+ * RFLAGS. Every instruction first stores its own RIP; the optimiser drops that store unless
+ * something that can fault or read guest state follows before the next one, which keeps
+ * faults precise at the cost of nothing in straight-line arithmetic. */
+#include "accel/tcg/x86/translate.h"
+
+#include "accel/tcg/tcg_internal.h"
+#include "accel/tcg/x86/decode.h"
+#include "accel/tcg/x86/flags.h"
+#include "accel/tcg/x86/helpers.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define CC_OP_DYNAMIC (-1)
+#define MAX_INSNS_PER_TB 64
+/* Room one instruction may need in the IR block; the block ends before it runs short. */
+#define OPS_PER_INSN_RESERVE 400
+#define TEMPS_PER_INSN_RESERVE 120
+
+enum global_index {
+    G_GPR0 = 0,
+    G_RIP = NR_GPRS,
+    G_CC_OP,
+    G_CC_DST,
+    G_CC_SRC,
+    G_CC_SRC2,
+    G_EFLAGS,
+    G_SEG_BASE0,
+    NR_TCG_GLOBALS = G_SEG_BASE0 + NR_SEGS,
+};
+
+#define GLOBAL(field, label)                                                                       \
+    {.kind = IR_TEMP_GLOBAL, .type = IR_I64, .env_offset = offsetof(struct tcg_cpu, field),         \
+     .name = label}
+
+static const struct ir_temp_info tcg_globals[NR_TCG_GLOBALS] = {
+    GLOBAL(gpr[0], "rax"),       GLOBAL(gpr[1], "rcx"),       GLOBAL(gpr[2], "rdx"),
+    GLOBAL(gpr[3], "rbx"),       GLOBAL(gpr[4], "rsp"),       GLOBAL(gpr[5], "rbp"),
+    GLOBAL(gpr[6], "rsi"),       GLOBAL(gpr[7], "rdi"),       GLOBAL(gpr[8], "r8"),
+    GLOBAL(gpr[9], "r9"),        GLOBAL(gpr[10], "r10"),      GLOBAL(gpr[11], "r11"),
+    GLOBAL(gpr[12], "r12"),      GLOBAL(gpr[13], "r13"),      GLOBAL(gpr[14], "r14"),
+    GLOBAL(gpr[15], "r15"),      GLOBAL(rip, "rip"),          GLOBAL(cc_op, "cc_op"),
+    GLOBAL(cc_dst, "cc_dst"),    GLOBAL(cc_src, "cc_src"),    GLOBAL(cc_src2, "cc_src2"),
+    GLOBAL(eflags, "eflags"),    GLOBAL(seg_base[0], "es_base"), GLOBAL(seg_base[1], "cs_base"),
+    GLOBAL(seg_base[2], "ss_base"), GLOBAL(seg_base[3], "ds_base"), GLOBAL(seg_base[4], "fs_base"),
+    GLOBAL(seg_base[5], "gs_base"), GLOBAL(seg_base[6], "ldt_base"), GLOBAL(seg_base[7], "tr_base"),
+};
+
+/* Disassembly context: one block being translated. */
+struct dc {
+    struct ir_block *b;
+    struct tcg_cpu *cpu;
+    const struct x86_decoded_insn *insn;
+    uint64_t cs_base;
+    uint64_t ip;      /* RIP of the current instruction (not linear) */
+    uint64_t next_ip; /* RIP after it */
+    uint32_t hflags;
+    enum x86_cpu_mode mode;
+    int cc_op; /* static lazy-flags op, or CC_OP_DYNAMIC */
+    bool end;  /* the block ends after this instruction */
+};
+
+/* --- small utilities -------------------------------------------------------------------- */
+
+static inline ir_temp gpr(unsigned r)
+{
+    return (ir_temp)(G_GPR0 + r);
+}
+
+static uint64_t size_mask(unsigned bits)
+{
+    return bits >= 64 ? ~0ULL : (1ULL << bits) - 1;
+}
+
+static enum ir_type type_for(unsigned bits)
+{
+    return bits == 64 ? IR_I64 : IR_I32;
+}
+
+static unsigned cc_size(unsigned bits)
+{
+    return bits == 8 ? CC_SIZE_B : bits == 16 ? CC_SIZE_W : bits == 32 ? CC_SIZE_L : CC_SIZE_Q;
+}
+
+static ir_temp tmp(struct dc *s)
+{
+    return ir_new_temp(s->b, IR_I64);
+}
+
+static ir_temp cst(struct dc *s, uint64_t v)
+{
+    return ir_const(s->b, IR_I64, v);
+}
+
+static unsigned stack_bits(const struct dc *s)
+{
+    if (s->mode == X86_MODE_64)
+        return 64;
+    return (s->hflags & HF_SS32) ? 32 : 16;
+}
+
+/* Zero-extend the low `bits` of a into d. */
+static void gen_zext(struct dc *s, ir_temp d, ir_temp a, unsigned bits)
+{
+    switch (bits) {
+    case 8: ir_unop(s->b, IR_EXT8U, IR_I64, d, a); break;
+    case 16: ir_unop(s->b, IR_EXT16U, IR_I64, d, a); break;
+    case 32: ir_unop(s->b, IR_EXT32U, IR_I64, d, a); break;
+    default: ir_mov(s->b, IR_I64, d, a); break;
+    }
+}
+
+static void gen_sext(struct dc *s, ir_temp d, ir_temp a, unsigned bits)
+{
+    switch (bits) {
+    case 8: ir_unop(s->b, IR_EXT8S, IR_I64, d, a); break;
+    case 16: ir_unop(s->b, IR_EXT16S, IR_I64, d, a); break;
+    case 32: ir_unop(s->b, IR_EXT32S, IR_I64, d, a); break;
+    default: ir_mov(s->b, IR_I64, d, a); break;
+    }
+}
+
+static void gen_call(struct dc *s, enum x86_helper_id h, ir_temp d, ir_temp a0, ir_temp a1,
+                     ir_temp a2, ir_temp a3)
+{
+    ir_call(s->b, h, d, a0, a1, a2, a3);
+}
+
+/* --- registers -------------------------------------------------------------------------- */
+
+static ir_temp load_reg(struct dc *s, unsigned reg, unsigned bits, bool high8)
+{
+    ir_temp t = tmp(s);
+    if (high8)
+        ir_extract(s->b, IR_I64, t, gpr(reg), 8, 8);
+    else
+        gen_zext(s, t, gpr(reg), bits);
+    return t;
+}
+
+/* Write the low `bits` of v: 32-bit writes zero the upper half, 8/16-bit writes merge. */
+static void store_reg(struct dc *s, unsigned reg, unsigned bits, bool high8, ir_temp v)
+{
+    ir_temp g = gpr(reg);
+    if (high8)
+        ir_deposit(s->b, IR_I64, g, g, v, 8, 8);
+    else if (bits == 8 || bits == 16)
+        ir_deposit(s->b, IR_I64, g, g, v, 0, bits);
+    else
+        gen_zext(s, g, v, bits);
+}
+
+/* --- addresses and memory ---------------------------------------------------------------- */
+
+/* Linear address from an offset in segment seg: base added outside 64-bit mode (FS/GS
+ * always), truncated to 32 bits outside long mode. */
+static ir_temp gen_linear(struct dc *s, ir_temp offset, unsigned seg)
+{
+    ir_temp lin = tmp(s);
+    if (s->mode == X86_MODE_64) {
+        if (seg == SEG_FS || seg == SEG_GS)
+            ir_binop(s->b, IR_ADD, IR_I64, lin, offset, (ir_temp)(G_SEG_BASE0 + seg));
+        else
+            ir_mov(s->b, IR_I64, lin, offset);
+        return lin;
+    }
+    ir_binop(s->b, IR_ADD, IR_I64, lin, offset, (ir_temp)(G_SEG_BASE0 + seg));
+    ir_unop(s->b, IR_EXT32U, IR_I64, lin, lin);
+    return lin;
+}
+
+/* Effective address (offset within the segment) of the memory operand. */
+static ir_temp gen_ea(struct dc *s)
+{
+    const struct x86_mem *m = &s->insn->mem;
+    ir_temp ea = tmp(s);
+    if (m->base == X86_RIP_BASE) {
+        ir_movi(s->b, IR_I64, ea, s->next_ip + (uint64_t)m->disp);
+    } else {
+        ir_movi(s->b, IR_I64, ea, (uint64_t)m->disp);
+        if (m->base != X86_NO_REG)
+            ir_binop(s->b, IR_ADD, IR_I64, ea, ea, gpr(m->base));
+        if (m->index != X86_NO_REG) {
+            ir_temp idx = tmp(s);
+            unsigned shift = m->scale == 8 ? 3 : m->scale == 4 ? 2 : m->scale == 2 ? 1 : 0;
+            ir_binop(s->b, IR_SHL, IR_I64, idx, gpr(m->index), cst(s, shift));
+            ir_binop(s->b, IR_ADD, IR_I64, ea, ea, idx);
+        }
+    }
+    if (m->addr_size < 64)
+        gen_zext(s, ea, ea, m->addr_size);
+    return ea;
+}
+
+static ir_temp gen_mem_addr(struct dc *s)
+{
+    return gen_linear(s, gen_ea(s), s->insn->mem.seg);
+}
+
+static ir_temp gen_load(struct dc *s, ir_temp addr, unsigned bits)
+{
+    ir_temp v = tmp(s);
+    ir_qld(s->b, IR_I64, v, addr, bits / 8);
+    return v;
+}
+
+static void gen_store(struct dc *s, ir_temp addr, ir_temp v, unsigned bits)
+{
+    ir_qst(s->b, IR_I64, v, addr, bits / 8);
+}
+
+/* --- operands ---------------------------------------------------------------------------- */
+
+struct opref {
+    ir_temp addr; /* linear address for memory operands, IR_NO_TEMP otherwise */
+};
+
+/* Value of operand i, zero-extended from its size. Memory addresses are computed once and
+ * remembered in ref so a read-modify-write stores where it loaded. */
+static ir_temp load_operand(struct dc *s, unsigned i, struct opref *ref)
+{
+    const struct x86_operand *o = &s->insn->operand[i];
+    if (ref)
+        ref->addr = IR_NO_TEMP;
+    switch (o->kind) {
+    case X86_OPND_REG:
+        if (o->reg_class == X86_RC_SEG) {
+            ir_temp t = tmp(s);
+            ir_ldenv(s->b, t, (uint32_t)(offsetof(struct tcg_cpu, seg) +
+                                         o->reg * sizeof(struct tcg_segment) +
+                                         offsetof(struct tcg_segment, selector)));
+            ir_unop(s->b, IR_EXT16U, IR_I64, t, t);
+            return t;
+        }
+        return load_reg(s, o->reg, o->size, o->reg_class == X86_RC_GPR8_HIGH);
+    case X86_OPND_MEM: {
+        ir_temp addr = gen_mem_addr(s);
+        if (ref)
+            ref->addr = addr;
+        return gen_load(s, addr, o->size);
+    }
+    case X86_OPND_IMM:
+        return cst(s, (o->which_imm ? s->insn->imm2 : s->insn->imm) & size_mask(o->size));
+    case X86_OPND_CONST:
+        return cst(s, 1);
+    default:
+        return cst(s, 0);
+    }
+}
+
+static void store_operand(struct dc *s, unsigned i, const struct opref *ref, ir_temp v)
+{
+    const struct x86_operand *o = &s->insn->operand[i];
+    if (o->kind == X86_OPND_REG)
+        store_reg(s, o->reg, o->size, o->reg_class == X86_RC_GPR8_HIGH, v);
+    else if (o->kind == X86_OPND_MEM)
+        gen_store(s, ref && ref->addr != IR_NO_TEMP ? ref->addr : gen_mem_addr(s), v, o->size);
+}
+
+/* --- lazy flags ---------------------------------------------------------------------------- */
+
+static void set_cc_op(struct dc *s, int op)
+{
+    if (s->cc_op != op && op != CC_OP_DYNAMIC)
+        ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)op);
+    s->cc_op = op;
+}
+
+/* Record a flag-setting result: cc_dst = result (zero-extended at size). */
+static void set_cc(struct dc *s, int base, unsigned bits, ir_temp dst, ir_temp src, ir_temp src2)
+{
+    gen_zext(s, G_CC_DST, dst, bits);
+    if (src != IR_NO_TEMP)
+        ir_mov(s->b, IR_I64, G_CC_SRC, src);
+    if (src2 != IR_NO_TEMP)
+        ir_mov(s->b, IR_I64, G_CC_SRC2, src2);
+    set_cc_op(s, base + (int)cc_size(bits));
+}
+
+static ir_temp gen_eflags_arith(struct dc *s)
+{
+    ir_temp f = tmp(s);
+    gen_call(s, HELPER_compute_eflags, f, G_CC_OP, G_CC_DST, G_CC_SRC, G_CC_SRC2);
+    return f;
+}
+
+/* Make the lazy state "flags materialised" (before instructions that change some flags and
+ * keep others). Returns the temp holding the arithmetic flags. */
+static ir_temp gen_materialize_flags(struct dc *s)
+{
+    ir_temp f = gen_eflags_arith(s);
+    ir_mov(s->b, IR_I64, G_CC_SRC, f);
+    set_cc_op(s, CC_OP_EFLAGS);
+    return f;
+}
+
+static ir_temp gen_carry(struct dc *s)
+{
+    ir_temp c = tmp(s);
+    int op = s->cc_op;
+    if (op >= 0) {
+        unsigned bits = 8u << (op & 3);
+        switch (op & ~3) {
+        case CC_OP_ADD: /* carry iff result < second operand */
+            ir_setcond(s->b, IR_I64, IR_COND_LTU, c, G_CC_DST, G_CC_SRC);
+            return c;
+        case CC_OP_SUB: { /* borrow iff first < second; first = dst + src */
+            ir_temp first = tmp(s);
+            ir_binop(s->b, IR_ADD, IR_I64, first, G_CC_DST, G_CC_SRC);
+            gen_zext(s, first, first, bits);
+            ir_setcond(s->b, IR_I64, IR_COND_LTU, c, first, G_CC_SRC);
+            return c;
+        }
+        case CC_OP_LOGIC:
+            ir_movi(s->b, IR_I64, c, 0);
+            return c;
+        case CC_OP_INC:
+        case CC_OP_DEC:
+        case CC_OP_EFLAGS:
+            ir_binop(s->b, IR_AND, IR_I64, c, G_CC_SRC, cst(s, 1));
+            return c;
+        default:
+            break;
+        }
+    }
+    gen_call(s, HELPER_compute_cf, c, G_CC_OP, G_CC_DST, G_CC_SRC, G_CC_SRC2);
+    return c;
+}
+
+/* Condition cc (Jcc encoding) as a 0/1 temp, with fast paths for the common flag ops. */
+static ir_temp gen_condition(struct dc *s, unsigned cc)
+{
+    ir_temp r = tmp(s);
+    int op = s->cc_op;
+    unsigned test = (cc >> 1) & 7;
+    bool negate = cc & 1;
+    enum ir_cond cond = IR_COND_NEVER;
+    ir_temp a = IR_NO_TEMP, c = IR_NO_TEMP;
+    if (op >= 0 && op != CC_OP_EFLAGS) {
+        unsigned bits = 8u << (op & 3);
+        int base = op & ~3;
+        if (test == 2) { /* ZF */
+            a = G_CC_DST, c = cst(s, 0), cond = IR_COND_EQ;
+        } else if (test == 4) { /* SF */
+            a = tmp(s);
+            gen_sext(s, a, G_CC_DST, bits);
+            c = cst(s, 0), cond = IR_COND_LT;
+        } else if (base == CC_OP_SUB && test != 0 && test != 5) {
+            ir_temp first = tmp(s);
+            ir_binop(s->b, IR_ADD, IR_I64, first, G_CC_DST, G_CC_SRC);
+            gen_zext(s, first, first, bits);
+            if (test == 1 || test == 3) { /* B, BE: unsigned */
+                a = first, c = G_CC_SRC, cond = test == 1 ? IR_COND_LTU : IR_COND_LEU;
+            } else { /* L, LE: signed */
+                ir_temp sa = tmp(s), sb = tmp(s);
+                gen_sext(s, sa, first, bits);
+                gen_sext(s, sb, G_CC_SRC, bits);
+                a = sa, c = sb, cond = test == 6 ? IR_COND_LT : IR_COND_LE;
+            }
+        } else if (base == CC_OP_LOGIC) {
+            ir_temp sv = tmp(s);
+            gen_sext(s, sv, G_CC_DST, bits);
+            switch (test) {
+            case 0: a = sv, c = cst(s, 0), cond = IR_COND_NEVER; break; /* OF = 0 */
+            case 1: a = sv, c = cst(s, 0), cond = IR_COND_NEVER; break; /* CF = 0 */
+            case 3: a = sv, c = cst(s, 0), cond = IR_COND_EQ; break;    /* CF|ZF = ZF */
+            case 6: a = sv, c = cst(s, 0), cond = IR_COND_LT; break;    /* SF != 0 */
+            case 7: a = sv, c = cst(s, 0), cond = IR_COND_LE; break;
+            default: break;
+            }
+        }
+    }
+    if (a != IR_NO_TEMP) {
+        if (negate) {
+            static const enum ir_cond inverse[] = {
+                [IR_COND_EQ] = IR_COND_NE,    [IR_COND_NE] = IR_COND_EQ,
+                [IR_COND_LT] = IR_COND_GE,    [IR_COND_GE] = IR_COND_LT,
+                [IR_COND_LE] = IR_COND_GT,    [IR_COND_GT] = IR_COND_LE,
+                [IR_COND_LTU] = IR_COND_GEU,  [IR_COND_GEU] = IR_COND_LTU,
+                [IR_COND_LEU] = IR_COND_GTU,  [IR_COND_GTU] = IR_COND_LEU,
+                [IR_COND_NEVER] = IR_COND_ALWAYS, [IR_COND_ALWAYS] = IR_COND_NEVER,
+            };
+            cond = inverse[cond];
+        }
+        ir_setcond(s->b, IR_I64, cond, r, a, c);
+        return r;
+    }
+    ir_temp flags = gen_eflags_arith(s);
+    gen_call(s, HELPER_cond, r, flags, cst(s, cc), IR_NO_TEMP, IR_NO_TEMP);
+    return r;
+}
+
+/* --- control flow ------------------------------------------------------------------------- */
+
+static uint64_t ip_mask(const struct dc *s, unsigned opsize)
+{
+    if (s->mode == X86_MODE_64)
+        return opsize == 16 ? 0xffff : ~0ULL;
+    return opsize == 16 ? 0xffff : 0xffffffffULL;
+}
+
+static void gen_set_rip_const(struct dc *s, uint64_t rip)
+{
+    ir_movi(s->b, IR_I64, G_RIP, rip);
+}
+
+/* End the block jumping to a known RIP. */
+static void gen_jump_const(struct dc *s, uint64_t rip, unsigned slot)
+{
+    gen_set_rip_const(s, rip);
+    ir_goto_tb(s->b, slot);
+    s->end = true;
+}
+
+static void gen_jump_reg(struct dc *s, ir_temp rip)
+{
+    ir_mov(s->b, IR_I64, G_RIP, rip);
+    ir_exit_tb(s->b, IR_EXIT_NEXT);
+    s->end = true;
+}
+
+static void gen_branch_cond(struct dc *s, ir_temp cond, uint64_t taken, uint64_t fallthrough)
+{
+    ir_label l = ir_new_label(s->b);
+    ir_brcond(s->b, IR_I64, IR_COND_NE, cond, cst(s, 0), l);
+    gen_jump_const(s, fallthrough, 0);
+    ir_label_here(s->b, l);
+    gen_jump_const(s, taken, 1);
+}
+
+static uint64_t rel_target(const struct dc *s)
+{
+    return (s->next_ip + s->insn->imm) & ip_mask(s, s->insn->opsize);
+}
+
+/* --- stack ------------------------------------------------------------------------------- */
+
+static void gen_push(struct dc *s, ir_temp v, unsigned bits)
+{
+    unsigned sb = stack_bits(s);
+    ir_temp sp = tmp(s);
+    ir_binop(s->b, IR_SUB, IR_I64, sp, gpr(GPR_RSP), cst(s, bits / 8));
+    gen_zext(s, sp, sp, sb);
+    gen_store(s, gen_linear(s, sp, SEG_SS), v, bits);
+    store_reg(s, GPR_RSP, sb, false, sp);
+}
+
+/* Load the top of stack (not yet popped). */
+static ir_temp gen_stack_peek(struct dc *s, unsigned bits, unsigned offset)
+{
+    ir_temp sp = tmp(s);
+    ir_binop(s->b, IR_ADD, IR_I64, sp, gpr(GPR_RSP), cst(s, offset));
+    gen_zext(s, sp, sp, stack_bits(s));
+    return gen_load(s, gen_linear(s, sp, SEG_SS), bits);
+}
+
+static void gen_stack_adjust(struct dc *s, uint64_t bytes)
+{
+    ir_temp sp = tmp(s);
+    ir_binop(s->b, IR_ADD, IR_I64, sp, gpr(GPR_RSP), cst(s, bytes));
+    store_reg(s, GPR_RSP, stack_bits(s), false, sp);
+}
+
+static ir_temp gen_pop(struct dc *s, unsigned bits)
+{
+    ir_temp v = gen_stack_peek(s, bits, 0);
+    gen_stack_adjust(s, bits / 8);
+    return v;
+}
+
+/* --- instruction families ---------------------------------------------------------------- */
+
+static void gen_raise(struct dc *s, int vector)
+{
+    gen_call(s, HELPER_raise, IR_NO_TEMP, cst(s, (uint64_t)vector), cst(s, 0), cst(s, 0),
+             IR_NO_TEMP);
+    s->end = true;
+}
+
+static void gen_alu(struct dc *s, enum x86_mnemonic mn)
+{
+    unsigned bits = s->insn->operand[0].size;
+    enum ir_type t = type_for(bits);
+    struct opref ref;
+    ir_temp a = load_operand(s, 0, &ref);
+    ir_temp b = load_operand(s, 1, NULL);
+    ir_temp r = tmp(s);
+    ir_temp carry = IR_NO_TEMP;
+    switch (mn) {
+    case X86_MN_ADD:
+    case X86_MN_CMP:
+    case X86_MN_SUB:
+        ir_binop(s->b, mn == X86_MN_ADD ? IR_ADD : IR_SUB, t, r, a, b);
+        break;
+    case X86_MN_ADC:
+    case X86_MN_SBB:
+        carry = gen_carry(s);
+        ir_binop(s->b, mn == X86_MN_ADC ? IR_ADD : IR_SUB, t, r, a, b);
+        ir_binop(s->b, mn == X86_MN_ADC ? IR_ADD : IR_SUB, t, r, r, carry);
+        break;
+    case X86_MN_AND:
+    case X86_MN_TEST:
+        ir_binop(s->b, IR_AND, t, r, a, b);
+        break;
+    case X86_MN_OR:
+        ir_binop(s->b, IR_OR, t, r, a, b);
+        break;
+    default: /* XOR */
+        ir_binop(s->b, IR_XOR, t, r, a, b);
+        break;
+    }
+    if (mn != X86_MN_CMP && mn != X86_MN_TEST)
+        store_operand(s, 0, &ref, r);
+    switch (mn) {
+    case X86_MN_ADD: set_cc(s, CC_OP_ADD, bits, r, b, IR_NO_TEMP); break;
+    case X86_MN_ADC: set_cc(s, CC_OP_ADC, bits, r, b, carry); break;
+    case X86_MN_SUB:
+    case X86_MN_CMP: set_cc(s, CC_OP_SUB, bits, r, b, IR_NO_TEMP); break;
+    case X86_MN_SBB: set_cc(s, CC_OP_SBB, bits, r, b, carry); break;
+    default: set_cc(s, CC_OP_LOGIC, bits, r, IR_NO_TEMP, IR_NO_TEMP); break;
+    }
+}
+
+static void gen_incdec(struct dc *s, bool inc)
+{
+    unsigned bits = s->insn->operand[0].size;
+    struct opref ref;
+    ir_temp a = load_operand(s, 0, &ref);
+    ir_temp carry = gen_carry(s); /* INC/DEC keep CF */
+    ir_temp r = tmp(s);
+    ir_binop(s->b, inc ? IR_ADD : IR_SUB, type_for(bits), r, a, cst(s, 1));
+    store_operand(s, 0, &ref, r);
+    set_cc(s, inc ? CC_OP_INC : CC_OP_DEC, bits, r, carry, IR_NO_TEMP);
+}
+
+static void gen_neg_not(struct dc *s, bool neg)
+{
+    unsigned bits = s->insn->operand[0].size;
+    struct opref ref;
+    ir_temp a = load_operand(s, 0, &ref);
+    ir_temp r = tmp(s);
+    ir_unop(s->b, neg ? IR_NEG : IR_NOT, type_for(bits), r, a);
+    store_operand(s, 0, &ref, r);
+    if (neg)
+        set_cc(s, CC_OP_NEG, bits, r, a, IR_NO_TEMP);
+}
+
+/* SHL/SHR/SAR: flags change only when the masked count is nonzero. */
+static void gen_shift(struct dc *s, enum x86_mnemonic mn)
+{
+    unsigned bits = s->insn->operand[0].size;
+    unsigned cmask = bits == 64 ? 63 : 31;
+    struct opref ref;
+    ir_temp a = load_operand(s, 0, &ref);
+    ir_temp count = load_operand(s, 1, NULL);
+    ir_temp n = tmp(s), n1 = tmp(s), src = tmp(s), r = tmp(s);
+    ir_binop(s->b, IR_AND, IR_I64, n, count, cst(s, cmask));
+    ir_binop(s->b, IR_SUB, IR_I64, n1, n, cst(s, 1));
+    ir_binop(s->b, IR_AND, IR_I64, n1, n1, cst(s, 63));
+    ir_temp val = a;
+    if (mn == X86_MN_SAR) {
+        val = tmp(s);
+        gen_sext(s, val, a, bits);
+    }
+    enum ir_opcode opc = mn == X86_MN_SHL ? IR_SHL : mn == X86_MN_SHR ? IR_SHR : IR_SAR;
+    ir_binop(s->b, opc, IR_I64, src, val, n1); /* shifted by count - 1: holds CF */
+    ir_binop(s->b, opc, IR_I64, r, val, n);
+    store_operand(s, 0, &ref, r);
+    /* Conditional flag update without a branch: select between old and new lazy state. */
+    int base = mn == X86_MN_SHL ? CC_OP_SHL : CC_OP_SAR;
+    uint64_t new_op = (uint64_t)(base + (int)cc_size(bits));
+    if (s->cc_op != CC_OP_DYNAMIC)
+        ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)s->cc_op);
+    ir_temp rz = tmp(s);
+    gen_zext(s, rz, r, bits);
+    ir_temp zero = cst(s, 0);
+    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_DST, n, zero, rz, G_CC_DST);
+    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_SRC, n, zero, src, G_CC_SRC);
+    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_OP, n, zero, cst(s, new_op), G_CC_OP);
+    s->cc_op = CC_OP_DYNAMIC;
+}
+
+static void gen_shift_helper(struct dc *s, int kind)
+{
+    unsigned bits = s->insn->operand[0].size;
+    struct opref ref;
+    ir_temp a = load_operand(s, 0, &ref);
+    ir_temp extra = IR_NO_TEMP, count;
+    if (kind == SHIFT_SHLD || kind == SHIFT_SHRD) {
+        extra = load_operand(s, 1, NULL);
+        count = load_operand(s, 2, NULL);
+    } else {
+        count = load_operand(s, 1, NULL);
+    }
+    if (s->cc_op != CC_OP_DYNAMIC)
+        ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)s->cc_op);
+    ir_temp r = tmp(s);
+    gen_call(s, HELPER_shift, r, a, count, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
+             extra == IR_NO_TEMP ? cst(s, 0) : extra);
+    store_operand(s, 0, &ref, r);
+    s->cc_op = CC_OP_DYNAMIC;
+}
+
+static void sync_cc_op(struct dc *s)
+{
+    if (s->cc_op != CC_OP_DYNAMIC)
+        ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)s->cc_op);
+}
+
+static void gen_imul_2_3(struct dc *s)
+{
+    unsigned bits = s->insn->operand[0].size;
+    ir_temp a = load_operand(s, s->insn->nr_operands == 3 ? 1 : 0, NULL);
+    ir_temp b = load_operand(s, s->insn->nr_operands == 3 ? 2 : 1, NULL);
+    ir_temp lo = tmp(s), over = tmp(s);
+    if (bits == 64) {
+        ir_temp hi = tmp(s), sign = tmp(s);
+        ir_mul2(s->b, true, IR_I64, lo, hi, a, b);
+        ir_binop(s->b, IR_SAR, IR_I64, sign, lo, cst(s, 63));
+        ir_setcond(s->b, IR_I64, IR_COND_NE, over, hi, sign);
+    } else {
+        ir_temp sa = tmp(s), sb = tmp(s), full = tmp(s), trunc = tmp(s);
+        gen_sext(s, sa, a, bits);
+        gen_sext(s, sb, b, bits);
+        ir_binop(s->b, IR_MUL, IR_I64, full, sa, sb);
+        gen_sext(s, trunc, full, bits);
+        ir_setcond(s->b, IR_I64, IR_COND_NE, over, trunc, full);
+        ir_mov(s->b, IR_I64, lo, full);
+    }
+    store_operand(s, 0, NULL, lo);
+    set_cc(s, CC_OP_MUL, bits, lo, over, IR_NO_TEMP);
+}
+
+static void gen_string(struct dc *s, int kind)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    unsigned rep = REP_NONE;
+    bool compares = kind == STR_CMPS || kind == STR_SCAS;
+    if (in->prefix.rep)
+        rep = REP_REP;
+    else if (in->prefix.repne && compares)
+        rep = REP_REPNE;
+    else if (in->prefix.repne)
+        rep = REP_REP; /* F2 on MOVS/STOS/...: behaves as REP */
+    /* The segment override applies to the source (DS:rSI); ES:rDI is fixed. */
+    unsigned seg = in->prefix.seg != X86_SEG_NONE ? in->prefix.seg : SEG_DS;
+    sync_cc_op(s);
+    uint64_t desc = (uint64_t)kind | (uint64_t)(in->opsize / 8) << 8 | (uint64_t)rep << 12 |
+                    (uint64_t)(in->addr_size / 8) << 16 | (uint64_t)seg << 24;
+    gen_call(s, HELPER_string, IR_NO_TEMP, cst(s, desc), cst(s, s->next_ip), IR_NO_TEMP,
+             IR_NO_TEMP);
+    if (compares)
+        s->cc_op = CC_OP_DYNAMIC;
+    /* The helper left RIP at the next instruction, or at this one when a REP stopped early
+     * (so interrupts are taken between iterations). */
+    ir_exit_tb(s->b, IR_EXIT_NEXT);
+    s->end = true;
+}
+
+static void gen_in_out(struct dc *s, bool is_in)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    unsigned data_op = is_in ? 0 : 1, port_op = is_in ? 1 : 0;
+    unsigned bits = in->operand[data_op].size;
+    ir_temp port = load_operand(s, port_op, NULL);
+    if (is_in) {
+        ir_temp v = tmp(s);
+        gen_call(s, HELPER_in, v, port, cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP);
+        store_operand(s, 0, NULL, v);
+    } else {
+        ir_temp v = load_operand(s, data_op, NULL);
+        gen_call(s, HELPER_out, IR_NO_TEMP, port, v, cst(s, bits / 8), IR_NO_TEMP);
+        /* A device may have asked the machine to stop or raised an interrupt: let the run
+         * loop look before the next instruction. */
+        gen_jump_const(s, s->next_ip, 0);
+    }
+}
+
+static void gen_cmpxchg(struct dc *s)
+{
+    unsigned bits = s->insn->operand[0].size;
+    struct opref ref;
+    ir_temp dest = load_operand(s, 0, &ref);
+    ir_temp src = load_operand(s, 1, NULL);
+    ir_temp acc = load_reg(s, GPR_RAX, bits, false);
+    ir_temp diff = tmp(s), newval = tmp(s);
+    ir_binop(s->b, IR_SUB, type_for(bits), diff, acc, dest);
+    /* Equal: dest = src. Not equal: accumulator = dest, and dest is written back unchanged
+     * (the processor always writes the destination). */
+    ir_movcond(s->b, IR_I64, IR_COND_EQ, newval, acc, dest, src, dest);
+    store_operand(s, 0, &ref, newval);
+    ir_label same = ir_new_label(s->b);
+    ir_brcond(s->b, IR_I64, IR_COND_EQ, acc, dest, same);
+    store_reg(s, GPR_RAX, bits, false, dest);
+    ir_label_here(s->b, same);
+    set_cc(s, CC_OP_SUB, bits, diff, dest, IR_NO_TEMP);
+}
+
+static void gen_movs_family(struct dc *s, enum x86_mnemonic mn)
+{
+    static const int kinds[] = {[X86_MN_MOVS] = STR_MOVS, [X86_MN_CMPS] = STR_CMPS,
+                                [X86_MN_STOS] = STR_STOS, [X86_MN_LODS] = STR_LODS,
+                                [X86_MN_SCAS] = STR_SCAS, [X86_MN_INS] = STR_INS,
+                                [X86_MN_OUTS] = STR_OUTS};
+    gen_string(s, kinds[mn]);
+}
+
+static void gen_loop(struct dc *s, enum x86_mnemonic mn)
+{
+    unsigned abits = s->insn->addr_size;
+    ir_temp c = tmp(s);
+    if (mn == X86_MN_JRCXZ) {
+        gen_zext(s, c, gpr(GPR_RCX), abits);
+        ir_temp z = tmp(s);
+        ir_setcond(s->b, IR_I64, IR_COND_EQ, z, c, cst(s, 0));
+        gen_branch_cond(s, z, rel_target(s), s->next_ip);
+        return;
+    }
+    ir_binop(s->b, IR_SUB, IR_I64, c, gpr(GPR_RCX), cst(s, 1));
+    store_reg(s, GPR_RCX, abits, false, c);
+    gen_zext(s, c, c, abits);
+    ir_temp take = tmp(s);
+    ir_setcond(s->b, IR_I64, IR_COND_NE, take, c, cst(s, 0));
+    if (mn != X86_MN_LOOP) {
+        /* LOOPE continues while ZF=1 (cc 4 = E), LOOPNE while ZF=0 (cc 5 = NE). */
+        ir_temp zf = gen_condition(s, mn == X86_MN_LOOPE ? 4 : 5);
+        ir_binop(s->b, IR_AND, IR_I64, take, take, zf);
+    }
+    gen_branch_cond(s, take, rel_target(s), s->next_ip);
+}
+
+/* --- the dispatcher ---------------------------------------------------------------------- */
+
+static bool privileged(const struct dc *s)
+{
+    return (s->hflags & HF_CPL_MASK) != 0;
+}
+
+static void translate_insn(struct dc *s)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    enum x86_mnemonic mn = in->mnemonic;
+    unsigned bits = in->opsize;
+    switch (mn) {
+    case X86_MN_ADD: case X86_MN_OR: case X86_MN_ADC: case X86_MN_SBB:
+    case X86_MN_AND: case X86_MN_SUB: case X86_MN_XOR: case X86_MN_CMP: case X86_MN_TEST:
+        gen_alu(s, mn);
+        break;
+    case X86_MN_INC:
+    case X86_MN_DEC:
+        gen_incdec(s, mn == X86_MN_INC);
+        break;
+    case X86_MN_NEG:
+    case X86_MN_NOT:
+        gen_neg_not(s, mn == X86_MN_NEG);
+        break;
+    case X86_MN_SHL:
+    case X86_MN_SHR:
+    case X86_MN_SAR:
+        gen_shift(s, mn);
+        break;
+    case X86_MN_ROL: gen_shift_helper(s, SHIFT_ROL); break;
+    case X86_MN_ROR: gen_shift_helper(s, SHIFT_ROR); break;
+    case X86_MN_RCL: gen_shift_helper(s, SHIFT_RCL); break;
+    case X86_MN_RCR: gen_shift_helper(s, SHIFT_RCR); break;
+    case X86_MN_SHLD: gen_shift_helper(s, SHIFT_SHLD); break;
+    case X86_MN_SHRD: gen_shift_helper(s, SHIFT_SHRD); break;
+    case X86_MN_MOV: {
+        ir_temp v = load_operand(s, 1, NULL);
+        store_operand(s, 0, NULL, v);
+        break;
+    }
+    case X86_MN_MOVZX:
+    case X86_MN_MOVSX:
+    case X86_MN_MOVSXD: {
+        unsigned from = in->operand[1].size;
+        ir_temp v = load_operand(s, 1, NULL);
+        ir_temp r = tmp(s);
+        if (mn == X86_MN_MOVZX)
+            gen_zext(s, r, v, from);
+        else
+            gen_sext(s, r, v, from);
+        store_operand(s, 0, NULL, r);
+        break;
+    }
+    case X86_MN_LEA: {
+        ir_temp ea = gen_ea(s);
+        store_reg(s, in->operand[0].reg, bits, false, ea);
+        break;
+    }
+    case X86_MN_XCHG: {
+        struct opref ref;
+        ir_temp a = load_operand(s, 0, &ref);
+        ir_temp b = load_operand(s, 1, NULL);
+        store_operand(s, 0, &ref, b);
+        store_operand(s, 1, NULL, a);
+        break;
+    }
+    case X86_MN_XADD: {
+        struct opref ref;
+        ir_temp a = load_operand(s, 0, &ref);
+        ir_temp b = load_operand(s, 1, NULL);
+        ir_temp r = tmp(s);
+        ir_binop(s->b, IR_ADD, type_for(bits), r, a, b);
+        store_operand(s, 1, NULL, a);
+        store_operand(s, 0, &ref, r);
+        set_cc(s, CC_OP_ADD, bits, r, b, IR_NO_TEMP);
+        break;
+    }
+    case X86_MN_CMPXCHG:
+        gen_cmpxchg(s);
+        break;
+    case X86_MN_CMPXCHG8B:
+    case X86_MN_CMPXCHG16B:
+        sync_cc_op(s);
+        gen_call(s, HELPER_cmpxchg8b, IR_NO_TEMP, gen_mem_addr(s),
+                 cst(s, mn == X86_MN_CMPXCHG16B), IR_NO_TEMP, IR_NO_TEMP);
+        s->cc_op = CC_OP_DYNAMIC;
+        break;
+    case X86_MN_BSWAP: {
+        ir_temp v = load_reg(s, in->operand[0].reg, bits, false);
+        ir_temp r = tmp(s);
+        if (bits == 16) {
+            ir_movi(s->b, IR_I64, r, 0); /* BSWAP r16 is undefined; real CPUs give 0 */
+        } else {
+            ir_unop(s->b, IR_BSWAP, type_for(bits), r, v);
+        }
+        store_reg(s, in->operand[0].reg, bits, false, r);
+        break;
+    }
+    case X86_MN_CBW: { /* CBW/CWDE/CDQE: rAX = sign-extend half of itself */
+        ir_temp v = tmp(s);
+        gen_sext(s, v, gpr(GPR_RAX), bits / 2);
+        store_reg(s, GPR_RAX, bits, false, v);
+        break;
+    }
+    case X86_MN_CWD: { /* CWD/CDQ/CQO: rDX = sign of rAX */
+        ir_temp v = tmp(s);
+        gen_sext(s, v, gpr(GPR_RAX), bits);
+        ir_binop(s->b, IR_SAR, IR_I64, v, v, cst(s, 63));
+        store_reg(s, GPR_RDX, bits, false, v);
+        break;
+    }
+    case X86_MN_MUL:
+    case X86_MN_IMUL:
+        if (mn == X86_MN_IMUL && in->nr_operands >= 2) {
+            gen_imul_2_3(s);
+            break;
+        }
+        /* fallthrough */
+    case X86_MN_DIV:
+    case X86_MN_IDIV: {
+        ir_temp v = load_operand(s, 0, NULL);
+        bool is_signed = mn == X86_MN_IMUL || mn == X86_MN_IDIV;
+        sync_cc_op(s);
+        gen_call(s, (mn == X86_MN_MUL || mn == X86_MN_IMUL) ? HELPER_mul : HELPER_div,
+                 IR_NO_TEMP, v, cst(s, in->operand[0].size / 8), cst(s, is_signed), IR_NO_TEMP);
+        s->cc_op = CC_OP_DYNAMIC;
+        break;
+    }
+    case X86_MN_BT: case X86_MN_BTS: case X86_MN_BTR: case X86_MN_BTC: {
+        int kind = mn == X86_MN_BT ? BITTEST_BT : mn == X86_MN_BTS ? BITTEST_BTS
+                   : mn == X86_MN_BTR ? BITTEST_BTR : BITTEST_BTC;
+        ir_temp bit = load_operand(s, 1, NULL);
+        ir_temp addr = IR_NO_TEMP, v;
+        if (in->operand[0].kind == X86_OPND_MEM && in->operand[1].kind == X86_OPND_REG) {
+            /* Register bit offsets address memory beyond the operand: signed. */
+            ir_temp off = tmp(s), ea = gen_ea(s);
+            gen_sext(s, off, bit, bits);
+            ir_binop(s->b, IR_SAR, IR_I64, off, off, cst(s, bits == 64 ? 6 : bits == 32 ? 5 : 4));
+            ir_binop(s->b, IR_SHL, IR_I64, off, off, cst(s, bits == 64 ? 3 : bits == 32 ? 2 : 1));
+            ir_binop(s->b, IR_ADD, IR_I64, ea, ea, off);
+            if (in->mem.addr_size < 64)
+                gen_zext(s, ea, ea, in->mem.addr_size);
+            addr = gen_linear(s, ea, in->mem.seg);
+            v = gen_load(s, addr, bits);
+        } else {
+            struct opref ref;
+            v = load_operand(s, 0, &ref);
+            addr = ref.addr;
+        }
+        sync_cc_op(s);
+        ir_temp r = tmp(s);
+        gen_call(s, HELPER_bittest, r, v, bit, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
+                 IR_NO_TEMP);
+        s->cc_op = CC_OP_DYNAMIC;
+        if (kind != BITTEST_BT) {
+            if (addr != IR_NO_TEMP)
+                gen_store(s, addr, r, bits);
+            else
+                store_operand(s, 0, NULL, r);
+        }
+        break;
+    }
+    case X86_MN_BSF: case X86_MN_BSR: case X86_MN_TZCNT: case X86_MN_LZCNT: case X86_MN_POPCNT: {
+        int kind = mn == X86_MN_BSF ? SCAN_BSF : mn == X86_MN_BSR ? SCAN_BSR
+                   : mn == X86_MN_TZCNT ? SCAN_TZCNT : mn == X86_MN_LZCNT ? SCAN_LZCNT
+                   : SCAN_POPCNT;
+        ir_temp src = load_operand(s, 1, NULL);
+        ir_temp old = load_operand(s, 0, NULL);
+        sync_cc_op(s);
+        ir_temp r = tmp(s);
+        gen_call(s, HELPER_bitscan, r, src, old, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
+                 IR_NO_TEMP);
+        s->cc_op = CC_OP_DYNAMIC;
+        store_operand(s, 0, NULL, r);
+        break;
+    }
+    case X86_MN_PUSH: {
+        ir_temp v = load_operand(s, 0, NULL);
+        gen_push(s, v, bits);
+        break;
+    }
+    case X86_MN_POP: {
+        const struct x86_operand *o = &in->operand[0];
+        if (o->kind == X86_OPND_REG && o->reg_class == X86_RC_SEG) {
+            ir_temp v = gen_stack_peek(s, bits, 0);
+            gen_call(s, HELPER_load_seg, IR_NO_TEMP, cst(s, o->reg), v, IR_NO_TEMP, IR_NO_TEMP);
+            gen_stack_adjust(s, bits / 8);
+            gen_jump_const(s, s->next_ip, 0); /* mode may have changed (SS.B) */
+            break;
+        }
+        /* POP to memory computes its address after RSP was incremented. */
+        ir_temp v = gen_stack_peek(s, bits, 0);
+        gen_stack_adjust(s, bits / 8);
+        store_operand(s, 0, NULL, v);
+        break;
+    }
+    case X86_MN_PUSHF: {
+        sync_cc_op(s);
+        ir_temp f = tmp(s);
+        gen_call(s, HELPER_read_eflags, f, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        ir_binop(s->b, IR_AND, IR_I64, f, f, cst(s, ~(uint64_t)(X86_VM | X86_RF)));
+        gen_push(s, f, bits);
+        break;
+    }
+    case X86_MN_POPF: {
+        ir_temp v = gen_stack_peek(s, bits, 0);
+        gen_call(s, HELPER_write_eflags, IR_NO_TEMP, v, cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP);
+        gen_stack_adjust(s, bits / 8);
+        s->cc_op = CC_OP_EFLAGS;
+        gen_jump_const(s, s->next_ip, 0); /* IF/TF may have changed */
+        break;
+    }
+    case X86_MN_LAHF: {
+        sync_cc_op(s);
+        ir_temp f = tmp(s);
+        gen_call(s, HELPER_read_eflags, f, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        ir_deposit(s->b, IR_I64, gpr(GPR_RAX), gpr(GPR_RAX), f, 8, 8);
+        break;
+    }
+    case X86_MN_SAHF: {
+        ir_temp f = gen_materialize_flags(s);
+        ir_temp ah = tmp(s);
+        ir_extract(s->b, IR_I64, ah, gpr(GPR_RAX), 8, 8);
+        uint64_t low = X86_CF | X86_PF | X86_AF | X86_ZF | X86_SF;
+        ir_binop(s->b, IR_AND, IR_I64, ah, ah, cst(s, low));
+        ir_binop(s->b, IR_AND, IR_I64, f, f, cst(s, ~low));
+        ir_binop(s->b, IR_OR, IR_I64, G_CC_SRC, f, ah);
+        break;
+    }
+    case X86_MN_CLC: case X86_MN_STC: case X86_MN_CMC: {
+        ir_temp f = gen_materialize_flags(s);
+        if (mn == X86_MN_CLC)
+            ir_binop(s->b, IR_AND, IR_I64, G_CC_SRC, f, cst(s, ~(uint64_t)X86_CF));
+        else if (mn == X86_MN_STC)
+            ir_binop(s->b, IR_OR, IR_I64, G_CC_SRC, f, cst(s, X86_CF));
+        else
+            ir_binop(s->b, IR_XOR, IR_I64, G_CC_SRC, f, cst(s, X86_CF));
+        break;
+    }
+    case X86_MN_CLD:
+        ir_binop(s->b, IR_AND, IR_I64, G_EFLAGS, G_EFLAGS, cst(s, ~(uint64_t)X86_DF));
+        break;
+    case X86_MN_STD:
+        ir_binop(s->b, IR_OR, IR_I64, G_EFLAGS, G_EFLAGS, cst(s, X86_DF));
+        break;
+    case X86_MN_CLI:
+        gen_call(s, HELPER_cli, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        break;
+    case X86_MN_STI:
+        /* The interrupt shadow: the run loop lets one more block run before interrupts. */
+        gen_call(s, HELPER_sti, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        gen_jump_const(s, s->next_ip, 0);
+        break;
+    case X86_MN_JMP:
+        if (in->operand[0].kind == X86_OPND_REL) {
+            gen_jump_const(s, rel_target(s), 0);
+        } else {
+            ir_temp t = load_operand(s, 0, NULL);
+            gen_jump_reg(s, t);
+        }
+        break;
+    case X86_MN_JCC: {
+        ir_temp c = gen_condition(s, in->cc);
+        gen_branch_cond(s, c, rel_target(s), s->next_ip);
+        break;
+    }
+    case X86_MN_CALL: {
+        ir_temp target;
+        if (in->operand[0].kind == X86_OPND_REL) {
+            target = cst(s, rel_target(s));
+        } else {
+            target = tmp(s);
+            gen_zext(s, target, load_operand(s, 0, NULL), bits);
+        }
+        gen_push(s, cst(s, s->next_ip & ip_mask(s, bits)), bits);
+        gen_jump_reg(s, target);
+        break;
+    }
+    case X86_MN_RET: {
+        ir_temp t = gen_pop(s, bits);
+        if (in->nr_operands == 1)
+            gen_stack_adjust(s, in->imm & 0xffff);
+        gen_jump_reg(s, t);
+        break;
+    }
+    case X86_MN_LEAVE: {
+        unsigned sb = stack_bits(s);
+        store_reg(s, GPR_RSP, sb, false, load_reg(s, GPR_RBP, sb, false));
+        ir_temp v = gen_pop(s, bits);
+        store_reg(s, GPR_RBP, bits, false, v);
+        break;
+    }
+    case X86_MN_ENTER:
+        gen_call(s, HELPER_enter, IR_NO_TEMP, cst(s, in->imm & 0xffff), cst(s, in->imm2 & 0x1f),
+                 cst(s, bits / 8), IR_NO_TEMP);
+        break;
+    case X86_MN_PUSHA:
+    case X86_MN_POPA:
+        gen_call(s, mn == X86_MN_PUSHA ? HELPER_pusha : HELPER_popa, IR_NO_TEMP,
+                 cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        break;
+    case X86_MN_LOOP: case X86_MN_LOOPE: case X86_MN_LOOPNE: case X86_MN_JRCXZ:
+        gen_loop(s, mn);
+        break;
+    case X86_MN_SETCC: {
+        ir_temp c = gen_condition(s, in->cc);
+        store_operand(s, 0, NULL, c);
+        break;
+    }
+    case X86_MN_CMOVCC: {
+        ir_temp c = gen_condition(s, in->cc);
+        ir_temp v = load_operand(s, 1, NULL);
+        ir_temp old = load_reg(s, in->operand[0].reg, bits, false);
+        ir_temp r = tmp(s);
+        /* A 32-bit CMOV zero-extends the destination even when the condition is false. */
+        ir_movcond(s->b, IR_I64, IR_COND_NE, r, c, cst(s, 0), v, old);
+        store_reg(s, in->operand[0].reg, bits, false, r);
+        break;
+    }
+    case X86_MN_XLAT: {
+        ir_temp ea = tmp(s), al = load_reg(s, GPR_RAX, 8, false);
+        ir_binop(s->b, IR_ADD, IR_I64, ea, gpr(GPR_RBX), al);
+        if (in->addr_size < 64)
+            gen_zext(s, ea, ea, in->addr_size);
+        unsigned seg = in->prefix.seg != X86_SEG_NONE ? in->prefix.seg : SEG_DS;
+        ir_temp v = gen_load(s, gen_linear(s, ea, seg), 8);
+        store_reg(s, GPR_RAX, 8, false, v);
+        break;
+    }
+    case X86_MN_MOVS: case X86_MN_CMPS: case X86_MN_STOS: case X86_MN_LODS:
+    case X86_MN_SCAS: case X86_MN_INS: case X86_MN_OUTS:
+        gen_movs_family(s, mn);
+        break;
+    case X86_MN_IN:
+    case X86_MN_OUT:
+        gen_in_out(s, mn == X86_MN_IN);
+        break;
+    case X86_MN_NOP:
+    case X86_MN_PAUSE:
+    case X86_MN_PREFETCH: case X86_MN_PREFETCHW: case X86_MN_PREFETCHNTA:
+    case X86_MN_PREFETCHT0: case X86_MN_PREFETCHT1: case X86_MN_PREFETCHT2:
+    case X86_MN_LFENCE: case X86_MN_MFENCE: case X86_MN_SFENCE:
+    case X86_MN_CLFLUSH: case X86_MN_CLFLUSHOPT: case X86_MN_CLWB:
+        break; /* one vCPU thread at a time and no caches: nothing to model */
+    case X86_MN_HLT:
+        if (privileged(s)) {
+            gen_raise(s, X86_EXC_GP);
+            break;
+        }
+        gen_call(s, HELPER_hlt, IR_NO_TEMP, cst(s, s->next_ip), IR_NO_TEMP, IR_NO_TEMP,
+                 IR_NO_TEMP);
+        ir_exit_tb(s->b, IR_EXIT_NEXT);
+        s->end = true;
+        break;
+    case X86_MN_CPUID:
+        gen_call(s, HELPER_cpuid, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        break;
+    case X86_MN_RDTSC:
+    case X86_MN_RDTSCP:
+        gen_call(s, HELPER_rdtsc, IR_NO_TEMP, cst(s, mn == X86_MN_RDTSCP), IR_NO_TEMP,
+                 IR_NO_TEMP, IR_NO_TEMP);
+        break;
+    case X86_MN_RDMSR:
+    case X86_MN_WRMSR:
+        gen_call(s, mn == X86_MN_RDMSR ? HELPER_rdmsr : HELPER_wrmsr, IR_NO_TEMP, IR_NO_TEMP,
+                 IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        if (mn == X86_MN_WRMSR)
+            gen_jump_const(s, s->next_ip, 0); /* EFER and friends change modes */
+        break;
+    case X86_MN_INT:
+    case X86_MN_INT3:
+    case X86_MN_INTO: {
+        uint64_t vector = mn == X86_MN_INT ? (in->imm & 0xff) : mn == X86_MN_INT3 ? 3 : 4;
+        if (mn == X86_MN_INTO) {
+            ir_temp of = gen_condition(s, 0);
+            ir_label skip = ir_new_label(s->b);
+            ir_brcond(s->b, IR_I64, IR_COND_EQ, of, cst(s, 0), skip);
+            gen_call(s, HELPER_soft_int, IR_NO_TEMP, cst(s, vector), cst(s, s->next_ip),
+                     IR_NO_TEMP, IR_NO_TEMP);
+            ir_label_here(s->b, skip);
+            gen_jump_const(s, s->next_ip, 0);
+            break;
+        }
+        sync_cc_op(s);
+        gen_call(s, HELPER_soft_int, IR_NO_TEMP, cst(s, vector), cst(s, s->next_ip), IR_NO_TEMP,
+                 IR_NO_TEMP);
+        ir_exit_tb(s->b, IR_EXIT_NEXT);
+        s->end = true;
+        break;
+    }
+    case X86_MN_IRET:
+        sync_cc_op(s);
+        gen_call(s, HELPER_iret, IR_NO_TEMP, cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP,
+                 IR_NO_TEMP);
+        s->cc_op = CC_OP_EFLAGS;
+        ir_exit_tb(s->b, IR_EXIT_NEXT);
+        s->end = true;
+        break;
+    case X86_MN_JMPF:
+    case X86_MN_CALLF: {
+        ir_temp sel, off;
+        if (in->operand[0].kind == X86_OPND_FAR) {
+            sel = cst(s, in->far_selector);
+            off = cst(s, in->imm & size_mask(bits));
+        } else {
+            ir_temp addr = gen_mem_addr(s);
+            off = gen_load(s, addr, bits);
+            ir_temp a2 = tmp(s);
+            ir_binop(s->b, IR_ADD, IR_I64, a2, addr, cst(s, bits / 8));
+            sel = gen_load(s, a2, 16);
+        }
+        sync_cc_op(s);
+        gen_call(s, HELPER_far_jump, IR_NO_TEMP, sel, off, cst(s, s->next_ip),
+                 cst(s, (uint64_t)(mn == X86_MN_CALLF) | (uint64_t)(bits / 8) << 8));
+        ir_exit_tb(s->b, IR_EXIT_NEXT);
+        s->end = true;
+        break;
+    }
+    case X86_MN_RETF:
+        sync_cc_op(s);
+        gen_call(s, HELPER_far_ret, IR_NO_TEMP, cst(s, bits / 8),
+                 cst(s, in->nr_operands ? (in->imm & 0xffff) : 0), IR_NO_TEMP, IR_NO_TEMP);
+        ir_exit_tb(s->b, IR_EXIT_NEXT);
+        s->end = true;
+        break;
+    case X86_MN_MOV_SREG:
+        if (in->operand[0].kind == X86_OPND_REG && in->operand[0].reg_class == X86_RC_SEG) {
+            ir_temp v = load_operand(s, 1, NULL);
+            sync_cc_op(s);
+            gen_call(s, HELPER_load_seg, IR_NO_TEMP, cst(s, in->operand[0].reg), v, IR_NO_TEMP,
+                     IR_NO_TEMP);
+            gen_jump_const(s, s->next_ip, 0); /* segment attributes are part of the mode */
+        } else {
+            ir_temp v = load_operand(s, 1, NULL);
+            /* MOV r32, Sreg zero-extends; to memory it is always 16 bits. */
+            if (in->operand[0].kind == X86_OPND_MEM)
+                gen_store(s, gen_mem_addr(s), v, 16);
+            else
+                store_reg(s, in->operand[0].reg, bits, false, v);
+        }
+        break;
+    case X86_MN_LDS: case X86_MN_LES: case X86_MN_LFS: case X86_MN_LGS: case X86_MN_LSS: {
+        unsigned seg = mn == X86_MN_LDS ? SEG_DS : mn == X86_MN_LES ? SEG_ES
+                       : mn == X86_MN_LFS ? SEG_FS : mn == X86_MN_LGS ? SEG_GS : SEG_SS;
+        ir_temp addr = gen_mem_addr(s);
+        ir_temp off = gen_load(s, addr, bits);
+        ir_temp a2 = tmp(s);
+        ir_binop(s->b, IR_ADD, IR_I64, a2, addr, cst(s, bits / 8));
+        ir_temp sel = gen_load(s, a2, 16);
+        sync_cc_op(s);
+        gen_call(s, HELPER_load_seg, IR_NO_TEMP, cst(s, seg), sel, IR_NO_TEMP, IR_NO_TEMP);
+        store_reg(s, in->operand[0].reg, bits, false, off);
+        gen_jump_const(s, s->next_ip, 0);
+        break;
+    }
+    case X86_MN_LGDT: case X86_MN_LIDT: case X86_MN_SGDT: case X86_MN_SIDT: {
+        bool load = mn == X86_MN_LGDT || mn == X86_MN_LIDT;
+        unsigned which = (mn == X86_MN_LIDT || mn == X86_MN_SIDT) ? 1 : 0;
+        if (load && privileged(s)) {
+            gen_raise(s, X86_EXC_GP);
+            break;
+        }
+        ir_temp addr = gen_mem_addr(s);
+        gen_call(s, load ? HELPER_lgdt_lidt : HELPER_sgdt_sidt, IR_NO_TEMP, addr,
+                 cst(s, which | (uint64_t)(bits / 8) << 8), IR_NO_TEMP, IR_NO_TEMP);
+        break;
+    }
+    case X86_MN_LLDT: case X86_MN_LTR: {
+        ir_temp v = load_operand(s, 0, NULL);
+        gen_call(s, HELPER_ltr_lldt, IR_NO_TEMP, v, cst(s, mn == X86_MN_LTR), IR_NO_TEMP,
+                 IR_NO_TEMP);
+        break;
+    }
+    case X86_MN_SLDT: case X86_MN_STR: {
+        ir_temp v = tmp(s);
+        gen_call(s, HELPER_str_sldt, v, cst(s, mn == X86_MN_STR), IR_NO_TEMP, IR_NO_TEMP,
+                 IR_NO_TEMP);
+        if (in->operand[0].kind == X86_OPND_MEM)
+            gen_store(s, gen_mem_addr(s), v, 16);
+        else
+            store_operand(s, 0, NULL, v);
+        break;
+    }
+    case X86_MN_MOV_CR:
+        if (privileged(s)) {
+            gen_raise(s, X86_EXC_GP);
+            break;
+        }
+        if (in->operand[0].reg_class == X86_RC_CR) {
+            ir_temp v = load_operand(s, 1, NULL);
+            sync_cc_op(s);
+            gen_call(s, HELPER_mov_to_cr, IR_NO_TEMP, cst(s, in->operand[0].reg), v, IR_NO_TEMP,
+                     IR_NO_TEMP);
+            gen_jump_const(s, s->next_ip, 0); /* paging and mode bits change translation */
+        } else {
+            ir_temp v = tmp(s);
+            gen_call(s, HELPER_mov_from_cr, v, cst(s, in->operand[1].reg), IR_NO_TEMP,
+                     IR_NO_TEMP, IR_NO_TEMP);
+            store_reg(s, in->operand[0].reg, in->operand[0].size, false, v);
+        }
+        break;
+    case X86_MN_SMSW: {
+        ir_temp v = tmp(s);
+        gen_call(s, HELPER_mov_from_cr, v, cst(s, 0), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        if (in->operand[0].kind == X86_OPND_MEM)
+            gen_store(s, gen_mem_addr(s), v, 16);
+        else
+            store_operand(s, 0, NULL, v);
+        break;
+    }
+    case X86_MN_LMSW: {
+        if (privileged(s)) {
+            gen_raise(s, X86_EXC_GP);
+            break;
+        }
+        ir_temp v = load_operand(s, 0, NULL);
+        gen_call(s, HELPER_lmsw, IR_NO_TEMP, v, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        gen_jump_const(s, s->next_ip, 0);
+        break;
+    }
+    case X86_MN_CLTS:
+        if (privileged(s)) {
+            gen_raise(s, X86_EXC_GP);
+            break;
+        }
+        /* CR number 0x100 asks the helper to clear CR0.TS only. */
+        gen_call(s, HELPER_mov_to_cr, IR_NO_TEMP, cst(s, 0x100), cst(s, 0), IR_NO_TEMP,
+                 IR_NO_TEMP);
+        break;
+    case X86_MN_INVLPG:
+        if (privileged(s)) {
+            gen_raise(s, X86_EXC_GP);
+            break;
+        }
+        gen_call(s, HELPER_invlpg, IR_NO_TEMP, gen_mem_addr(s), IR_NO_TEMP, IR_NO_TEMP,
+                 IR_NO_TEMP);
+        gen_jump_const(s, s->next_ip, 0);
+        break;
+    case X86_MN_WBINVD:
+    case X86_MN_INVD:
+        if (privileged(s))
+            gen_raise(s, X86_EXC_GP);
+        break;
+    case X86_MN_SYSCALL: case X86_MN_SYSRET: case X86_MN_SYSENTER: case X86_MN_SYSEXIT:
+    case X86_MN_SWAPGS: {
+        int kind = mn == X86_MN_SYSCALL ? SYS_SYSCALL : mn == X86_MN_SYSRET ? SYS_SYSRET
+                   : mn == X86_MN_SYSENTER ? SYS_SYSENTER : mn == X86_MN_SYSEXIT ? SYS_SYSEXIT
+                   : SYS_SWAPGS;
+        sync_cc_op(s);
+        gen_call(s, HELPER_sysenter_family, IR_NO_TEMP,
+                 cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8), cst(s, s->next_ip),
+                 IR_NO_TEMP, IR_NO_TEMP);
+        if (kind == SYS_SWAPGS)
+            break;
+        s->cc_op = CC_OP_DYNAMIC;
+        ir_exit_tb(s->b, IR_EXIT_NEXT);
+        s->end = true;
+        break;
+    }
+    case X86_MN_UD0:
+    case X86_MN_UD1:
+    case X86_MN_UD2:
+    default:
+        /* Anything not implemented is an invalid opcode to the guest, never a host abort. */
+        gen_raise(s, X86_EXC_UD);
+        break;
+    }
+}
+
+/* --- block driver ------------------------------------------------------------------------ */
+
+void x86_translate_init(struct ir_block *block)
+{
+    ir_block_init(block, tcg_globals, NR_TCG_GLOBALS, x86_helper_table, X86_NR_HELPERS);
+}
+
+int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base,
+                        uint64_t rip, uint32_t hflags, struct x86_translate_info *info)
+{
+    x86_translate_init(block);
+    struct dc s = {
+        .b = block,
+        .cpu = cpu,
+        .cs_base = cs_base,
+        .ip = rip,
+        .hflags = hflags,
+        .mode = (hflags & HF_CS64) ? X86_MODE_64 : (hflags & HF_CS32) ? X86_MODE_32 : X86_MODE_16,
+        .cc_op = CC_OP_DYNAMIC,
+    };
+    uint64_t first_page = (cs_base + rip) & ~0xfffULL;
+    info->guest_size = 0;
+    info->nr_insns = 0;
+    info->last_byte = cs_base + rip;
+    for (unsigned n = 0; n < MAX_INSNS_PER_TB && !s.end; n++) {
+        uint64_t linear = cs_base + s.ip;
+        if (s.mode != X86_MODE_64)
+            linear &= 0xffffffffULL;
+        /* Stop before running short of IR room or leaving the first page (a block spans at
+         * most two pages: its last instruction may cross). */
+        if (n > 0 && (block->nr_ops + OPS_PER_INSN_RESERVE > IR_MAX_OPS ||
+                      block->nr_temps + TEMPS_PER_INSN_RESERVE > IR_MAX_TEMPS ||
+                      (linear & ~0xfffULL) != first_page)) {
+            gen_jump_const(&s, s.ip, 0);
+            break;
+        }
+        uint8_t bytes[X86_MAX_INSN_LENGTH];
+        size_t got;
+        if (n == 0) {
+            got = mmu_fetch_code(cpu, linear, bytes, sizeof(bytes)); /* faults if unmapped */
+        } else {
+            /* Later instructions must not fault here: end the block instead, so the fault is
+             * raised when that instruction really executes. */
+            uint64_t paddr;
+            if (!mmu_probe(cpu, linear, MMU_EXEC, &paddr)) {
+                gen_jump_const(&s, s.ip, 0);
+                break;
+            }
+            got = mmu_fetch_code(cpu, linear, bytes, sizeof(bytes));
+        }
+        struct x86_decoded_insn insn;
+        int rc = x86_decode(bytes, got, s.mode, &insn);
+        ir_insn_start(block, linear);
+        gen_set_rip_const(&s, s.ip);
+        if (rc < 0) {
+            if (rc == X86_DECODE_NEED_MORE && n > 0) {
+                /* The rest is on a page that is not mapped yet: execute up to here. */
+                gen_jump_const(&s, s.ip, 0);
+                break;
+            }
+            s.insn = &insn;
+            if (rc == X86_DECODE_NEED_MORE) {
+                /* First instruction straddles into an unmapped page: touching it raises the
+                 * page fault with the right address. */
+                mmu_fetch_code(cpu, linear + got, bytes, 1);
+            }
+            memset(&insn, 0, sizeof(insn));
+            gen_raise(&s, X86_EXC_UD);
+            info->nr_insns++;
+            info->last_byte = linear;
+            break;
+        }
+        s.insn = &insn;
+        s.next_ip = (s.ip + insn.length) & (s.mode == X86_MODE_64 ? ~0ULL : 0xffffffffULL);
+        if (s.mode == X86_MODE_16)
+            s.next_ip &= 0xffff;
+        translate_insn(&s);
+        info->nr_insns++;
+        info->last_byte = linear + insn.length - 1;
+        s.ip = s.next_ip;
+        if (block->overflow)
+            return -1;
+    }
+    if (!s.end)
+        gen_jump_const(&s, s.ip, 0);
+    info->guest_size = (uint32_t)(info->last_byte - (cs_base + rip) + 1);
+    return block->overflow ? -1 : 0;
+}

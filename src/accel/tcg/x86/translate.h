@@ -1,0 +1,21 @@
+/* x86 -> IR for one translation block. */
+#ifndef QUOKKA_ACCEL_TCG_X86_TRANSLATE_H
+#define QUOKKA_ACCEL_TCG_X86_TRANSLATE_H
+
+#include "accel/tcg/cpu.h"
+#include "accel/tcg/ir/ir.h"
+
+struct x86_translate_info {
+    uint32_t guest_size; /* bytes of guest code covered */
+    uint32_t nr_insns;
+    uint64_t last_byte;  /* linear address of the block's last code byte */
+};
+
+void x86_translate_init(struct ir_block *block);
+/* Translate starting at cs_base + rip in the mode given by hflags. Code fetch faults on the
+ * first instruction raise the guest exception (longjmp out, see tcg_internal.h). Returns -1
+ * only on IR overflow (a bug: the driver reserves room per instruction). */
+int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base,
+                        uint64_t rip, uint32_t hflags, struct x86_translate_info *info);
+
+#endif
