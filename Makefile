@@ -73,6 +73,7 @@ run: deps all guest
 
 bench: deps all payloads
 	/usr/bin/python3 bench/run.py
+	/usr/bin/python3 bench/cpu.py
 
 format:
 	clang-format -i $$(find src tests/unit -name '*.[ch]')

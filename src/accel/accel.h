@@ -88,6 +88,8 @@ struct accel_ops {
     void (*kick)(struct accel_vcpu *vcpu);
     /* Prepare the calling thread to be this vCPU's thread (signal setup etc.). */
     int (*vcpu_thread_init)(struct accel_vcpu *vcpu);
+    /* Optional: guest instructions executed so far (for benchmarks); NULL when unknown. */
+    uint64_t (*guest_insns)(struct accel_vcpu *vcpu);
 };
 
 extern const struct accel_ops kvm_accel_ops;

@@ -469,8 +469,15 @@ static void report_stats(const struct machine *m)
         for (size_t i = 0; i < pages; i++)
             touched += vec[i] & 1;
     free(vec);
-    fprintf(stderr, "quokka-stats: peak_rss_kb=%ld guest_touched_kb=%llu\n", peak_rss_kb(),
+    uint64_t insns = 0;
+    bool counted = m->accel && m->accel->guest_insns;
+    for (unsigned i = 0; counted && i < m->nr_vcpus; i++)
+        insns += m->accel->guest_insns(m->vcpus[i].accel);
+    fprintf(stderr, "quokka-stats: peak_rss_kb=%ld guest_touched_kb=%llu", peak_rss_kb(),
             (unsigned long long)(touched * (uint64_t)page / 1024));
+    if (counted)
+        fprintf(stderr, " guest_insns=%llu", (unsigned long long)insns);
+    fputc('\n', stderr);
 }
 
 static void teardown(struct machine *m, bool failed)

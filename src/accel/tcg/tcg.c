@@ -296,6 +296,11 @@ static int tcg_vcpu_thread_init(struct accel_vcpu *v)
     return 0;
 }
 
+static uint64_t tcg_guest_insns(struct accel_vcpu *v)
+{
+    return v->guest_insns;
+}
+
 /* --- the run loop ------------------------------------------------------------------------------ */
 
 static bool is_contributory(int vector)
@@ -476,6 +481,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         }
         bool cached = tb->valid;
         interp_exec(tb->code, cpu);
+        v->guest_insns += tb->nr_guest_insns;
         if (!cached) {
             /* Blocks from outside RAM are not cached: drop after one run. */
             interp_free(tb->code);
@@ -503,4 +509,5 @@ const struct accel_ops tcg_accel_ops = {
     .run = tcg_run,
     .kick = tcg_kick,
     .vcpu_thread_init = tcg_vcpu_thread_init,
+    .guest_insns = tcg_guest_insns,
 };

@@ -27,7 +27,7 @@ struct accel_vcpu {
     pthread_cond_t wake;
     atomic_int intr_level; /* the INTR pin, driven by the interrupt controller model */
     struct cpuid_model cpuid;
-    struct accel_exit *pending_exit; /* where a helper reports an exit to run() */
+    uint64_t guest_insns; /* instructions of blocks run to their end (benchmarks) */
 };
 
 static inline struct accel_vcpu *cpu_vcpu(struct tcg_cpu *cpu)
