@@ -13,6 +13,7 @@ CASES = [
     ("long64", ["--append", "iters=1"]),
     ("cpubench", ["--append", "iters=1"]),
     ("triple", []),
+    ("smc", []),
 ]
 
 
