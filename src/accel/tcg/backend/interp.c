@@ -20,6 +20,7 @@
  * GNU C (define QUOKKA_INTERP_SWITCH to force the portable switch).
  */
 #include "accel/tcg/backend/interp.h"
+#include "accel/tcg/ir/bits.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -414,54 +415,6 @@ static inline void store64(uint8_t *p, uint64_t v)
     memcpy(p, &v, sizeof(v));
 }
 
-static inline unsigned clz64(uint64_t v) /* v != 0 */
-{
-#if defined(__GNUC__)
-    return (unsigned)__builtin_clzll(v);
-#else
-    unsigned n = 0;
-    for (uint64_t bit = 1ull << 63; !(v & bit); bit >>= 1)
-        n++;
-    return n;
-#endif
-}
-
-static inline unsigned ctz64(uint64_t v) /* v != 0 */
-{
-#if defined(__GNUC__)
-    return (unsigned)__builtin_ctzll(v);
-#else
-    unsigned n = 0;
-    for (; !(v & 1); v >>= 1)
-        n++;
-    return n;
-#endif
-}
-
-static inline uint64_t popcount64(uint64_t v)
-{
-#if defined(__GNUC__)
-    return (uint64_t)__builtin_popcountll(v);
-#else
-    uint64_t n = 0;
-    for (; v; v &= v - 1)
-        n++;
-    return n;
-#endif
-}
-
-static inline uint64_t bswap64(uint64_t v)
-{
-#if defined(__GNUC__)
-    return __builtin_bswap64(v);
-#else
-    uint64_t r = 0;
-    for (unsigned i = 0; i < 8; i++)
-        r |= ((v >> (8 * i)) & 0xff) << (56 - 8 * i);
-    return r;
-#endif
-}
-
 static inline void mulu64(uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi)
 {
 #if defined(__SIZEOF_INT128__)
@@ -517,8 +470,8 @@ static inline uint64_t truncate_store(uint64_t v, uint32_t memop)
 #define F_EXT16U(a, W, S) ((a)&0xffffu)
 #define F_EXT32S(a, W, S) ((S)(int32_t)(a))
 #define F_EXT32U(a, W, S) ((a)&0xffffffffu)
-#define F_CTPOP(a, W, S) popcount64(a)
-#define F_BSWAP(a, W, S) (bswap64(a) >> (64 - (W)))
+#define F_CTPOP(a, W, S) ir_popcount64(a)
+#define F_BSWAP(a, W, S) (ir_bswap64(a) >> (64 - (W)))
 
 /* Conditions: unsigned operands ua/ub, sign-interpreted sa/sb (unused ones vanish). */
 #define C_EQ(ua, ub, sa, sb) ((ua) == (ub))
@@ -721,25 +674,25 @@ dispatch:
     HANDLER(CLZ_I32)
     {
         uint32_t a = (uint32_t)RD(pc[2]);
-        WR(pc[1], a ? clz64(a) - 32 : (uint32_t)RD(pc[3]));
+        WR(pc[1], a ? ir_clz64(a) - 32 : (uint32_t)RD(pc[3]));
         NEXT(4);
     }
     HANDLER(CLZ_I64)
     {
         uint64_t a = RD(pc[2]);
-        WR(pc[1], a ? clz64(a) : RD(pc[3]));
+        WR(pc[1], a ? ir_clz64(a) : RD(pc[3]));
         NEXT(4);
     }
     HANDLER(CTZ_I32)
     {
         uint32_t a = (uint32_t)RD(pc[2]);
-        WR(pc[1], a ? ctz64(a) : (uint32_t)RD(pc[3]));
+        WR(pc[1], a ? ir_ctz64(a) : (uint32_t)RD(pc[3]));
         NEXT(4);
     }
     HANDLER(CTZ_I64)
     {
         uint64_t a = RD(pc[2]);
-        WR(pc[1], a ? ctz64(a) : RD(pc[3]));
+        WR(pc[1], a ? ir_ctz64(a) : RD(pc[3]));
         NEXT(4);
     }
     HANDLER(QLD_I32)

@@ -15,6 +15,7 @@
  *    as live at every branch; every other local is tracked precisely.
  */
 #include "accel/tcg/ir/ir.h"
+#include "accel/tcg/ir/bits.h"
 
 #include <string.h>
 
@@ -38,50 +39,6 @@ static unsigned type_bits(enum ir_type t)
 }
 
 /* --- bit utilities (also used by the folding of CLZ/CTZ/CTPOP/BSWAP) ------------------- */
-
-static unsigned clz64(uint64_t v) /* v != 0 */
-{
-#if defined(__GNUC__)
-    return (unsigned)__builtin_clzll(v);
-#else
-    unsigned n = 0;
-    for (uint64_t bit = 1ull << 63; !(v & bit); bit >>= 1)
-        n++;
-    return n;
-#endif
-}
-
-static unsigned ctz64(uint64_t v) /* v != 0 */
-{
-#if defined(__GNUC__)
-    return (unsigned)__builtin_ctzll(v);
-#else
-    unsigned n = 0;
-    for (; !(v & 1); v >>= 1)
-        n++;
-    return n;
-#endif
-}
-
-static unsigned popcount64(uint64_t v)
-{
-#if defined(__GNUC__)
-    return (unsigned)__builtin_popcountll(v);
-#else
-    unsigned n = 0;
-    for (; v; v &= v - 1)
-        n++;
-    return n;
-#endif
-}
-
-static uint64_t bswap64(uint64_t v)
-{
-    uint64_t r = 0;
-    for (unsigned i = 0; i < 8; i++)
-        r |= ((v >> (8 * i)) & 0xff) << (56 - 8 * i);
-    return r;
-}
 
 static uint64_t sext(uint64_t v, unsigned bits)
 {
@@ -135,10 +92,10 @@ static bool fold_eval(const struct ir_op *op, const uint64_t *in, uint64_t *out)
     }
     case IR_SETCOND: r = ir_cond_eval((enum ir_cond)op->cond, t, a, b); break;
     case IR_MOVCOND: r = ir_cond_eval((enum ir_cond)op->cond, t, a, b) ? in[2] : in[3]; break;
-    case IR_CLZ: r = a ? clz64(a) - (64 - bits) : b; break;
-    case IR_CTZ: r = a ? ctz64(a) : b; break;
-    case IR_CTPOP: r = popcount64(a); break;
-    case IR_BSWAP: r = bswap64(a) >> (64 - bits); break;
+    case IR_CLZ: r = a ? ir_clz64(a) - (64 - bits) : b; break;
+    case IR_CTZ: r = a ? ir_ctz64(a) : b; break;
+    case IR_CTPOP: r = ir_popcount64(a); break;
+    case IR_BSWAP: r = ir_bswap64(a) >> (64 - bits); break;
     default: return false;
     }
     *out = r & mask;
