@@ -24,7 +24,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps guest payloads test unit-test e2e-test run bench clean format
+.PHONY: all deps guest payloads test unit-test e2e-test run bench clean format fuzz-cpu
 
 all: $(BUILD)/quokka
 
@@ -56,8 +56,24 @@ guest:
 payloads:
 	@$(MAKE) -s -C guest/payloads BUILD=$(abspath $(BUILD))/payloads
 
-unit-test: $(UNIT_BINS)
+# Differential CPU fuzzing (tests/cpu/): random instruction sequences natively vs. the
+# translator. CI runs a fixed seed (fewer under the sanitizers, which slow it ~10x) and
+# replays tests/cpu/repro/; `make fuzz-cpu [FUZZ_SECONDS=n]` fuzzes and saves reproducers.
+FUZZ_CPU := $(BUILD)/tests/fuzz_cpu
+FUZZ_CPU_CI_COUNT ?= $(if $(SANITIZE),10000,100000)
+FUZZ_CPU_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/cpu/*.c))
+$(FUZZ_CPU): $(FUZZ_CPU_OBJS) $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ -lcapstone $(LDLIBS)
+
+unit-test: $(UNIT_BINS) $(FUZZ_CPU)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@echo "== $(FUZZ_CPU) --ci"; $(FUZZ_CPU) --ci --count $(FUZZ_CPU_CI_COUNT)
+
+fuzz-cpu: $(FUZZ_CPU)
+	@mkdir -p tests/cpu/repro
+	$(FUZZ_CPU) --fuzz --repro-dir tests/cpu/repro $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
 
 e2e-test: all payloads
 	$(PYTEST) -v tests/e2e

@@ -7,6 +7,7 @@
 #ifndef QUOKKA_ACCEL_TCG_CPU_H
 #define QUOKKA_ACCEL_TCG_CPU_H
 
+#include "accel/tcg/fpu_state.h"
 #include "vm/cpu_state.h"
 
 #include <setjmp.h>
@@ -139,6 +140,7 @@ struct tcg_cpu {
     uint64_t pat, misc_enable;
     int64_t tsc_offset;
     uint32_t hflags;
+    struct tcg_fpu fpu; /* x87, SSE (fpu.c, sse.c) */
 
     /* --- exceptions and interrupts --- */
     int32_t exception;   /* pending exception vector or -1 */

@@ -97,8 +97,10 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
     __get_cpuid(0, &a, &vb, &vc, &vd);
     add_leaf(out, 0, 0, 0, 0x7, vb, vc, vd);
     const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
-                          (1u << 13) | (1u << 15) | (1u << 19); /* PSE TSC MSR PAE CX8 PGE CMOV
+                          (1u << 13) | (1u << 15) | (1u << 19) | /* PSE TSC MSR PAE CX8 PGE CMOV
                                                                    CLFSH */
+                          (1u << 0) | (1u << 24) | (1u << 25) | (1u << 26); /* FPU FXSR SSE SSE2
+                                                                               (fpu.c, sse.c) */
     const uint32_t ecx1 = (1u << 13) | (1u << 23);                 /* CX16 POPCNT */
     add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1, edx1);    /* family 6; CLFLUSH 64 B */
     add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
@@ -128,6 +130,7 @@ static void reset_cpu(struct tcg_cpu *cpu)
     cpu->eflags = 2;
     cpu->cc_op = CC_OP_EFLAGS;
     cpu->cr0 = X86_CR0_ET;
+    tcg_fpu_reset(&cpu->fpu);
     cpu->exception = -1;
     cpu->pat = 0x0007040600070406ULL;
     cpu->apic_base = 0xfee00000ULL | (1u << 11) | (1u << 8);

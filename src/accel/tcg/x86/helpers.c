@@ -6,6 +6,7 @@
 
 #include "accel/tcg/tcg_internal.h"
 #include "accel/tcg/x86/flags.h"
+#include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/seg.h"
 #include "vm/bus.h"
 #include "vm/cpuid.h"
@@ -594,10 +595,11 @@ static uint64_t h_shift(void *env, uint64_t value, uint64_t count, uint64_t kind
             cf = kind == SHIFT_SHLD ? (unsigned)((wide >> (32 - n)) & 1)
                                     : (unsigned)((wide >> (n - 1)) & 1);
         } else if (kind == SHIFT_SHLD) {
-            r = ((value << n) | (n < bits ? src >> (bits - n) : 0)) & mask;
+            /* n == bits (16-bit, count 16) is defined: the result is the source. */
+            r = ((value << n) | (n <= bits ? src >> (bits - n) : 0)) & mask;
             cf = (unsigned)((value >> (bits - n)) & 1);
         } else {
-            r = ((value >> n) | (n < bits ? src << (bits - n) : 0)) & mask;
+            r = ((value >> n) | (n <= bits ? src << (bits - n) : 0)) & mask;
             cf = (unsigned)((value >> (n - 1)) & 1);
         }
         of = (unsigned)(!!(r & msb) ^ !!(value & msb));

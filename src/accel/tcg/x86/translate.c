@@ -11,6 +11,7 @@
 #include "accel/tcg/tcg_internal.h"
 #include "accel/tcg/x86/decode.h"
 #include "accel/tcg/x86/flags.h"
+#include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/helpers.h"
 
 #include <stddef.h>
@@ -690,8 +691,21 @@ static void gen_cmpxchg(struct dc *s)
     ir_temp acc = load_reg(s, GPR_RAX, bits, false);
     ir_temp diff = tmp(s), newval = tmp(s);
     ir_binop(s->b, IR_SUB, type_for(bits), diff, acc, dest);
+    if (s->insn->operand[0].kind == X86_OPND_REG) {
+        /* Exactly one register is written: a 32-bit destination keeps its upper half when
+         * the comparison fails, and RAX keeps its upper half when it succeeds. */
+        ir_label differ = ir_new_label(s->b), done = ir_new_label(s->b);
+        ir_brcond(s->b, IR_I64, IR_COND_NE, acc, dest, differ);
+        store_operand(s, 0, &ref, src);
+        ir_br(s->b, done);
+        ir_label_here(s->b, differ);
+        store_reg(s, GPR_RAX, bits, false, dest);
+        ir_label_here(s->b, done);
+        set_cc(s, CC_OP_SUB, bits, diff, dest, IR_NO_TEMP);
+        return;
+    }
     /* Equal: dest = src. Not equal: accumulator = dest, and dest is written back unchanged
-     * (the processor always writes the destination). */
+     * (the processor always writes a memory destination). */
     ir_movcond(s->b, IR_I64, IR_COND_EQ, newval, acc, dest, src, dest);
     store_operand(s, 0, &ref, newval);
     ir_label same = ir_new_label(s->b);
@@ -732,6 +746,25 @@ static void gen_loop(struct dc *s, enum x86_mnemonic mn)
         ir_binop(s->b, IR_AND, IR_I64, take, take, zf);
     }
     gen_branch_cond(s, take, rel_target(s), s->next_ip);
+}
+
+/* x87, SSE and their state instructions run in one helper (fpu.c/sse.c), given the packed
+ * instruction and its memory operand's linear address (MASKMOVDQU: DS:rDI). */
+static void gen_fpu_sse(struct dc *s)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    ir_temp addr = cst(s, 0);
+    if (in->has_mem) {
+        addr = gen_mem_addr(s);
+    } else if (in->cls == X86_CLASS_SSE && in->map == X86_MAP_0F && in->opcode == 0xf7) {
+        ir_temp off = tmp(s);
+        gen_zext(s, off, gpr(7), in->addr_size);
+        addr = gen_linear(s, off, in->prefix.seg != X86_SEG_NONE ? in->prefix.seg : SEG_DS);
+    }
+    sync_cc_op(s);
+    gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(in)), addr, IR_NO_TEMP,
+             IR_NO_TEMP);
+    s->cc_op = CC_OP_DYNAMIC; /* COMISS/FCOMI write the flags */
 }
 
 /* --- the dispatcher ---------------------------------------------------------------------- */
@@ -903,12 +936,20 @@ static void translate_insn(struct dc *s)
                    : SCAN_POPCNT;
         ir_temp src = load_operand(s, 1, NULL);
         ir_temp old = load_operand(s, 0, NULL);
+        /* BSF/BSR of 0 leave the whole destination unchanged (AMD documents it; Intel says
+         * undefined): a 32-bit one keeps its upper half too, so pass and store 64 bits. */
+        bool keep64 = (kind == SCAN_BSF || kind == SCAN_BSR) && bits == 32;
+        if (keep64)
+            old = gpr(in->operand[0].reg);
         sync_cc_op(s);
         ir_temp r = tmp(s);
         gen_call(s, HELPER_bitscan, r, src, old, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
                  IR_NO_TEMP);
         s->cc_op = CC_OP_DYNAMIC;
-        store_operand(s, 0, NULL, r);
+        if (keep64)
+            store_reg(s, in->operand[0].reg, 64, false, r);
+        else
+            store_operand(s, 0, NULL, r);
         break;
     }
     case X86_MN_PUSH: {
@@ -1294,6 +1335,10 @@ static void translate_insn(struct dc *s)
         s->end = true;
         break;
     }
+    case X86_MN_SSE: case X86_MN_X87: case X86_MN_WAIT: case X86_MN_FXSAVE: case X86_MN_FXRSTOR:
+    case X86_MN_LDMXCSR: case X86_MN_STMXCSR:
+        gen_fpu_sse(s);
+        break;
     case X86_MN_UD0:
     case X86_MN_UD1:
     case X86_MN_UD2:

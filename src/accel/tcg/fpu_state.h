@@ -1,0 +1,41 @@
+/* x87 / SSE register state of the translator's vCPU (struct tcg_cpu.fpu).
+ *
+ * The x87 data registers are host `long double`: on x86-64 hosts (gcc and clang, SysV ABI)
+ * that is exactly the 80-bit extended format (64-bit explicit mantissa, 15-bit exponent),
+ * stored in the low 10 bytes of a 16-byte slot, so guest values round-trip bit-exactly and
+ * FXSAVE/FSAVE images are a memcpy. fpu.c asserts the format at compile time. */
+#ifndef QUOKKA_ACCEL_TCG_FPU_STATE_H
+#define QUOKKA_ACCEL_TCG_FPU_STATE_H
+
+#include <stdint.h>
+
+/* One XMM register; the views alias (C11 union type punning), little-endian lanes. */
+union xmm_reg {
+    uint8_t b[16];
+    uint16_t w[8];
+    uint32_t d[4];
+    uint64_t q[2];
+    float f[4];
+    double df[2];
+};
+
+#define FPU_FCW_RESET 0x037fu
+#define FPU_MXCSR_RESET 0x1f80u
+#define FPU_MXCSR_MASK 0xffffu /* writable MXCSR bits (DAZ supported), reported by FXSAVE */
+
+struct tcg_fpu {
+    long double st[8]; /* physical registers R0..R7; ST(i) is st[(top + i) & 7] */
+    uint16_t fcw;
+    uint16_t fsw;  /* status word with the TOP field (bits 11-13) kept zero: see top */
+    uint8_t top;
+    uint8_t ftw;   /* abridged tag (FXSAVE form): bit i set = R(i) not empty */
+    uint16_t fop;  /* last non-control instruction's opcode (11 bits) */
+    uint16_t fcs, fds;
+    uint64_t fip, fdp; /* its address and its memory operand's address */
+    uint32_t mxcsr;
+    union xmm_reg xmm[16];
+};
+
+void tcg_fpu_reset(struct tcg_fpu *fpu); /* processor reset / FNINIT + MXCSR default */
+
+#endif
