@@ -133,6 +133,7 @@ struct tcg_cpu {
     struct tcg_segment seg[NR_SEGS];
     struct vcpu_dtable gdt, idt;
     uint64_t cr0, cr2, cr3, cr4, cr8;
+    uint64_t dr[8]; /* debug registers: stored, breakpoints not modelled */
     uint64_t efer;
     uint64_t apic_base;
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;

@@ -133,6 +133,8 @@ static void reset_cpu(struct tcg_cpu *cpu)
     tcg_fpu_reset(&cpu->fpu);
     cpu->exception = -1;
     cpu->pat = 0x0007040600070406ULL;
+    cpu->dr[6] = 0xffff0ff0ULL;
+    cpu->dr[7] = 0x400;
     cpu->apic_base = 0xfee00000ULL | (1u << 11) | (1u << 8);
     for (unsigned i = 0; i < NR_SEGS; i++)
         cpu->seg[i] = (struct tcg_segment){0, 0xffff, 0, 0x3 | SEG_ATTR_S | SEG_ATTR_P};

@@ -1092,6 +1092,18 @@ uint64_t h_fpu_sse(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t
             fxrstor(cpu, addr, desc);
         return 0;
     default: /* SSE class and LDMXCSR/STMXCSR */
+        if (FD_MAP(desc) == X86_MAP_0F && FD_OPCODE(desc) == 0x77 && FD_MP(desc) == X86_MP_NONE) {
+            /* EMMS: x87 state only (MMX registers alias it), no CR4.OSFXSR needed. Linux
+             * runs it on AMD CPUs to clear FXSAVE leaks even without using MMX. */
+            if (cpu->cr0 & CR0_EM)
+                raise_ud(cpu);
+            if (cpu->cr0 & CR0_TS)
+                tcg_raise_exception(cpu, X86_EXC_NM, 0, false);
+            if ((cpu->fpu.fsw & FSW_ES) && (cpu->cr0 & X86_CR0_NE))
+                tcg_raise_exception(cpu, X86_EXC_MF, 0, false);
+            cpu->fpu.ftw = 0; /* every register empty */
+            return 0;
+        }
         if ((cpu->cr0 & CR0_EM) || !(cpu->cr4 & CR4_OSFXSR))
             raise_ud(cpu);
         if (cpu->cr0 & CR0_TS)

@@ -1020,6 +1020,33 @@ static uint64_t h_sysenter_family(void *env, uint64_t kind_size, uint64_t next_r
     }
 }
 
+/* Debug registers are kept so the guest reads back what it wrote; hardware breakpoints and
+ * single-step traps they would arm are not modelled. DR4/DR5 alias DR6/DR7 unless CR4.DE. */
+static uint64_t h_mov_dr(void *env, uint64_t dr, uint64_t value, uint64_t is_write, uint64_t d)
+{
+    (void)d;
+    struct tcg_cpu *cpu = CPU(env);
+    if (cpl(cpu) != 0)
+        gp0(cpu);
+    if (dr == 4 || dr == 5) {
+        if (cpu->cr4 & (1ULL << 3))
+            tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
+        dr += 2;
+    }
+    if (dr > 7)
+        tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
+    if (!is_write)
+        return cpu->dr[dr];
+    if ((cpu->hflags & HF_LMA) && dr >= 6 && (value >> 32))
+        gp0(cpu);
+    if (dr == 6)
+        value = (value & 0xe00fULL) | 0xffff0ff0ULL;
+    else if (dr == 7)
+        value = (value & ~0xd000ULL) | 0x400;
+    cpu->dr[dr] = value;
+    return 0;
+}
+
 const struct ir_helper x86_helper_table[X86_NR_HELPERS] = {
 #define X86_HELPER_ENTRY(name, flags) [HELPER_##name] = {h_##name, #name, flags},
     X86_HELPERS(X86_HELPER_ENTRY)

@@ -52,7 +52,8 @@
     X(sysenter_family, HF_RWX) /* (kind, next rip): SYSCALL/SYSRET/SYSENTER/SYSEXIT/SWAPGS */     \
     X(ltr_lldt, HF_RWX)        /* (selector, which): 0 LLDT 1 LTR */                               \
     X(str_sldt, HF_RWX)        /* (which) -> selector */                                           \
-    X(fpu_sse, HF_RWX)         /* (x86_fpu_desc(), linear addr): x87, SSE, FXSAVE.. (fpu.c) */
+    X(fpu_sse, HF_RWX)         /* (x86_fpu_desc(), linear addr): x87, SSE, FXSAVE.. (fpu.c) */ \
+    X(mov_dr, HF_RWX)          /* (dr, value, is_write) -> value: MOV to/from DR0-7 */
 
 enum x86_helper_id {
 #define X86_HELPER_ENUM(name, flags) HELPER_##name,

@@ -432,13 +432,19 @@ static void return_to(struct tcg_cpu *cpu, struct stack *st, uint16_t cs_sel, ui
     }
     if (rpl > cpl) {
         /* Data segments the new (outer) level may not use become null. */
+        /* Only the selector and the present bit go: the base stays (in 64-bit mode FS/GS
+         * bases set through MSRs must survive the return to user mode), and null FS/GS
+         * selectors are left alone, as on hardware. */
         static const unsigned data_segs[] = {SEG_ES, SEG_DS, SEG_FS, SEG_GS};
         for (unsigned i = 0; i < 4; i++) {
-            struct tcg_segment *sg = &cpu->seg[data_segs[i]];
+            unsigned seg = data_segs[i];
+            struct tcg_segment *sg = &cpu->seg[seg];
             unsigned t = ATTR_TYPE(sg->attr);
             bool conforming_code = (t & TYPE_CODE) && (t & TYPE_CONFORMING);
+            if ((seg == SEG_FS || seg == SEG_GS) && (sg->selector & 0xfffc) == 0)
+                continue;
             if (!conforming_code && SEG_ATTR_DPL(sg->attr) < rpl)
-                tcg_set_seg(cpu, data_segs[i], 0, 0, 0, 0);
+                tcg_set_seg(cpu, seg, 0, sg->base, sg->limit, (uint16_t)(sg->attr & ~SEG_ATTR_P));
         }
     }
     cpu->rip = opsize == 2 ? (rip & 0xffff) : opsize == 4 ? (rip & 0xffffffffULL) : rip;

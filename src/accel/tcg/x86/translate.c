@@ -1277,6 +1277,18 @@ static void translate_insn(struct dc *s)
             store_reg(s, in->operand[0].reg, in->operand[0].size, false, v);
         }
         break;
+    case X86_MN_MOV_DR:
+        if (in->operand[0].reg_class == X86_RC_DR) {
+            ir_temp v = load_operand(s, 1, NULL);
+            gen_call(s, HELPER_mov_dr, IR_NO_TEMP, cst(s, in->operand[0].reg), v, cst(s, 1),
+                     IR_NO_TEMP);
+        } else {
+            ir_temp v = tmp(s);
+            gen_call(s, HELPER_mov_dr, v, cst(s, in->operand[1].reg), cst(s, 0), cst(s, 0),
+                     IR_NO_TEMP);
+            store_reg(s, in->operand[0].reg, in->operand[0].size, false, v);
+        }
+        break;
     case X86_MN_SMSW: {
         ir_temp v = tmp(s);
         gen_call(s, HELPER_mov_from_cr, v, cst(s, 0), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
