@@ -90,6 +90,8 @@ run: deps all guest
 bench: deps all payloads
 	/usr/bin/python3 bench/run.py
 	/usr/bin/python3 bench/cpu.py
+	@$(MAKE) --no-print-directory guest
+	/usr/bin/python3 bench/boot.py
 
 format:
 	clang-format -i $$(find src tests/unit -name '*.[ch]')
