@@ -9,6 +9,8 @@ with the reason shown, when it cannot be used here:
 """
 import collections
 import os
+import select
+import time
 import shutil
 import subprocess
 
@@ -114,3 +116,20 @@ def qemu():
     if not path:
         pytest.skip("qemu-system-x86_64 is not installed (payload cross-check only)")
     return path
+
+
+def read_until(fd, needle, timeout):
+    """Read from fd (a pty master) until needle appears, EOF or timeout; returns the bytes."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while needle not in data and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data

@@ -2,13 +2,12 @@
 terminal is restored, signals end the VM cleanly, console file/none work."""
 import os
 import pty
-import select
 import signal
 import subprocess
 import termios
 import time
 
-from conftest import EXIT_PASS, QUOKKA, describe, payload, run_quokka
+from conftest import EXIT_PASS, QUOKKA, describe, payload, read_until, run_quokka
 
 
 def test_pipe_input_reaches_guest(accel):
@@ -20,21 +19,6 @@ def test_pipe_input_reaches_guest(accel):
     assert proc.returncode == EXIT_PASS
 
 
-def _read_until(fd, needle, timeout):
-    data = b""
-    deadline = time.monotonic() + timeout
-    while needle not in data and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    return data
-
 
 def test_terminal_raw_mode_and_restore(accel):
     """On a tty, input goes to the guest byte by byte (raw mode, no line buffering: no Enter
@@ -44,9 +28,9 @@ def test_terminal_raw_mode_and_restore(accel):
     proc = subprocess.Popen([QUOKKA, "run", "--accel", accel, "--kernel", payload("echo")],
                             stdin=slave, stdout=slave, stderr=subprocess.PIPE)
     try:
-        assert b"echo ready" in _read_until(master, b"echo ready", 30)
+        assert b"echo ready" in read_until(master, b"echo ready", 30)
         os.write(master, b"z")
-        assert b"got 7a" in _read_until(master, b"got 7a", 30)
+        assert b"got 7a" in read_until(master, b"got 7a", 30)
         # While quokka runs, the terminal is raw: no canonical mode, no echo.
         during = termios.tcgetattr(slave)
         assert not during[3] & termios.ICANON and not during[3] & termios.ECHO

@@ -4,13 +4,12 @@ import datetime
 import hashlib
 import os
 import pty
-import select
 import subprocess
 import time
 
 import pytest
 
-from conftest import BUILD, QUOKKA, ROOT
+from conftest import BUILD, QUOKKA, ROOT, read_until
 
 GUEST = os.path.join(BUILD, "guest")
 BOOT_TIMEOUT = 240
@@ -82,21 +81,6 @@ def test_guest_time_runs_at_host_rate():
     assert 1.8 <= seen["mark-b"] - seen["mark-a"] <= 3.0, seen["mark-b"] - seen["mark-a"]
 
 
-def _read_until(fd, needle, timeout):
-    data = b""
-    deadline = time.monotonic() + timeout
-    while needle not in data and time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    return data
-
 
 def test_interactive_shell_over_pty():
     master, slave = pty.openpty()
@@ -104,14 +88,14 @@ def test_interactive_shell_over_pty():
                              "console=ttyS0 quiet quokka.shell"],
                             stdin=slave, stdout=slave, stderr=subprocess.PIPE)
     try:
-        seen = _read_until(master, b"quokka-guest: shell", BOOT_TIMEOUT)
+        seen = read_until(master, b"quokka-guest: shell", BOOT_TIMEOUT)
         assert b"quokka-guest: shell" in seen, seen[-2000:]
         time.sleep(1.0)  # let the shell print its prompt
         os.write(master, b"echo answer=$((6*7))\r")
-        seen = _read_until(master, b"answer=42", 60)
+        seen = read_until(master, b"answer=42", 60)
         assert b"answer=42" in seen, seen[-2000:]
         os.write(master, b"exit\r")
-        seen = _read_until(master, b"Power down", 60)
+        seen = read_until(master, b"Power down", 60)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
