@@ -3,6 +3,7 @@
 #include "util/log.h"
 
 #include <string.h>
+#include <unistd.h>
 
 int accel_parse_kind(const char *text, enum accel_kind *out)
 {
@@ -40,13 +41,19 @@ const struct accel_ops *accel_select(enum accel_kind kind, char *why, size_t len
     case ACCEL_TCG:
         return translator_ops(why, len);
     case ACCEL_AUTO:
-        if (kvm_accel_ops.probe(kvm_why, sizeof(kvm_why)) == 0)
+        if (kvm_accel_ops.probe(kvm_why, sizeof(kvm_why)) == 0 &&
+            kvm_accel_ops.probe_guest_os(kvm_why, sizeof(kvm_why)) == 0)
             return &kvm_accel_ops;
         {
             char tcg_why[160] = "";
             const struct accel_ops *tcg = translator_ops(tcg_why, sizeof(tcg_why));
-            if (tcg)
+            if (tcg) {
+                /* Tell a person at a terminal why it is slower than they may expect; scripts
+                 * reading stderr see nothing. */
+                if (isatty(STDERR_FILENO))
+                    qk_warn("using the translator: %s", kvm_why);
                 return tcg;
+            }
             qk_fail(why, len, "no accelerator: KVM is missing or unusable (%s) and %s", kvm_why,
                     tcg_why);
         }

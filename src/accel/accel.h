@@ -66,6 +66,9 @@ struct accel_ops {
     bool in_kernel_irqchip;
     /* 0 if this accelerator can run guests here; else -1 and why. */
     int (*probe)(char *why, size_t len);
+    /* Optional, stricter: 0 if it can also run an operating system (interrupt delivery).
+     * --accel auto requires it; an explicit --accel only needs probe(). */
+    int (*probe_guest_os)(char *why, size_t len);
     int (*vm_create)(const struct accel_vm_config *cfg, struct accel_vm **out, char *err,
                      size_t errlen);
     void (*vm_destroy)(struct accel_vm *vm);

@@ -534,11 +534,52 @@ static void *probe_watchdog(void *arg)
     return NULL;
 }
 
-/* Run a 16-bit real-mode guest "mov al, 0x5a; out 0xf4, al" and check the exit: proves
- * memory slots, vCPU setup and I/O exits work, within a time limit. */
-static int kvm_probe(char *why, size_t len)
+/* The probe guests. Basic: 16-bit real mode "mov al, 0x5a; out 0xf4, al" — proves memory
+ * slots, vCPU setup and I/O exits work. With interrupts: 32-bit protected mode taking a
+ * software interrupt through an IDT gate whose handler sets AL and IRETs — what any operating
+ * system needs, and what software-assisted KVMs such as kvm_pvm cannot do for non-PV guests. */
+static void probe_image(uint8_t *mem, bool with_interrupts)
 {
-    static const uint8_t code[] = {0xb0, 0x5a, 0xe6, 0xf4, 0xf4};
+    static const uint8_t basic[] = {0xb0, 0x5a, 0xe6, 0xf4, 0xf4};
+    static const uint8_t caller[] = {0xcd, 0x20, 0xe6, 0xf4, 0xf4}; /* int 0x20; out; hlt */
+    static const uint8_t handler[] = {0xb0, 0x5a, 0xcf};              /* mov al, 0x5a; iret */
+    if (!with_interrupts) {
+        memcpy(mem + 0x1000, basic, sizeof(basic));
+        return;
+    }
+    static const uint64_t gdt[] = {0, 0x00cf9a000000ffffULL, 0x00cf92000000ffffULL};
+    memcpy(mem, gdt, sizeof(gdt));
+    uint64_t gate = 0x2000 | (0x08ULL << 16) | (0x8e00ULL << 32); /* 32-bit interrupt gate */
+    memcpy(mem + 0x100 + 0x20 * 8, &gate, sizeof(gate));
+    memcpy(mem + 0x1000, caller, sizeof(caller));
+    memcpy(mem + 0x2000, handler, sizeof(handler));
+}
+
+static void probe_segments(struct kvm_sregs *sr, struct kvm_regs *r, bool with_interrupts)
+{
+    r->rip = 0x1000;
+    r->rflags = 2;
+    sr->cs.base = 0;
+    sr->cs.selector = 0;
+    if (!with_interrupts)
+        return;
+    struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x08, .type = 11,
+                               .present = 1, .s = 1, .db = 1, .g = 1};
+    struct kvm_segment data = code;
+    data.selector = 0x10;
+    data.type = 3;
+    sr->cs = code;
+    sr->ds = sr->es = sr->fs = sr->gs = sr->ss = data;
+    sr->gdt.base = 0;
+    sr->gdt.limit = 23;
+    sr->idt.base = 0x100;
+    sr->idt.limit = 0x21 * 8 - 1;
+    sr->cr0 |= 1; /* PE */
+    r->rsp = 0x8000;
+}
+
+static int run_probe_guest(bool with_interrupts, char *why, size_t len)
+{
     struct accel_vm *vm;
     if (vm_create_bare(&vm, why, len) < 0)
         return -1;
@@ -549,18 +590,17 @@ static int kvm_probe(char *why, size_t len)
         qk_fail(why, len, "out of memory");
         goto out;
     }
-    memcpy((uint8_t *)page + 0x1000, code, sizeof(code));
+    probe_image(page, with_interrupts);
     if (map_region(vm, 0, 0, 0x10000, page, why, len) < 0 ||
         kvm_vcpu_create(vm, 0, &vcpu, why, len) < 0)
         goto out;
     struct kvm_sregs sr;
-    struct kvm_regs r = {.rip = 0x1000, .rflags = 2};
+    struct kvm_regs r = {0};
     if (ioctl(vcpu->fd, KVM_GET_SREGS, &sr) < 0) {
         qk_fail(why, len, "KVM_GET_SREGS failed: %s", strerror(errno));
         goto out;
     }
-    sr.cs.base = 0;
-    sr.cs.selector = 0;
+    probe_segments(&sr, &r, with_interrupts);
     if (ioctl(vcpu->fd, KVM_SET_SREGS, &sr) < 0 || ioctl(vcpu->fd, KVM_SET_REGS, &r) < 0) {
         qk_fail(why, len, "cannot set vCPU registers: %s", strerror(errno));
         goto out;
@@ -585,6 +625,10 @@ static int kvm_probe(char *why, size_t len)
         result = 0;
     else if (ex.reason == ACCEL_EXIT_STOPPED)
         qk_fail(why, len, "KVM test guest did not finish within 3 seconds");
+    else if (with_interrupts)
+        qk_fail(why, len,
+                "KVM cannot deliver a protected-mode interrupt to a test guest (a "
+                "software-assisted KVM such as kvm_pvm?)");
     else
         qk_fail(why, len, "KVM test guest misbehaved (exit %d)", (int)ex.reason);
 out:
@@ -595,10 +639,21 @@ out:
     return result;
 }
 
+static int kvm_probe(char *why, size_t len)
+{
+    return run_probe_guest(false, why, len);
+}
+
+static int kvm_probe_guest_os(char *why, size_t len)
+{
+    return run_probe_guest(true, why, len);
+}
+
 const struct accel_ops kvm_accel_ops = {
     .name = "kvm",
     .in_kernel_irqchip = true,
     .probe = kvm_probe,
+    .probe_guest_os = kvm_probe_guest_os,
     .vm_create = kvm_vm_create,
     .vm_destroy = vm_destroy,
     .supported_cpuid = kvm_supported_cpuid,
