@@ -1,4 +1,4 @@
-"""System-level payloads: self-modifying code and paging with page faults, on each
+"""System-level payloads: self-modifying code, 2-level and PAE paging with page faults and NX, on each
 accelerator, and under QEMU as the reference for the payloads themselves."""
 import subprocess
 
@@ -24,7 +24,17 @@ def test_paging_and_page_faults(accel, request):
     assert "err=0x00000003" in res.stdout
 
 
-@pytest.mark.parametrize("name", ["smc", "paging"])
+def test_pae_paging_and_nx(accel, request):
+    if accel == "kvm" and kvm_is_pvm():
+        request.node.add_marker(pytest.mark.xfail(
+            reason="kvm_pvm cannot emulate exception delivery for non-PVM guests", strict=False))
+    res = run_quokka(["--accel", accel, "--kernel", payload("pae")])
+    assert res.rc == EXIT_PASS, describe(res)
+    assert "pae alias mapping ok" in res.stdout
+    assert "err=0x00000011" in res.stdout  # present + instruction fetch
+
+
+@pytest.mark.parametrize("name", ["smc", "paging", "pae"])
 def test_qemu_reference(qemu, name):
     proc = subprocess.run([qemu, "-accel", "tcg", "-m", "256M", "-display", "none",
                            "-nodefaults", "-serial", "stdio", "-device",
