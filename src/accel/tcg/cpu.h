@@ -156,6 +156,7 @@ struct tcg_cpu {
 
     /* --- software MMU: one TLB per privilege (0 supervisor, 1 user) --- */
     struct tlb_entry tlb[2][TLB_SIZE];
+    bool tlb_has_large_pages; /* some entry came from a large page (see tlb_flush_page) */
 
     /* --- exits back to the run loop --- */
     jmp_buf exit_jmp;

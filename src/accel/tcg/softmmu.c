@@ -29,6 +29,7 @@
 struct walk {
     uint64_t paddr;
     bool writable, user, exec, dirty;
+    bool large; /* from a 2 MiB / 4 MiB / 1 GiB page */
 };
 
 static inline bool cpu_user_mode(const struct tcg_cpu *cpu)
@@ -64,6 +65,7 @@ static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access a
                           bool set_bits, struct walk *w)
 {
     w->writable = w->user = w->exec = w->dirty = true;
+    w->large = false;
     if (!(cpu->cr0 & X86_CR0_PG)) {
         w->paddr = (cpu->hflags & HF_LMA) ? vaddr : (vaddr & 0xffffffffULL);
         return 0;
@@ -119,6 +121,7 @@ static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access a
         bool large = !last && (pte & PTE_PS) &&
                      (entry_size == 8 ? (levels == 2 || level >= 1) : (cpu->cr4 & CR4_PSE) != 0);
         if (large) {
+            w->large = true;
             page_mask = (1ULL << shift) - 1;
             if (entry_size == 4) /* PSE-36 high bits are not modelled: 4 MiB pages < 4 GiB */
                 table = pte & 0xffc00000ULL;
@@ -181,6 +184,8 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
     e->exec_tag = w->exec ? vpage : TLB_INVALID;
     e->addend = (uintptr_t)host - (uintptr_t)vpage;
     e->paddr = ppage;
+    if (w->large)
+        cpu->tlb_has_large_pages = true;
 }
 
 uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, bool user)
@@ -210,6 +215,7 @@ bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint
 
 void tlb_flush(struct tcg_cpu *cpu)
 {
+    cpu->tlb_has_large_pages = false;
     for (unsigned u = 0; u < 2; u++)
         for (unsigned i = 0; i < TLB_SIZE; i++)
             cpu->tlb[u][i] = (struct tlb_entry){TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0};
@@ -217,6 +223,12 @@ void tlb_flush(struct tcg_cpu *cpu)
 
 void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
 {
+    /* The TLB caches large pages as 4 KiB slices; INVLPG anywhere in a large page must drop
+     * all of them, and the slices cannot be found by address: flush everything then. */
+    if (cpu->tlb_has_large_pages) {
+        tlb_flush(cpu);
+        return;
+    }
     for (unsigned u = 0; u < 2; u++) {
         struct tlb_entry *e = &cpu->tlb[u][(vaddr >> 12) & (TLB_SIZE - 1)];
         if (e->read_tag == (vaddr & ~0xfffULL))
