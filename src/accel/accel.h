@@ -3,6 +3,7 @@
 #ifndef QUOKKA_ACCEL_ACCEL_H
 #define QUOKKA_ACCEL_ACCEL_H
 
+#include "vm/apic.h"
 #include "vm/cpu_state.h"
 
 #include <stdbool.h>
@@ -54,6 +55,9 @@ struct accel_vm_config {
      * for the vector when they accept an interrupt (-1: spurious, nothing pending). */
     int (*intack)(void *ctx, unsigned vcpu);
     void *intack_ctx;
+    /* Same accelerators: a local APIC retired a level-triggered vector (EOI broadcast to the
+     * IOAPIC). Called on the vCPU thread; may send APIC messages back. NULL: nobody listens. */
+    void (*eoi)(void *ctx, uint8_t vector);
 };
 
 struct accel_vm;
@@ -76,6 +80,9 @@ struct accel_ops {
     int (*supported_cpuid)(struct accel_vm *vm, struct cpuid_model *out, char *err, size_t errlen);
     int (*set_irq)(struct accel_vm *vm, uint32_t gsi, int level); /* in-kernel irqchip */
     void (*set_intr)(struct accel_vcpu *vcpu, int level); /* user irqchip: the INTR pin */
+    /* User irqchip with local APICs in the accelerator: deliver an IOAPIC message. Any thread;
+     * NULL when the accelerator has no local APIC. */
+    void (*apic_msg)(struct accel_vm *vm, const struct apic_msg *msg);
 
     int (*vcpu_create)(struct accel_vm *vm, unsigned index, struct accel_vcpu **out, char *err,
                        size_t errlen);

@@ -7,6 +7,7 @@
 #ifndef QUOKKA_HW_DEVICE_H
 #define QUOKKA_HW_DEVICE_H
 
+#include "vm/apic.h"
 #include "vm/bus.h"
 
 #include <stddef.h>
@@ -60,13 +61,20 @@ struct device_host {
      * translator). Only then do the PIC/PIT (and later IOAPIC/LAPIC) models instantiate;
      * with KVM they leave *state NULL and register nothing. */
     bool user_irqchip;
-    /* user_irqchip only: the interrupt controller becomes the receiver of set_irq() lines,
-     * drives the vCPU's INTR pin, and answers the vCPU's interrupt acknowledge with a vector
-     * (or -1 when nothing is pending any more: a spurious interrupt). */
+    /* user_irqchip only: interrupt controllers become receivers of set_irq() lines (every
+     * registered router sees every line: the PIC and the IOAPIC are wired in parallel, as on a
+     * PC; route NULL unregisters the router registered with `opaque`). The PIC drives the
+     * vCPU's INTR pin and answers the vCPU's interrupt acknowledge with a vector (or -1 when
+     * nothing is pending any more: a spurious interrupt). */
     void (*register_irq_router)(void *ctx, void (*route)(void *opaque, uint32_t gsi, int level),
                                 void *opaque);
     void (*set_cpu_intr)(void *ctx, unsigned vcpu, int level);
     void (*register_intack)(void *ctx, int (*intack)(void *opaque, unsigned vcpu), void *opaque);
+    /* user_irqchip only: the IOAPIC sends messages to the local APICs, and hears their EOIs
+     * for level-triggered vectors (eoi NULL unregisters). Safe from any thread; the EOI
+     * callback runs on a vCPU thread with no APIC lock held. */
+    void (*send_apic_msg)(void *ctx, const struct apic_msg *msg);
+    void (*register_eoi)(void *ctx, void (*eoi)(void *opaque, uint8_t vector), void *opaque);
     void *irqchip_ctx;
 };
 

@@ -491,7 +491,7 @@ static void pic_destroy(void *state)
     struct i8259 *p = state;
     if (!p)
         return;
-    p->host.register_irq_router(p->host.irqchip_ctx, NULL, NULL);
+    p->host.register_irq_router(p->host.irqchip_ctx, NULL, p);
     p->host.register_intack(p->host.irqchip_ctx, NULL, NULL);
     pthread_mutex_destroy(&p->lock);
     free(p);

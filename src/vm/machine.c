@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define MACHINE_MAX_IRQ_ROUTERS 4
+
 struct machine;
 
 struct vcpu_slot {
@@ -62,11 +64,18 @@ struct machine {
     struct timer_list timers;
     bool timers_ready;
 
-    /* User-space interrupt controller (accelerators without an in-kernel irqchip). */
-    void (*irq_route)(void *opaque, uint32_t gsi, int level);
-    void *irq_route_opaque;
+    /* User-space interrupt controllers (accelerators without an in-kernel irqchip): every
+     * router sees every line (PIC and IOAPIC in parallel). Registered while devices are
+     * created, before any thread runs, so the lists are read without a lock. */
+    struct irq_router {
+        void (*route)(void *opaque, uint32_t gsi, int level);
+        void *opaque;
+    } routers[MACHINE_MAX_IRQ_ROUTERS];
+    unsigned nr_routers;
     int (*intack)(void *opaque, unsigned vcpu);
     void *intack_opaque;
+    void (*eoi)(void *opaque, uint8_t vector);
+    void *eoi_opaque;
 };
 
 /* --- files --------------------------------------------------------------------------------- */
@@ -151,16 +160,47 @@ static void machine_set_irq(void *ctx, uint32_t gsi, int level)
     struct machine *m = ctx;
     if (m->accel->in_kernel_irqchip)
         m->accel->set_irq(m->accel_vm, gsi, level);
-    else if (m->irq_route)
-        m->irq_route(m->irq_route_opaque, gsi, level);
+    else
+        for (unsigned i = 0; i < m->nr_routers; i++)
+            m->routers[i].route(m->routers[i].opaque, gsi, level);
 }
 
+/* Adds a router, or with route NULL removes the one registered with opaque. */
 static void machine_register_irq_router(void *ctx, void (*route)(void *, uint32_t, int),
                                         void *opaque)
 {
     struct machine *m = ctx;
-    m->irq_route = route;
-    m->irq_route_opaque = opaque;
+    for (unsigned i = 0; i < m->nr_routers; i++)
+        if (m->routers[i].opaque == opaque) {
+            m->routers[i] = m->routers[--m->nr_routers];
+            break;
+        }
+    if (route && m->nr_routers < MACHINE_MAX_IRQ_ROUTERS)
+        m->routers[m->nr_routers++] = (struct irq_router){route, opaque};
+    else if (route)
+        qk_error("too many interrupt routers: one is left unconnected");
+}
+
+static void machine_send_apic_msg(void *ctx, const struct apic_msg *msg)
+{
+    struct machine *m = ctx;
+    if (m->accel_vm && m->accel->apic_msg)
+        m->accel->apic_msg(m->accel_vm, msg);
+}
+
+static void machine_register_eoi(void *ctx, void (*eoi)(void *, uint8_t), void *opaque)
+{
+    struct machine *m = ctx;
+    m->eoi = eoi;
+    m->eoi_opaque = opaque;
+}
+
+/* Called by the accelerator when a local APIC retires a level-triggered vector. */
+static void machine_eoi(void *ctx, uint8_t vector)
+{
+    struct machine *m = ctx;
+    if (m->eoi)
+        m->eoi(m->eoi_opaque, vector);
 }
 
 static void machine_set_cpu_intr(void *ctx, unsigned vcpu, int level)
@@ -585,6 +625,7 @@ int machine_run(const struct machine_config *cfg)
         .nr_vcpus = cfg->nr_vcpus,
         .intack = machine_intack,
         .intack_ctx = m,
+        .eoi = machine_eoi,
     };
     if (m->accel->vm_create(&vm_cfg, &m->accel_vm, err, sizeof(err)) < 0)
         goto fail;
@@ -612,6 +653,8 @@ int machine_run(const struct machine_config *cfg)
         .register_irq_router = machine_register_irq_router,
         .set_cpu_intr = machine_set_cpu_intr,
         .register_intack = machine_register_intack,
+        .send_apic_msg = machine_send_apic_msg,
+        .register_eoi = machine_register_eoi,
         .irqchip_ctx = m,
     };
     if (create_devices(m, err, sizeof(err)) < 0)

@@ -15,7 +15,9 @@
 #define FAKE_WALL_CLOCK 1709214310 /* 2024-02-29 13:45:10 UTC, a Thursday */
 #define FAKE_NR_TIMERS 8
 #define FAKE_NR_ARMS 256
-#define FAKE_CLOCK_START 1000000000ULL /* fake monotonic clock after enable_timers: 1 s */
+#define FAKE_CLOCK_START 1000000000ULL
+#define FAKE_NR_ROUTERS 4
+#define FAKE_NR_MSGS 64 /* fake monotonic clock after enable_timers: 1 s */
 
 struct fake_machine {
     struct bus pio, mmio;
@@ -43,9 +45,19 @@ struct fake_machine {
     uint64_t arms[FAKE_NR_ARMS];
     unsigned nr_arms; /* may exceed FAKE_NR_ARMS; only the first ones are kept */
 
-    /* fake_machine_enable_irqchip(): the captured router and acknowledge, and the INTR pin. */
+    /* fake_machine_enable_irqchip(): the captured routers (route/route_opaque: the first
+     * one, usually the PIC) and acknowledge, the INTR pin, APIC messages and EOI listener. */
     void (*route)(void *opaque, uint32_t gsi, int level);
     void *route_opaque;
+    struct {
+        void (*route)(void *opaque, uint32_t gsi, int level);
+        void *opaque;
+    } routers[FAKE_NR_ROUTERS];
+    unsigned nr_routers;
+    struct apic_msg msgs[FAKE_NR_MSGS];
+    unsigned nr_msgs; /* may exceed FAKE_NR_MSGS; only the first ones are kept */
+    void (*eoi)(void *opaque, uint8_t vector);
+    void *eoi_opaque;
     int (*intack)(void *opaque, unsigned vcpu);
     void *intack_opaque;
     int intr_level;
@@ -59,9 +71,9 @@ static inline void fake_set_irq(void *ctx, uint32_t gsi, int level)
     assert_true(level == 0 || level == 1);
     fm->irq_level[gsi] = level;
     fm->irq_calls[gsi]++;
-    /* With a user-space irqchip the machine hands lines to the registered router. */
-    if (fm->route)
-        fm->route(fm->route_opaque, gsi, level);
+    /* With a user-space irqchip the machine hands lines to every registered router. */
+    for (unsigned i = 0; i < fm->nr_routers; i++)
+        fm->routers[i].route(fm->routers[i].opaque, gsi, level);
 }
 
 static inline void fake_request_stop(void *ctx, enum vm_stop_kind kind, uint32_t value)
@@ -178,8 +190,36 @@ static inline void fake_register_irq_router(void *ctx, void (*route)(void *, uin
                                             void *opaque)
 {
     struct fake_machine *fm = ctx;
-    fm->route = route;
-    fm->route_opaque = opaque;
+    /* As the machine: add, or with route NULL remove the router registered with opaque. */
+    for (unsigned i = 0; i < fm->nr_routers; i++)
+        if (fm->routers[i].opaque == opaque) {
+            memmove(&fm->routers[i], &fm->routers[i + 1],
+                    (fm->nr_routers - i - 1) * sizeof(fm->routers[0]));
+            fm->nr_routers--;
+            break;
+        }
+    if (route) {
+        assert_true(fm->nr_routers < FAKE_NR_ROUTERS);
+        fm->routers[fm->nr_routers].route = route;
+        fm->routers[fm->nr_routers++].opaque = opaque;
+    }
+    fm->route = fm->nr_routers ? fm->routers[0].route : NULL;
+    fm->route_opaque = fm->nr_routers ? fm->routers[0].opaque : NULL;
+}
+
+static inline void fake_send_apic_msg(void *ctx, const struct apic_msg *msg)
+{
+    struct fake_machine *fm = ctx;
+    if (fm->nr_msgs < FAKE_NR_MSGS)
+        fm->msgs[fm->nr_msgs] = *msg;
+    fm->nr_msgs++;
+}
+
+static inline void fake_register_eoi(void *ctx, void (*eoi)(void *, uint8_t), void *opaque)
+{
+    struct fake_machine *fm = ctx;
+    fm->eoi = eoi;
+    fm->eoi_opaque = opaque;
 }
 
 static inline void fake_register_intack(void *ctx, int (*intack)(void *, unsigned), void *opaque)
@@ -198,7 +238,7 @@ static inline void fake_machine_enable_timers(struct fake_machine *fm)
     fm->host.timer_ctx = fm;
 }
 
-/* The translator's configuration: user-space PIC/PIT (and timers they need). */
+/* The translator's configuration: user-space PIC/PIT/IOAPIC (and timers they need). */
 static inline void fake_machine_enable_irqchip(struct fake_machine *fm)
 {
     fake_machine_enable_timers(fm);
@@ -206,6 +246,8 @@ static inline void fake_machine_enable_irqchip(struct fake_machine *fm)
     fm->host.register_irq_router = fake_register_irq_router;
     fm->host.set_cpu_intr = fake_set_cpu_intr;
     fm->host.register_intack = fake_register_intack;
+    fm->host.send_apic_msg = fake_send_apic_msg;
+    fm->host.register_eoi = fake_register_eoi;
     fm->host.irqchip_ctx = fm;
 }
 

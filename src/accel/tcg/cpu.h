@@ -132,10 +132,9 @@ struct tcg_cpu {
     /* --- system state, through helpers --- */
     struct tcg_segment seg[NR_SEGS];
     struct vcpu_dtable gdt, idt;
-    uint64_t cr0, cr2, cr3, cr4, cr8;
+    uint64_t cr0, cr2, cr3, cr4; /* CR8 is the local APIC's TPR (lapic.h) */
     uint64_t dr[8]; /* debug registers: stored, breakpoints not modelled */
     uint64_t efer;
-    uint64_t apic_base;
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
     uint64_t pat, misc_enable;
@@ -150,13 +149,20 @@ struct tcg_cpu {
     bool exception_soft;         /* INT n / INT3 / INTO: DPL checks, return past the insn */
     uint64_t exception_next_rip; /* return address for software interrupts */
     uint64_t fault_addr; /* CR2 for #PF */
-    atomic_uint interrupt_request; /* TCG_REQ_* bits, set from other threads */
+    atomic_uint interrupt_request; /* TCG_REQ_* bits, set from other threads; nonzero makes
+                                      chained native code return to the run loop */
     bool halted;
     bool inhibit_irq; /* STI / MOV SS shadow: no interrupt before the next instruction */
 
     /* --- software MMU: one TLB per privilege (0 supervisor, 1 user) --- */
     struct tlb_entry tlb[2][TLB_SIZE];
     bool tlb_has_large_pages; /* some entry came from a large page (see tlb_flush_page) */
+
+    /* --- block chaining (native backend, see backend/x86_64.h) --- */
+    int32_t chain_budget; /* chained jumps left before the run loop must look (timers) */
+    uint32_t chain_epoch; /* bumped by every TLB flush: chains patched before are void */
+    void *last_exit;      /* the native block that left through GOTO_TB */
+    uint64_t insn_count;  /* guest instructions of native blocks run to an exit */
 
     /* --- exits back to the run loop --- */
     jmp_buf exit_jmp;

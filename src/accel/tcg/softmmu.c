@@ -171,7 +171,7 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
     uint64_t ppage = w->paddr & ~0xfffULL;
     uint8_t *host = gpa_to_host(vm->mem, ppage, 0x1000);
-    if (!host)
+    if (!host || lapic_mmio_hit(&cpu_vcpu(cpu)->lapic, ppage))
         return; /* MMIO or nothing: every access takes the slow path */
     struct tlb_entry *e = &cpu->tlb[user][(vaddr >> 12) & (TLB_SIZE - 1)];
     uint64_t vpage = vaddr & ~0xfffULL;
@@ -215,6 +215,7 @@ bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint
 
 void tlb_flush(struct tcg_cpu *cpu)
 {
+    cpu->chain_epoch++;
     cpu->tlb_has_large_pages = false;
     for (unsigned u = 0; u < 2; u++)
         for (unsigned i = 0; i < TLB_SIZE; i++)
@@ -229,6 +230,7 @@ void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
         tlb_flush(cpu);
         return;
     }
+    cpu->chain_epoch++; /* a chained jump may lead to code on this page */
     for (unsigned u = 0; u < 2; u++) {
         struct tlb_entry *e = &cpu->tlb[u][(vaddr >> 12) & (TLB_SIZE - 1)];
         if (e->read_tag == (vaddr & ~0xfffULL))
@@ -246,9 +248,15 @@ void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage)
                 cpu->tlb[u][i].write_tag = TLB_INVALID;
 }
 
+/* The xAPIC register page is per CPU, so it is not on the shared MMIO bus: accesses to it
+ * are taken here, before RAM and the bus (a page the guest moved the APIC onto is never put
+ * in the TLB, see fill_tlb). */
 static uint64_t phys_read(struct tcg_cpu *cpu, uint64_t paddr, unsigned size)
 {
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    struct lapic *lapic = &cpu_vcpu(cpu)->lapic;
+    if (lapic_mmio_hit(lapic, paddr))
+        return lapic_mmio_read(lapic, paddr & 0xfff, size);
     const void *host = gpa_to_host(vm->mem, paddr, size);
     uint64_t value = 0;
     if (host)
@@ -261,6 +269,11 @@ static uint64_t phys_read(struct tcg_cpu *cpu, uint64_t paddr, unsigned size)
 static void phys_write(struct tcg_cpu *cpu, uint64_t paddr, uint64_t value, unsigned size)
 {
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    struct lapic *lapic = &cpu_vcpu(cpu)->lapic;
+    if (lapic_mmio_hit(lapic, paddr)) {
+        lapic_mmio_write(lapic, paddr & 0xfff, size, value);
+        return;
+    }
     void *host = gpa_to_host(vm->mem, paddr, size);
     if (!host) {
         bus_write(vm->mmio, paddr, size, value);

@@ -1,6 +1,7 @@
 #include "accel/tcg/tb.h"
 
 #include "accel/tcg/backend/interp.h"
+#include "accel/tcg/backend/x86_64.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +35,24 @@ int tb_cache_init(struct tb_cache *cache, size_t nr_ram_pages)
     return 0;
 }
 
-static void tb_free(struct tb *tb)
+void tb_discard(struct tb *tb)
 {
     interp_free(tb->code);
+    native_code_free(tb->native);
     free(tb);
+}
+
+static size_t tb_bytes(const struct tb *tb)
+{
+    return interp_code_size(tb->code) + native_code_size(tb->native) + sizeof(*tb);
+}
+
+/* Chained jumps into a dropped block must not reach its code any more. */
+static void tb_kill(struct tb_cache *cache, struct tb *tb)
+{
+    tb->valid = false;
+    if (tb->native)
+        native_invalidate(cache->jit, tb->native);
 }
 
 void tb_cache_destroy(struct tb_cache *cache)
@@ -96,18 +111,18 @@ static void page_list_remove(struct tb_page_list *list, const struct tb *tb)
 
 int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t page_index1)
 {
-    size_t bytes = interp_code_size(tb->code) + sizeof(*tb);
+    size_t bytes = tb_bytes(tb);
     if (cache->code_bytes + bytes > cache->max_code_bytes)
         tb_flush(cache);
     if (page_index0 >= cache->nr_pages ||
         page_list_add(&cache->pages[page_index0], tb) < 0) {
-        tb_free(tb);
+        tb_discard(tb);
         return -1;
     }
     if (page_index1 != SIZE_MAX) {
         if (page_index1 >= cache->nr_pages || page_list_add(&cache->pages[page_index1], tb) < 0) {
             page_list_remove(&cache->pages[page_index0], tb);
-            tb_free(tb);
+            tb_discard(tb);
             return -1;
         }
     }
@@ -136,11 +151,11 @@ static void tb_retire(struct tb_cache *cache, struct tb *tb)
     size_t j = jmp_hash(tb->pc);
     if (cache->jmp_cache[j] == tb)
         cache->jmp_cache[j] = NULL;
-    tb->valid = false;
+    tb_kill(cache, tb);
     tb->zombie_next = cache->zombies;
     cache->zombies = tb;
     cache->nr_tbs--;
-    size_t bytes = interp_code_size(tb->code) + sizeof(*tb);
+    size_t bytes = tb_bytes(tb);
     cache->code_bytes = cache->code_bytes > bytes ? cache->code_bytes - bytes : 0;
 }
 
@@ -177,7 +192,7 @@ void tb_flush(struct tb_cache *cache)
         struct tb *tb = cache->hash[i];
         while (tb) {
             struct tb *next = tb->hash_next;
-            tb->valid = false;
+            tb_kill(cache, tb);
             tb->zombie_next = cache->zombies;
             cache->zombies = tb;
             tb = next;
@@ -197,7 +212,7 @@ void tb_reap(struct tb_cache *cache)
     struct tb *tb = cache->zombies;
     while (tb) {
         struct tb *next = tb->zombie_next;
-        tb_free(tb);
+        tb_discard(tb);
         tb = next;
     }
     cache->zombies = NULL;

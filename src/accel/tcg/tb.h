@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 struct interp_code;
+struct native_code;
+struct native_jit;
 
 struct tb {
     uint64_t pc;        /* linear address of the first instruction */
@@ -18,7 +20,8 @@ struct tb {
     size_t page_index[2]; /* RAM pages holding its code; [1] = SIZE_MAX when on one page */
     uint32_t nr_guest_insns;
     bool valid;
-    struct interp_code *code;
+    struct interp_code *code;   /* the interpreter's form, or */
+    struct native_code *native; /* the native backend's */
     struct tb *hash_next;
     struct tb *zombie_next;
 };
@@ -39,6 +42,7 @@ struct tb_cache {
     size_t nr_tbs;
     size_t code_bytes;
     size_t max_code_bytes; /* flush everything beyond this */
+    struct native_jit *jit; /* the native backend's code buffer (NULL: interpreter) */
     /* Fast lookup by linear pc (QEMU's tb_jmp_cache): a hint verified on use. */
     struct tb *jmp_cache[TB_JMP_CACHE_SIZE];
     uint64_t stats_translated, stats_invalidated, stats_flushes;
@@ -58,6 +62,8 @@ size_t tb_invalidate_page(struct tb_cache *cache, size_t page_index);
 bool tb_page_has_code(const struct tb_cache *cache, size_t page_index);
 /* Drop every block (cache full, or a global change such as CR0.PG flipping). */
 void tb_flush(struct tb_cache *cache);
+/* Free a block that was never inserted (code outside RAM runs once, uncached). */
+void tb_discard(struct tb *tb);
 /* Free invalidated blocks; call only when no block is executing. */
 void tb_reap(struct tb_cache *cache);
 

@@ -1,24 +1,65 @@
 /* The translator as an accelerator: accel_ops over quokka's own dynamic binary translator.
  *
  * run() loops: take pending interrupts, find (or translate) the block at CS:RIP, run it on
- * the interpreter backend. Guest exceptions and exits from helpers come back here through
- * longjmp to cpu->exit_jmp; the interpreter holds no resources across helper calls. */
+ * a backend: native x86-64 code (chaining blocks to each other) where the host allows, else
+ * the portable interpreter (QUOKKA_TCG_BACKEND=interp forces it). Guest exceptions and
+ * exits from helpers come back here through longjmp to cpu->exit_jmp; neither backend holds
+ * resources across helper calls. */
 #include "accel/accel.h"
 
 #include "accel/tcg/backend/interp.h"
+#include "accel/tcg/backend/x86_64.h"
 #include "accel/tcg/tcg_internal.h"
 #include "accel/tcg/x86/seg.h"
 #include "accel/tcg/x86/translate.h"
 #include "util/log.h"
 #include "vm/memory.h"
+#include "vm/timers.h"
 
 #include <cpuid.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const struct interp_mem_ops tcg_mem_ops = {mmu_load, mmu_store};
+
+#define NATIVE_BUFFER_BYTES (128u << 20)
+/* Chained jumps between visits to the run loop (which polls the LAPIC timer): tens of
+ * microseconds of guest time at most. */
+#define CHAIN_BUDGET 1024
+
+/* The native backend where the host can run it and it is not turned off; NULL means the
+ * interpreter. */
+static struct native_jit *create_native_backend(void)
+{
+    const char *choice = getenv("QUOKKA_TCG_BACKEND");
+    if (choice && strcmp(choice, "interp") == 0)
+        return NULL;
+    if (choice && strcmp(choice, "native") != 0)
+        qk_warn("QUOKKA_TCG_BACKEND=%s is neither 'native' nor 'interp': using native", choice);
+    const struct native_config cfg = {
+        .mem = {mmu_load, mmu_store},
+        .tlb_offset = {offsetof(struct tcg_cpu, tlb[0]), offsetof(struct tcg_cpu, tlb[1])},
+        .tlb_entry_size = sizeof(struct tlb_entry),
+        .tlb_entries = TLB_SIZE,
+        .tlb_read_tag = offsetof(struct tlb_entry, read_tag),
+        .tlb_write_tag = offsetof(struct tlb_entry, write_tag),
+        .tlb_addend = offsetof(struct tlb_entry, addend),
+        .exit_request_offset = offsetof(struct tcg_cpu, interrupt_request),
+        .chain_budget_offset = offsetof(struct tcg_cpu, chain_budget),
+        .guard_offset = offsetof(struct tcg_cpu, hflags),
+        .epoch_offset = offsetof(struct tcg_cpu, chain_epoch),
+        .last_exit_offset = offsetof(struct tcg_cpu, last_exit),
+        .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
+    };
+    char why[160];
+    struct native_jit *jit = native_jit_create(&cfg, NATIVE_BUFFER_BYTES, why, sizeof(why));
+    if (!jit)
+        qk_warn("translator: native backend unavailable (%s); using the interpreter", why);
+    return jit;
+}
 
 struct tcg_vcpu_extra {
     struct ir_block block; /* scratch IR block for translation (large: kept per vCPU) */
@@ -62,10 +103,12 @@ static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **ou
     vm->nr_vcpus = cfg->nr_vcpus;
     vm->intack = cfg->intack;
     vm->intack_ctx = cfg->intack_ctx;
+    vm->eoi = cfg->eoi;
     if (tb_cache_init(&vm->tbs, (size_t)(cfg->mem->ram_size >> 12)) < 0) {
         free(vm);
         return qk_fail(err, errlen, "out of memory for the translation cache");
     }
+    vm->tbs.jit = create_native_backend();
     *out = vm;
     return 0;
 }
@@ -74,7 +117,9 @@ static void tcg_vm_destroy(struct accel_vm *vm)
 {
     if (!vm)
         return;
+    struct native_jit *jit = vm->tbs.jit;
     tb_cache_destroy(&vm->tbs);
+    native_jit_destroy(jit);
     free(vm);
 }
 
@@ -95,15 +140,32 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
     /* Same vendor as the host, so guests print the same identity as under KVM here. */
     unsigned a, vb = 0x756e6547, vc = 0x6c65746e, vd = 0x49656e69; /* "GenuineIntel" */
     __get_cpuid(0, &a, &vb, &vc, &vd);
-    add_leaf(out, 0, 0, 0, 0x7, vb, vc, vd);
+    add_leaf(out, 0, 0, 0, 0x16, vb, vc, vd);
     const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
                           (1u << 13) | (1u << 15) | (1u << 19) | /* PSE TSC MSR PAE CX8 PGE CMOV
                                                                    CLFSH */
                           (1u << 0) | (1u << 24) | (1u << 25) | (1u << 26); /* FPU FXSR SSE SSE2
                                                                                (fpu.c, sse.c) */
-    const uint32_t ecx1 = (1u << 13) | (1u << 23);                 /* CX16 POPCNT */
-    add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1, edx1);    /* family 6; CLFLUSH 64 B */
+    const uint32_t ecx1 = (1u << 13) | (1u << 23) |                /* CX16 POPCNT */
+                          (1u << 21) | (1u << 24);                 /* x2APIC TSC-deadline */
+    add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1,
+             edx1 | (1u << 9)); /* family 6; CLFLUSH 64 B; APIC (lapic.c) */
     add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
+    /* The TSC and the LAPIC timer both count at 1 GHz from the host's monotonic clock: say so
+     * instead of letting the guest calibrate against the PIT. Leaf 0x15 (TSC = crystal *
+     * EBX / EAX; Linux also takes the crystal as the LAPIC timer rate) and 0x16 (MHz) are
+     * what Linux reads on Intel-vendor CPUs; 0x40000010 is the VMware/KVM timing leaf (TSC
+     * and APIC bus kHz) other guests read behind a hypervisor signature. */
+    _Static_assert(TCG_TSC_HZ == LAPIC_TIMER_HZ, "leaf 0x15 describes both clocks");
+    add_leaf(out, 0x15, 0, 0, 1, 1, (uint32_t)TCG_TSC_HZ, 0);
+    const uint32_t mhz = (uint32_t)(TCG_TSC_HZ / 1000000ULL);
+    add_leaf(out, 0x16, 0, 0, mhz, mhz, (uint32_t)(LAPIC_TIMER_HZ / 1000000ULL), 0);
+    static const char signature[12] = "quokka-tcg";
+    uint32_t sig[3];
+    memcpy(sig, signature, sizeof(sig));
+    add_leaf(out, 0x40000000, 0, 0, 0x40000010, sig[0], sig[1], sig[2]);
+    add_leaf(out, 0x40000010, 0, 0, (uint32_t)(TCG_TSC_HZ / 1000ULL),
+             (uint32_t)(LAPIC_TIMER_HZ / 1000ULL), 0, 0);
     add_leaf(out, 0x80000000, 0, 0, 0x80000008, 0, 0, 0);
     add_leaf(out, 0x80000001, 0, 0, 0, 0, (1u << 0) | (1u << 5),   /* LAHF_LM ABM(LZCNT) */
              (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29));   /* SYSCALL NX RDTSCP LM */
@@ -135,7 +197,6 @@ static void reset_cpu(struct tcg_cpu *cpu)
     cpu->pat = 0x0007040600070406ULL;
     cpu->dr[6] = 0xffff0ff0ULL;
     cpu->dr[7] = 0x400;
-    cpu->apic_base = 0xfee00000ULL | (1u << 11) | (1u << 8);
     for (unsigned i = 0; i < NR_SEGS; i++)
         cpu->seg[i] = (struct tcg_segment){0, 0xffff, 0, 0x3 | SEG_ATTR_S | SEG_ATTR_P};
     cpu->seg[SEG_CS] = (struct tcg_segment){0xffff0000ULL, 0xffff, 0xf000,
@@ -149,6 +210,33 @@ static void reset_cpu(struct tcg_cpu *cpu)
     tcg_update_hflags(cpu);
 }
 
+static uint64_t lapic_clock(void *ctx)
+{
+    (void)ctx;
+    return clock_monotonic_ns();
+}
+
+static void lapic_eoi(void *ctx, uint8_t vector)
+{
+    struct accel_vcpu *v = ctx;
+    if (v->vm->eoi)
+        v->vm->eoi(v->vm->intack_ctx, vector);
+}
+
+/* Wake the vCPU thread if it sleeps in HLT: an interrupt became deliverable. */
+static void wake_vcpu(struct accel_vcpu *v)
+{
+    atomic_fetch_or(&v->cpu.interrupt_request, TCG_REQ_INTERRUPT);
+    pthread_mutex_lock(&v->lock);
+    pthread_cond_broadcast(&v->wake);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static void lapic_kick(void *ctx)
+{
+    wake_vcpu(ctx);
+}
+
 static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcpu **out, char *err,
                            size_t errlen)
 {
@@ -157,10 +245,30 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
         return qk_fail(err, errlen, "out of memory");
     v->vm = vm;
     v->index = index;
+    /* HLT sleeps until the LAPIC timer's deadline, which is on CLOCK_MONOTONIC. */
+    pthread_condattr_t attr;
+    const struct lapic_ops lops = {lapic_clock, lapic_eoi, lapic_kick, v};
+    if (pthread_condattr_init(&attr) != 0) {
+        free(v);
+        return qk_fail(err, errlen, "cannot create the vCPU wait condition");
+    }
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&v->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0) {
+        free(v);
+        return qk_fail(err, errlen, "cannot create the vCPU wait condition");
+    }
+    if (lapic_init(&v->lapic, index, index == 0, &lops) < 0) {
+        pthread_cond_destroy(&v->wake);
+        free(v);
+        return qk_fail(err, errlen, "cannot create the local APIC");
+    }
     pthread_mutex_init(&v->lock, NULL);
-    pthread_cond_init(&v->wake, NULL);
     v->cpu.vcpu = (struct tcg_vcpu *)v;
     reset_cpu(&v->cpu);
+    if (index == 0)
+        atomic_store(&vm->vcpu0, v);
     *out = v;
     return 0;
 }
@@ -169,9 +277,20 @@ static void tcg_vcpu_destroy(struct accel_vcpu *v)
 {
     if (!v)
         return;
+    struct accel_vcpu *self = v;
+    atomic_compare_exchange_strong(&v->vm->vcpu0, &self, NULL);
+    lapic_destroy(&v->lapic);
     pthread_mutex_destroy(&v->lock);
     pthread_cond_destroy(&v->wake);
     free(v);
+}
+
+/* An IOAPIC message: every local APIC decides whether it is a destination. */
+static void tcg_apic_msg(struct accel_vm *vm, const struct apic_msg *msg)
+{
+    struct accel_vcpu *v = atomic_load(&vm->vcpu0);
+    if (v)
+        lapic_deliver(&v->lapic, msg);
 }
 
 static struct ir_block *vcpu_block(struct accel_vcpu *v)
@@ -224,9 +343,9 @@ static int tcg_get_state(struct accel_vcpu *v, struct vcpu_state *st)
     st->cr2 = cpu->cr2;
     st->cr3 = cpu->cr3;
     st->cr4 = cpu->cr4;
-    st->cr8 = cpu->cr8;
+    st->cr8 = lapic_get_cr8(&v->lapic);
     st->efer = cpu->efer;
-    st->apic_base = cpu->apic_base;
+    st->apic_base = lapic_get_base(&v->lapic);
     return 0;
 }
 
@@ -246,10 +365,10 @@ static int tcg_set_state(struct accel_vcpu *v, const struct vcpu_state *st)
     cpu->cr2 = st->cr2;
     cpu->cr3 = st->cr3;
     cpu->cr4 = st->cr4;
-    cpu->cr8 = st->cr8;
+    lapic_set_cr8(&v->lapic, st->cr8);
     cpu->efer = st->efer;
-    if (st->apic_base)
-        cpu->apic_base = st->apic_base;
+    if (st->apic_base && !lapic_set_base(&v->lapic, st->apic_base))
+        return -1;
     cpu->eflags = 2;
     tcg_write_eflags(cpu, st->rflags, ~0ULL);
     /* CPL: the RPL of CS in protected mode (boot states run at 0). */
@@ -287,12 +406,8 @@ static void tcg_kick(struct accel_vcpu *v)
 static void tcg_set_intr(struct accel_vcpu *v, int level)
 {
     atomic_store(&v->intr_level, level ? 1 : 0);
-    if (level) {
-        atomic_fetch_or(&v->cpu.interrupt_request, TCG_REQ_INTERRUPT);
-        pthread_mutex_lock(&v->lock);
-        pthread_cond_broadcast(&v->wake);
-        pthread_mutex_unlock(&v->lock);
-    }
+    if (level)
+        wake_vcpu(v);
 }
 
 static int tcg_vcpu_thread_init(struct accel_vcpu *v)
@@ -303,7 +418,7 @@ static int tcg_vcpu_thread_init(struct accel_vcpu *v)
 
 static uint64_t tcg_guest_insns(struct accel_vcpu *v)
 {
-    return v->guest_insns;
+    return v->guest_insns + v->cpu.insn_count;
 }
 
 /* --- the run loop ------------------------------------------------------------------------------ */
@@ -373,8 +488,21 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     struct tb *tb = calloc(1, sizeof(*tb));
     if (!tb)
         return NULL;
-    tb->code = interp_compile(block, &tcg_mem_ops);
-    if (!tb->code) {
+    if (vm->tbs.jit) {
+        const struct native_block_info ni = {(cpu->hflags & HF_CPL_MASK) == 3, cpu->hflags,
+                                             info.nr_insns};
+        bool full;
+        tb->native = native_compile(vm->tbs.jit, block, &ni, &full);
+        if (!tb->native && full) {
+            /* Code buffer full: drop every block (none is running) and start it over. */
+            tb_flush(&vm->tbs);
+            native_reset(vm->tbs.jit);
+            tb->native = native_compile(vm->tbs.jit, block, &ni, &full);
+        }
+    } else {
+        tb->code = interp_compile(block, &tcg_mem_ops);
+    }
+    if (!tb->code && !tb->native) {
         free(tb);
         return NULL;
     }
@@ -415,25 +543,78 @@ static uint64_t code_phys(struct tcg_cpu *cpu, uint64_t pc)
     return mmu_translate(cpu, pc, MMU_EXEC, user);
 }
 
-/* Wait while halted; returns false when asked to stop. */
+/* An interrupt the CPU would take now if IF allowed it: the PIC's INTR through LINT0, or a
+ * local APIC vector above the processor priority. */
+static bool interrupt_pending(struct accel_vcpu *v)
+{
+    return (atomic_load(&v->intr_level) && lapic_accepts_pic(&v->lapic)) ||
+           lapic_has_interrupt(&v->lapic);
+}
+
+/* Wait while halted, at most until the LAPIC timer's deadline (the run loop fires it);
+ * returns false when asked to stop. Wakers change the state before taking v->lock, so
+ * testing it under the lock loses no wake-up. */
 static bool wait_for_interrupt(struct accel_vcpu *v)
 {
     struct tcg_cpu *cpu = &v->cpu;
     pthread_mutex_lock(&v->lock);
     while (!(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) &&
-           !(atomic_load(&v->intr_level) && (cpu->eflags & X86_IF)))
-        pthread_cond_wait(&v->wake, &v->lock);
+           !((cpu->eflags & X86_IF) && interrupt_pending(v))) {
+        uint64_t deadline = lapic_timer_deadline(&v->lapic);
+        if (!deadline) {
+            pthread_cond_wait(&v->wake, &v->lock);
+            continue;
+        }
+        if (clock_monotonic_ns() >= deadline)
+            break;
+        struct timespec ts = {(time_t)(deadline / 1000000000ULL),
+                              (long)(deadline % 1000000000ULL)};
+        pthread_cond_timedwait(&v->wake, &v->lock, &ts);
+    }
     pthread_mutex_unlock(&v->lock);
     return !(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP);
+}
+
+/* Fire the LAPIC timer when due. Comparing costs a clock read, so while the guest runs it is
+ * done every few blocks (microseconds of latency); a halted CPU sleeps exactly until it. */
+#define TIMER_POLL_BLOCKS 8
+static void poll_lapic_timer(struct accel_vcpu *v, bool now)
+{
+    if (!lapic_timer_deadline(&v->lapic))
+        return;
+    if (!now && ++v->timer_poll < TIMER_POLL_BLOCKS)
+        return;
+    v->timer_poll = 0;
+    lapic_poll_timer(&v->lapic, clock_monotonic_ns());
+}
+
+/* Patch the GOTO_TB that left `from` to jump straight to `to` next time. Only between
+ * cached native blocks; the generated code re-checks the CPU mode and the TLB epoch. */
+static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native_code *from,
+                         unsigned slot, const struct tb *to)
+{
+    if (from && to->valid && to->native && to->hflags == cpu->hflags)
+        native_chain(vm->tbs.jit, from, slot, to->native, cpu->chain_epoch);
+}
+
+/* Interrupts the CPU cannot take now (IF clear, STI shadow) stay pending: ask generated code
+ * to come back after the next block, so they are taken as soon as they can be. */
+static void recheck_after_next_block(struct tcg_cpu *cpu)
+{
+    atomic_fetch_or(&cpu->interrupt_request, TCG_REQ_INTERRUPT);
 }
 
 static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
 {
     struct tcg_cpu *cpu = &v->cpu;
     struct accel_vm *vm = v->vm;
+    /* The native block that left via GOTO_TB, and which slot (volatile: setjmp below). */
+    struct native_code *volatile chain_from = NULL;
+    volatile unsigned chain_slot = 0;
     memset(exit, 0, sizeof(*exit));
     for (;;) {
         tb_reap(&vm->tbs);
+        atomic_fetch_and(&cpu->interrupt_request, ~TCG_REQ_INTERRUPT); /* looked at below */
         if (atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) {
             atomic_fetch_and(&cpu->interrupt_request, ~TCG_REQ_STOP);
             exit->reason = ACCEL_EXIT_STOPPED;
@@ -441,17 +622,26 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         }
         if (setjmp(cpu->exit_jmp) != 0) {
             /* Back from generated code: an exception to deliver, or a helper's exit. */
+            chain_from = NULL;
             if (cpu->exception >= 0 && !deliver_exception(cpu)) {
                 exit->reason = ACCEL_EXIT_SHUTDOWN;
                 return 0;
             }
             continue;
         }
+        poll_lapic_timer(v, cpu->halted || vm->tbs.jit);
         bool inhibit = cpu->inhibit_irq;
         cpu->inhibit_irq = false;
-        if (!inhibit && atomic_load(&v->intr_level) && (cpu->eflags & X86_IF)) {
-            int vector = vm->intack ? vm->intack(vm->intack_ctx, v->index) : -1;
+        if (!inhibit && (cpu->eflags & X86_IF)) {
+            int vector = -1;
+            /* ExtINT (the PIC through LINT0) first, as KVM does; it answers its own
+             * acknowledge cycle. */
+            if (atomic_load(&v->intr_level) && lapic_accepts_pic(&v->lapic))
+                vector = vm->intack ? vm->intack(vm->intack_ctx, v->index) : -1;
+            else if (lapic_has_interrupt(&v->lapic))
+                vector = lapic_ack(&v->lapic);
             if (vector >= 0) {
+                chain_from = NULL;
                 cpu->halted = false;
                 cpu->exception = vector;
                 cpu->has_error_code = false;
@@ -462,8 +652,11 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 }
                 continue;
             }
+        } else if (interrupt_pending(v)) {
+            recheck_after_next_block(cpu);
         }
         if (cpu->halted) {
+            chain_from = NULL;
             if (!wait_for_interrupt(v))
                 continue; /* stop request: handled at the loop top */
             continue;
@@ -484,13 +677,30 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 return 0;
             }
         }
+        if (chain_from && !chain_from->dead)
+            chain_blocks(vm, cpu, chain_from, chain_slot, tb);
+        chain_from = NULL;
         bool cached = tb->valid;
-        interp_exec(tb->code, cpu);
-        v->guest_insns += tb->nr_guest_insns;
+        uint32_t why;
+        if (tb->native) {
+            cpu->chain_budget = CHAIN_BUDGET;
+            why = native_exec(vm->tbs.jit, tb->native, cpu);
+            if (why & INTERP_GOTO_TB(0)) {
+                struct native_code *from = cpu->last_exit;
+                chain_slot = why & 1;
+                /* Invalidated while it ran: it is reaped at the next loop top. */
+                chain_from = from->dead ? NULL : from;
+            }
+        } else {
+            why = interp_exec(tb->code, cpu);
+            v->guest_insns += tb->nr_guest_insns;
+        }
+        (void)why;
         if (!cached) {
             /* Blocks from outside RAM are not cached: drop after one run. */
-            interp_free(tb->code);
-            free(tb);
+            if (chain_from == tb->native)
+                chain_from = NULL;
+            tb_discard(tb);
         }
     }
 }
@@ -504,6 +714,7 @@ const struct accel_ops tcg_accel_ops = {
     .supported_cpuid = tcg_supported_cpuid,
     .set_irq = tcg_set_irq,
     .set_intr = tcg_set_intr,
+    .apic_msg = tcg_apic_msg,
     .vcpu_create = tcg_vcpu_create,
     .vcpu_destroy = tcg_vcpu_destroy,
     .set_cpuid = tcg_set_cpuid,

@@ -5,6 +5,7 @@
 
 #include "accel/accel.h"
 #include "accel/tcg/cpu.h"
+#include "accel/tcg/lapic.h"
 #include "accel/tcg/tb.h"
 
 #include <pthread.h>
@@ -16,7 +17,11 @@ struct accel_vm {
     unsigned nr_vcpus;
     int (*intack)(void *ctx, unsigned vcpu);
     void *intack_ctx;
+    void (*eoi)(void *ctx, uint8_t vector); /* the machine's EOI broadcast (IOAPIC) */
     struct tb_cache tbs;
+    /* The vCPU whose local APIC receives IOAPIC messages (one vCPU for now); set once the
+     * vCPU exists, read from device threads. */
+    _Atomic(struct accel_vcpu *) vcpu0;
 };
 
 struct accel_vcpu {
@@ -26,6 +31,8 @@ struct accel_vcpu {
     pthread_mutex_t lock; /* guards the wake-up condition for HLT */
     pthread_cond_t wake;
     atomic_int intr_level; /* the INTR pin, driven by the interrupt controller model */
+    struct lapic lapic; /* this CPU's local APIC */
+    unsigned timer_poll; /* blocks run since the LAPIC timer deadline was last compared */
     struct cpuid_model cpuid;
     uint64_t guest_insns; /* instructions of blocks run to their end (benchmarks) */
 };

@@ -252,54 +252,20 @@ static int encode(const struct compiler *c, const struct ir_op *op, uint32_t *w)
 static bool assign_locations(struct compiler *c, uint64_t *init, uint32_t *init_slots)
 {
     const struct ir_block *b = c->b;
-    enum { UNUSED, USED, NEEDS_ZERO } use[IR_MAX_TEMPS];
-    bool prefix_defined[IR_MAX_TEMPS];
-    bool in_prefix = true; /* ops before the first label/branch run unconditionally, in order */
-    bool need_zero_const = false;
-    for (uint32_t t = 0; t < b->nr_temps; t++) {
-        use[t] = UNUSED;
-        prefix_defined[t] = false;
-    }
-    for (uint32_t i = 0; i < b->nr_ops; i++) {
-        const struct ir_op *op = &b->ops[i];
-        const struct ir_opcode_info *info = ir_opcode_info((enum ir_opcode)op->opc);
-        if (!info || op->type > IR_I64)
+    uint8_t use[IR_MAX_TEMPS];
+    bool need_zero_const;
+    if (!ir_temp_uses(b, use, &need_zero_const))
+        return false;
+    for (uint32_t t = 0; t < b->nr_temps; t++)
+        if (b->temps[t].kind == IR_TEMP_GLOBAL && b->temps[t].env_offset > LOC_ENV - 8)
             return false;
-        if (op->opc == IR_LABEL)
-            in_prefix = false;
-        unsigned nout = info->nr_out, n = info->nr_out + info->nr_in;
-        for (unsigned k = 0; k < n; k++) {
-            ir_temp t = op->args[k];
-            if (t == IR_NO_TEMP && op->opc == IR_CALL) {
-                need_zero_const |= k > 0;
-                continue;
-            }
-            if (t >= b->nr_temps)
-                return false;
-            const struct ir_temp_info *ti = &b->temps[t];
-            if (k < nout && ti->kind == IR_TEMP_CONST)
-                return false;
-            if (ti->kind == IR_TEMP_GLOBAL && ti->env_offset > LOC_ENV - 8)
-                return false;
-            if (use[t] == UNUSED)
-                use[t] = USED;
-            if (k >= nout && ti->kind == IR_TEMP_LOCAL && !prefix_defined[t])
-                use[t] = NEEDS_ZERO;
-        }
-        if (in_prefix)
-            for (unsigned k = 0; k < nout; k++)
-                if (op->args[k] != IR_NO_TEMP)
-                    prefix_defined[op->args[k]] = true;
-        if (op->opc == IR_BR || op->opc == IR_BRCOND)
-            in_prefix = false;
-    }
 
     uint32_t slot = 0;
     for (uint32_t t = 0; t < b->nr_temps; t++) {
         const struct ir_temp_info *ti = &b->temps[t];
         if (ti->kind == IR_TEMP_GLOBAL)
             c->loc[t] = LOC_ENV | ti->env_offset;
-        else if (ti->kind == IR_TEMP_CONST && use[t] != UNUSED) {
+        else if (ti->kind == IR_TEMP_CONST && use[t] != IR_USE_NONE) {
             init[slot] = ti->value;
             c->loc[t] = 8 * slot++;
         } else if (ti->kind != IR_TEMP_CONST && ti->kind != IR_TEMP_LOCAL)
@@ -310,13 +276,13 @@ static bool assign_locations(struct compiler *c, uint64_t *init, uint32_t *init_
         c->zero_loc = 8 * slot++;
     }
     for (uint32_t t = 0; t < b->nr_temps; t++)
-        if (b->temps[t].kind == IR_TEMP_LOCAL && use[t] == NEEDS_ZERO) {
+        if (b->temps[t].kind == IR_TEMP_LOCAL && use[t] == IR_USE_READ_UNDEFINED) {
             init[slot] = 0;
             c->loc[t] = 8 * slot++;
         }
     *init_slots = slot;
     for (uint32_t t = 0; t < b->nr_temps; t++)
-        if (b->temps[t].kind == IR_TEMP_LOCAL && use[t] == USED)
+        if (b->temps[t].kind == IR_TEMP_LOCAL && use[t] == IR_USE_DEFINED)
             c->loc[t] = 8 * slot++;
     return true;
 }

@@ -225,6 +225,18 @@ bool ir_cond_eval(enum ir_cond cond, enum ir_type t, uint64_t a, uint64_t b);
  * snprintf, truncating safely). */
 size_t ir_print(const struct ir_block *b, char *buf, size_t len);
 
+/* --- analysis for backends -------------------------------------------------------------- */
+
+enum ir_temp_use {
+    IR_USE_NONE,           /* never referenced: needs no storage */
+    IR_USE_DEFINED,        /* referenced; a local among these is written before any read */
+    IR_USE_READ_UNDEFINED, /* a local some path may read before writing: start it as 0 */
+};
+/* Fills use[0 .. nr_temps) with enum ir_temp_use; *call_needs_zero says a CALL leaves an
+ * argument out (backends pass 0 for it). Returns false when an op is unknown, references a
+ * temp the block does not have, or writes a constant. */
+bool ir_temp_uses(const struct ir_block *b, uint8_t *use, bool *call_needs_zero);
+
 /* --- optimiser -------------------------------------------------------------------------- */
 
 /* Constant folding, copy propagation and dead code elimination (incl. dead stores to

@@ -10,6 +10,7 @@
 #include "accel/tcg/x86/seg.h"
 #include "vm/bus.h"
 #include "vm/cpuid.h"
+#include "vm/timers.h"
 
 #include <string.h>
 #include <time.h>
@@ -318,6 +319,7 @@ static uint64_t h_rdtsc(void *env, uint64_t with_aux, uint64_t b, uint64_t c, ui
 
 #define MSR_TSC 0x10
 #define MSR_APIC_BASE 0x1b
+#define MSR_TSC_DEADLINE 0x6e0
 #define MSR_SYSENTER_CS 0x174
 #define MSR_SYSENTER_ESP 0x175
 #define MSR_SYSENTER_EIP 0x176
@@ -337,7 +339,8 @@ bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value)
 {
     switch (index) {
     case MSR_TSC: *value = tcg_read_tsc(cpu); return true;
-    case MSR_APIC_BASE: *value = cpu->apic_base; return true;
+    case MSR_APIC_BASE: *value = lapic_get_base(&cpu_vcpu(cpu)->lapic); return true;
+    case MSR_TSC_DEADLINE: *value = lapic_get_tsc_deadline(&cpu_vcpu(cpu)->lapic); return true;
     case MSR_SYSENTER_CS: *value = cpu->sysenter_cs; return true;
     case MSR_SYSENTER_ESP: *value = cpu->sysenter_esp; return true;
     case MSR_SYSENTER_EIP: *value = cpu->sysenter_eip; return true;
@@ -352,8 +355,23 @@ bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value)
     case MSR_GS_BASE: *value = cpu->seg[SEG_GS].base; return true;
     case MSR_KERNEL_GS_BASE: *value = cpu->kernel_gs_base; return true;
     case MSR_TSC_AUX: *value = cpu->tsc_aux; return true;
-    default: return false;
+    default: return lapic_msr_read(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
     }
+}
+
+/* IA32_TSC_DEADLINE: the TSC counts TCG_TSC_HZ from CLOCK_MONOTONIC, so a TSC value is a
+ * point on the LAPIC's clock. A value already passed fires at once; a far one saturates. */
+static void write_tsc_deadline(struct tcg_cpu *cpu, uint64_t value)
+{
+    uint64_t tsc = tcg_read_tsc(cpu), now = clock_monotonic_ns();
+    uint64_t deadline = now;
+    if (value > tsc) {
+        uint64_t delta = value - tsc;
+        uint64_t ns = delta / TCG_TSC_HZ * 1000000000ULL +
+                      delta % TCG_TSC_HZ * 1000000000ULL / TCG_TSC_HZ;
+        deadline = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+    }
+    lapic_set_tsc_deadline(&cpu_vcpu(cpu)->lapic, value, deadline);
 }
 
 static bool canonical(uint64_t v)
@@ -367,7 +385,16 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
     case MSR_TSC:
         cpu->tsc_offset = (int64_t)(value - (tcg_read_tsc(cpu) - (uint64_t)cpu->tsc_offset));
         return true;
-    case MSR_APIC_BASE: cpu->apic_base = value; return true;
+    case MSR_APIC_BASE: {
+        struct lapic *l = &cpu_vcpu(cpu)->lapic;
+        uint64_t old = lapic_get_base(l);
+        if (!lapic_set_base(l, value))
+            return false;
+        if (old != value)
+            tlb_flush(cpu); /* the register page moved, appeared or went */
+        return true;
+    }
+    case MSR_TSC_DEADLINE: write_tsc_deadline(cpu, value); return true;
     case MSR_SYSENTER_CS: cpu->sysenter_cs = value & 0xffff; return true;
     case MSR_SYSENTER_ESP: cpu->sysenter_esp = value; return true;
     case MSR_SYSENTER_EIP: cpu->sysenter_eip = value; return true;
@@ -408,7 +435,7 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
         return true;
     case MSR_SFMASK: cpu->sfmask = value & 0xffffffffULL; return true;
     case MSR_TSC_AUX: cpu->tsc_aux = value & 0xffffffffULL; return true;
-    default: return false;
+    default: return lapic_msr_write(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
     }
 }
 
@@ -808,7 +835,9 @@ static uint64_t h_mov_to_cr(void *env, uint64_t cr, uint64_t value, uint64_t c, 
         cpu->cr4 = value;
         break;
     case 8:
-        cpu->cr8 = value & 0xf;
+        if (value & ~0xfULL) /* reserved bits of CR8 */
+            gp0(cpu);
+        lapic_set_cr8(&cpu_vcpu(cpu)->lapic, value);
         break;
     default:
         tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
@@ -825,7 +854,7 @@ static uint64_t h_mov_from_cr(void *env, uint64_t cr, uint64_t b, uint64_t c, ui
     case 2: return cpu->cr2;
     case 3: return cpu->cr3;
     case 4: return cpu->cr4;
-    case 8: return cpu->cr8;
+    case 8: return lapic_get_cr8(&cpu_vcpu(cpu)->lapic);
     default: tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
     }
 }

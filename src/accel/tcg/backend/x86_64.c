@@ -1,0 +1,1071 @@
+/* Native backend: IR block -> x86-64 host code. See x86_64.h for the contract.
+ *
+ * Code shape. No register allocation across ops: every op loads its inputs into scratch
+ * registers (RAX, RCX, RDX, RSI, RDI, R8), computes, and stores its result, so the code is a
+ * direct image of the IR and easy to check against the interpreter. Two callee-saved
+ * registers are pinned for the whole chain of blocks:
+ *   RBX = env + ENV_BIAS   guest state (globals) at [rbx + offset - ENV_BIAS]
+ *   RBP = frame + FRAME_BIAS  block locals at [rbp + 8*slot - FRAME_BIAS]
+ * The biases put the hottest fields (GPRs, RIP, flags) and the first locals in disp8 range.
+ * The frame has the same size for every block (room for IR_MAX_TEMPS locals), so a chained
+ * jump goes from one block's code straight into the next without touching the stack.
+ *
+ * Layout of the buffer: [trampolines][block][block]... The entry trampoline saves RBX/RBP,
+ * sets up the frame and jumps to a block; the exit trampoline returns EAX to native_exec's
+ * caller. A block's first instruction (skipped when the run loop enters) checks the exit
+ * request word; invalidation overwrites it with a jump to the "leave" trampoline.
+ *
+ * Memory accesses inline the software TLB's hit path (tag compare on the page of the last
+ * byte, so page-crossing accesses miss) and call the MMU's load/store otherwise.
+ */
+#include "accel/tcg/backend/x86_64.h"
+
+#include "accel/tcg/ir/bits.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11 };
+
+#define ENV_BIAS 128
+#define FRAME_BIAS 128
+#define FRAME_BYTES (8u * (IR_MAX_TEMPS + 1))
+/* Keeps RSP 16-byte aligned at helper calls: entry pushes the return address, RBP and RBX. */
+#define STACK_ALLOC (((FRAME_BYTES + 15u) & ~15u) + 8u)
+
+struct native_jit {
+    uint8_t *rw;      /* writable view */
+    uint8_t *rx;      /* executable view of the same pages */
+    size_t size;
+    size_t used;
+    size_t code_start; /* first byte after the trampolines */
+    struct native_config cfg;
+    uint32_t (*enter)(void *env, const void *code); /* entry trampoline */
+    uint32_t exit_off;  /* exit trampoline: return EAX */
+    uint32_t leave_off; /* invalidated entries jump here: EAX = IR_EXIT_NEXT, exit */
+};
+
+/* --- the emitter ------------------------------------------------------------------------- */
+
+struct fixup {
+    uint32_t at;    /* offset of a rel32 */
+    uint32_t label; /* its target */
+};
+
+struct emitter {
+    uint8_t *buf; /* writable bytes of this block */
+    size_t cap, len;
+    bool overflow;
+    uintptr_t rx_base; /* executable address of buf[0] */
+    const struct native_jit *jit;
+    const struct ir_block *b;
+    const struct native_block_info *info;
+    int32_t disp[IR_MAX_TEMPS]; /* locals: frame displacement from RBP */
+    uint32_t label_pos[IR_MAX_LABELS];
+    struct fixup fixups[IR_MAX_OPS];
+    uint32_t nr_fixups;
+    struct native_code *code;
+};
+
+#define NO_POS UINT32_MAX
+
+static void byte(struct emitter *e, uint8_t v)
+{
+    if (e->len >= e->cap) {
+        e->overflow = true;
+        return;
+    }
+    e->buf[e->len++] = v;
+}
+
+static void imm32(struct emitter *e, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        byte(e, (uint8_t)(v >> (8 * i)));
+}
+
+static void imm64(struct emitter *e, uint64_t v)
+{
+    imm32(e, (uint32_t)v);
+    imm32(e, (uint32_t)(v >> 32));
+}
+
+static void patch32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static bool fits_i8(int64_t v)
+{
+    return v >= -128 && v <= 127;
+}
+
+static bool fits_i32(int64_t v)
+{
+    return v >= INT32_MIN && v <= INT32_MAX;
+}
+
+/* REX prefix: emitted when any bit is set (or forced, for byte registers SPL..DIL). */
+static void rex(struct emitter *e, bool w, unsigned reg, unsigned index, unsigned rm)
+{
+    uint8_t r = (uint8_t)(0x40 | (w ? 8 : 0) | ((reg & 8) ? 4 : 0) | ((index & 8) ? 2 : 0) |
+                          ((rm & 8) ? 1 : 0));
+    if (r != 0x40)
+        byte(e, r);
+}
+
+static void opcode(struct emitter *e, uint32_t opc)
+{
+    if (opc > 0xffff)
+        byte(e, (uint8_t)(opc >> 16));
+    if (opc > 0xff)
+        byte(e, (uint8_t)(opc >> 8));
+    byte(e, (uint8_t)opc);
+}
+
+/* ModRM (+SIB, +displacement) for [base + disp]. */
+static void modrm_mem(struct emitter *e, unsigned reg, unsigned base, int32_t disp)
+{
+    unsigned mod = (disp == 0 && (base & 7) != RBP) ? 0 : fits_i8(disp) ? 1 : 2;
+    byte(e, (uint8_t)(mod << 6 | (reg & 7) << 3 | (base & 7)));
+    if ((base & 7) == RSP)
+        byte(e, 0x24);
+    if (mod == 1)
+        byte(e, (uint8_t)disp);
+    else if (mod == 2)
+        imm32(e, (uint32_t)disp);
+}
+
+/* op reg, [base + disp] (or the reverse direction, by opcode). */
+static void op_mem(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned base,
+                   int32_t disp)
+{
+    rex(e, w, reg, 0, base);
+    opcode(e, opc);
+    modrm_mem(e, reg, base, disp);
+}
+
+/* op reg, [base + index*scale + disp32] */
+static void op_mem_index(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned base,
+                         unsigned index, int32_t disp)
+{
+    rex(e, w, reg, index, base);
+    opcode(e, opc);
+    byte(e, (uint8_t)(2 << 6 | (reg & 7) << 3 | 4));
+    byte(e, (uint8_t)((index & 7) << 3 | (base & 7)));
+    imm32(e, (uint32_t)disp);
+}
+
+/* op reg, rm (register direct). */
+static void op_reg(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned rm)
+{
+    rex(e, w, reg, 0, rm);
+    opcode(e, opc);
+    byte(e, (uint8_t)(0xc0 | (reg & 7) << 3 | (rm & 7)));
+}
+
+static void mov_imm(struct emitter *e, unsigned reg, uint64_t v)
+{
+    if (v == 0) {
+        op_reg(e, 0x31, false, reg, reg); /* xor r32, r32 */
+    } else if (v <= UINT32_MAX) {
+        rex(e, false, 0, 0, reg);
+        byte(e, (uint8_t)(0xb8 + (reg & 7))); /* mov r32, imm32 (zero-extends) */
+        imm32(e, (uint32_t)v);
+    } else if (fits_i32((int64_t)v)) {
+        op_reg(e, 0xc7, true, 0, reg); /* mov r64, simm32 */
+        imm32(e, (uint32_t)v);
+    } else {
+        rex(e, true, 0, 0, reg);
+        byte(e, (uint8_t)(0xb8 + (reg & 7))); /* movabs */
+        imm64(e, v);
+    }
+}
+
+static void mov_rr(struct emitter *e, bool w, unsigned dst, unsigned src)
+{
+    op_reg(e, 0x8b, w, dst, src);
+}
+
+/* --- operands --------------------------------------------------------------------------------- */
+
+static const struct ir_temp_info *tinfo(const struct emitter *e, ir_temp t)
+{
+    return &e->b->temps[t];
+}
+
+static bool is_const(const struct emitter *e, ir_temp t)
+{
+    return tinfo(e, t)->kind == IR_TEMP_CONST;
+}
+
+/* Memory home of a global or local: base register and displacement. */
+static void home(const struct emitter *e, ir_temp t, unsigned *base, int32_t *disp)
+{
+    const struct ir_temp_info *ti = tinfo(e, t);
+    if (ti->kind == IR_TEMP_GLOBAL) {
+        *base = RBX;
+        *disp = (int32_t)ti->env_offset - ENV_BIAS;
+    } else {
+        *base = RBP;
+        *disp = e->disp[t];
+    }
+}
+
+static void load(struct emitter *e, unsigned reg, ir_temp t)
+{
+    if (is_const(e, t)) {
+        mov_imm(e, reg, tinfo(e, t)->value);
+        return;
+    }
+    unsigned base;
+    int32_t disp;
+    home(e, t, &base, &disp);
+    op_mem(e, 0x8b, true, reg, base, disp);
+}
+
+static void store(struct emitter *e, ir_temp t, unsigned reg)
+{
+    unsigned base;
+    int32_t disp;
+    home(e, t, &base, &disp);
+    op_mem(e, 0x89, true, reg, base, disp);
+}
+
+/* A constant usable as a sign-extended imm32 operand of a `w`-wide instruction. */
+static bool const_imm32(const struct emitter *e, ir_temp t, bool w, uint32_t *imm)
+{
+    if (!is_const(e, t))
+        return false;
+    uint64_t v = tinfo(e, t)->value;
+    if (w && !fits_i32((int64_t)v))
+        return false;
+    *imm = (uint32_t)v;
+    return true;
+}
+
+/* ALU group-1 op `digit` (ADD 0, OR 1, AND 4, SUB 5, XOR 6, CMP 7) of reg with temp t. */
+static void alu(struct emitter *e, unsigned digit, bool w, unsigned reg, ir_temp t)
+{
+    uint32_t imm;
+    if (const_imm32(e, t, w, &imm)) {
+        if (fits_i8((int32_t)imm)) {
+            op_reg(e, 0x83, w, digit, reg);
+            byte(e, (uint8_t)imm);
+        } else {
+            op_reg(e, 0x81, w, digit, reg);
+            imm32(e, imm);
+        }
+    } else if (is_const(e, t)) {
+        load(e, RDX, t);
+        op_reg(e, 0x03 + 8 * digit, w, reg, RDX);
+    } else {
+        unsigned base;
+        int32_t disp;
+        home(e, t, &base, &disp);
+        op_mem(e, 0x03 + 8 * digit, w, reg, base, disp);
+    }
+}
+
+/* --- control flow ------------------------------------------------------------------------------ */
+
+static void jump_to_label(struct emitter *e, uint32_t opc, uint32_t label)
+{
+    opcode(e, opc);
+    if (e->nr_fixups < IR_MAX_OPS)
+        e->fixups[e->nr_fixups++] = (struct fixup){(uint32_t)e->len, label};
+    else
+        e->overflow = true;
+    imm32(e, 0);
+}
+
+/* jmp/jcc rel32 to an absolute offset in the buffer of trampolines or this block. */
+static void jump_to_rx(struct emitter *e, uint32_t opc, uintptr_t target)
+{
+    opcode(e, opc);
+    uintptr_t next = e->rx_base + e->len + 4;
+    imm32(e, (uint32_t)(target - next));
+}
+
+/* Forward short jump: returns where to patch its rel8. */
+static size_t jcc8(struct emitter *e, uint8_t opc)
+{
+    byte(e, opc);
+    byte(e, 0);
+    return e->len;
+}
+
+static void land8(struct emitter *e, size_t after)
+{
+    if (e->overflow)
+        return;
+    size_t d = e->len - after;
+    if (d > 127) {
+        e->overflow = true; /* cannot happen for the fixed sequences that use it */
+        return;
+    }
+    e->buf[after - 1] = (uint8_t)d;
+}
+
+static uintptr_t jit_rx(const struct native_jit *jit, uint32_t off)
+{
+    return (uintptr_t)jit->rx + off;
+}
+
+/* Leave the chain with EAX = value (counting the block's instructions as run). */
+static void emit_exit(struct emitter *e, uint32_t value)
+{
+    const struct native_config *cfg = &e->jit->cfg;
+    uint32_t n = e->info->nr_guest_insns;
+    if (n) {
+        op_mem(e, 0x81, true, 0, RBX, (int32_t)cfg->insn_count_offset - ENV_BIAS);
+        imm32(e, n);
+    }
+    mov_imm(e, RAX, value);
+    jump_to_rx(e, 0xe9, jit_rx(e->jit, e->jit->exit_off));
+}
+
+/* GOTO_TB: count, spend budget, check mode and epoch, then a patchable jump. Until patched
+ * the jump goes to the unchained exit right after it. */
+static void emit_goto_tb(struct emitter *e, unsigned slot)
+{
+    const struct native_config *cfg = &e->jit->cfg;
+    struct native_code *c = e->code;
+    uint32_t n = e->info->nr_guest_insns;
+    if (n) {
+        op_mem(e, 0x81, true, 0, RBX, (int32_t)cfg->insn_count_offset - ENV_BIAS);
+        imm32(e, n);
+    }
+    op_mem(e, 0x83, false, 5, RBX, (int32_t)cfg->chain_budget_offset - ENV_BIAS); /* sub 1 */
+    byte(e, 1);
+    size_t no_budget = jcc8(e, 0x78); /* js */
+    op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
+    imm32(e, e->info->guard);
+    size_t wrong_mode = jcc8(e, 0x75); /* jne */
+    op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->epoch_offset - ENV_BIAS); /* cmp epoch */
+    c->chain_epoch[slot] = (uint32_t)e->len;
+    imm32(e, 0);
+    size_t wrong_epoch = jcc8(e, 0x75);
+    byte(e, 0xe9);
+    c->chain_jmp[slot] = (uint32_t)e->len;
+    imm32(e, 0); /* rel 0: falls into the exit below until patched */
+    land8(e, no_budget);
+    land8(e, wrong_mode);
+    land8(e, wrong_epoch);
+    c->chain_exit[slot] = (uint32_t)e->len;
+    c->has_slot[slot] = true;
+    /* Tell the run loop which block left, so it can patch the jump. */
+    mov_imm(e, RAX, (uint64_t)(uintptr_t)c);
+    op_mem(e, 0x89, true, RAX, RBX, (int32_t)cfg->last_exit_offset - ENV_BIAS);
+    mov_imm(e, RAX, INTERP_GOTO_TB(slot));
+    jump_to_rx(e, 0xe9, jit_rx(e->jit, e->jit->exit_off));
+}
+
+/* --- memory ----------------------------------------------------------------------------------- */
+
+/* Load `size` bytes from [src] (or extend register RAX when src_is_rax) into RAX with the
+ * memop's extension, as the interpreter does: extend to 64 bits, then i32 keeps the low 32. */
+static void load_extend(struct emitter *e, unsigned size, bool sign, bool is64, bool src_is_rax,
+                        unsigned src)
+{
+    uint32_t opc;
+    bool w = false;
+    switch (size) {
+    case 1:
+        opc = sign ? 0x0fbe : 0x0fb6;
+        w = sign && is64;
+        break;
+    case 2:
+        opc = sign ? 0x0fbf : 0x0fb7;
+        w = sign && is64;
+        break;
+    case 4:
+        opc = (sign && is64) ? 0x63 : 0x8b; /* movsxd / mov r32 */
+        w = sign && is64;
+        break;
+    default:
+        opc = 0x8b;
+        w = is64;
+        break;
+    }
+    if (src_is_rax) {
+        if (size == 8 && is64)
+            return;
+        op_reg(e, opc, w, RAX, RAX);
+    } else {
+        op_mem(e, opc, w, RAX, src, 0);
+    }
+}
+
+/* RSI = address; on a TLB hit for `size` bytes at mmu_index falls through with RSI = host
+ * address; on a miss jumps (rel8, returned) to the slow path, RSI still the address. */
+static size_t tlb_lookup(struct emitter *e, unsigned size, bool write)
+{
+    const struct native_config *cfg = &e->jit->cfg;
+    uint32_t tlb = cfg->tlb_offset[e->info->mmu_index];
+    uint32_t tag = write ? cfg->tlb_write_tag : cfg->tlb_read_tag;
+    mov_rr(e, true, RAX, RSI);
+    op_reg(e, 0xc1, true, 5, RAX); /* shr rax, 12 */
+    byte(e, 12);
+    op_reg(e, 0x81, false, 4, RAX); /* and eax, entries-1 */
+    imm32(e, cfg->tlb_entries - 1);
+    op_reg(e, 0x69, false, RAX, RAX); /* imul eax, eax, entry_size */
+    imm32(e, cfg->tlb_entry_size);
+    /* RDI = page of the last byte: differs from the tag when the access crosses pages. */
+    op_mem(e, 0x8d, true, RDI, RSI, (int32_t)(size - 1)); /* lea rdi, [rsi + size-1] */
+    op_reg(e, 0x81, true, 4, RDI);                          /* and rdi, ~0xfff */
+    imm32(e, 0xfffff000u);
+    op_mem_index(e, 0x3b, true, RDI, RBX, RAX, (int32_t)(tlb + tag) - ENV_BIAS);
+    size_t miss = jcc8(e, 0x75);
+    op_mem_index(e, 0x03, true, RSI, RBX, RAX, (int32_t)(tlb + cfg->tlb_addend) - ENV_BIAS);
+    return miss;
+}
+
+static void call_abs(struct emitter *e, const void *fn)
+{
+    mov_imm(e, RAX, (uint64_t)(uintptr_t)fn);
+    op_reg(e, 0xff, false, 2, RAX); /* call rax */
+}
+
+static void env_arg(struct emitter *e)
+{
+    op_mem(e, 0x8d, true, RDI, RBX, -ENV_BIAS); /* lea rdi, [rbx - bias] = env */
+}
+
+static void emit_qld(struct emitter *e, const struct ir_op *op)
+{
+    unsigned size = op->imm & IR_MEM_SIZE_MASK;
+    bool sign = (op->imm & IR_MEM_SIGN) != 0, is64 = op->type == IR_I64;
+    load(e, RSI, op->args[1]);
+    size_t miss = tlb_lookup(e, size, false);
+    load_extend(e, size, sign, is64, false, RSI);
+    size_t done = jcc8(e, 0xeb);
+    land8(e, miss);
+    env_arg(e);
+    mov_imm(e, RDX, op->imm);
+    call_abs(e, (const void *)e->jit->cfg.mem.load);
+    load_extend(e, size, sign, is64, true, RAX);
+    land8(e, done);
+    store(e, op->args[0], RAX);
+}
+
+static void emit_qst(struct emitter *e, const struct ir_op *op)
+{
+    unsigned size = op->imm & IR_MEM_SIZE_MASK;
+    bool is64 = op->type == IR_I64;
+    load(e, RDX, op->args[0]);
+    /* The value as the interpreter passes it: the op's width, then the access size. */
+    if (size == 1)
+        op_reg(e, 0x0fb6, false, RDX, RDX); /* movzx edx, dl */
+    else if (size == 2)
+        op_reg(e, 0x0fb7, false, RDX, RDX);
+    else if (size == 4 || !is64)
+        mov_rr(e, false, RDX, RDX);
+    load(e, RSI, op->args[1]);
+    size_t miss = tlb_lookup(e, size, true);
+    switch (size) {
+    case 1:
+        op_mem(e, 0x88, false, RDX, RSI, 0); /* mov [rsi], dl */
+        break;
+    case 2:
+        byte(e, 0x66);
+        op_mem(e, 0x89, false, RDX, RSI, 0);
+        break;
+    case 4:
+        op_mem(e, 0x89, false, RDX, RSI, 0);
+        break;
+    default:
+        op_mem(e, 0x89, true, RDX, RSI, 0);
+        break;
+    }
+    size_t done = jcc8(e, 0xeb);
+    land8(e, miss);
+    env_arg(e);
+    mov_imm(e, RCX, op->imm);
+    call_abs(e, (const void *)e->jit->cfg.mem.store);
+    land8(e, done);
+}
+
+/* --- ops ----------------------------------------------------------------------------------------- */
+
+static const uint8_t cond_cc[] = {
+    [IR_COND_EQ] = 0x4,  [IR_COND_NE] = 0x5,  [IR_COND_LT] = 0xc,    [IR_COND_GE] = 0xd,
+    [IR_COND_LE] = 0xe,  [IR_COND_GT] = 0xf,  [IR_COND_LTU] = 0x2,   [IR_COND_GEU] = 0x3,
+    [IR_COND_LEU] = 0x6, [IR_COND_GTU] = 0x7, [IR_COND_TSTEQ] = 0x4, [IR_COND_TSTNE] = 0x5,
+};
+
+/* Flags for `a cond b` with a in RCX; returns the x86 condition code. */
+static uint8_t compare(struct emitter *e, enum ir_cond cond, bool w, ir_temp a, ir_temp b)
+{
+    load(e, RCX, a);
+    uint32_t imm;
+    if (cond == IR_COND_TSTEQ || cond == IR_COND_TSTNE) {
+        if (const_imm32(e, b, w, &imm)) {
+            op_reg(e, 0xf7, w, 0, RCX); /* test rcx, imm32 */
+            imm32(e, imm);
+        } else {
+            load(e, RDX, b);
+            op_reg(e, 0x85, w, RDX, RCX);
+        }
+    } else {
+        alu(e, 7, w, RCX, b);
+    }
+    return cond_cc[cond];
+}
+
+static void shift(struct emitter *e, unsigned digit, bool w, const struct ir_op *op)
+{
+    load(e, RAX, op->args[1]);
+    if (is_const(e, op->args[2])) {
+        op_reg(e, 0xc1, w, digit, RAX);
+        byte(e, (uint8_t)(tinfo(e, op->args[2])->value & (w ? 63 : 31)));
+    } else {
+        load(e, RCX, op->args[2]);
+        op_reg(e, 0xd3, w, digit, RAX);
+    }
+    store(e, op->args[0], RAX);
+}
+
+static uint64_t popcount_helper(uint64_t v)
+{
+    return ir_popcount64(v);
+}
+
+static bool valid_field(const struct ir_op *op)
+{
+    unsigned bits = op->type == IR_I32 ? 32 : 64;
+    unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
+    return op->imm <= 0xffff && len >= 1 && pos < bits && len <= bits - pos;
+}
+
+static bool valid_memop(uint64_t memop)
+{
+    unsigned size = memop & IR_MEM_SIZE_MASK;
+    return memop <= (IR_MEM_SIZE_MASK | IR_MEM_SIGN) &&
+           (size == 1 || size == 2 || size == 4 || size == 8);
+}
+
+/* Emits one op; false if it is malformed. */
+static bool emit_op(struct emitter *e, const struct ir_op *op)
+{
+    const struct ir_block *b = e->b;
+    const ir_temp *a = op->args;
+    bool w = op->type == IR_I64;
+    if (op->cond > IR_COND_NEVER)
+        return false;
+    switch ((enum ir_opcode)op->opc) {
+    case IR_NOP:
+    case IR_INSN_START:
+        return true;
+    case IR_LABEL:
+        if (op->imm >= b->nr_labels || e->label_pos[op->imm] != NO_POS)
+            return false;
+        e->label_pos[op->imm] = (uint32_t)e->len;
+        return true;
+    case IR_MOV:
+        if (w) {
+            load(e, RAX, a[1]);
+        } else if (is_const(e, a[1])) {
+            mov_imm(e, RAX, (uint32_t)tinfo(e, a[1])->value);
+        } else {
+            unsigned base;
+            int32_t disp;
+            home(e, a[1], &base, &disp);
+            op_mem(e, 0x8b, false, RAX, base, disp); /* mov eax, [..]: zero-extends */
+        }
+        store(e, a[0], RAX);
+        return true;
+    case IR_MOVI: {
+        uint64_t v = w ? op->imm : (uint32_t)op->imm;
+        unsigned base;
+        int32_t disp;
+        home(e, a[0], &base, &disp);
+        if (fits_i32((int64_t)v)) {
+            op_mem(e, 0xc7, true, 0, base, disp); /* mov qword [..], simm32 */
+            imm32(e, (uint32_t)v);
+        } else {
+            mov_imm(e, RAX, v);
+            store(e, a[0], RAX);
+        }
+        return true;
+    }
+    case IR_ADD:
+    case IR_SUB:
+    case IR_AND:
+    case IR_OR:
+    case IR_XOR: {
+        static const uint8_t digit[] = {[IR_ADD] = 0, [IR_OR] = 1, [IR_AND] = 4, [IR_SUB] = 5,
+                                        [IR_XOR] = 6};
+        load(e, RAX, a[1]);
+        alu(e, digit[op->opc], w, RAX, a[2]);
+        store(e, a[0], RAX);
+        return true;
+    }
+    case IR_MUL: {
+        load(e, RAX, a[1]);
+        uint32_t imm;
+        if (const_imm32(e, a[2], w, &imm)) {
+            op_reg(e, 0x69, w, RAX, RAX);
+            imm32(e, imm);
+        } else {
+            load(e, RCX, a[2]);
+            op_reg(e, 0x0faf, w, RAX, RCX);
+        }
+        store(e, a[0], RAX);
+        return true;
+    }
+    case IR_ANDC:
+        load(e, RCX, a[2]);
+        op_reg(e, 0xf7, w, 2, RCX); /* not */
+        load(e, RAX, a[1]);
+        op_reg(e, 0x23, w, RAX, RCX);
+        store(e, a[0], RAX);
+        return true;
+    case IR_SHL:
+        shift(e, 4, w, op);
+        return true;
+    case IR_SHR:
+        shift(e, 5, w, op);
+        return true;
+    case IR_SAR:
+        shift(e, 7, w, op);
+        return true;
+    case IR_ROTL:
+        shift(e, 0, w, op);
+        return true;
+    case IR_ROTR:
+        shift(e, 1, w, op);
+        return true;
+    case IR_NEG:
+    case IR_NOT:
+        load(e, RAX, a[1]);
+        op_reg(e, 0xf7, w, op->opc == IR_NEG ? 3 : 2, RAX);
+        store(e, a[0], RAX);
+        return true;
+    case IR_EXT8S:
+    case IR_EXT8U:
+    case IR_EXT16S:
+    case IR_EXT16U:
+    case IR_EXT32S:
+    case IR_EXT32U: {
+        static const uint8_t size[] = {[IR_EXT8S] = 1, [IR_EXT8U] = 1, [IR_EXT16S] = 2,
+                                       [IR_EXT16U] = 2, [IR_EXT32S] = 4, [IR_EXT32U] = 4};
+        bool sign = op->opc == IR_EXT8S || op->opc == IR_EXT16S || op->opc == IR_EXT32S;
+        load(e, RAX, a[1]);
+        load_extend(e, size[op->opc], sign, w, true, RAX);
+        store(e, a[0], RAX);
+        return true;
+    }
+    case IR_DEPOSIT: {
+        if (!valid_field(op))
+            return false;
+        unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
+        uint64_t field = UINT64_MAX >> (64 - len), mask = field << pos;
+        load(e, RCX, a[2]);
+        if (len < 64) {
+            mov_imm(e, RDX, field);
+            op_reg(e, 0x23, true, RCX, RDX); /* and rcx, rdx */
+        }
+        if (pos) {
+            op_reg(e, 0xc1, true, 4, RCX); /* shl rcx, pos */
+            byte(e, (uint8_t)pos);
+        }
+        load(e, RAX, a[1]);
+        mov_imm(e, RDX, ~mask);
+        op_reg(e, 0x23, true, RAX, RDX);
+        op_reg(e, 0x0b, w, RAX, RCX); /* or; the i32 form truncates */
+        store(e, a[0], RAX);
+        return true;
+    }
+    case IR_EXTRACT: {
+        if (!valid_field(op))
+            return false;
+        unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
+        load(e, RAX, a[1]);
+        if (pos) {
+            op_reg(e, 0xc1, true, 5, RAX); /* shr rax, pos */
+            byte(e, (uint8_t)pos);
+        }
+        if (len == 32) {
+            mov_rr(e, false, RAX, RAX);
+        } else if (len < 64) {
+            mov_imm(e, RDX, UINT64_MAX >> (64 - len));
+            op_reg(e, 0x23, true, RAX, RDX);
+        }
+        store(e, a[0], RAX);
+        return true;
+    }
+    case IR_SETCOND:
+        if (op->cond >= IR_COND_ALWAYS) {
+            mov_imm(e, RAX, op->cond == IR_COND_ALWAYS);
+        } else {
+            uint8_t cc = compare(e, (enum ir_cond)op->cond, w, a[1], a[2]);
+            op_reg(e, 0x0f90 | cc, false, 0, RAX); /* setcc al */
+            op_reg(e, 0x0fb6, false, RAX, RAX);     /* movzx eax, al */
+        }
+        store(e, a[0], RAX);
+        return true;
+    case IR_MOVCOND:
+        if (op->cond >= IR_COND_ALWAYS) {
+            load(e, RAX, op->cond == IR_COND_ALWAYS ? a[3] : a[4]);
+            if (!w)
+                mov_rr(e, false, RAX, RAX);
+        } else {
+            /* Values first: loading a zero constant is an XOR, which would clobber the flags. */
+            load(e, RAX, a[4]);
+            load(e, RSI, a[3]);
+            uint8_t cc = compare(e, (enum ir_cond)op->cond, w, a[1], a[2]);
+            op_reg(e, 0x0f40 | cc, w, RAX, RSI); /* cmovcc; the 32-bit form zero-extends */
+        }
+        store(e, a[0], RAX);
+        return true;
+    case IR_MULU2:
+    case IR_MULS2:
+        load(e, RAX, a[2]);
+        load(e, RCX, a[3]);
+        op_reg(e, 0xf7, w, op->opc == IR_MULU2 ? 4 : 5, RCX); /* mul/imul rcx: rdx:rax */
+        store(e, a[0], RAX);
+        store(e, a[1], RDX);
+        return true;
+    case IR_CLZ:
+    case IR_CTZ: {
+        load(e, RAX, a[1]);
+        op_reg(e, op->opc == IR_CLZ ? 0x0fbd : 0x0fbc, w, RCX, RAX); /* bsr/bsf rcx, rax */
+        size_t zero = jcc8(e, 0x74);
+        if (op->opc == IR_CLZ) {
+            op_reg(e, 0x83, false, 6, RCX); /* xor ecx, width-1: clz = width-1 - index */
+            byte(e, w ? 63 : 31);
+        }
+        mov_rr(e, true, RAX, RCX);
+        size_t done = jcc8(e, 0xeb);
+        land8(e, zero);
+        load(e, RAX, a[2]);
+        if (!w)
+            mov_rr(e, false, RAX, RAX);
+        land8(e, done);
+        store(e, a[0], RAX);
+        return true;
+    }
+    case IR_CTPOP:
+        load(e, RDI, a[1]);
+        if (!w)
+            mov_rr(e, false, RDI, RDI);
+        call_abs(e, (const void *)popcount_helper);
+        store(e, a[0], RAX);
+        return true;
+    case IR_BSWAP:
+        load(e, RAX, a[1]);
+        rex(e, w, 0, 0, RAX);
+        byte(e, 0x0f);
+        byte(e, 0xc8);
+        store(e, a[0], RAX);
+        return true;
+    case IR_QLD:
+        if (!valid_memop(op->imm))
+            return false;
+        emit_qld(e, op);
+        return true;
+    case IR_QST:
+        if (!valid_memop(op->imm))
+            return false;
+        emit_qst(e, op);
+        return true;
+    case IR_LDENV:
+        if (op->imm > INT32_MAX - 8)
+            return false;
+        op_mem(e, 0x8b, true, RAX, RBX, (int32_t)op->imm - ENV_BIAS);
+        store(e, a[0], RAX);
+        return true;
+    case IR_STENV:
+        if (op->imm > INT32_MAX - 8)
+            return false;
+        load(e, RAX, a[0]);
+        op_mem(e, 0x89, true, RAX, RBX, (int32_t)op->imm - ENV_BIAS);
+        return true;
+    case IR_CALL: {
+        if (!b->helpers || op->imm >= b->nr_helpers || !b->helpers[op->imm].fn)
+            return false;
+        static const unsigned arg_reg[] = {RSI, RDX, RCX, R8};
+        for (unsigned i = 0; i < 4; i++) {
+            if (a[1 + i] == IR_NO_TEMP)
+                mov_imm(e, arg_reg[i], 0);
+            else
+                load(e, arg_reg[i], a[1 + i]);
+        }
+        env_arg(e);
+        call_abs(e, (const void *)b->helpers[op->imm].fn);
+        if (a[0] != IR_NO_TEMP)
+            store(e, a[0], RAX);
+        return true;
+    }
+    case IR_BR:
+        if (op->imm >= b->nr_labels)
+            return false;
+        jump_to_label(e, 0xe9, (uint32_t)op->imm);
+        return true;
+    case IR_BRCOND: {
+        if (op->imm >= b->nr_labels)
+            return false;
+        if (op->cond == IR_COND_NEVER)
+            return true;
+        if (op->cond == IR_COND_ALWAYS) {
+            jump_to_label(e, 0xe9, (uint32_t)op->imm);
+            return true;
+        }
+        uint8_t cc = compare(e, (enum ir_cond)op->cond, w, a[0], a[1]);
+        jump_to_label(e, 0x0f80u | cc, (uint32_t)op->imm);
+        return true;
+    }
+    case IR_GOTO_TB:
+        if (op->imm > 1)
+            return false;
+        emit_goto_tb(e, (unsigned)op->imm);
+        return true;
+    case IR_EXIT_TB:
+        if (op->imm > 0xff)
+            return false;
+        emit_exit(e, (uint32_t)op->imm);
+        return true;
+    case IR_NR_OPCODES: /* no default: a new IR opcode must be handled here (-Wswitch) */
+        break;
+    }
+    return false;
+}
+
+/* --- compile ---------------------------------------------------------------------------------- */
+
+static bool assign_frame(struct emitter *e)
+{
+    const struct ir_block *b = e->b;
+    uint8_t use[IR_MAX_TEMPS];
+    bool call_needs_zero;
+    if (!ir_temp_uses(b, use, &call_needs_zero))
+        return false;
+    uint32_t slot = 0;
+    for (uint32_t t = 0; t < b->nr_temps; t++) {
+        const struct ir_temp_info *ti = &b->temps[t];
+        if (ti->kind == IR_TEMP_GLOBAL && ti->env_offset > INT32_MAX - 8)
+            return false;
+        if (ti->kind != IR_TEMP_LOCAL || use[t] == IR_USE_NONE)
+            continue;
+        e->disp[t] = (int32_t)(8 * slot++) - FRAME_BIAS;
+        if (use[t] == IR_USE_READ_UNDEFINED) { /* may be read before written: start at 0 */
+            op_mem(e, 0xc7, true, 0, RBP, e->disp[t]);
+            imm32(e, 0);
+        }
+    }
+    return slot <= IR_MAX_TEMPS;
+}
+
+struct native_code *native_compile(struct native_jit *jit, const struct ir_block *block,
+                                   const struct native_block_info *info, bool *full)
+{
+    *full = false;
+    if (!block || block->nr_ops > IR_MAX_OPS || block->nr_temps > IR_MAX_TEMPS ||
+        block->nr_labels > IR_MAX_LABELS || info->mmu_index > 1)
+        return NULL;
+    struct native_code *code = calloc(1, sizeof(*code));
+    struct emitter *e = malloc(sizeof(*e));
+    if (!code || !e) {
+        free(code);
+        free(e);
+        return NULL;
+    }
+    e->buf = jit->rw + jit->used;
+    e->cap = jit->size - jit->used;
+    e->len = 0;
+    e->overflow = false;
+    e->rx_base = (uintptr_t)(jit->rx + jit->used);
+    e->jit = jit;
+    e->b = block;
+    e->info = info;
+    e->nr_fixups = 0;
+    e->code = code;
+    for (uint32_t l = 0; l < IR_MAX_LABELS; l++)
+        e->label_pos[l] = NO_POS;
+
+    /* Entry: leave when asked to (7 bytes, so invalidation can overwrite it with a jmp). */
+    const struct native_config *cfg = &jit->cfg;
+    rex(e, false, 0, 0, RBX);
+    byte(e, 0x83);
+    byte(e, (uint8_t)(2 << 6 | 7 << 3 | RBX)); /* cmp dword [rbx + disp32], 0 */
+    imm32(e, (uint32_t)((int32_t)cfg->exit_request_offset - ENV_BIAS));
+    byte(e, 0);
+    size_t go = jcc8(e, 0x74); /* je: no request */
+    mov_imm(e, RAX, IR_EXIT_INTERRUPT);
+    jump_to_rx(e, 0xe9, jit_rx(jit, jit->exit_off));
+    land8(e, go);
+    code->body = (uint32_t)e->len;
+
+    bool ok = assign_frame(e);
+    for (uint32_t i = 0; ok && i < block->nr_ops && !e->overflow; i++)
+        ok = emit_op(e, &block->ops[i]);
+    if (ok)
+        emit_exit(e, IR_EXIT_NEXT); /* falling off the end, or a label after the last op */
+    for (uint32_t i = 0; ok && !e->overflow && i < e->nr_fixups; i++) {
+        uint32_t target = e->label_pos[e->fixups[i].label];
+        if (target == NO_POS) {
+            ok = false; /* branch to a label that is never placed */
+            break;
+        }
+        patch32(e->buf + e->fixups[i].at, target - (e->fixups[i].at + 4));
+    }
+    if (!ok || e->overflow) {
+        *full = ok && e->overflow;
+        free(code);
+        free(e);
+        return NULL;
+    }
+    code->entry = jit->rx + jit->used;
+    code->size = (uint32_t)e->len;
+    jit->used = (jit->used + e->len + 15) & ~(size_t)15;
+    if (jit->used > jit->size)
+        jit->used = jit->size;
+    free(e);
+    return code;
+}
+
+uint32_t native_exec(const struct native_jit *jit, const struct native_code *code, void *env)
+{
+    return jit->enter(env, code->entry + code->body);
+}
+
+static void write_jmp(struct native_jit *jit, size_t at_rel32, uintptr_t target)
+{
+    uintptr_t next = (uintptr_t)jit->rx + at_rel32 + 4;
+    patch32(jit->rw + at_rel32, (uint32_t)(target - next));
+}
+
+void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
+                  const struct native_code *to, uint32_t epoch)
+{
+    if (slot > 1 || !from->has_slot[slot] || from->dead || to->dead)
+        return;
+    size_t base = (size_t)(from->entry - jit->rx);
+    patch32(jit->rw + base + from->chain_epoch[slot], epoch);
+    write_jmp(jit, base + from->chain_jmp[slot], (uintptr_t)to->entry);
+}
+
+void native_invalidate(struct native_jit *jit, struct native_code *code)
+{
+    if (code->dead)
+        return;
+    code->dead = true;
+    size_t at = (size_t)(code->entry - jit->rx);
+    jit->rw[at] = 0xe9;
+    write_jmp(jit, at + 1, jit_rx(jit, jit->leave_off));
+}
+
+void native_code_free(struct native_code *code)
+{
+    free(code);
+}
+
+void native_reset(struct native_jit *jit)
+{
+    jit->used = jit->code_start;
+}
+
+size_t native_code_size(const struct native_code *code)
+{
+    return code ? code->size : 0;
+}
+
+size_t native_jit_used(const struct native_jit *jit)
+{
+    return jit->used;
+}
+
+/* --- buffer and trampolines ---------------------------------------------------------------------- */
+
+static void build_trampolines(struct native_jit *jit)
+{
+    struct emitter *e = calloc(1, sizeof(*e));
+    if (!e)
+        return;
+    e->buf = jit->rw;
+    e->cap = jit->size;
+    e->rx_base = (uintptr_t)jit->rx;
+    e->jit = jit;
+    /* enter(env = RDI, code = RSI) */
+    byte(e, 0x55); /* push rbp */
+    byte(e, 0x53); /* push rbx */
+    op_reg(e, 0x81, true, 5, RSP); /* sub rsp, STACK_ALLOC */
+    imm32(e, STACK_ALLOC);
+    op_mem(e, 0x8d, true, RBP, RSP, FRAME_BIAS); /* lea rbp, [rsp + bias] */
+    op_mem(e, 0x8d, true, RBX, RDI, ENV_BIAS);   /* lea rbx, [rdi + bias] */
+    op_reg(e, 0xff, false, 4, RSI);              /* jmp rsi */
+    jit->leave_off = (uint32_t)e->len;
+    mov_imm(e, RAX, IR_EXIT_NEXT);
+    jit->exit_off = (uint32_t)e->len;
+    op_reg(e, 0x81, true, 0, RSP); /* add rsp, STACK_ALLOC */
+    imm32(e, STACK_ALLOC);
+    byte(e, 0x5b); /* pop rbx */
+    byte(e, 0x5d); /* pop rbp */
+    byte(e, 0xc3); /* ret */
+    jit->code_start = (e->len + 63) & ~(size_t)63;
+    jit->used = jit->code_start;
+    jit->enter = (uint32_t(*)(void *, const void *))(void *)jit->rx;
+    free(e);
+}
+
+struct native_jit *native_jit_create(const struct native_config *cfg, size_t buffer_bytes,
+                                     char *err, size_t errlen)
+{
+#if !defined(__x86_64__)
+    (void)cfg, (void)buffer_bytes;
+    snprintf(err, errlen, "the native backend needs an x86-64 host");
+    return NULL;
+#else
+    struct native_jit *jit = calloc(1, sizeof(*jit));
+    if (!jit) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    jit->cfg = *cfg;
+    jit->size = (buffer_bytes + 0xfff) & ~(size_t)0xfff;
+    /* One memory object, two views: code is written through one and run from the other, so
+     * no page is ever writable and executable at once. */
+    int fd = memfd_create("quokka-jit", MFD_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)jit->size) < 0) {
+        snprintf(err, errlen, "code buffer: %s", strerror(errno));
+        goto fail;
+    }
+    jit->rw = mmap(NULL, jit->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    jit->rx = mmap(NULL, jit->size, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
+    if (jit->rw == MAP_FAILED || jit->rx == MAP_FAILED) {
+        snprintf(err, errlen, "mapping the code buffer: %s", strerror(errno));
+        goto fail;
+    }
+    close(fd);
+    build_trampolines(jit);
+    if (!jit->enter) {
+        snprintf(err, errlen, "out of memory");
+        native_jit_destroy(jit);
+        return NULL;
+    }
+    return jit;
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (jit->rw && jit->rw != MAP_FAILED)
+        munmap(jit->rw, jit->size);
+    if (jit->rx && jit->rx != MAP_FAILED)
+        munmap(jit->rx, jit->size);
+    free(jit);
+    return NULL;
+#endif
+}
+
+void native_jit_destroy(struct native_jit *jit)
+{
+    if (!jit)
+        return;
+    munmap(jit->rw, jit->size);
+    munmap(jit->rx, jit->size);
+    free(jit);
+}

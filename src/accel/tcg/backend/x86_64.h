@@ -1,0 +1,88 @@
+/* The native backend: IR blocks -> x86-64 host code, with direct block chaining.
+ *
+ * Same contract as the interpreter (interp.h): a compiled block runs on env and returns an
+ * enum ir_exit_reason or INTERP_GOTO_TB(slot); guest memory goes through the software MMU
+ * (here with the TLB hit path inlined); helpers and faulting accesses may longjmp out.
+ *
+ * Beyond that contract, blocks can be chained: a GOTO_TB exit can be patched to jump
+ * straight into the next block, so hot loops never come back to the run loop. A chained
+ * jump is taken only while all of these hold, checked in the generated code:
+ *   - the env word at exit_request_offset is 0 (checked at every block entry: interrupts,
+ *     stop requests);
+ *   - the chain budget (an int32 in env) stays positive: it is decremented per chained jump,
+ *     so the run loop gets control back regularly (timers) even in a tight loop;
+ *   - the env word at guard_offset (the CPU mode) still equals the value the block was
+ *     compiled for, and the env word at epoch_offset (bumped on every TLB flush) equals the
+ *     value recorded when the jump was patched.
+ * Invalidating a block patches its entry to leave for the run loop, so stale chains into it
+ * are harmless. Code lives in one buffer mapped twice (writable, executable: never both),
+ * reused from the start by native_reset() once every block has been dropped.
+ */
+#ifndef QUOKKA_ACCEL_TCG_BACKEND_X86_64_H
+#define QUOKKA_ACCEL_TCG_BACKEND_X86_64_H
+
+#include "accel/tcg/backend/interp.h"
+#include "accel/tcg/ir/ir.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Where the run loop's state and the software TLB live in env (all offsets from env). */
+struct native_config {
+    struct interp_mem_ops mem; /* slow paths */
+    uint32_t tlb_offset[2];    /* TLB array per MMU index (0 supervisor, 1 user) */
+    uint32_t tlb_entry_size;
+    uint32_t tlb_entries; /* power of two */
+    uint32_t tlb_read_tag, tlb_write_tag, tlb_addend; /* offsets within an entry */
+    uint32_t exit_request_offset; /* uint32: nonzero -> leave at the next block entry */
+    uint32_t chain_budget_offset; /* int32 */
+    uint32_t guard_offset;        /* uint32 compared with native_block_info.guard */
+    uint32_t epoch_offset;        /* uint32 */
+    uint32_t last_exit_offset;    /* pointer: the struct native_code that left via GOTO_TB */
+    uint32_t insn_count_offset;   /* uint64: guest instructions of blocks run to an exit */
+};
+
+struct native_block_info {
+    unsigned mmu_index; /* which TLB the inlined accesses use */
+    uint32_t guard;     /* value of the guard word this block was translated for */
+    uint32_t nr_guest_insns;
+};
+
+struct native_jit;
+struct native_code {
+    const uint8_t *entry; /* executable address, where chained jumps enter */
+    uint32_t body;        /* offset past the entry check, where the run loop enters */
+    uint32_t size;
+    uint32_t chain_jmp[2];   /* offsets of the rel32 of each GOTO_TB slot's patchable jump */
+    uint32_t chain_epoch[2]; /* offsets of the imm32 the epoch is compared with */
+    uint32_t chain_exit[2];  /* offsets of the unchained exit path of each slot */
+    bool has_slot[2];
+    bool dead;
+};
+
+/* Map the code buffer and build the entry/exit trampolines. Returns NULL (with a reason in
+ * err) where the host refuses executable memory. */
+struct native_jit *native_jit_create(const struct native_config *cfg, size_t buffer_bytes,
+                                     char *err, size_t errlen);
+void native_jit_destroy(struct native_jit *jit);
+
+/* Compile an optimised IR block. Returns NULL when the IR is malformed, memory is short,
+ * or the buffer is full (then *full is set: drop every block, native_reset(), retry). */
+struct native_code *native_compile(struct native_jit *jit, const struct ir_block *block,
+                                   const struct native_block_info *info, bool *full);
+uint32_t native_exec(const struct native_jit *jit, const struct native_code *code, void *env);
+
+/* Patch from's GOTO_TB `slot` to jump straight to `to` while the env epoch is `epoch`. */
+void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
+                  const struct native_code *to, uint32_t epoch);
+/* The block must not run again: its entry now leaves for the run loop. */
+void native_invalidate(struct native_jit *jit, struct native_code *code);
+/* Frees the descriptor (the code bytes are reclaimed by native_reset). */
+void native_code_free(struct native_code *code);
+/* Every block has been dropped: reuse the buffer from the start. */
+void native_reset(struct native_jit *jit);
+size_t native_code_size(const struct native_code *code);
+size_t native_jit_used(const struct native_jit *jit);
+
+#endif
