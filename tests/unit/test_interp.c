@@ -1,6 +1,8 @@
 /* Unit tests: IR interpreter semantics (every opcode x type), memory/env/helper plumbing,
  * control flow, compile-time rejection of malformed IR, a random differential test of
- * optimised vs unoptimised blocks, and an informational micro-benchmark. */
+ * optimised vs unoptimised blocks, and an informational micro-benchmark. Every block these
+ * tests run on the interpreter also runs on the native x86-64 backend (where the host is
+ * x86-64), which must leave the same state and exit the same way. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 #include <cmocka.h>
 
 #include "accel/tcg/backend/interp.h"
+#include "accel/tcg/backend/x86_64.h"
 #include "accel/tcg/ir/ir.h"
 
 #include <stdio.h>
@@ -28,6 +31,17 @@ struct tenv {
     uint64_t log_count;
     uint64_t garbage; /* upper bits the fake MMU leaves above the loaded size */
     jmp_buf *fault;   /* where faulting accesses / exiting helpers longjmp to; not compared */
+    /* The native backend's run-loop words and a software TLB (not compared). */
+    uint32_t exit_request;
+    int32_t chain_budget;
+    uint32_t guard;
+    uint32_t epoch;
+    void *last_exit;
+    uint64_t insn_count;
+    struct fake_tlb_entry {
+        uint64_t read_tag, write_tag;
+        uintptr_t addend;
+    } tlb[2][4];
 };
 #define TENV_DATA_SIZE offsetof(struct tenv, fault)
 
@@ -147,14 +161,84 @@ static struct ir_block *new_block(void)
     return b;
 }
 
-/* Compiles and runs b on e (no fault handler), returning the exit value. */
+/* --- the native backend, run beside the interpreter ---------------------------------------- */
+
+#define TLB_MISS (~0ull)
+
+static struct native_jit *test_jit(void)
+{
+#if defined(__x86_64__)
+    static struct native_jit *jit; /* one code buffer for the whole test program */
+    if (!jit) {
+        const struct native_config cfg = {
+            .mem = {fake_load, fake_store},
+            .tlb_offset = {offsetof(struct tenv, tlb[0]), offsetof(struct tenv, tlb[1])},
+            .tlb_entry_size = sizeof(struct fake_tlb_entry),
+            .tlb_entries = 4,
+            .tlb_read_tag = offsetof(struct fake_tlb_entry, read_tag),
+            .tlb_write_tag = offsetof(struct fake_tlb_entry, write_tag),
+            .tlb_addend = offsetof(struct fake_tlb_entry, addend),
+            .exit_request_offset = offsetof(struct tenv, exit_request),
+            .chain_budget_offset = offsetof(struct tenv, chain_budget),
+            .guard_offset = offsetof(struct tenv, guard),
+            .epoch_offset = offsetof(struct tenv, epoch),
+            .last_exit_offset = offsetof(struct tenv, last_exit),
+            .insn_count_offset = offsetof(struct tenv, insn_count),
+        };
+        char err[160];
+        jit = native_jit_create(&cfg, 8u << 20, err, sizeof(err));
+        if (!jit)
+            fail_msg("native backend: %s", err);
+    }
+    return jit;
+#else
+    return NULL;
+#endif
+}
+
+/* Every TLB entry misses: accesses go to fake_load/fake_store like the interpreter's. */
+static void native_state_reset(struct tenv *e)
+{
+    for (int u = 0; u < 2; u++)
+        for (int i = 0; i < 4; i++)
+            e->tlb[u][i] = (struct fake_tlb_entry){TLB_MISS, TLB_MISS, 0};
+    e->exit_request = 0;
+    e->chain_budget = 100;
+}
+
+static struct native_code *native_compile_ok(const struct ir_block *b, uint32_t insns)
+{
+    struct native_jit *jit = test_jit();
+    const struct native_block_info info = {0, 0, insns};
+    bool full;
+    struct native_code *code = native_compile(jit, b, &info, &full);
+    if (!code && full) {
+        native_reset(jit); /* the tests free their blocks before compiling more */
+        code = native_compile(jit, b, &info, &full);
+    }
+    assert_non_null(code);
+    assert_true(native_code_size(code) > 0);
+    return code;
+}
+
+/* Compiles and runs b on e (no fault handler), returning the exit value; where the native
+ * backend exists, runs it on a copy of e too and checks it agrees. */
 static uint32_t run(const struct ir_block *b, struct tenv *e)
 {
+    struct tenv copy = *e;
     struct interp_code *code = interp_compile(b, &fake_mem);
     assert_non_null(code);
     assert_true(interp_code_size(code) > 0);
     uint32_t r = interp_exec(code, e);
     interp_free(code);
+    if (test_jit()) {
+        native_state_reset(&copy);
+        struct native_code *nc = native_compile_ok(b, 0);
+        uint32_t rn = native_exec(test_jit(), nc, &copy);
+        native_code_free(nc);
+        assert_int_equal(rn, r);
+        assert_memory_equal(&copy, e, TENV_DATA_SIZE);
+    }
     return r;
 }
 
@@ -606,34 +690,168 @@ static void test_uninitialised_locals_read_zero(void **state)
     free(blk);
 }
 
+/* Both backends refuse the block (and the native one not because its buffer is full). */
+static void assert_rejected(const struct ir_block *blk)
+{
+    assert_null(interp_compile(blk, &fake_mem));
+    if (test_jit()) {
+        const struct native_block_info info = {0, 0, 1};
+        bool full = true;
+        assert_null(native_compile(test_jit(), blk, &info, &full));
+        assert_false(full);
+    }
+}
+
 static void test_compile_rejects_malformed(void **state)
 {
     (void)state;
     struct ir_block *blk = new_block();
     ir_label l = ir_new_label(blk);
     ir_br(blk, l); /* label never placed */
-    assert_null(interp_compile(blk, &fake_mem));
+    assert_rejected(blk);
 
     ir_block_init(blk, test_globals, NR_GLOBALS, test_helpers, NR_HELPERS);
     l = ir_new_label(blk);
     ir_label_here(blk, l);
     ir_label_here(blk, l); /* placed twice */
-    assert_null(interp_compile(blk, &fake_mem));
+    assert_rejected(blk);
 
     ir_block_init(blk, test_globals, NR_GLOBALS, test_helpers, NR_HELPERS);
     ir_qld(blk, IR_I64, 0, 1, 3); /* bad size */
-    assert_null(interp_compile(blk, &fake_mem));
+    assert_rejected(blk);
 
     ir_block_init(blk, test_globals, NR_GLOBALS, test_helpers, NR_HELPERS);
     ir_extract(blk, IR_I32, 0, 1, 16, 17); /* past the i32 width */
-    assert_null(interp_compile(blk, &fake_mem));
+    assert_rejected(blk);
 
     ir_block_init(blk, test_globals, NR_GLOBALS, test_helpers, NR_HELPERS);
     ir_movi(blk, IR_I64, 0, 1);
     blk->ops[0].args[0] = 999; /* corrupt temp index */
-    assert_null(interp_compile(blk, &fake_mem));
+    assert_rejected(blk);
     ir_optimize(blk); /* and the optimiser leaves it alone rather than crash */
     free(blk);
+}
+
+/* --- native backend: TLB hit path and block chaining ------------------------------------- */
+
+static void test_native_tlb_hit_path(void **state)
+{
+    (void)state;
+    if (!test_jit())
+        skip();
+    static uint8_t page[4096];
+    for (unsigned i = 0; i < sizeof(page); i++)
+        page[i] = (uint8_t)(0x80 + i * 7);
+    struct ir_block *blk = new_block();
+    ir_qld(blk, IR_I64, 0, 1, 4);                 /* g0 = u32 [g1] */
+    ir_qld(blk, IR_I64, 4, 1, 1 | IR_MEM_SIGN);   /* g4 = s8 [g1] */
+    ir_qst(blk, IR_I64, 2, 3, 2);                 /* u16 [g3] = g2 */
+    ir_exit_tb(blk, IR_EXIT_NEXT);
+    struct tenv e;
+    for (unsigned mmu = 0; mmu < 2; mmu++) {
+        const struct native_block_info info = {mmu, 0, 1};
+        bool full;
+        struct native_code *code = native_compile(test_jit(), blk, &info, &full);
+        assert_non_null(code);
+        for (int crossing = 0; crossing < 2; crossing++) {
+            memset(&e, 0, sizeof(e));
+            native_state_reset(&e);
+            for (unsigned i = 0; i < sizeof(e.mem); i++)
+                e.mem[i] = (uint8_t)i;
+            /* Page 0x7000 -> `page`, in entry 3 of this MMU index's TLB only. */
+            e.tlb[mmu][3] = (struct fake_tlb_entry){0x7000, 0x7000,
+                                                    (uintptr_t)page - 0x7000};
+            e.slot[1] = crossing ? 0x7ffe : 0x7010;
+            e.slot[2] = 0xabcd1234;
+            e.slot[3] = 0x7020;
+            assert_int_equal(native_exec(test_jit(), code, &e), IR_EXIT_NEXT);
+            if (!crossing) { /* hits: `page`, not the slow path's e.mem */
+                uint32_t want;
+                memcpy(&want, page + 0x10, 4);
+                assert_int_equal(e.slot[0], want);
+                assert_int_equal(e.slot[4], (uint64_t)(int64_t)(int8_t)page[0x10]);
+            } else { /* 4 bytes cross into the next page: the slow path (e.mem wraps at
+                        256); the 1-byte load at the same address still hits */
+                assert_int_equal(e.slot[0], 0x0100fffeu);
+                assert_int_equal(e.slot[4], (uint64_t)(int64_t)(int8_t)page[0xffe]);
+            }
+            assert_int_equal(page[0x20] | page[0x21] << 8, 0x1234);
+            page[0x20] = page[0x21] = 0;
+            /* With the write tag gone, the store takes the slow path. */
+            e.tlb[mmu][3].write_tag = TLB_MISS;
+            e.slot[2] = 0x5566;
+            native_exec(test_jit(), code, &e);
+            assert_int_equal(e.mem[0x20] | e.mem[0x21] << 8, 0x5566);
+            assert_int_equal(page[0x20], 0);
+        }
+        native_code_free(code);
+    }
+    free(blk);
+}
+
+/* g<reg> += 1, then GOTO_TB 0. */
+static struct native_code *counting_block(unsigned reg)
+{
+    struct ir_block *blk = new_block();
+    ir_binop(blk, IR_ADD, IR_I64, (ir_temp)reg, (ir_temp)reg, ir_const(blk, IR_I64, 1));
+    ir_goto_tb(blk, 0);
+    struct native_code *code = native_compile_ok(blk, 1);
+    free(blk);
+    return code;
+}
+
+static void test_native_chaining(void **state)
+{
+    (void)state;
+    if (!test_jit())
+        skip();
+    struct native_jit *jit = test_jit();
+    native_reset(jit);
+    struct native_code *a = counting_block(0), *b = counting_block(1);
+    struct tenv e;
+    memset(&e, 0, sizeof(e));
+    native_state_reset(&e);
+    /* Unchained: A leaves through its GOTO_TB and says so. */
+    assert_int_equal(native_exec(jit, a, &e), INTERP_GOTO_TB(0));
+    assert_ptr_equal(e.last_exit, a);
+    assert_int_equal(e.slot[0], 1);
+    /* A -> B -> B -> ... until the budget runs out. */
+    native_chain(jit, a, 0, b, 0);
+    native_chain(jit, b, 0, b, 0);
+    e.chain_budget = 10;
+    e.insn_count = 0;
+    assert_int_equal(native_exec(jit, a, &e), INTERP_GOTO_TB(0));
+    assert_ptr_equal(e.last_exit, b);
+    assert_int_equal(e.slot[0], 2);
+    assert_int_equal(e.slot[1], 10);
+    assert_int_equal(e.insn_count, 11);
+    /* Another CPU mode, another epoch: the chain is not taken. */
+    e.guard = 5;
+    e.chain_budget = 10;
+    native_exec(jit, a, &e);
+    assert_ptr_equal(e.last_exit, a);
+    assert_int_equal(e.slot[1], 10);
+    e.guard = 0;
+    e.epoch = 1;
+    native_exec(jit, a, &e);
+    assert_ptr_equal(e.last_exit, a);
+    assert_int_equal(e.slot[1], 10);
+    e.epoch = 0;
+    /* An exit request stops the chain at B's entry, before B runs. */
+    e.exit_request = 1;
+    e.chain_budget = 10;
+    assert_int_equal(native_exec(jit, a, &e), IR_EXIT_INTERRUPT);
+    assert_int_equal(e.slot[1], 10);
+    e.exit_request = 0;
+    /* An invalidated B is left at once, for the run loop to look up again. */
+    native_invalidate(jit, b);
+    assert_true(b->dead);
+    e.chain_budget = 10;
+    assert_int_equal(native_exec(jit, a, &e), IR_EXIT_NEXT);
+    assert_int_equal(e.slot[0], 6);
+    assert_int_equal(e.slot[1], 10);
+    native_code_free(a);
+    native_code_free(b);
 }
 
 /* --- random differential test: optimised vs unoptimised -------------------------------------- */
@@ -920,7 +1138,8 @@ static void random_env(struct rng *r, struct tenv *e)
 }
 
 /* Runs code on e; returns the exit value, or 0x1000 + n if something longjmp'd out. */
-static uint32_t run_guarded(const struct interp_code *code, struct tenv *e)
+static uint32_t run_guarded(const struct interp_code *code, const struct native_code *native,
+                            struct tenv *e)
 {
     jmp_buf jb;
     e->fault = &jb;
@@ -929,7 +1148,13 @@ static uint32_t run_guarded(const struct interp_code *code, struct tenv *e)
         e->fault = NULL;
         return 0x1000u + (uint32_t)why;
     }
-    uint32_t res = interp_exec(code, e);
+    uint32_t res;
+    if (native) {
+        native_state_reset(e);
+        res = native_exec(test_jit(), native, e);
+    } else {
+        res = interp_exec(code, e);
+    }
     e->fault = NULL;
     return res;
 }
@@ -963,12 +1188,27 @@ static void test_random_differential(void **state)
         struct interp_code *c2 = interp_compile(opt, &fake_mem);
         assert_non_null(c1);
         assert_non_null(c2);
+        struct native_code *c3 = test_jit() ? native_compile_ok(opt, 0) : NULL;
         for (unsigned k = 0; k < envs_per_block; k++) {
-            struct tenv e1, e2;
+            struct tenv e1, e2, e3;
             random_env(&r, &e1);
             memcpy(&e2, &e1, sizeof(e1));
-            uint32_t r1 = run_guarded(c1, &e1);
-            uint32_t r2 = run_guarded(c2, &e2);
+            memcpy(&e3, &e1, sizeof(e1));
+            uint32_t r1 = run_guarded(c1, NULL, &e1);
+            uint32_t r2 = run_guarded(c2, NULL, &e2);
+            if (c3) { /* the native code of the optimised block must do what the interpreter did */
+                uint32_t r3 = run_guarded(NULL, c3, &e3);
+                if (r3 != r2 || memcmp(&e2, &e3, TENV_DATA_SIZE) != 0) {
+                    ir_print(opt, text, 1 << 16);
+                    print_message("block %u env %u: interpreter exit %#x, native %#x\n%s", n, k,
+                                  r2, r3, text);
+                    for (int i = 0; i < NR_SLOTS; i++)
+                        print_message("slot %d: %#llx vs %#llx\n", i,
+                                      (unsigned long long)e2.slot[i],
+                                      (unsigned long long)e3.slot[i]);
+                    fail();
+                }
+            }
             if (r1 != r2 || memcmp(&e1, &e2, TENV_DATA_SIZE) != 0) {
                 size_t len = ir_print(orig, text, 1 << 16);
                 print_message("block %u env %u: exit %#x vs %#x\n--- original (%zu bytes)\n%s", n,
@@ -985,6 +1225,7 @@ static void test_random_differential(void **state)
         }
         interp_free(c1);
         interp_free(c2);
+        native_code_free(c3);
     }
     print_message("differential: %u blocks, %llu runs (exit_next %llu, other exit %llu, goto_tb "
                   "%llu, longjmp %llu); ops %llu -> %llu after ir_optimize\n",
@@ -1094,6 +1335,8 @@ int main(void)
         cmocka_unit_test(test_exits),
         cmocka_unit_test(test_uninitialised_locals_read_zero),
         cmocka_unit_test(test_compile_rejects_malformed),
+        cmocka_unit_test(test_native_tlb_hit_path),
+        cmocka_unit_test(test_native_chaining),
         cmocka_unit_test(test_random_differential),
         cmocka_unit_test(test_bench),
     };
