@@ -30,6 +30,8 @@ static const struct interp_mem_ops tcg_mem_ops = {mmu_load, mmu_store};
  * microseconds of guest time at most. */
 #define CHAIN_BUDGET 1024
 
+static const void *native_next_block(void *env);
+
 /* The native backend where the host can run it and it is not turned off; NULL means the
  * interpreter. */
 static struct native_jit *create_native_backend(void)
@@ -53,6 +55,7 @@ static struct native_jit *create_native_backend(void)
         .epoch_offset = offsetof(struct tcg_cpu, chain_epoch),
         .last_exit_offset = offsetof(struct tcg_cpu, last_exit),
         .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
+        .lookup_next = native_next_block,
     };
     char why[160];
     struct native_jit *jit = native_jit_create(&cfg, NATIVE_BUFFER_BYTES, why, sizeof(why));
@@ -588,6 +591,32 @@ static void poll_lapic_timer(struct accel_vcpu *v, bool now)
     lapic_poll_timer(&v->lapic, clock_monotonic_ns());
 }
 
+/* The linear address of CS:RIP (and CS's base, part of a block's key). */
+static uint64_t current_pc(const struct tcg_cpu *cpu, uint64_t *cs_base)
+{
+    *cs_base = (cpu->hflags & HF_CS64) ? 0 : cpu->seg[SEG_CS].base;
+    uint64_t pc = *cs_base + cpu->rip;
+    return (cpu->hflags & HF_CS64) ? pc : (pc & 0xffffffffULL);
+}
+
+/* Native code ending with IR_EXIT_NEXT (indirect jump, return, mode change) asks here for
+ * the block to continue with: a cached one whose code page is in the TLB, with nothing for
+ * the run loop to do first (an STI shadow to end); else NULL and the run loop takes over. */
+static const void *native_next_block(void *env)
+{
+    struct tcg_cpu *cpu = env;
+    if (cpu->inhibit_irq)
+        return NULL;
+    uint64_t cs_base, pc = current_pc(cpu, &cs_base);
+    bool user = (cpu->hflags & HF_CPL_MASK) == 3;
+    const struct tlb_entry *e = &cpu->tlb[user][(pc >> 12) & (TLB_SIZE - 1)];
+    if (e->exec_tag != (pc & ~0xfffULL))
+        return NULL;
+    struct tb *tb = tb_lookup(&cpu_vcpu(cpu)->vm->tbs, pc, e->paddr | (pc & 0xfff), cs_base,
+                              cpu->hflags);
+    return tb && tb->valid && tb->native ? tb->native->entry : NULL;
+}
+
 /* Patch the GOTO_TB that left `from` to jump straight to `to` next time. Only between
  * cached native blocks; the generated code re-checks the CPU mode and the TLB epoch. */
 static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native_code *from,
@@ -629,7 +658,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             }
             continue;
         }
-        poll_lapic_timer(v, cpu->halted || vm->tbs.jit);
+        poll_lapic_timer(v, cpu->halted);
         bool inhibit = cpu->inhibit_irq;
         cpu->inhibit_irq = false;
         if (!inhibit && (cpu->eflags & X86_IF)) {
@@ -661,10 +690,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 continue; /* stop request: handled at the loop top */
             continue;
         }
-        uint64_t cs_base = (cpu->hflags & HF_CS64) ? 0 : cpu->seg[SEG_CS].base;
-        uint64_t pc = cs_base + cpu->rip;
-        if (!(cpu->hflags & HF_CS64))
-            pc &= 0xffffffffULL;
+        uint64_t cs_base, pc = current_pc(cpu, &cs_base);
         uint64_t phys = code_phys(cpu, pc);
         struct tb *tb = tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
         if (!tb) {
@@ -685,6 +711,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         if (tb->native) {
             cpu->chain_budget = CHAIN_BUDGET;
             why = native_exec(vm->tbs.jit, tb->native, cpu);
+            /* Blocks run through chained jumps count towards the next timer poll. */
+            v->timer_poll += (unsigned)(CHAIN_BUDGET - (cpu->chain_budget < 0 ? 0 : cpu->chain_budget));
             if (why & INTERP_GOTO_TB(0)) {
                 struct native_code *from = cpu->last_exit;
                 chain_slot = why & 1;

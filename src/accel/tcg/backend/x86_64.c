@@ -316,14 +316,42 @@ static uintptr_t jit_rx(const struct native_jit *jit, uint32_t off)
     return (uintptr_t)jit->rx + off;
 }
 
-/* Leave the chain with EAX = value (counting the block's instructions as run). */
+static void env_arg(struct emitter *e);
+static void call_abs(struct emitter *e, const void *fn);
+
+/* Count the block's instructions as run. */
+static void count_insns(struct emitter *e)
+{
+    uint32_t n = e->info->nr_guest_insns;
+    if (n) {
+        op_mem(e, 0x81, true, 0, RBX, (int32_t)e->jit->cfg.insn_count_offset - ENV_BIAS);
+        imm32(e, n);
+    }
+}
+
+/* sub dword [budget], 1; js <returned rel8> */
+static size_t spend_budget(struct emitter *e)
+{
+    op_mem(e, 0x83, false, 5, RBX, (int32_t)e->jit->cfg.chain_budget_offset - ENV_BIAS);
+    byte(e, 1);
+    return jcc8(e, 0x78);
+}
+
+/* Leave the block with EAX = value. IR_EXIT_NEXT first asks lookup_next for a block to
+ * continue with, so indirect jumps stay in generated code too. */
 static void emit_exit(struct emitter *e, uint32_t value)
 {
     const struct native_config *cfg = &e->jit->cfg;
-    uint32_t n = e->info->nr_guest_insns;
-    if (n) {
-        op_mem(e, 0x81, true, 0, RBX, (int32_t)cfg->insn_count_offset - ENV_BIAS);
-        imm32(e, n);
+    count_insns(e);
+    if (value == IR_EXIT_NEXT && cfg->lookup_next) {
+        size_t no_budget = spend_budget(e);
+        env_arg(e);
+        call_abs(e, (const void *)cfg->lookup_next);
+        op_reg(e, 0x85, true, RAX, RAX); /* test rax, rax */
+        size_t none = jcc8(e, 0x74);
+        op_reg(e, 0xff, false, 4, RAX); /* jmp rax */
+        land8(e, no_budget);
+        land8(e, none);
     }
     mov_imm(e, RAX, value);
     jump_to_rx(e, 0xe9, jit_rx(e->jit, e->jit->exit_off));
@@ -335,14 +363,8 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
 {
     const struct native_config *cfg = &e->jit->cfg;
     struct native_code *c = e->code;
-    uint32_t n = e->info->nr_guest_insns;
-    if (n) {
-        op_mem(e, 0x81, true, 0, RBX, (int32_t)cfg->insn_count_offset - ENV_BIAS);
-        imm32(e, n);
-    }
-    op_mem(e, 0x83, false, 5, RBX, (int32_t)cfg->chain_budget_offset - ENV_BIAS); /* sub 1 */
-    byte(e, 1);
-    size_t no_budget = jcc8(e, 0x78); /* js */
+    count_insns(e);
+    size_t no_budget = spend_budget(e);
     op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
     imm32(e, e->info->guard);
     size_t wrong_mode = jcc8(e, 0x75); /* jne */

@@ -41,6 +41,10 @@ struct native_config {
     uint32_t epoch_offset;        /* uint32 */
     uint32_t last_exit_offset;    /* pointer: the struct native_code that left via GOTO_TB */
     uint32_t insn_count_offset;   /* uint64: guest instructions of blocks run to an exit */
+    /* Optional: where IR_EXIT_NEXT continues (indirect jumps, returns, mode changes).
+     * Returns the entry of the cached block for env's current state, or NULL to leave for
+     * the run loop. Costs one chain budget unit, like a chained jump. */
+    const void *(*lookup_next)(void *env);
 };
 
 struct native_block_info {
