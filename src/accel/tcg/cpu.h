@@ -100,6 +100,7 @@ struct tlb_entry {
     uint64_t exec_tag;
     uintptr_t addend;   /* host = vaddr + addend */
     uint64_t paddr;     /* physical page, for code invalidation and MMIO */
+    bool global;        /* a global page (CR4.PGE): kept across CR3 writes */
 };
 
 struct tcg_segment {

@@ -15,6 +15,7 @@
 #define PTE_A (1ULL << 5)
 #define PTE_D (1ULL << 6)
 #define PTE_PS (1ULL << 7)
+#define PTE_G (1ULL << 8)
 #define PTE_NX (1ULL << 63)
 #define PTE_ADDR 0x000ffffffffff000ULL
 
@@ -29,7 +30,8 @@
 struct walk {
     uint64_t paddr;
     bool writable, user, exec, dirty;
-    bool large; /* from a 2 MiB / 4 MiB / 1 GiB page */
+    bool large;  /* from a 2 MiB / 4 MiB / 1 GiB page */
+    bool global; /* G in the leaf entry with CR4.PGE: survives CR3 writes */
 };
 
 static inline bool cpu_user_mode(const struct tcg_cpu *cpu)
@@ -65,7 +67,7 @@ static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access a
                           bool set_bits, struct walk *w)
 {
     w->writable = w->user = w->exec = w->dirty = true;
-    w->large = false;
+    w->large = w->global = false;
     if (!(cpu->cr0 & X86_CR0_PG)) {
         w->paddr = (cpu->hflags & HF_LMA) ? vaddr : (vaddr & 0xffffffffULL);
         return 0;
@@ -134,6 +136,7 @@ static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access a
             break;
     }
     w->dirty = (pte & PTE_D) != 0;
+    w->global = (pte & PTE_G) && (cpu->cr4 & X86_CR4_PGE);
     /* Permission checks: supervisor writes to read-only pages fault only with CR0.WP. */
     bool denied = (user && !w->user) ||
                   (access == MMU_WRITE && !w->writable && (user || (cpu->cr0 & X86_CR0_WP))) ||
@@ -184,6 +187,7 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
     e->exec_tag = w->exec ? vpage : TLB_INVALID;
     e->addend = (uintptr_t)host - (uintptr_t)vpage;
     e->paddr = ppage;
+    e->global = w->global;
     if (w->large)
         cpu->tlb_has_large_pages = true;
 }
@@ -213,13 +217,24 @@ bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint
     return true;
 }
 
+static const struct tlb_entry tlb_empty = {TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0, false};
+
 void tlb_flush(struct tcg_cpu *cpu)
 {
     cpu->chain_epoch++;
     cpu->tlb_has_large_pages = false;
     for (unsigned u = 0; u < 2; u++)
         for (unsigned i = 0; i < TLB_SIZE; i++)
-            cpu->tlb[u][i] = (struct tlb_entry){TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0};
+            cpu->tlb[u][i] = tlb_empty;
+}
+
+void tlb_flush_nonglobal(struct tcg_cpu *cpu)
+{
+    cpu->chain_epoch++;
+    for (unsigned u = 0; u < 2; u++)
+        for (unsigned i = 0; i < TLB_SIZE; i++)
+            if (!cpu->tlb[u][i].global)
+                cpu->tlb[u][i] = tlb_empty;
 }
 
 void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
@@ -234,7 +249,7 @@ void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
     for (unsigned u = 0; u < 2; u++) {
         struct tlb_entry *e = &cpu->tlb[u][(vaddr >> 12) & (TLB_SIZE - 1)];
         if (e->read_tag == (vaddr & ~0xfffULL))
-            *e = (struct tlb_entry){TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0};
+            *e = tlb_empty;
     }
 }
 

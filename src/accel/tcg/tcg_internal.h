@@ -71,6 +71,8 @@ void mmu_store_kernel(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsig
  * (returns how many bytes were read; 0 raises the fault for the first byte). */
 size_t mmu_fetch_code(struct tcg_cpu *cpu, uint64_t vaddr, uint8_t *buf, size_t len);
 void tlb_flush(struct tcg_cpu *cpu);
+/* A CR3 write: drop every entry but those of global pages. */
+void tlb_flush_nonglobal(struct tcg_cpu *cpu);
 void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr);
 /* Make writes to physical page ppage take the slow path (it now holds translated code). */
 void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage);

@@ -825,7 +825,7 @@ static uint64_t h_mov_to_cr(void *env, uint64_t cr, uint64_t value, uint64_t c, 
         break;
     case 3:
         cpu->cr3 = (cpu->hflags & HF_LMA) ? value : (value & 0xffffffffULL);
-        tlb_flush(cpu);
+        tlb_flush_nonglobal(cpu); /* global pages stay, as on hardware with CR4.PGE */
         break;
     case 4:
         if ((value & ~CR4_KNOWN) || ((cpu->efer & X86_EFER_LMA) && !(value & X86_CR4_PAE)))
