@@ -16,10 +16,10 @@ GUEST = os.path.join(ROOT, "build", "guest")
 READY = b"quokka-guest: ready"
 
 
-def time_to_ready(cmd, timeout=600):
+def time_to_ready(cmd, timeout=600, env=None):
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=env)
     try:
         buf = b""
         while True:
@@ -46,21 +46,26 @@ def main():
     if not all(os.path.exists(p) for p in (QUOKKA, kernel, initrd)):
         sys.exit("bench: build/quokka or the default guest is missing (make all guest)")
     append = "console=ttyS0"
-    engines = [("quokka tcg", [QUOKKA, "run", "--accel", "tcg", "--mem", args.mem, "--kernel",
-                               kernel, "--initrd", initrd, "--append", append])]
+    quokka = [QUOKKA, "run", "--accel", "tcg", "--mem", args.mem, "--kernel", kernel,
+              "--initrd", initrd, "--append", append]
+    engines = [("quokka tcg", quokka, None),
+               ("quokka interp", quokka, dict(os.environ, QUOKKA_TCG_BACKEND="interp"))]
     if QEMU:
         engines.append(("qemu tcg", [QEMU, "-accel", "tcg", "-m", args.mem, "-nographic",
                                      "-nodefaults", "-serial", "stdio", "-no-reboot",
-                                     "-kernel", kernel, "-initrd", initrd, "-append", append]))
+                                     "-kernel", kernel, "-initrd", initrd, "-append", append],
+                        None))
     medians = {}
-    for name, cmd in engines:
-        times = [time_to_ready(cmd) for _ in range(args.runs)]
+    for name, cmd, env in engines:
+        times = [time_to_ready(cmd, env=env) for _ in range(args.runs)]
         medians[name] = statistics.median(times)
-        print(f"{name:10s} start -> ready: median {medians[name]:6.2f} s  "
+        print(f"{name:13s} start -> ready: median {medians[name]:6.2f} s  "
               f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
     if "qemu tcg" in medians:
         print(f"quokka tcg / qemu tcg boot time: "
               f"{ratio(medians['quokka tcg'], medians['qemu tcg'])} (target 0.5x)")
+        print(f"quokka interp / qemu tcg boot time: "
+              f"{ratio(medians['quokka interp'], medians['qemu tcg'])}")
     return 0
 
 

@@ -36,7 +36,10 @@ def guest_insns(iters):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--iters", type=int, default=20, help="passes for quokka tcg")
+    parser.add_argument("--iters", type=int, default=200,
+                        help="passes for quokka tcg (the native backend)")
+    parser.add_argument("--interp-iters", type=int, default=20,
+                        help="passes for quokka's interpreter backend")
     parser.add_argument("--qemu-iters", type=int, default=500,
                         help="passes for QEMU TCG (a JIT: needs more to be measurable)")
     parser.add_argument("--kvm-iters", type=int, default=1,
@@ -49,8 +52,9 @@ def main():
     per_pass = (guest_insns(2) - guest_insns(1))
     print(f"cpubench: {per_pass} guest instructions per pass")
     results = {}
-    engines = [("quokka tcg", lambda it: quokka_cmd("tcg", payload("cpubench.elf"), f"iters={it}"),
-                args.iters)]
+    tcg = lambda it: quokka_cmd("tcg", payload("cpubench.elf"), f"iters={it}")
+    engines = [("quokka tcg", tcg, args.iters),
+               ("quokka interp", tcg, args.interp_iters)]  # QUOKKA_TCG_BACKEND=interp
     kvm_ok, kvm_why = usable(quokka_cmd("kvm", payload("exit-now.elf")), 1)
     if kvm_ok:
         engines.append(("quokka kvm",
@@ -62,15 +66,16 @@ def main():
         engines.append(("qemu tcg", lambda it: qemu_cmd("tcg", payload("cpubench.elf"),
                                                          f"iters={it}"), args.qemu_iters))
     for name, cmd, iters in engines:
-        base = median_run(cmd(0), args.runs)
-        full = median_run(cmd(iters), args.runs)
+        env = dict(os.environ, QUOKKA_TCG_BACKEND="interp") if name == "quokka interp" else None
+        base = median_run(cmd(0), args.runs, env)
+        full = median_run(cmd(iters), args.runs, env)
         seconds = max(full - base, 1e-9)
         mips = per_pass * iters / seconds / 1e6
         results[name] = mips
-        print(f"{name:11s} {iters:4d} passes {seconds:8.3f} s  {mips:10.1f} M guest insns/s "
+        print(f"{name:13s} {iters:4d} passes {seconds:8.3f} s  {mips:10.1f} M guest insns/s "
               f"(start-up {base * 1000:.0f} ms)")
     q = results.get("quokka tcg")
-    for other in ("quokka kvm", "qemu tcg"):
+    for other in ("quokka interp", "quokka kvm", "qemu tcg"):
         if other in results:
             print(f"quokka tcg / {other}: {ratio(q, results[other])} (speed, higher is better)")
     return 0

@@ -37,15 +37,17 @@ def payload(name):
     return os.path.join(PAYLOADS, name if name.endswith(".elf") else name + ".elf")
 
 
-def run_quokka(args, timeout=60):
+def run_quokka(args, timeout=60, tcg_backend=None):
     """Run `quokka run ARGS`; returns Result(rc, stdout, stderr, timed_out) with text output.
+    tcg_backend ("native" or "interp") picks the translator's backend (QUOKKA_TCG_BACKEND).
 
     On timeout the process is killed, rc is None and the output gathered so far is returned,
     so a hung guest shows how far it got."""
     cmd = [QUOKKA, "run", *args]
+    env = dict(os.environ, QUOKKA_TCG_BACKEND=tcg_backend) if tcg_backend else None
     try:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout)
+                              timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
         return Result(None, _text(e.stdout), _text(e.stderr), True)
     return Result(proc.returncode, _text(proc.stdout), _text(proc.stderr), False)
