@@ -323,7 +323,18 @@ static ir_temp gen_carry(struct dc *s)
         case CC_OP_INC:
         case CC_OP_DEC:
         case CC_OP_EFLAGS:
+        case CC_OP_SAR: /* the last bit shifted out */
             ir_binop(s->b, IR_AND, IR_I64, c, G_CC_SRC, cst(s, 1));
+            return c;
+        case CC_OP_SHL: /* the operand's MSB before the last shift step */
+            ir_setcond(s->b, IR_I64, IR_COND_TSTNE, c, G_CC_SRC, cst(s, 1ULL << (bits - 1)));
+            return c;
+        case CC_OP_MUL: /* the upper half is significant */
+            ir_setcond(s->b, IR_I64, IR_COND_NE, c, G_CC_SRC, cst(s, 0));
+            return c;
+        case CC_OP_NEG: /* the operand was not zero */
+            ir_setcond(s->b, IR_I64, IR_COND_TSTNE, c, G_CC_SRC,
+                       cst(s, bits == 64 ? ~0ULL : (1ULL << bits) - 1));
             return c;
         default:
             break;
