@@ -134,7 +134,8 @@ static void add_leaf(struct cpuid_model *m, uint32_t fn, uint32_t idx, uint32_t 
 }
 
 /* Exactly what the translator implements: integer ISA, long mode, NX, PAE/PSE paging,
- * CMPXCHG8B/16B, CMOV, TSC/RDTSCP, MSRs, SYSCALL, POPCNT, LZCNT. No FPU/SSE yet. */
+ * CMPXCHG8B/16B, CMOV, TSC/RDTSCP, MSRs, SYSCALL, POPCNT, LZCNT. x87, FXSR, SSE, SSE2
+ * (fpu.c, sse.c), the local APIC with x2APIC and the TSC-deadline timer. */
 static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, char *err,
                                size_t errlen)
 {

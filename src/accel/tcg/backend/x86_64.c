@@ -38,14 +38,14 @@ enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11 };
 #define STACK_ALLOC (((FRAME_BYTES + 15u) & ~15u) + 8u)
 
 struct native_jit {
-    uint8_t *rw;      /* writable view */
-    uint8_t *rx;      /* executable view of the same pages */
+    uint8_t *rw; /* writable view */
+    uint8_t *rx; /* executable view of the same pages */
     size_t size;
     size_t used;
     size_t code_start; /* first byte after the trampolines */
     struct native_config cfg;
     uint32_t (*enter)(void *env, const void *code); /* entry trampoline */
-    uint32_t exit_off;  /* exit trampoline: return EAX */
+    uint32_t exit_off;                              /* exit trampoline: return EAX */
     uint32_t leave_off; /* invalidated entries jump here: EAX = IR_EXIT_NEXT, exit */
 };
 
@@ -271,7 +271,8 @@ static void alu(struct emitter *e, unsigned digit, bool w, unsigned reg, ir_temp
     }
 }
 
-/* --- control flow ------------------------------------------------------------------------------ */
+/* --- control flow ------------------------------------------------------------------------------
+ */
 
 static void jump_to_label(struct emitter *e, uint32_t opc, uint32_t label)
 {
@@ -367,7 +368,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     size_t no_budget = spend_budget(e);
     op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
     imm32(e, e->info->guard);
-    size_t wrong_mode = jcc8(e, 0x75); /* jne */
+    size_t wrong_mode = jcc8(e, 0x75);                                     /* jne */
     op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->epoch_offset - ENV_BIAS); /* cmp epoch */
     c->chain_epoch[slot] = (uint32_t)e->len;
     imm32(e, 0);
@@ -439,7 +440,7 @@ static size_t tlb_lookup(struct emitter *e, unsigned size, bool write)
     imm32(e, cfg->tlb_entry_size);
     /* RDI = page of the last byte: differs from the tag when the access crosses pages. */
     op_mem(e, 0x8d, true, RDI, RSI, (int32_t)(size - 1)); /* lea rdi, [rsi + size-1] */
-    op_reg(e, 0x81, true, 4, RDI);                          /* and rdi, ~0xfff */
+    op_reg(e, 0x81, true, 4, RDI);                        /* and rdi, ~0xfff */
     imm32(e, 0xfffff000u);
     op_mem_index(e, 0x3b, true, RDI, RBX, RAX, (int32_t)(tlb + tag) - ENV_BIAS);
     size_t miss = jcc8(e, 0x75);
@@ -512,7 +513,8 @@ static void emit_qst(struct emitter *e, const struct ir_op *op)
     land8(e, done);
 }
 
-/* --- ops ----------------------------------------------------------------------------------------- */
+/* --- ops -----------------------------------------------------------------------------------------
+ */
 
 static const uint8_t cond_cc[] = {
     [IR_COND_EQ] = 0x4,  [IR_COND_NE] = 0x5,  [IR_COND_LT] = 0xc,    [IR_COND_GE] = 0xd,
@@ -620,8 +622,8 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
     case IR_AND:
     case IR_OR:
     case IR_XOR: {
-        static const uint8_t digit[] = {[IR_ADD] = 0, [IR_OR] = 1, [IR_AND] = 4, [IR_SUB] = 5,
-                                        [IR_XOR] = 6};
+        static const uint8_t digit[] = {
+            [IR_ADD] = 0, [IR_OR] = 1, [IR_AND] = 4, [IR_SUB] = 5, [IR_XOR] = 6};
         load(e, RAX, a[1]);
         alu(e, digit[op->opc], w, RAX, a[2]);
         store(e, a[0], RAX);
@@ -674,7 +676,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
     case IR_EXT16U:
     case IR_EXT32S:
     case IR_EXT32U: {
-        static const uint8_t size[] = {[IR_EXT8S] = 1, [IR_EXT8U] = 1, [IR_EXT16S] = 2,
+        static const uint8_t size[] = {[IR_EXT8S] = 1,  [IR_EXT8U] = 1,  [IR_EXT16S] = 2,
                                        [IR_EXT16U] = 2, [IR_EXT32S] = 4, [IR_EXT32U] = 4};
         bool sign = op->opc == IR_EXT8S || op->opc == IR_EXT16S || op->opc == IR_EXT32S;
         load(e, RAX, a[1]);
@@ -727,7 +729,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         } else {
             uint8_t cc = compare(e, (enum ir_cond)op->cond, w, a[1], a[2]);
             op_reg(e, 0x0f90 | cc, false, 0, RAX); /* setcc al */
-            op_reg(e, 0x0fb6, false, RAX, RAX);     /* movzx eax, al */
+            op_reg(e, 0x0fb6, false, RAX, RAX);    /* movzx eax, al */
         }
         store(e, a[0], RAX);
         return true;
@@ -1002,7 +1004,8 @@ size_t native_jit_used(const struct native_jit *jit)
     return jit->used;
 }
 
-/* --- buffer and trampolines ---------------------------------------------------------------------- */
+/* --- buffer and trampolines ----------------------------------------------------------------------
+ */
 
 static void build_trampolines(struct native_jit *jit)
 {
@@ -1014,8 +1017,8 @@ static void build_trampolines(struct native_jit *jit)
     e->rx_base = (uintptr_t)jit->rx;
     e->jit = jit;
     /* enter(env = RDI, code = RSI) */
-    byte(e, 0x55); /* push rbp */
-    byte(e, 0x53); /* push rbx */
+    byte(e, 0x55);                 /* push rbp */
+    byte(e, 0x53);                 /* push rbx */
     op_reg(e, 0x81, true, 5, RSP); /* sub rsp, STACK_ALLOC */
     imm32(e, STACK_ALLOC);
     op_mem(e, 0x8d, true, RBP, RSP, FRAME_BIAS); /* lea rbp, [rsp + bias] */

@@ -33,7 +33,7 @@ struct native_config {
     struct interp_mem_ops mem; /* slow paths */
     uint32_t tlb_offset[2];    /* TLB array per MMU index (0 supervisor, 1 user) */
     uint32_t tlb_entry_size;
-    uint32_t tlb_entries; /* power of two */
+    uint32_t tlb_entries;                             /* power of two */
     uint32_t tlb_read_tag, tlb_write_tag, tlb_addend; /* offsets within an entry */
     uint32_t exit_request_offset; /* uint32: nonzero -> leave at the next block entry */
     uint32_t chain_budget_offset; /* int32 */
