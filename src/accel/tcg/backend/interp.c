@@ -88,20 +88,6 @@ static bool valid_cond(uint8_t cond)
     return cond <= IR_COND_NEVER;
 }
 
-static bool valid_field(const struct ir_op *op)
-{
-    unsigned bits = op->type == IR_I32 ? 32 : 64;
-    unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
-    return op->imm <= 0xffff && len >= 1 && pos < bits && len <= bits - pos;
-}
-
-static bool valid_memop(uint64_t memop)
-{
-    unsigned size = memop & IR_MEM_SIZE_MASK;
-    return memop <= (IR_MEM_SIZE_MASK | IR_MEM_SIGN) && (size == 1 || size == 2 || size == 4 ||
-                                                         size == 8);
-}
-
 /* Encodes one op into w[] (at most MAX_INSN_WORDS). Returns the word count (0: the op needs
  * no code), or -1 if the op is malformed. Label targets are only meaningful once
  * label_pos[] is complete (second pass). */
@@ -158,13 +144,13 @@ static int encode(const struct compiler *c, const struct ir_op *op, uint32_t *w)
         CASE_BINARY(CTZ)
 #undef CASE_BINARY
     case IR_DEPOSIT:
-        if (!valid_field(op))
+        if (!ir_field_valid(op))
             return -1;
         w[0] = I_DEPOSIT_I32 + is64, w[1] = L(0), w[2] = L(1), w[3] = L(2);
         w[4] = (uint32_t)op->imm;
         return 5;
     case IR_EXTRACT:
-        if (!valid_field(op))
+        if (!ir_field_valid(op))
             return -1;
         w[0] = I_EXTRACT_I32 + is64, w[1] = L(0), w[2] = L(1), w[3] = (uint32_t)op->imm;
         return 4;
@@ -194,7 +180,7 @@ static int encode(const struct compiler *c, const struct ir_op *op, uint32_t *w)
         return 5;
     case IR_QLD:
     case IR_QST:
-        if (!valid_memop(op->imm))
+        if (!ir_memop_valid(op->imm))
             return -1;
         w[0] = (opc == IR_QLD ? I_QLD_I32 : I_QST_I32) + is64;
         w[1] = L(0), w[2] = L(1), w[3] = (uint32_t)op->imm;

@@ -559,20 +559,6 @@ static uint64_t popcount_helper(uint64_t v)
     return ir_popcount64(v);
 }
 
-static bool valid_field(const struct ir_op *op)
-{
-    unsigned bits = op->type == IR_I32 ? 32 : 64;
-    unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
-    return op->imm <= 0xffff && len >= 1 && pos < bits && len <= bits - pos;
-}
-
-static bool valid_memop(uint64_t memop)
-{
-    unsigned size = memop & IR_MEM_SIZE_MASK;
-    return memop <= (IR_MEM_SIZE_MASK | IR_MEM_SIGN) &&
-           (size == 1 || size == 2 || size == 4 || size == 8);
-}
-
 /* Emits one op; false if it is malformed. */
 static bool emit_op(struct emitter *e, const struct ir_op *op)
 {
@@ -685,7 +671,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         return true;
     }
     case IR_DEPOSIT: {
-        if (!valid_field(op))
+        if (!ir_field_valid(op))
             return false;
         unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
         uint64_t field = UINT64_MAX >> (64 - len), mask = field << pos;
@@ -706,7 +692,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         return true;
     }
     case IR_EXTRACT: {
-        if (!valid_field(op))
+        if (!ir_field_valid(op))
             return false;
         unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
         load(e, RAX, a[1]);
@@ -789,12 +775,12 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         store(e, a[0], RAX);
         return true;
     case IR_QLD:
-        if (!valid_memop(op->imm))
+        if (!ir_memop_valid(op->imm))
             return false;
         emit_qld(e, op);
         return true;
     case IR_QST:
-        if (!valid_memop(op->imm))
+        if (!ir_memop_valid(op->imm))
             return false;
         emit_qst(e, op);
         return true;

@@ -236,6 +236,10 @@ enum ir_temp_use {
  * argument out (backends pass 0 for it). Returns false when an op is unknown, references a
  * temp the block does not have, or writes a constant. */
 bool ir_temp_uses(const struct ir_block *b, uint8_t *use, bool *call_needs_zero);
+/* DEPOSIT/EXTRACT's imm names a field inside the op's width. */
+bool ir_field_valid(const struct ir_op *op);
+/* A QLD/QST memop: size 1, 2, 4 or 8, optionally IR_MEM_SIGN. */
+bool ir_memop_valid(uint64_t memop);
 
 /* --- optimiser -------------------------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
-/* Temp use analysis for backends: which temps need storage, and which locals may be read
- * before anything wrote them (their storage must start as 0, so a backend never reads
- * indeterminate memory). Also checks that every op references temps the block has and
- * never writes a constant. */
+/* What backends check before compiling a block: field and memop immediates in range, and
+ * temp use: which temps need storage, and which locals may be read before anything wrote
+ * them (their storage must start as 0, so a backend never reads indeterminate memory); also
+ * that every op references temps the block has and never writes a constant. */
 #include "accel/tcg/ir/ir.h"
 
 bool ir_temp_uses(const struct ir_block *b, uint8_t *use, bool *call_needs_zero)
@@ -49,4 +49,18 @@ bool ir_temp_uses(const struct ir_block *b, uint8_t *use, bool *call_needs_zero)
             in_prefix = false;
     }
     return true;
+}
+
+bool ir_field_valid(const struct ir_op *op)
+{
+    unsigned bits = op->type == IR_I32 ? 32 : 64;
+    unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
+    return op->imm <= 0xffff && len >= 1 && pos < bits && len <= bits - pos;
+}
+
+bool ir_memop_valid(uint64_t memop)
+{
+    unsigned size = memop & IR_MEM_SIZE_MASK;
+    return memop <= (IR_MEM_SIZE_MASK | IR_MEM_SIGN) &&
+           (size == 1 || size == 2 || size == 4 || size == 8);
 }
