@@ -90,9 +90,11 @@ enum x86_exception {
 #define HF_ADDSEG (1u << 8) /* some of DS/ES/SS has a nonzero base: add segment bases */
 
 /* Software TLB: direct-mapped, virtual page -> host pointer for RAM pages. */
-#define TLB_BITS 8
+#define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
+_Static_assert(TLB_BITS <= 15, "tlb_nonglobal packs user << 15 | index");
 #define TLB_INVALID (~0ULL)
+#define TLB_NONGLOBAL_LOG 64
 
 struct tlb_entry {
     uint64_t read_tag;  /* page-aligned virtual address valid for reads, or TLB_INVALID */
@@ -158,6 +160,10 @@ struct tcg_cpu {
     /* --- software MMU: one TLB per privilege (0 supervisor, 1 user) --- */
     struct tlb_entry tlb[2][TLB_SIZE];
     bool tlb_has_large_pages; /* some entry came from a large page (see tlb_flush_page) */
+    /* Where non-global entries were filled since the last flush, so a CR3 write (which
+     * keeps global ones) need not scan the whole TLB: user << 15 | index. */
+    uint16_t tlb_nonglobal[TLB_NONGLOBAL_LOG];
+    uint32_t tlb_nonglobal_count; /* > TLB_NONGLOBAL_LOG: the log overflowed, scan all */
 
     /* --- block chaining (native backend, see backend/x86_64.h) --- */
     int32_t chain_budget; /* chained jumps left before the run loop must look (timers) */

@@ -188,6 +188,13 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
     e->addend = (uintptr_t)host - (uintptr_t)vpage;
     e->paddr = ppage;
     e->global = w->global;
+    if (!w->global) {
+        if (cpu->tlb_nonglobal_count < TLB_NONGLOBAL_LOG)
+            cpu->tlb_nonglobal[cpu->tlb_nonglobal_count] =
+                (uint16_t)((user ? 0x8000u : 0u) | ((vaddr >> 12) & (TLB_SIZE - 1)));
+        if (cpu->tlb_nonglobal_count <= TLB_NONGLOBAL_LOG)
+            cpu->tlb_nonglobal_count++;
+    }
     if (w->large)
         cpu->tlb_has_large_pages = true;
 }
@@ -223,6 +230,7 @@ void tlb_flush(struct tcg_cpu *cpu)
 {
     cpu->chain_epoch++;
     cpu->tlb_has_large_pages = false;
+    cpu->tlb_nonglobal_count = 0;
     for (unsigned u = 0; u < 2; u++)
         for (unsigned i = 0; i < TLB_SIZE; i++)
             cpu->tlb[u][i] = tlb_empty;
@@ -231,10 +239,20 @@ void tlb_flush(struct tcg_cpu *cpu)
 void tlb_flush_nonglobal(struct tcg_cpu *cpu)
 {
     cpu->chain_epoch++;
-    for (unsigned u = 0; u < 2; u++)
-        for (unsigned i = 0; i < TLB_SIZE; i++)
-            if (!cpu->tlb[u][i].global)
-                cpu->tlb[u][i] = tlb_empty;
+    if (cpu->tlb_nonglobal_count <= TLB_NONGLOBAL_LOG) {
+        for (uint32_t k = 0; k < cpu->tlb_nonglobal_count; k++) {
+            uint16_t where = cpu->tlb_nonglobal[k];
+            struct tlb_entry *e = &cpu->tlb[where >> 15][where & (TLB_SIZE - 1)];
+            if (!e->global)
+                *e = tlb_empty;
+        }
+    } else {
+        for (unsigned u = 0; u < 2; u++)
+            for (unsigned i = 0; i < TLB_SIZE; i++)
+                if (!cpu->tlb[u][i].global)
+                    cpu->tlb[u][i] = tlb_empty;
+    }
+    cpu->tlb_nonglobal_count = 0;
 }
 
 void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)

@@ -526,13 +526,16 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
         const uint8_t *host1 = gpa_to_host(vm->mem, phys_last & ~0xfffULL, 0x1000);
         if (host1)
             page1 = (size_t)(host1 - vm->mem->mapping) >> 12;
-        tlb_protect_code(cpu, phys_last & ~0xfffULL);
+        if (!host1 || !tb_page_has_code(&vm->tbs, page1))
+            tlb_protect_code(cpu, phys_last & ~0xfffULL);
     }
     if (page0 == SIZE_MAX) {
         /* Code outside RAM cannot be written by the guest: keep it uncached. */
         return tb;
     }
-    tlb_protect_code(cpu, phys_pc & ~0xfffULL);
+    /* A page that already holds blocks is protected already: TLB fills check for code. */
+    if (!tb_page_has_code(&vm->tbs, page0))
+        tlb_protect_code(cpu, phys_pc & ~0xfffULL);
     if (tb_insert(&vm->tbs, tb, page0, page1) < 0)
         return NULL;
     return tb;
