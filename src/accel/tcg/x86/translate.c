@@ -597,6 +597,41 @@ static void gen_shift(struct dc *s, enum x86_mnemonic mn)
     s->cc_op = CC_OP_DYNAMIC;
 }
 
+/* ROL/ROR of 32/64-bit operands in IR: the result is one rotate op; CF and OF are set on
+ * top of the materialised flags (which the optimiser drops, with the pure helper call, when
+ * a later instruction overwrites them). Count 0 changes no flag. */
+static void gen_rotate(struct dc *s, bool left)
+{
+    unsigned bits = s->insn->operand[0].size;
+    enum ir_type t = bits == 64 ? IR_I64 : IR_I32;
+    struct opref ref;
+    ir_temp a = load_operand(s, 0, &ref);
+    ir_temp count = load_operand(s, 1, NULL);
+    ir_temp n = tmp(s), r = tmp(s), msb = tmp(s), cf = tmp(s), of = tmp(s);
+    ir_binop(s->b, IR_AND, IR_I64, n, count, cst(s, bits - 1));
+    ir_binop(s->b, left ? IR_ROTL : IR_ROTR, t, r, a, n);
+    store_operand(s, 0, &ref, r);
+    ir_extract(s->b, IR_I64, msb, r, bits - 1, 1);
+    if (left) { /* CF = bit rotated into bit 0; OF = MSB ^ CF */
+        ir_binop(s->b, IR_AND, IR_I64, cf, r, cst(s, 1));
+        ir_binop(s->b, IR_XOR, IR_I64, of, msb, cf);
+    } else { /* CF = MSB; OF = the two top bits differ */
+        ir_mov(s->b, IR_I64, cf, msb);
+        ir_extract(s->b, IR_I64, of, r, bits - 2, 1);
+        ir_binop(s->b, IR_XOR, IR_I64, of, of, msb);
+    }
+    ir_temp f = gen_eflags_arith(s), nf = tmp(s);
+    ir_binop(s->b, IR_AND, IR_I64, nf, f, cst(s, ~(uint64_t)(X86_CF | X86_OF)));
+    ir_binop(s->b, IR_OR, IR_I64, nf, nf, cf);
+    ir_binop(s->b, IR_SHL, IR_I64, of, of, cst(s, 11));
+    ir_binop(s->b, IR_OR, IR_I64, nf, nf, of);
+    _Static_assert(X86_OF == 1u << 11, "OF position");
+    ir_temp zero = cst(s, 0);
+    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_SRC, n, zero, nf, G_CC_SRC);
+    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_OP, n, zero, cst(s, CC_OP_EFLAGS), G_CC_OP);
+    s->cc_op = CC_OP_DYNAMIC;
+}
+
 static void gen_shift_helper(struct dc *s, int kind)
 {
     unsigned bits = s->insn->operand[0].size;
@@ -808,8 +843,13 @@ static void translate_insn(struct dc *s)
     case X86_MN_SAR:
         gen_shift(s, mn);
         break;
-    case X86_MN_ROL: gen_shift_helper(s, SHIFT_ROL); break;
-    case X86_MN_ROR: gen_shift_helper(s, SHIFT_ROR); break;
+    case X86_MN_ROL:
+    case X86_MN_ROR:
+        if (in->operand[0].size >= 32)
+            gen_rotate(s, mn == X86_MN_ROL);
+        else
+            gen_shift_helper(s, mn == X86_MN_ROL ? SHIFT_ROL : SHIFT_ROR);
+        break;
     case X86_MN_RCL: gen_shift_helper(s, SHIFT_RCL); break;
     case X86_MN_RCR: gen_shift_helper(s, SHIFT_RCR); break;
     case X86_MN_SHLD: gen_shift_helper(s, SHIFT_SHLD); break;
