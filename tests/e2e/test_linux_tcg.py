@@ -22,8 +22,10 @@ def default_guest():
             pytest.fail(f"build/guest/{name} is missing: run 'make guest'")
 
 
-def boot(append, *extra, tcg_backend=None):
-    env = dict(os.environ, QUOKKA_TCG_BACKEND=tcg_backend) if tcg_backend else None
+def boot(append, *extra, tcg_backend=None, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    if tcg_backend:
+        env["QUOKKA_TCG_BACKEND"] = tcg_backend
     proc = subprocess.run([QUOKKA, "run", "--accel", "tcg", "--append", append, *extra],
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=BOOT_TIMEOUT,
                           env=env)
@@ -51,6 +53,17 @@ def test_boot_on_the_interpreter_backend():
         digest = hashlib.sha256(f.read()).hexdigest()
     assert f"{digest}  /init" in out, out[-3000:]
     assert "quokka-guest: run exit=0" in out
+    assert rc == 0, (rc, err)
+
+
+def test_boot_with_a_code_buffer_that_fills_up():
+    """8 MiB of native code buffer (the boot needs ~30): it fills, every block is dropped, the
+    buffer starts over, several times, and the guest does not notice."""
+    rc, out, err = boot('console=ttyS0 quiet quokka.run="sha256sum /init"',
+                        env_extra={"QUOKKA_TCG_CODE_KB": "8192"})
+    with open(os.path.join(ROOT, "guest", "init"), "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert f"{digest}  /init" in out, out[-3000:] + err
     assert rc == 0, (rc, err)
 
 

@@ -57,8 +57,13 @@ static struct native_jit *create_native_backend(void)
         .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
         .lookup_next = native_next_block,
     };
+    /* QUOKKA_TCG_CODE_KB shrinks the code buffer (tests: fills, flushes and restarts). */
+    size_t bytes = NATIVE_BUFFER_BYTES;
+    const char *kb = getenv("QUOKKA_TCG_CODE_KB");
+    if (kb && strtoul(kb, NULL, 10) >= 64 && strtoul(kb, NULL, 10) < NATIVE_BUFFER_BYTES / 1024)
+        bytes = strtoul(kb, NULL, 10) * 1024;
     char why[160];
-    struct native_jit *jit = native_jit_create(&cfg, NATIVE_BUFFER_BYTES, why, sizeof(why));
+    struct native_jit *jit = native_jit_create(&cfg, bytes, why, sizeof(why));
     if (!jit)
         qk_warn("translator: native backend unavailable (%s); using the interpreter", why);
     return jit;
