@@ -12,17 +12,20 @@ struct native_code;
 struct native_jit;
 
 struct tb {
+    /* What a lookup touches, together in the first cache line. */
     uint64_t pc;        /* linear address of the first instruction */
     uint64_t phys_pc;   /* its physical address (the cache key) */
     uint64_t cs_base;
     uint32_t hflags;
-    uint32_t size;      /* guest code bytes covered */
-    size_t page_index[2]; /* RAM pages holding its code; [1] = SIZE_MAX when on one page */
-    uint32_t nr_guest_insns;
     bool valid;
-    struct interp_code *code;   /* the interpreter's form, or */
-    struct native_code *native; /* the native backend's */
+    const uint8_t *native_entry; /* native->entry, where chained and looked-up jumps enter */
     struct tb *hash_next;
+    struct native_code *native; /* the native backend's code, or */
+    struct interp_code *code;   /* the interpreter's form */
+    /* The rest. */
+    uint32_t size;      /* guest code bytes covered */
+    uint32_t nr_guest_insns;
+    size_t page_index[2]; /* RAM pages holding its code; [1] = SIZE_MAX when on one page */
     struct tb *zombie_next;
 };
 

@@ -511,6 +511,8 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     } else {
         tb->code = interp_compile(block, &tcg_mem_ops);
     }
+    if (tb->native)
+        tb->native_entry = tb->native->entry;
     if (!tb->code && !tb->native) {
         free(tb);
         return NULL;
@@ -623,7 +625,7 @@ static const void *native_next_block(void *env)
         return NULL;
     struct tb *tb = tb_lookup(&cpu_vcpu(cpu)->vm->tbs, pc, e->paddr | (pc & 0xfff), cs_base,
                               cpu->hflags);
-    return tb && tb->valid && tb->native ? tb->native->entry : NULL;
+    return tb && tb->valid ? tb->native_entry : NULL;
 }
 
 /* Patch the GOTO_TB that left `from` to jump straight to `to` next time. Only between
