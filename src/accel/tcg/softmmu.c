@@ -224,11 +224,20 @@ bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint
     return true;
 }
 
+/* Mappings changed: chained jumps patched before now are void. The epoch is 32 bits (an
+ * immediate in the generated code); when it wraps, old patches could look current again,
+ * so every block goes (safe while one runs: dropped blocks are freed later). */
+static void bump_chain_epoch(struct tcg_cpu *cpu)
+{
+    if (++cpu->chain_epoch == 0)
+        tb_flush(&cpu_vcpu(cpu)->vm->tbs);
+}
+
 static const struct tlb_entry tlb_empty = {TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0, false};
 
 void tlb_flush(struct tcg_cpu *cpu)
 {
-    cpu->chain_epoch++;
+    bump_chain_epoch(cpu);
     cpu->tlb_has_large_pages = false;
     cpu->tlb_nonglobal_count = 0;
     for (unsigned u = 0; u < 2; u++)
@@ -238,7 +247,7 @@ void tlb_flush(struct tcg_cpu *cpu)
 
 void tlb_flush_nonglobal(struct tcg_cpu *cpu)
 {
-    cpu->chain_epoch++;
+    bump_chain_epoch(cpu);
     if (cpu->tlb_nonglobal_count <= TLB_NONGLOBAL_LOG) {
         for (uint32_t k = 0; k < cpu->tlb_nonglobal_count; k++) {
             uint16_t where = cpu->tlb_nonglobal[k];
@@ -263,7 +272,7 @@ void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
         tlb_flush(cpu);
         return;
     }
-    cpu->chain_epoch++; /* a chained jump may lead to code on this page */
+    bump_chain_epoch(cpu); /* a chained jump may lead to code on this page */
     for (unsigned u = 0; u < 2; u++) {
         struct tlb_entry *e = &cpu->tlb[u][(vaddr >> 12) & (TLB_SIZE - 1)];
         if (e->read_tag == (vaddr & ~0xfffULL))
