@@ -6,6 +6,8 @@
  * registers are pinned for the whole chain of blocks:
  *   RBX = env + ENV_BIAS   guest state (globals) at [rbx + offset - ENV_BIAS]
  *   RBP = frame + FRAME_BIAS  block locals at [rbp + 8*slot - FRAME_BIAS]
+ * One more, R12, carries a local from the op that computes it to the op right after when
+ * that is its only reader (a deferred store: the value never goes to the frame).
  * The biases put the hottest fields (GPRs, RIP, flags) and the first locals in disp8 range.
  * The frame has the same size for every block (room for IR_MAX_TEMPS locals), so a chained
  * jump goes from one block's code straight into the next without touching the stack.
@@ -29,13 +31,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11 };
+enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12 };
 
 #define ENV_BIAS 128
 #define FRAME_BIAS 128
 #define FRAME_BYTES (8u * (IR_MAX_TEMPS + 1))
-/* Keeps RSP 16-byte aligned at helper calls: entry pushes the return address, RBP and RBX. */
-#define STACK_ALLOC (((FRAME_BYTES + 15u) & ~15u) + 8u)
+/* Keeps RSP 16-byte aligned at helper calls: on entry the return address, RBP, RBX and R12
+ * are on the stack (32 bytes). */
+#define STACK_ALLOC ((FRAME_BYTES + 15u) & ~15u)
 
 struct native_jit {
     uint8_t *rw; /* writable view */
@@ -69,6 +72,11 @@ struct emitter {
     struct fixup fixups[IR_MAX_OPS];
     uint32_t nr_fixups;
     struct native_code *code;
+    /* Deferred stores: deferrable[i] says op i's result may stay in R12 for op i + 1; the
+     * local in R12 whose store was skipped (IR_NO_TEMP: none). */
+    bool deferrable[IR_MAX_OPS];
+    uint32_t op_index;
+    ir_temp in_r12;
 };
 
 #define NO_POS UINT32_MAX
@@ -203,10 +211,18 @@ static bool is_const(const struct emitter *e, ir_temp t)
     return tinfo(e, t)->kind == IR_TEMP_CONST;
 }
 
-/* Memory home of a global or local: base register and displacement. */
-static void home(const struct emitter *e, ir_temp t, unsigned *base, int32_t *disp)
+static void op_mem(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned base,
+                   int32_t disp);
+
+/* Memory home of a global or local: base register and displacement. A local whose store was
+ * deferred is written there first (for ops that take it as a memory operand). */
+static void home(struct emitter *e, ir_temp t, unsigned *base, int32_t *disp)
 {
     const struct ir_temp_info *ti = tinfo(e, t);
+    if (t == e->in_r12) {
+        e->in_r12 = IR_NO_TEMP;
+        op_mem(e, 0x89, true, R12, RBP, e->disp[t]);
+    }
     if (ti->kind == IR_TEMP_GLOBAL) {
         *base = RBX;
         *disp = (int32_t)ti->env_offset - ENV_BIAS;
@@ -222,6 +238,11 @@ static void load(struct emitter *e, unsigned reg, ir_temp t)
         mov_imm(e, reg, tinfo(e, t)->value);
         return;
     }
+    if (t == e->in_r12) { /* its one reader: take it from the register */
+        e->in_r12 = IR_NO_TEMP;
+        mov_rr(e, true, reg, R12);
+        return;
+    }
     unsigned base;
     int32_t disp;
     home(e, t, &base, &disp);
@@ -230,6 +251,11 @@ static void load(struct emitter *e, unsigned reg, ir_temp t)
 
 static void store(struct emitter *e, ir_temp t, unsigned reg)
 {
+    if (e->deferrable[e->op_index] && e->in_r12 == IR_NO_TEMP) {
+        e->in_r12 = t;
+        mov_rr(e, true, R12, reg);
+        return;
+    }
     unsigned base;
     int32_t disp;
     home(e, t, &base, &disp);
@@ -848,6 +874,54 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
 
 /* --- compile ---------------------------------------------------------------------------------- */
 
+/* Which ops' results can skip the frame: a local with exactly one read after its definition,
+ * by the very next op (so no path can read the frame copy). Needs forward-only branches;
+ * single-output ops only (one register carries it). */
+static void find_deferrable(struct emitter *e, const uint8_t *use)
+{
+    const struct ir_block *b = e->b;
+    static const uint32_t none = UINT32_MAX;
+    uint32_t label_at[IR_MAX_LABELS];
+    bool backward = false;
+    for (uint32_t l = 0; l < IR_MAX_LABELS; l++)
+        label_at[l] = none;
+    for (uint32_t i = 0; i < b->nr_ops; i++) {
+        const struct ir_op *op = &b->ops[i];
+        e->deferrable[i] = false;
+        if (op->opc == IR_LABEL && op->imm < IR_MAX_LABELS)
+            label_at[op->imm] = i;
+        else if ((op->opc == IR_BR || op->opc == IR_BRCOND) &&
+                 (op->imm >= IR_MAX_LABELS || label_at[op->imm] != none))
+            backward = true;
+    }
+    if (backward)
+        return;
+    uint32_t *reads = calloc(b->nr_temps, sizeof(*reads));
+    uint32_t *next_read = malloc(b->nr_temps * sizeof(*next_read));
+    if (!reads || !next_read) {
+        free(reads);
+        free(next_read);
+        return;
+    }
+    for (uint32_t i = b->nr_ops; i-- > 0;) {
+        const struct ir_op *op = &b->ops[i];
+        const struct ir_opcode_info *info = ir_opcode_info((enum ir_opcode)op->opc);
+        ir_temp out = op->args[0];
+        if (info->nr_out == 1 && out < b->nr_temps && b->temps[out].kind == IR_TEMP_LOCAL &&
+            use[out] == IR_USE_DEFINED && reads[out] == 1 && next_read[out] == i + 1)
+            e->deferrable[i] = true;
+        for (unsigned k = info->nr_out; k < info->nr_out + info->nr_in; k++) {
+            ir_temp t = op->args[k];
+            if (t < b->nr_temps) {
+                reads[t]++;
+                next_read[t] = i;
+            }
+        }
+    }
+    free(reads);
+    free(next_read);
+}
+
 static bool assign_frame(struct emitter *e)
 {
     const struct ir_block *b = e->b;
@@ -868,6 +942,7 @@ static bool assign_frame(struct emitter *e)
             imm32(e, 0);
         }
     }
+    find_deferrable(e, use);
     return slot <= IR_MAX_TEMPS;
 }
 
@@ -911,9 +986,18 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     land8(e, go);
     code->body = (uint32_t)e->len;
 
+    e->in_r12 = IR_NO_TEMP;
+    e->op_index = 0;
     bool ok = assign_frame(e);
-    for (uint32_t i = 0; ok && i < block->nr_ops && !e->overflow; i++)
+    for (uint32_t i = 0; ok && i < block->nr_ops && !e->overflow; i++) {
+        ir_temp pending = e->in_r12;
+        e->op_index = i;
         ok = emit_op(e, &block->ops[i]);
+        /* A reader that did not need the value after all (a constant condition) leaves it
+         * in R12; it was its only reader, so the value is dead. */
+        if (e->in_r12 == pending)
+            e->in_r12 = IR_NO_TEMP;
+    }
     if (ok)
         emit_exit(e, IR_EXIT_NEXT); /* falling off the end, or a label after the last op */
     for (uint32_t i = 0; ok && !e->overflow && i < e->nr_fixups; i++) {
@@ -1000,11 +1084,14 @@ static void build_trampolines(struct native_jit *jit)
         return;
     e->buf = jit->rw;
     e->cap = jit->size;
+    e->in_r12 = IR_NO_TEMP;
     e->rx_base = (uintptr_t)jit->rx;
     e->jit = jit;
     /* enter(env = RDI, code = RSI) */
-    byte(e, 0x55);                 /* push rbp */
-    byte(e, 0x53);                 /* push rbx */
+    byte(e, 0x55); /* push rbp */
+    byte(e, 0x53); /* push rbx */
+    byte(e, 0x41); /* push r12 */
+    byte(e, 0x54);
     op_reg(e, 0x81, true, 5, RSP); /* sub rsp, STACK_ALLOC */
     imm32(e, STACK_ALLOC);
     op_mem(e, 0x8d, true, RBP, RSP, FRAME_BIAS); /* lea rbp, [rsp + bias] */
@@ -1015,6 +1102,8 @@ static void build_trampolines(struct native_jit *jit)
     jit->exit_off = (uint32_t)e->len;
     op_reg(e, 0x81, true, 0, RSP); /* add rsp, STACK_ALLOC */
     imm32(e, STACK_ALLOC);
+    byte(e, 0x41); /* pop r12 */
+    byte(e, 0x5c);
     byte(e, 0x5b); /* pop rbx */
     byte(e, 0x5d); /* pop rbp */
     byte(e, 0xc3); /* ret */
