@@ -165,26 +165,31 @@ static struct ir_block *new_block(void)
 
 #define TLB_MISS (~0ull)
 
+static struct native_config test_config(void)
+{
+    return (struct native_config){
+        .mem = {fake_load, fake_store},
+        .tlb_offset = {offsetof(struct tenv, tlb[0]), offsetof(struct tenv, tlb[1])},
+        .tlb_entry_size = sizeof(struct fake_tlb_entry),
+        .tlb_entries = 4,
+        .tlb_read_tag = offsetof(struct fake_tlb_entry, read_tag),
+        .tlb_write_tag = offsetof(struct fake_tlb_entry, write_tag),
+        .tlb_addend = offsetof(struct fake_tlb_entry, addend),
+        .exit_request_offset = offsetof(struct tenv, exit_request),
+        .chain_budget_offset = offsetof(struct tenv, chain_budget),
+        .guard_offset = offsetof(struct tenv, guard),
+        .epoch_offset = offsetof(struct tenv, epoch),
+        .last_exit_offset = offsetof(struct tenv, last_exit),
+        .insn_count_offset = offsetof(struct tenv, insn_count),
+    };
+}
+
 static struct native_jit *test_jit(void)
 {
 #if defined(__x86_64__)
     static struct native_jit *jit; /* one code buffer for the whole test program */
     if (!jit) {
-        const struct native_config cfg = {
-            .mem = {fake_load, fake_store},
-            .tlb_offset = {offsetof(struct tenv, tlb[0]), offsetof(struct tenv, tlb[1])},
-            .tlb_entry_size = sizeof(struct fake_tlb_entry),
-            .tlb_entries = 4,
-            .tlb_read_tag = offsetof(struct fake_tlb_entry, read_tag),
-            .tlb_write_tag = offsetof(struct fake_tlb_entry, write_tag),
-            .tlb_addend = offsetof(struct fake_tlb_entry, addend),
-            .exit_request_offset = offsetof(struct tenv, exit_request),
-            .chain_budget_offset = offsetof(struct tenv, chain_budget),
-            .guard_offset = offsetof(struct tenv, guard),
-            .epoch_offset = offsetof(struct tenv, epoch),
-            .last_exit_offset = offsetof(struct tenv, last_exit),
-            .insn_count_offset = offsetof(struct tenv, insn_count),
-        };
+        const struct native_config cfg = test_config();
         char err[160];
         jit = native_jit_create(&cfg, 8u << 20, err, sizeof(err));
         if (!jit)
@@ -209,7 +214,7 @@ static void native_state_reset(struct tenv *e)
 static struct native_code *native_compile_ok(const struct ir_block *b, uint32_t insns)
 {
     struct native_jit *jit = test_jit();
-    const struct native_block_info info = {0, 0, insns};
+    const struct native_block_info info = {.nr_guest_insns = insns};
     bool full;
     struct native_code *code = native_compile(jit, b, &info, &full);
     if (!code && full) {
@@ -695,7 +700,7 @@ static void assert_rejected(const struct ir_block *blk)
 {
     assert_null(interp_compile(blk, &fake_mem));
     if (test_jit()) {
-        const struct native_block_info info = {0, 0, 1};
+        const struct native_block_info info = {.nr_guest_insns = 1};
         bool full = true;
         assert_null(native_compile(test_jit(), blk, &info, &full));
         assert_false(full);
@@ -749,7 +754,7 @@ static void test_native_tlb_hit_path(void **state)
     ir_exit_tb(blk, IR_EXIT_NEXT);
     struct tenv e;
     for (unsigned mmu = 0; mmu < 2; mmu++) {
-        const struct native_block_info info = {mmu, 0, 1};
+        const struct native_block_info info = {.mmu_index = mmu, .nr_guest_insns = 1};
         bool full;
         struct native_code *code = native_compile(test_jit(), blk, &info, &full);
         assert_non_null(code);
@@ -852,6 +857,93 @@ static void test_native_chaining(void **state)
     assert_int_equal(e.slot[1], 10);
     native_code_free(a);
     native_code_free(b);
+}
+
+/* Indirect exits: lookup_next finds the target and patches the exit's inline cache, which
+ * then skips the lookup while pc (g5), mode and epoch match. */
+static struct {
+    struct native_jit *jit;
+    const struct native_code *target;
+    unsigned calls;
+} lookup_state;
+
+static const void *test_lookup(void *env, struct native_site *site)
+{
+    struct tenv *e = env;
+    lookup_state.calls++;
+    if (!lookup_state.target)
+        return NULL;
+    native_cache_target(lookup_state.jit, site, e->slot[5], e->guard, e->epoch,
+                        lookup_state.target);
+    return lookup_state.target->entry;
+}
+
+static void test_native_inline_cache(void **state)
+{
+    (void)state;
+    if (!test_jit())
+        skip();
+    struct native_config cfg = test_config();
+    cfg.lookup_next = test_lookup;
+    cfg.pc_offset = offsetof(struct tenv, slot[5]);
+    char err[160];
+    struct native_jit *jit = native_jit_create(&cfg, 1u << 20, err, sizeof(err));
+    assert_non_null(jit);
+    lookup_state.jit = jit;
+    const struct native_block_info info = {.nr_guest_insns = 1, .inline_cache = true};
+    bool full;
+    struct ir_block *blk = new_block();
+    ir_binop(blk, IR_ADD, IR_I64, 0, 0, ir_const(blk, IR_I64, 1)); /* source: g0++, exit */
+    ir_exit_tb(blk, IR_EXIT_NEXT);
+    struct native_code *src = native_compile(jit, blk, &info, &full);
+    ir_block_init(blk, test_globals, NR_GLOBALS, test_helpers, NR_HELPERS);
+    ir_binop(blk, IR_ADD, IR_I64, 1, 1, ir_const(blk, IR_I64, 1)); /* target: g1++, leave */
+    ir_exit_tb(blk, IR_EXIT_HELPER);
+    struct native_code *dst = native_compile(jit, blk, &info, &full);
+    free(blk);
+    assert_non_null(src);
+    assert_non_null(dst);
+    struct tenv e;
+    memset(&e, 0, sizeof(e));
+    native_state_reset(&e);
+    e.slot[5] = 0x401000;
+    lookup_state.target = dst;
+    lookup_state.calls = 0;
+    assert_int_equal(native_exec(jit, src, &e), IR_EXIT_HELPER); /* looked up */
+    assert_int_equal(lookup_state.calls, 1);
+    assert_int_equal(native_exec(jit, src, &e), IR_EXIT_HELPER); /* cached */
+    assert_int_equal(lookup_state.calls, 1);
+    assert_int_equal(e.slot[0], 2);
+    assert_int_equal(e.slot[1], 2);
+    e.slot[5] = 0x402000; /* another pc, another mode, another epoch: looked up again */
+    native_exec(jit, src, &e);
+    assert_int_equal(lookup_state.calls, 2);
+    e.guard = 3;
+    native_exec(jit, src, &e);
+    assert_int_equal(lookup_state.calls, 3);
+    e.epoch = 9;
+    native_exec(jit, src, &e);
+    assert_int_equal(lookup_state.calls, 4);
+    native_exec(jit, src, &e);
+    assert_int_equal(lookup_state.calls, 4);
+    assert_int_equal(e.slot[1], 6);
+    /* No block found: back to the run loop. */
+    e.slot[5] = 0x403000;
+    lookup_state.target = NULL;
+    assert_int_equal(native_exec(jit, src, &e), IR_EXIT_NEXT);
+    /* A cached target that was invalidated is left at once. */
+    e.slot[5] = 0x402000;
+    native_invalidate(jit, dst);
+    assert_int_equal(native_exec(jit, src, &e), IR_EXIT_NEXT);
+    assert_int_equal(e.slot[1], 6);
+    /* The budget is spent by the lookups too. */
+    e.chain_budget = 0;
+    lookup_state.calls = 0;
+    assert_int_equal(native_exec(jit, src, &e), IR_EXIT_NEXT);
+    assert_int_equal(lookup_state.calls, 0);
+    native_code_free(src);
+    native_code_free(dst);
+    native_jit_destroy(jit);
 }
 
 /* --- random differential test: optimised vs unoptimised -------------------------------------- */
@@ -1337,6 +1429,7 @@ int main(void)
         cmocka_unit_test(test_compile_rejects_malformed),
         cmocka_unit_test(test_native_tlb_hit_path),
         cmocka_unit_test(test_native_chaining),
+        cmocka_unit_test(test_native_inline_cache),
         cmocka_unit_test(test_random_differential),
         cmocka_unit_test(test_bench),
     };

@@ -30,7 +30,7 @@ static const struct interp_mem_ops tcg_mem_ops = {mmu_load, mmu_store};
  * microseconds of guest time at most. */
 #define CHAIN_BUDGET 1024
 
-static const void *native_next_block(void *env);
+static const void *native_next_block(void *env, struct native_site *site);
 
 /* The native backend where the host can run it and it is not turned off; NULL means the
  * interpreter. */
@@ -56,6 +56,7 @@ static struct native_jit *create_native_backend(void)
         .last_exit_offset = offsetof(struct tcg_cpu, last_exit),
         .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
         .lookup_next = native_next_block,
+        .pc_offset = offsetof(struct tcg_cpu, rip),
     };
     /* QUOKKA_TCG_CODE_KB shrinks the code buffer (tests: fills, flushes and restarts). */
     size_t bytes = NATIVE_BUFFER_BYTES;
@@ -499,7 +500,7 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
         return NULL;
     if (vm->tbs.jit) {
         const struct native_block_info ni = {(cpu->hflags & HF_CPL_MASK) == 3, cpu->hflags,
-                                             info.nr_insns};
+                                             info.nr_insns, (cpu->hflags & HF_CS64) != 0};
         bool full;
         tb->native = native_compile(vm->tbs.jit, block, &ni, &full);
         if (!tb->native && full) {
@@ -613,7 +614,7 @@ static uint64_t current_pc(const struct tcg_cpu *cpu, uint64_t *cs_base)
 /* Native code ending with IR_EXIT_NEXT (indirect jump, return, mode change) asks here for
  * the block to continue with: a cached one whose code page is in the TLB, with nothing for
  * the run loop to do first (an STI shadow to end); else NULL and the run loop takes over. */
-static const void *native_next_block(void *env)
+static const void *native_next_block(void *env, struct native_site *site)
 {
     struct tcg_cpu *cpu = env;
     if (cpu->inhibit_irq)
@@ -623,9 +624,15 @@ static const void *native_next_block(void *env)
     const struct tlb_entry *e = &cpu->tlb[user][(pc >> 12) & (TLB_SIZE - 1)];
     if (e->exec_tag != (pc & ~0xfffULL))
         return NULL;
-    struct tb *tb = tb_lookup(&cpu_vcpu(cpu)->vm->tbs, pc, e->paddr | (pc & 0xfff), cs_base,
-                              cpu->hflags);
-    return tb && tb->valid ? tb->native_entry : NULL;
+    struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    struct tb *tb = tb_lookup(&vm->tbs, pc, e->paddr | (pc & 0xfff), cs_base, cpu->hflags);
+    if (!tb || !tb->valid)
+        return NULL;
+    /* The exit's inline cache compares RIP alone: only for 64-bit code (no CS base). */
+    if (site && (cpu->hflags & HF_CS64))
+        native_cache_target(vm->tbs.jit, site, cpu->rip, cpu->hflags, cpu->chain_epoch,
+                            tb->native);
+    return tb->native_entry;
 }
 
 /* Patch the GOTO_TB that left `from` to jump straight to `to` next time. Only between

@@ -40,7 +40,22 @@ enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12 };
  * are on the stack (32 bytes). */
 #define STACK_ALLOC ((FRAME_BYTES + 15u) & ~15u)
 
+struct native_site {
+    uint64_t pc;        /* inline caches: the guest pc of the target */
+    uint32_t guard;     /* inline caches: its mode word */
+    uint32_t epoch;     /* the epoch the target was set in */
+    const void *target; /* where to jump (executable address) */
+    uint64_t pad;
+};
+_Static_assert(sizeof(struct native_site) == 32, "site layout used by generated code");
+#define SITE_PC_OFF 0
+#define SITE_GUARD_OFF 8
+#define SITE_EPOCH_OFF 12
+#define SITE_TARGET_OFF 16
+
 struct native_jit {
+    struct native_site *sites; /* data slots for the code's indirect jumps */
+    size_t nr_sites, sites_used;
     uint8_t *rw; /* writable view */
     uint8_t *rx; /* executable view of the same pages */
     size_t size;
@@ -343,6 +358,19 @@ static uintptr_t jit_rx(const struct native_jit *jit, uint32_t off)
     return (uintptr_t)jit->rx + off;
 }
 
+/* A data slot for an indirect jump of this block (none left: like a full buffer). */
+static struct native_site *new_site(struct emitter *e)
+{
+    struct native_jit *jit = (struct native_jit *)e->jit;
+    if (jit->sites_used >= jit->nr_sites) {
+        e->overflow = true;
+        return NULL;
+    }
+    struct native_site *site = &jit->sites[jit->sites_used++];
+    memset(site, 0, sizeof(*site));
+    return site;
+}
+
 static void env_arg(struct emitter *e);
 static void call_abs(struct emitter *e, const void *fn);
 
@@ -372,6 +400,28 @@ static void emit_exit(struct emitter *e, uint32_t value)
     count_insns(e);
     if (value == IR_EXIT_NEXT && cfg->lookup_next) {
         size_t no_budget = spend_budget(e);
+        struct native_site *site = e->info->inline_cache ? new_site(e) : NULL;
+        size_t miss[3] = {0, 0, 0};
+        if (site) {
+            /* pc, mode and epoch as when the slot was set: jump straight to its target */
+            mov_imm(e, RSI, (uint64_t)(uintptr_t)site);
+            op_mem(e, 0x8b, true, RAX, RBX, (int32_t)cfg->pc_offset - ENV_BIAS);
+            op_mem(e, 0x3b, true, RAX, RSI, SITE_PC_OFF);
+            miss[0] = jcc8(e, 0x75);
+            const uint32_t word[2] = {cfg->guard_offset, cfg->epoch_offset};
+            const int32_t field[2] = {SITE_GUARD_OFF, SITE_EPOCH_OFF};
+            for (int k = 0; k < 2; k++) {
+                op_mem(e, 0x8b, false, RAX, RBX, (int32_t)word[k] - ENV_BIAS);
+                op_mem(e, 0x3b, false, RAX, RSI, field[k]);
+                miss[k + 1] = jcc8(e, 0x75);
+            }
+            op_mem(e, 0xff, false, 4, RSI, SITE_TARGET_OFF); /* jmp [rsi + target] */
+            for (int k = 0; k < 3; k++)
+                land8(e, miss[k]);
+            site->target = (const void *)(e->rx_base + e->len); /* until set: the lookup */
+        }
+        if (!site)
+            mov_imm(e, RSI, 0);
         env_arg(e);
         call_abs(e, (const void *)cfg->lookup_next);
         op_reg(e, 0x85, true, RAX, RAX); /* test rax, rax */
@@ -390,24 +440,25 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
 {
     const struct native_config *cfg = &e->jit->cfg;
     struct native_code *c = e->code;
+    struct native_site *site = new_site(e);
     count_insns(e);
     size_t no_budget = spend_budget(e);
     op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
     imm32(e, e->info->guard);
-    size_t wrong_mode = jcc8(e, 0x75);                                     /* jne */
-    op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->epoch_offset - ENV_BIAS); /* cmp epoch */
-    c->chain_epoch[slot] = (uint32_t)e->len;
-    imm32(e, 0);
+    size_t wrong_mode = jcc8(e, 0x75);
+    mov_imm(e, RDX, (uint64_t)(uintptr_t)site);
+    op_mem(e, 0x8b, false, RAX, RBX, (int32_t)cfg->epoch_offset - ENV_BIAS); /* eax = epoch */
+    op_mem(e, 0x3b, false, RAX, RDX, SITE_EPOCH_OFF);
     size_t wrong_epoch = jcc8(e, 0x75);
-    byte(e, 0xe9);
-    c->chain_jmp[slot] = (uint32_t)e->len;
-    imm32(e, 0); /* rel 0: falls into the exit below until patched */
+    op_mem(e, 0xff, false, 4, RDX, SITE_TARGET_OFF); /* jmp [rdx + target] */
     land8(e, no_budget);
     land8(e, wrong_mode);
     land8(e, wrong_epoch);
-    c->chain_exit[slot] = (uint32_t)e->len;
-    c->has_slot[slot] = true;
-    /* Tell the run loop which block left, so it can patch the jump. */
+    /* Unchained: the slot's first target, and what leaving looks like. */
+    if (site)
+        site->target = (const void *)(e->rx_base + e->len);
+    c->chain[slot] = site;
+    /* Tell the run loop which block left, so it can chain the jump. */
     mov_imm(e, RAX, (uint64_t)(uintptr_t)c);
     op_mem(e, 0x89, true, RAX, RBX, (int32_t)cfg->last_exit_offset - ENV_BIAS);
     mov_imm(e, RAX, INTERP_GOTO_TB(slot));
@@ -1037,11 +1088,23 @@ static void write_jmp(struct native_jit *jit, size_t at_rel32, uintptr_t target)
 void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
                   const struct native_code *to, uint32_t epoch)
 {
-    if (slot > 1 || !from->has_slot[slot] || from->dead || to->dead)
+    (void)jit;
+    if (slot > 1 || !from->chain[slot] || from->dead || to->dead)
         return;
-    size_t base = (size_t)(from->entry - jit->rx);
-    patch32(jit->rw + base + from->chain_epoch[slot], epoch);
-    write_jmp(jit, base + from->chain_jmp[slot], (uintptr_t)to->entry);
+    from->chain[slot]->epoch = epoch;
+    from->chain[slot]->target = to->entry;
+}
+
+void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
+                         uint32_t guard, uint32_t epoch, const struct native_code *to)
+{
+    (void)jit;
+    if (!site || to->dead)
+        return;
+    site->pc = pc;
+    site->guard = guard;
+    site->epoch = epoch;
+    site->target = to->entry;
 }
 
 void native_invalidate(struct native_jit *jit, struct native_code *code)
@@ -1062,6 +1125,7 @@ void native_code_free(struct native_code *code)
 void native_reset(struct native_jit *jit)
 {
     jit->used = jit->code_start;
+    jit->sites_used = 0;
 }
 
 size_t native_code_size(const struct native_code *code)
@@ -1142,6 +1206,16 @@ struct native_jit *native_jit_create(const struct native_config *cfg, size_t buf
         goto fail;
     }
     close(fd);
+    /* Blocks average hundreds of bytes with up to two sites each. */
+    jit->nr_sites = jit->size / 128;
+    jit->sites = mmap(NULL, jit->nr_sites * sizeof(*jit->sites), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (jit->sites == MAP_FAILED) {
+        jit->sites = NULL;
+        snprintf(err, errlen, "jump slots: %s", strerror(errno));
+        native_jit_destroy(jit);
+        return NULL;
+    }
     build_trampolines(jit);
     if (!jit->enter) {
         snprintf(err, errlen, "out of memory");
@@ -1167,5 +1241,7 @@ void native_jit_destroy(struct native_jit *jit)
         return;
     munmap(jit->rw, jit->size);
     munmap(jit->rx, jit->size);
+    if (jit->sites)
+        munmap(jit->sites, jit->nr_sites * sizeof(*jit->sites));
     free(jit);
 }

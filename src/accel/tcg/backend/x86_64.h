@@ -14,8 +14,11 @@
  *   - the env word at guard_offset (the CPU mode) still equals the value the block was
  *     compiled for, and the env word at epoch_offset (bumped on every TLB flush) equals the
  *     value recorded when the jump was patched.
- * Invalidating a block patches its entry to leave for the run loop, so stale chains into it
- * are harmless. Code lives in one buffer mapped twice (writable, executable: never both),
+ * Indirect exits (IR_EXIT_NEXT) call lookup_next and, in blocks that allow it, keep an
+ * inline cache of their last target, guarded by the pc, the mode word and the epoch.
+ * Chained targets and caches live in data slots the code reads. Invalidating a block
+ * patches its entry to leave for the run loop, so stale chains and caches into it are
+ * harmless. Code lives in one buffer mapped twice (writable, executable: never both),
  * reused from the start by native_reset() once every block has been dropped.
  */
 #ifndef QUOKKA_ACCEL_TCG_BACKEND_X86_64_H
@@ -27,6 +30,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* A jump generated code takes through data, never by patching code (rewriting code that
+ * runs evicts it from the CPU's pipeline: slow when chains are redone after every TLB
+ * flush): a GOTO_TB's chained target, an IR_EXIT_NEXT's inline cache. */
+struct native_site;
 
 /* Where the run loop's state and the software TLB live in env (all offsets from env). */
 struct native_config {
@@ -43,14 +51,21 @@ struct native_config {
     uint32_t insn_count_offset;   /* uint64: guest instructions of blocks run to an exit */
     /* Optional: where IR_EXIT_NEXT continues (indirect jumps, returns, mode changes).
      * Returns the entry of the cached block for env's current state, or NULL to leave for
-     * the run loop. Costs one chain budget unit, like a chained jump. */
-    const void *(*lookup_next)(void *env);
+     * the run loop. Costs one chain budget unit, like a chained jump. `site` is the exit's
+     * inline cache (NULL where the block has none), for native_cache_target(). */
+    const void *(*lookup_next)(void *env, struct native_site *site);
+    uint32_t pc_offset; /* uint64: the guest pc an inline cache compares (blocks with
+                           native_block_info.inline_cache) */
 };
 
 struct native_block_info {
     unsigned mmu_index; /* which TLB the inlined accesses use */
     uint32_t guard;     /* value of the guard word this block was translated for */
     uint32_t nr_guest_insns;
+    /* Give IR_EXIT_NEXT exits an inline cache: the last target, taken again while the pc
+     * word, the guard word and the epoch match what it was patched with. Only where the pc
+     * word and the guard fully identify a block (e.g. no segment base in play). */
+    bool inline_cache;
 };
 
 struct native_jit;
@@ -58,10 +73,7 @@ struct native_code {
     const uint8_t *entry; /* executable address, where chained jumps enter */
     uint32_t body;        /* offset past the entry check, where the run loop enters */
     uint32_t size;
-    uint32_t chain_jmp[2];   /* offsets of the rel32 of each GOTO_TB slot's patchable jump */
-    uint32_t chain_epoch[2]; /* offsets of the imm32 the epoch is compared with */
-    uint32_t chain_exit[2];  /* offsets of the unchained exit path of each slot */
-    bool has_slot[2];
+    struct native_site *chain[2]; /* each GOTO_TB slot's jump target and epoch (or NULL) */
     bool dead;
 };
 
@@ -80,6 +92,9 @@ uint32_t native_exec(const struct native_jit *jit, const struct native_code *cod
 /* Patch from's GOTO_TB `slot` to jump straight to `to` while the env epoch is `epoch`. */
 void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
                   const struct native_code *to, uint32_t epoch);
+/* Point an inline cache at `to` for this pc, guard value and epoch. */
+void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
+                         uint32_t guard, uint32_t epoch, const struct native_code *to);
 /* The block must not run again: its entry now leaves for the run loop. */
 void native_invalidate(struct native_jit *jit, struct native_code *code);
 /* Frees the descriptor (the code bytes are reclaimed by native_reset). */
