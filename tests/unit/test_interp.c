@@ -36,6 +36,7 @@ struct tenv {
     int32_t chain_budget;
     uint32_t guard;
     uint32_t epoch;
+    uint32_t global_epoch;
     void *last_exit;
     uint64_t insn_count;
     struct fake_tlb_entry {
@@ -179,6 +180,7 @@ static struct native_config test_config(void)
         .chain_budget_offset = offsetof(struct tenv, chain_budget),
         .guard_offset = offsetof(struct tenv, guard),
         .epoch_offset = offsetof(struct tenv, epoch),
+        .global_epoch_offset = offsetof(struct tenv, global_epoch),
         .last_exit_offset = offsetof(struct tenv, last_exit),
         .insn_count_offset = offsetof(struct tenv, insn_count),
     };
@@ -821,8 +823,8 @@ static void test_native_chaining(void **state)
     assert_ptr_equal(e.last_exit, a);
     assert_int_equal(e.slot[0], 1);
     /* A -> B -> B -> ... until the budget runs out. */
-    native_chain(jit, a, 0, b, 0);
-    native_chain(jit, b, 0, b, 0);
+    native_chain(jit, a, 0, b, 0, false);
+    native_chain(jit, b, 0, b, 0, false);
     e.chain_budget = 10;
     e.insn_count = 0;
     assert_int_equal(native_exec(jit, a, &e), INTERP_GOTO_TB(0));
@@ -842,19 +844,33 @@ static void test_native_chaining(void **state)
     assert_ptr_equal(e.last_exit, a);
     assert_int_equal(e.slot[1], 10);
     e.epoch = 0;
+    /* Chained into global code: only the global epoch matters. */
+    native_chain(jit, a, 0, b, 7, true);
+    e.epoch = 3;
+    e.global_epoch = 7;
+    e.chain_budget = 2;
+    native_exec(jit, a, &e); /* A -> B; B's own chain (every-flush epoch 0) is stale */
+    assert_ptr_equal(e.last_exit, b);
+    assert_int_equal(e.slot[1], 11);
+    e.global_epoch = 8;
+    native_exec(jit, a, &e);
+    assert_ptr_equal(e.last_exit, a);
+    assert_int_equal(e.slot[1], 11);
+    native_chain(jit, a, 0, b, 0, false);
+    e.epoch = 0;
     /* An exit request stops the chain at B's entry, before B runs. */
     e.exit_request = 1;
     e.chain_budget = 10;
     assert_int_equal(native_exec(jit, a, &e), IR_EXIT_INTERRUPT);
-    assert_int_equal(e.slot[1], 10);
+    assert_int_equal(e.slot[1], 11);
     e.exit_request = 0;
     /* An invalidated B is left at once, for the run loop to look up again. */
     native_invalidate(jit, b);
     assert_true(b->dead);
     e.chain_budget = 10;
     assert_int_equal(native_exec(jit, a, &e), IR_EXIT_NEXT);
-    assert_int_equal(e.slot[0], 6);
-    assert_int_equal(e.slot[1], 10);
+    assert_int_equal(e.slot[0], 8);
+    assert_int_equal(e.slot[1], 11);
     native_code_free(a);
     native_code_free(b);
 }
@@ -873,7 +889,7 @@ static const void *test_lookup(void *env, struct native_site *site)
     lookup_state.calls++;
     if (!lookup_state.target)
         return NULL;
-    native_cache_target(lookup_state.jit, site, e->slot[5], e->guard, e->epoch,
+    native_cache_target(lookup_state.jit, site, e->slot[5], e->guard, e->epoch, false,
                         lookup_state.target);
     return lookup_state.target->entry;
 }

@@ -167,7 +167,8 @@ struct tcg_cpu {
 
     /* --- block chaining (native backend, see backend/x86_64.h) --- */
     int32_t chain_budget; /* chained jumps left before the run loop must look (timers) */
-    uint32_t chain_epoch; /* bumped by every TLB flush: chains patched before are void */
+    uint32_t chain_epoch; /* bumped by every TLB flush: chains set before are void */
+    uint32_t chain_epoch_global; /* bumped by flushes that can drop global pages */
     void *last_exit;      /* the native block that left through GOTO_TB */
     uint64_t insn_count;  /* guest instructions of native blocks run to an exit */
 

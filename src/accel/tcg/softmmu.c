@@ -224,12 +224,16 @@ bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint
     return true;
 }
 
-/* Mappings changed: chained jumps patched before now are void. The epoch is 32 bits (an
- * immediate in the generated code); when it wraps, old patches could look current again,
- * so every block goes (safe while one runs: dropped blocks are freed later). */
-static void bump_chain_epoch(struct tcg_cpu *cpu)
+/* Mappings changed: chained jumps set before now are void (those into global pages only
+ * when `global_too`: CR3 writes keep global pages). The epochs are 32 bits; when one wraps,
+ * old chains could look current again, so every block goes (safe while one runs: dropped
+ * blocks are freed later). */
+static void bump_chain_epoch(struct tcg_cpu *cpu, bool global_too)
 {
-    if (++cpu->chain_epoch == 0)
+    bool wrapped = ++cpu->chain_epoch == 0;
+    if (global_too)
+        wrapped |= ++cpu->chain_epoch_global == 0;
+    if (wrapped)
         tb_flush(&cpu_vcpu(cpu)->vm->tbs);
 }
 
@@ -237,7 +241,7 @@ static const struct tlb_entry tlb_empty = {TLB_INVALID, TLB_INVALID, TLB_INVALID
 
 void tlb_flush(struct tcg_cpu *cpu)
 {
-    bump_chain_epoch(cpu);
+    bump_chain_epoch(cpu, true);
     cpu->tlb_has_large_pages = false;
     cpu->tlb_nonglobal_count = 0;
     for (unsigned u = 0; u < 2; u++)
@@ -247,7 +251,7 @@ void tlb_flush(struct tcg_cpu *cpu)
 
 void tlb_flush_nonglobal(struct tcg_cpu *cpu)
 {
-    bump_chain_epoch(cpu);
+    bump_chain_epoch(cpu, false);
     if (cpu->tlb_nonglobal_count <= TLB_NONGLOBAL_LOG) {
         for (uint32_t k = 0; k < cpu->tlb_nonglobal_count; k++) {
             uint16_t where = cpu->tlb_nonglobal[k];
@@ -272,7 +276,7 @@ void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
         tlb_flush(cpu);
         return;
     }
-    bump_chain_epoch(cpu); /* a chained jump may lead to code on this page */
+    bump_chain_epoch(cpu, true); /* a chained jump may lead to code on this page */
     for (unsigned u = 0; u < 2; u++) {
         struct tlb_entry *e = &cpu->tlb[u][(vaddr >> 12) & (TLB_SIZE - 1)];
         if (e->read_tag == (vaddr & ~0xfffULL))
@@ -314,6 +318,7 @@ static void phys_write(struct tcg_cpu *cpu, uint64_t paddr, uint64_t value, unsi
     struct lapic *lapic = &cpu_vcpu(cpu)->lapic;
     if (lapic_mmio_hit(lapic, paddr)) {
         lapic_mmio_write(lapic, paddr & 0xfff, size, value);
+        tcg_recheck_interrupts(cpu); /* EOI, TPR */
         return;
     }
     void *host = gpa_to_host(vm->mem, paddr, size);

@@ -53,6 +53,7 @@ static struct native_jit *create_native_backend(void)
         .chain_budget_offset = offsetof(struct tcg_cpu, chain_budget),
         .guard_offset = offsetof(struct tcg_cpu, hflags),
         .epoch_offset = offsetof(struct tcg_cpu, chain_epoch),
+        .global_epoch_offset = offsetof(struct tcg_cpu, chain_epoch_global),
         .last_exit_offset = offsetof(struct tcg_cpu, last_exit),
         .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
         .lookup_next = native_next_block,
@@ -614,41 +615,45 @@ static uint64_t current_pc(const struct tcg_cpu *cpu, uint64_t *cs_base)
 /* Native code ending with IR_EXIT_NEXT (indirect jump, return, mode change) asks here for
  * the block to continue with: a cached one whose code page is in the TLB, with nothing for
  * the run loop to do first (an STI shadow to end); else NULL and the run loop takes over. */
+/* The block's code is on one page that the TLB holds as global (so CR3 writes do not
+ * change where its address leads). */
+static bool code_on_global_page(const struct tcg_cpu *cpu, const struct tb *tb)
+{
+    bool user = (tb->hflags & HF_CPL_MASK) == 3;
+    const struct tlb_entry *e = &cpu->tlb[user][(tb->pc >> 12) & (TLB_SIZE - 1)];
+    return tb->page_index[1] == SIZE_MAX && e->exec_tag == (tb->pc & ~0xfffULL) && e->global;
+}
+
 static const void *native_next_block(void *env, struct native_site *site)
 {
     struct tcg_cpu *cpu = env;
     if (cpu->inhibit_irq)
         return NULL;
     uint64_t cs_base, pc = current_pc(cpu, &cs_base);
-    bool user = (cpu->hflags & HF_CPL_MASK) == 3;
-    const struct tlb_entry *e = &cpu->tlb[user][(pc >> 12) & (TLB_SIZE - 1)];
-    if (e->exec_tag != (pc & ~0xfffULL))
-        return NULL;
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
-    struct tb *tb = tb_lookup(&vm->tbs, pc, e->paddr | (pc & 0xfff), cs_base, cpu->hflags);
+    struct tb *tb = tb_lookup(&vm->tbs, pc, code_phys(cpu, pc), cs_base, cpu->hflags);
     if (!tb || !tb->valid)
         return NULL;
     /* The exit's inline cache compares RIP alone: only for 64-bit code (no CS base). */
-    if (site && (cpu->hflags & HF_CS64))
-        native_cache_target(vm->tbs.jit, site, cpu->rip, cpu->hflags, cpu->chain_epoch,
+    if (site && (cpu->hflags & HF_CS64)) {
+        bool global = code_on_global_page(cpu, tb);
+        native_cache_target(vm->tbs.jit, site, cpu->rip, cpu->hflags,
+                            global ? cpu->chain_epoch_global : cpu->chain_epoch, global,
                             tb->native);
+    }
     return tb->native_entry;
 }
 
-/* Patch the GOTO_TB that left `from` to jump straight to `to` next time. Only between
- * cached native blocks; the generated code re-checks the CPU mode and the TLB epoch. */
+/* Make the GOTO_TB that left `from` jump straight to `to` next time. Only between cached
+ * native blocks; the generated code re-checks the CPU mode and the TLB epoch. */
 static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native_code *from,
                          unsigned slot, const struct tb *to)
 {
-    if (from && to->valid && to->native && to->hflags == cpu->hflags)
-        native_chain(vm->tbs.jit, from, slot, to->native, cpu->chain_epoch);
-}
-
-/* Interrupts the CPU cannot take now (IF clear, STI shadow) stay pending: ask generated code
- * to come back after the next block, so they are taken as soon as they can be. */
-static void recheck_after_next_block(struct tcg_cpu *cpu)
-{
-    atomic_fetch_or(&cpu->interrupt_request, TCG_REQ_INTERRUPT);
+    if (!from || !to->valid || !to->native || to->hflags != cpu->hflags)
+        return;
+    bool global = code_on_global_page(cpu, to);
+    native_chain(vm->tbs.jit, from, slot, to->native,
+                 global ? cpu->chain_epoch_global : cpu->chain_epoch, global);
 }
 
 static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
@@ -699,8 +704,10 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 }
                 continue;
             }
-        } else if (interrupt_pending(v)) {
-            recheck_after_next_block(cpu);
+        } else if (inhibit && (cpu->eflags & X86_IF) && interrupt_pending(v)) {
+            /* The STI / MOV SS shadow ends with the next instruction: look again after the
+             * next block. (With IF clear, setting IF asks for that look itself.) */
+            tcg_recheck_interrupts(cpu);
         }
         if (cpu->halted) {
             chain_from = NULL;

@@ -46,6 +46,13 @@ static inline struct accel_vcpu *cpu_vcpu(struct tcg_cpu *cpu)
  * front end stored in cpu->rip. */
 noreturn void tcg_raise_exception(struct tcg_cpu *cpu, int vector, uint32_t error_code,
                                   bool has_error_code);
+/* Something may have made a pending interrupt deliverable (IF set, EOI, a lower TPR): have
+ * generated code come back to the run loop at the next block entry to look. */
+static inline void tcg_recheck_interrupts(struct tcg_cpu *cpu)
+{
+    atomic_fetch_or(&cpu->interrupt_request, TCG_REQ_INTERRUPT);
+}
+
 /* Leave generated code to the run loop (cpu->rip already points where to resume). */
 noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu);
 

@@ -45,13 +45,15 @@ struct native_site {
     uint32_t guard;     /* inline caches: its mode word */
     uint32_t epoch;     /* the epoch the target was set in */
     const void *target; /* where to jump (executable address) */
-    uint64_t pad;
+    int32_t epoch_disp; /* which epoch word (RBX-relative): every flush's, or global ones' */
+    uint32_t pad;
 };
 _Static_assert(sizeof(struct native_site) == 32, "site layout used by generated code");
 #define SITE_PC_OFF 0
 #define SITE_GUARD_OFF 8
 #define SITE_EPOCH_OFF 12
 #define SITE_TARGET_OFF 16
+#define SITE_EPOCH_DISP_OFF 24
 
 struct native_jit {
     struct native_site *sites; /* data slots for the code's indirect jumps */
@@ -358,6 +360,16 @@ static uintptr_t jit_rx(const struct native_jit *jit, uint32_t off)
     return (uintptr_t)jit->rx + off;
 }
 
+/* The epoch word the site names still holds the value it was set in; else jumps (the
+ * returned rel8) away. Uses RAX and RCX. */
+static size_t site_epoch_check(struct emitter *e, unsigned site_reg)
+{
+    op_mem(e, 0x63, true, RCX, site_reg, SITE_EPOCH_DISP_OFF); /* movsxd rcx, [site+disp] */
+    op_mem_index(e, 0x8b, false, RAX, RBX, RCX, 0);            /* eax = [rbx + rcx] */
+    op_mem(e, 0x3b, false, RAX, site_reg, SITE_EPOCH_OFF);
+    return jcc8(e, 0x75);
+}
+
 /* A data slot for an indirect jump of this block (none left: like a full buffer). */
 static struct native_site *new_site(struct emitter *e)
 {
@@ -368,6 +380,7 @@ static struct native_site *new_site(struct emitter *e)
     }
     struct native_site *site = &jit->sites[jit->sites_used++];
     memset(site, 0, sizeof(*site));
+    site->epoch_disp = (int32_t)jit->cfg.epoch_offset - ENV_BIAS;
     return site;
 }
 
@@ -408,13 +421,10 @@ static void emit_exit(struct emitter *e, uint32_t value)
             op_mem(e, 0x8b, true, RAX, RBX, (int32_t)cfg->pc_offset - ENV_BIAS);
             op_mem(e, 0x3b, true, RAX, RSI, SITE_PC_OFF);
             miss[0] = jcc8(e, 0x75);
-            const uint32_t word[2] = {cfg->guard_offset, cfg->epoch_offset};
-            const int32_t field[2] = {SITE_GUARD_OFF, SITE_EPOCH_OFF};
-            for (int k = 0; k < 2; k++) {
-                op_mem(e, 0x8b, false, RAX, RBX, (int32_t)word[k] - ENV_BIAS);
-                op_mem(e, 0x3b, false, RAX, RSI, field[k]);
-                miss[k + 1] = jcc8(e, 0x75);
-            }
+            op_mem(e, 0x8b, false, RAX, RBX, (int32_t)cfg->guard_offset - ENV_BIAS);
+            op_mem(e, 0x3b, false, RAX, RSI, SITE_GUARD_OFF);
+            miss[1] = jcc8(e, 0x75);
+            miss[2] = site_epoch_check(e, RSI);
             op_mem(e, 0xff, false, 4, RSI, SITE_TARGET_OFF); /* jmp [rsi + target] */
             for (int k = 0; k < 3; k++)
                 land8(e, miss[k]);
@@ -447,9 +457,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     imm32(e, e->info->guard);
     size_t wrong_mode = jcc8(e, 0x75);
     mov_imm(e, RDX, (uint64_t)(uintptr_t)site);
-    op_mem(e, 0x8b, false, RAX, RBX, (int32_t)cfg->epoch_offset - ENV_BIAS); /* eax = epoch */
-    op_mem(e, 0x3b, false, RAX, RDX, SITE_EPOCH_OFF);
-    size_t wrong_epoch = jcc8(e, 0x75);
+    size_t wrong_epoch = site_epoch_check(e, RDX);
     op_mem(e, 0xff, false, 4, RDX, SITE_TARGET_OFF); /* jmp [rdx + target] */
     land8(e, no_budget);
     land8(e, wrong_mode);
@@ -1085,26 +1093,31 @@ static void write_jmp(struct native_jit *jit, size_t at_rel32, uintptr_t target)
     patch32(jit->rw + at_rel32, (uint32_t)(target - next));
 }
 
-void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
-                  const struct native_code *to, uint32_t epoch)
+static void set_site(const struct native_jit *jit, struct native_site *site, uint32_t epoch,
+                     bool global, const struct native_code *to)
 {
-    (void)jit;
+    site->epoch = epoch;
+    site->epoch_disp =
+        (int32_t)(global ? jit->cfg.global_epoch_offset : jit->cfg.epoch_offset) - ENV_BIAS;
+    site->target = to->entry;
+}
+
+void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
+                  const struct native_code *to, uint32_t epoch, bool global)
+{
     if (slot > 1 || !from->chain[slot] || from->dead || to->dead)
         return;
-    from->chain[slot]->epoch = epoch;
-    from->chain[slot]->target = to->entry;
+    set_site(jit, from->chain[slot], epoch, global, to);
 }
 
 void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
-                         uint32_t guard, uint32_t epoch, const struct native_code *to)
+                         uint32_t guard, uint32_t epoch, bool global, const struct native_code *to)
 {
-    (void)jit;
     if (!site || to->dead)
         return;
     site->pc = pc;
     site->guard = guard;
-    site->epoch = epoch;
-    site->target = to->entry;
+    set_site(jit, site, epoch, global, to);
 }
 
 void native_invalidate(struct native_jit *jit, struct native_code *code)

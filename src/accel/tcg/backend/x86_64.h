@@ -12,8 +12,8 @@
  *   - the chain budget (an int32 in env) stays positive: it is decremented per chained jump,
  *     so the run loop gets control back regularly (timers) even in a tight loop;
  *   - the env word at guard_offset (the CPU mode) still equals the value the block was
- *     compiled for, and the env word at epoch_offset (bumped on every TLB flush) equals the
- *     value recorded when the jump was patched.
+ *     compiled for, and the epoch word (bumped on TLB flushes; a separate one counts only
+ *     the flushes that can drop global pages) equals the value recorded with the target.
  * Indirect exits (IR_EXIT_NEXT) call lookup_next and, in blocks that allow it, keep an
  * inline cache of their last target, guarded by the pc, the mode word and the epoch.
  * Chained targets and caches live in data slots the code reads. Invalidating a block
@@ -46,7 +46,8 @@ struct native_config {
     uint32_t exit_request_offset; /* uint32: nonzero -> leave at the next block entry */
     uint32_t chain_budget_offset; /* int32 */
     uint32_t guard_offset;        /* uint32 compared with native_block_info.guard */
-    uint32_t epoch_offset;        /* uint32 */
+    uint32_t epoch_offset;        /* uint32: bumped by every TLB flush */
+    uint32_t global_epoch_offset; /* uint32: bumped by flushes that may drop global pages */
     uint32_t last_exit_offset;    /* pointer: the struct native_code that left via GOTO_TB */
     uint32_t insn_count_offset;   /* uint64: guest instructions of blocks run to an exit */
     /* Optional: where IR_EXIT_NEXT continues (indirect jumps, returns, mode changes).
@@ -89,12 +90,14 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
                                    const struct native_block_info *info, bool *full);
 uint32_t native_exec(const struct native_jit *jit, const struct native_code *code, void *env);
 
-/* Patch from's GOTO_TB `slot` to jump straight to `to` while the env epoch is `epoch`. */
+/* Make from's GOTO_TB `slot` jump straight to `to` while the epoch word stays at `epoch`:
+ * the global one when `to`'s code is on global pages (CR3 writes keep those), else the
+ * every-flush one. */
 void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
-                  const struct native_code *to, uint32_t epoch);
-/* Point an inline cache at `to` for this pc, guard value and epoch. */
+                  const struct native_code *to, uint32_t epoch, bool global);
+/* Point an inline cache at `to` for this pc, guard value and epoch (as native_chain). */
 void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
-                         uint32_t guard, uint32_t epoch, const struct native_code *to);
+                         uint32_t guard, uint32_t epoch, bool global, const struct native_code *to);
 /* The block must not run again: its entry now leaves for the run loop. */
 void native_invalidate(struct native_jit *jit, struct native_code *code);
 /* Frees the descriptor (the code bytes are reclaimed by native_reset). */

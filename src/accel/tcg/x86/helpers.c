@@ -153,8 +153,10 @@ static uint64_t h_sti(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
     struct tcg_cpu *cpu = CPU(env);
     if (protected_mode(cpu) && cpl(cpu) > iopl(cpu))
         gp0(cpu);
-    if (!(cpu->eflags & X86_IF))
+    if (!(cpu->eflags & X86_IF)) {
         cpu->inhibit_irq = true; /* no interrupt before the next instruction */
+        tcg_recheck_interrupts(cpu);
+    }
     cpu->eflags |= X86_IF;
     return 0;
 }
@@ -435,7 +437,9 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
         return true;
     case MSR_SFMASK: cpu->sfmask = value & 0xffffffffULL; return true;
     case MSR_TSC_AUX: cpu->tsc_aux = value & 0xffffffffULL; return true;
-    default: return lapic_msr_write(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
+    default: /* x2APIC: EOI and TPR writes may unmask a pending interrupt */
+        tcg_recheck_interrupts(cpu);
+        return lapic_msr_write(&cpu_vcpu(cpu)->lapic, index, value);
     }
 }
 
@@ -838,6 +842,7 @@ static uint64_t h_mov_to_cr(void *env, uint64_t cr, uint64_t value, uint64_t c, 
         if (value & ~0xfULL) /* reserved bits of CR8 */
             gp0(cpu);
         lapic_set_cr8(&cpu_vcpu(cpu)->lapic, value);
+        tcg_recheck_interrupts(cpu);
         break;
     default:
         tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
