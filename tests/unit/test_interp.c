@@ -864,11 +864,12 @@ static void test_native_chaining(void **state)
     assert_int_equal(native_exec(jit, a, &e), IR_EXIT_INTERRUPT);
     assert_int_equal(e.slot[1], 11);
     e.exit_request = 0;
-    /* An invalidated B is left at once, for the run loop to look up again. */
+    /* Invalidating B undoes the chain into it: A leaves through its GOTO_TB again. */
     native_invalidate(jit, b);
     assert_true(b->dead);
     e.chain_budget = 10;
-    assert_int_equal(native_exec(jit, a, &e), IR_EXIT_NEXT);
+    assert_int_equal(native_exec(jit, a, &e), INTERP_GOTO_TB(0));
+    assert_ptr_equal(e.last_exit, a);
     assert_int_equal(e.slot[0], 8);
     assert_int_equal(e.slot[1], 11);
     native_code_free(a);
@@ -879,7 +880,7 @@ static void test_native_chaining(void **state)
  * then skips the lookup while pc (g5), mode and epoch match. */
 static struct {
     struct native_jit *jit;
-    const struct native_code *target;
+    struct native_code *target;
     unsigned calls;
 } lookup_state;
 
@@ -947,10 +948,12 @@ static void test_native_inline_cache(void **state)
     e.slot[5] = 0x403000;
     lookup_state.target = NULL;
     assert_int_equal(native_exec(jit, src, &e), IR_EXIT_NEXT);
-    /* A cached target that was invalidated is left at once. */
+    /* Invalidating the cached target empties the cache: the lookup is asked again. */
     e.slot[5] = 0x402000;
     native_invalidate(jit, dst);
+    unsigned calls = lookup_state.calls;
     assert_int_equal(native_exec(jit, src, &e), IR_EXIT_NEXT);
+    assert_int_equal(lookup_state.calls, calls + 1);
     assert_int_equal(e.slot[1], 6);
     /* The budget is spent by the lookups too. */
     e.chain_budget = 0;

@@ -47,8 +47,9 @@ struct native_site {
     const void *target; /* where to jump (executable address) */
     int32_t epoch_disp; /* which epoch word (RBX-relative): every flush's, or global ones' */
     uint32_t pad;
+    const void *fallback; /* the unchained path: the target again when the block dies */
 };
-_Static_assert(sizeof(struct native_site) == 32, "site layout used by generated code");
+_Static_assert(sizeof(struct native_site) == 40, "site layout used by generated code");
 #define SITE_PC_OFF 0
 #define SITE_GUARD_OFF 8
 #define SITE_EPOCH_OFF 12
@@ -428,7 +429,7 @@ static void emit_exit(struct emitter *e, uint32_t value)
             op_mem(e, 0xff, false, 4, RSI, SITE_TARGET_OFF); /* jmp [rsi + target] */
             for (int k = 0; k < 3; k++)
                 land8(e, miss[k]);
-            site->target = (const void *)(e->rx_base + e->len); /* until set: the lookup */
+            site->target = site->fallback = (const void *)(e->rx_base + e->len); /* lookup */
         }
         if (!site)
             mov_imm(e, RSI, 0);
@@ -464,7 +465,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     land8(e, wrong_epoch);
     /* Unchained: the slot's first target, and what leaving looks like. */
     if (site)
-        site->target = (const void *)(e->rx_base + e->len);
+        site->target = site->fallback = (const void *)(e->rx_base + e->len);
     c->chain[slot] = site;
     /* Tell the run loop which block left, so it can chain the jump. */
     mov_imm(e, RAX, (uint64_t)(uintptr_t)c);
@@ -1094,8 +1095,23 @@ static void write_jmp(struct native_jit *jit, size_t at_rel32, uintptr_t target)
 }
 
 static void set_site(const struct native_jit *jit, struct native_site *site, uint32_t epoch,
-                     bool global, const struct native_code *to)
+                     bool global, struct native_code *to)
 {
+    /* Remember the site in `to` (once), so `to` dying resets it. */
+    uint32_t i = 0;
+    while (i < to->nr_incoming && to->incoming[i] != site)
+        i++;
+    if (i == to->nr_incoming) {
+        if (to->nr_incoming == to->cap_incoming) {
+            uint32_t cap = to->cap_incoming ? 2 * to->cap_incoming : 4;
+            struct native_site **v = realloc(to->incoming, cap * sizeof(*v));
+            if (!v)
+                return; /* not chained: correct, only slower */
+            to->incoming = v;
+            to->cap_incoming = cap;
+        }
+        to->incoming[to->nr_incoming++] = site;
+    }
     site->epoch = epoch;
     site->epoch_disp =
         (int32_t)(global ? jit->cfg.global_epoch_offset : jit->cfg.epoch_offset) - ENV_BIAS;
@@ -1103,7 +1119,7 @@ static void set_site(const struct native_jit *jit, struct native_site *site, uin
 }
 
 void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
-                  const struct native_code *to, uint32_t epoch, bool global)
+                  struct native_code *to, uint32_t epoch, bool global)
 {
     if (slot > 1 || !from->chain[slot] || from->dead || to->dead)
         return;
@@ -1111,7 +1127,7 @@ void native_chain(struct native_jit *jit, struct native_code *from, unsigned slo
 }
 
 void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
-                         uint32_t guard, uint32_t epoch, bool global, const struct native_code *to)
+                         uint32_t guard, uint32_t epoch, bool global, struct native_code *to)
 {
     if (!site || to->dead)
         return;
@@ -1128,10 +1144,20 @@ void native_invalidate(struct native_jit *jit, struct native_code *code)
     size_t at = (size_t)(code->entry - jit->rx);
     jit->rw[at] = 0xe9;
     write_jmp(jit, at + 1, jit_rx(jit, jit->leave_off));
+    for (uint32_t i = 0; i < code->nr_incoming; i++) {
+        struct native_site *site = code->incoming[i];
+        if (site->target == code->entry) /* still pointed here (not re-targeted since) */
+            site->target = site->fallback;
+    }
+    free(code->incoming);
+    code->incoming = NULL;
+    code->nr_incoming = code->cap_incoming = 0;
 }
 
 void native_code_free(struct native_code *code)
 {
+    if (code)
+        free(code->incoming);
     free(code);
 }
 

@@ -75,6 +75,10 @@ struct native_code {
     uint32_t body;        /* offset past the entry check, where the run loop enters */
     uint32_t size;
     struct native_site *chain[2]; /* each GOTO_TB slot's jump target and epoch (or NULL) */
+    /* Sites that were pointed here: reset to their fallback when this block dies, so no
+     * path keeps leaving through its dead entry. */
+    struct native_site **incoming;
+    uint32_t nr_incoming, cap_incoming;
     bool dead;
 };
 
@@ -94,11 +98,12 @@ uint32_t native_exec(const struct native_jit *jit, const struct native_code *cod
  * the global one when `to`'s code is on global pages (CR3 writes keep those), else the
  * every-flush one. */
 void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
-                  const struct native_code *to, uint32_t epoch, bool global);
+                  struct native_code *to, uint32_t epoch, bool global);
 /* Point an inline cache at `to` for this pc, guard value and epoch (as native_chain). */
 void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
-                         uint32_t guard, uint32_t epoch, bool global, const struct native_code *to);
-/* The block must not run again: its entry now leaves for the run loop. */
+                         uint32_t guard, uint32_t epoch, bool global, struct native_code *to);
+/* The block must not run again: its entry now leaves for the run loop, and the chains and
+ * caches that led to it go back to their unchained paths. */
 void native_invalidate(struct native_jit *jit, struct native_code *code);
 /* Frees the descriptor (the code bytes are reclaimed by native_reset). */
 void native_code_free(struct native_code *code);
