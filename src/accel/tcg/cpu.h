@@ -95,6 +95,7 @@ enum x86_exception {
 _Static_assert(TLB_BITS <= 15, "tlb_nonglobal packs user << 15 | index");
 #define TLB_INVALID (~0ULL)
 #define TLB_NONGLOBAL_LOG 64
+#define TLB_CHAIN_PAGE_WORDS 1024 /* a 64 Ki-bit page hash */
 
 struct tlb_entry {
     uint64_t read_tag;  /* page-aligned virtual address valid for reads, or TLB_INVALID */
@@ -103,6 +104,7 @@ struct tlb_entry {
     uintptr_t addend;   /* host = vaddr + addend */
     uint64_t paddr;     /* physical page, for code invalidation and MMIO */
     bool global;        /* a global page (CR4.PGE): kept across CR3 writes */
+    uint8_t page_shift; /* of the guest page it is a slice of: 12, or 21/22/30 when large */
 };
 
 struct tcg_segment {
@@ -169,6 +171,7 @@ struct tcg_cpu {
     int32_t chain_budget; /* chained jumps left before the run loop must look (timers) */
     uint32_t chain_epoch; /* bumped by every TLB flush: chains set before are void */
     uint32_t chain_epoch_global; /* bumped by flushes that can drop global pages */
+    uint64_t chain_pages[TLB_CHAIN_PAGE_WORDS]; /* hashed pages chains lead into (softmmu.c) */
     void *last_exit;      /* the native block that left through GOTO_TB */
     uint64_t insn_count;  /* guest instructions of native blocks run to an exit */
 

@@ -31,6 +31,7 @@ struct walk {
     uint64_t paddr;
     bool writable, user, exec, dirty;
     bool large;  /* from a 2 MiB / 4 MiB / 1 GiB page */
+    uint8_t page_shift; /* log2 of the page size */
     bool global; /* G in the leaf entry with CR4.PGE: survives CR3 writes */
 };
 
@@ -68,6 +69,7 @@ static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access a
 {
     w->writable = w->user = w->exec = w->dirty = true;
     w->large = w->global = false;
+    w->page_shift = 12;
     if (!(cpu->cr0 & X86_CR0_PG)) {
         w->paddr = (cpu->hflags & HF_LMA) ? vaddr : (vaddr & 0xffffffffULL);
         return 0;
@@ -125,6 +127,7 @@ static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access a
         if (large) {
             w->large = true;
             page_mask = (1ULL << shift) - 1;
+            w->page_shift = (uint8_t)shift;
             if (entry_size == 4) /* PSE-36 high bits are not modelled: 4 MiB pages < 4 GiB */
                 table = pte & 0xffc00000ULL;
             else
@@ -188,6 +191,7 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
     e->addend = (uintptr_t)host - (uintptr_t)vpage;
     e->paddr = ppage;
     e->global = w->global;
+    e->page_shift = w->page_shift;
     if (!w->global) {
         if (cpu->tlb_nonglobal_count < TLB_NONGLOBAL_LOG)
             cpu->tlb_nonglobal[cpu->tlb_nonglobal_count] =
@@ -237,11 +241,27 @@ static void bump_chain_epoch(struct tcg_cpu *cpu, bool global_too)
         tb_flush(&cpu_vcpu(cpu)->vm->tbs);
 }
 
-static const struct tlb_entry tlb_empty = {TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0, false};
+static const struct tlb_entry tlb_empty = {TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0, false, 12};
+
+/* Pages (hashed) that chained jumps or caches lead into: INVLPG elsewhere leaves chains be. */
+#define CHAIN_PAGE_BIT(vaddr) (((vaddr) >> 12) & (64 * TLB_CHAIN_PAGE_WORDS - 1))
+
+void tlb_note_chain_target(struct tcg_cpu *cpu, uint64_t vaddr)
+{
+    uint64_t bit = CHAIN_PAGE_BIT(vaddr);
+    cpu->chain_pages[bit / 64] |= 1ULL << (bit % 64);
+}
+
+static bool chain_target_page(const struct tcg_cpu *cpu, uint64_t vaddr)
+{
+    uint64_t bit = CHAIN_PAGE_BIT(vaddr);
+    return (cpu->chain_pages[bit / 64] >> (bit % 64)) & 1;
+}
 
 void tlb_flush(struct tcg_cpu *cpu)
 {
-    bump_chain_epoch(cpu, true);
+    bump_chain_epoch(cpu, true); /* every chain is void: forget where they led */
+    memset(cpu->chain_pages, 0, sizeof(cpu->chain_pages));
     cpu->tlb_has_large_pages = false;
     cpu->tlb_nonglobal_count = 0;
     for (unsigned u = 0; u < 2; u++)
@@ -270,18 +290,28 @@ void tlb_flush_nonglobal(struct tcg_cpu *cpu)
 
 void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
 {
-    /* The TLB caches large pages as 4 KiB slices; INVLPG anywhere in a large page must drop
-     * all of them, and the slices cannot be found by address: flush everything then. */
+    bool large = false;
     if (cpu->tlb_has_large_pages) {
-        tlb_flush(cpu);
-        return;
+        /* The TLB caches large pages as 4 KiB slices at many indexes: INVLPG anywhere in a
+         * large page drops all of them, so look at every entry. */
+        for (unsigned u = 0; u < 2; u++)
+            for (unsigned i = 0; i < TLB_SIZE; i++) {
+                struct tlb_entry *e = &cpu->tlb[u][i];
+                if (e->read_tag != TLB_INVALID && !((e->read_tag ^ vaddr) >> e->page_shift)) {
+                    large |= e->page_shift > 12;
+                    *e = tlb_empty;
+                }
+            }
+    } else {
+        for (unsigned u = 0; u < 2; u++) {
+            struct tlb_entry *e = &cpu->tlb[u][(vaddr >> 12) & (TLB_SIZE - 1)];
+            if (e->read_tag == (vaddr & ~0xfffULL))
+                *e = tlb_empty;
+        }
     }
-    bump_chain_epoch(cpu, true); /* a chained jump may lead to code on this page */
-    for (unsigned u = 0; u < 2; u++) {
-        struct tlb_entry *e = &cpu->tlb[u][(vaddr >> 12) & (TLB_SIZE - 1)];
-        if (e->read_tag == (vaddr & ~0xfffULL))
-            *e = tlb_empty;
-    }
+    /* A chained jump may lead to code on this page (or, not tracked, in this large page). */
+    if (large || chain_target_page(cpu, vaddr))
+        bump_chain_epoch(cpu, true);
 }
 
 /* A block was translated from physical page ppage: writes to it must take the slow path so

@@ -617,6 +617,13 @@ static uint64_t current_pc(const struct tcg_cpu *cpu, uint64_t *cs_base)
  * the run loop to do first (an STI shadow to end); else NULL and the run loop takes over. */
 /* The block's code is on one page that the TLB holds as global (so CR3 writes do not
  * change where its address leads). */
+/* Before a chained jump or cache leads to `tb`: remember its pages for INVLPG. */
+static void note_chain_target(struct tcg_cpu *cpu, const struct tb *tb)
+{
+    tlb_note_chain_target(cpu, tb->pc);
+    tlb_note_chain_target(cpu, tb->pc + (tb->size ? tb->size - 1 : 0));
+}
+
 static bool code_on_global_page(const struct tcg_cpu *cpu, const struct tb *tb)
 {
     bool user = (tb->hflags & HF_CPL_MASK) == 3;
@@ -636,6 +643,7 @@ static const void *native_next_block(void *env, struct native_site *site)
         return NULL;
     /* The exit's inline cache compares RIP alone: only for 64-bit code (no CS base). */
     if (site && (cpu->hflags & HF_CS64)) {
+        note_chain_target(cpu, tb);
         bool global = code_on_global_page(cpu, tb);
         native_cache_target(vm->tbs.jit, site, cpu->rip, cpu->hflags,
                             global ? cpu->chain_epoch_global : cpu->chain_epoch, global,
@@ -651,6 +659,7 @@ static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native
 {
     if (!from || !to->valid || !to->native || to->hflags != cpu->hflags)
         return;
+    note_chain_target(cpu, to);
     bool global = code_on_global_page(cpu, to);
     native_chain(vm->tbs.jit, from, slot, to->native,
                  global ? cpu->chain_epoch_global : cpu->chain_epoch, global);

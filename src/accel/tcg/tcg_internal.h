@@ -78,6 +78,9 @@ void mmu_store_kernel(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsig
  * (returns how many bytes were read; 0 raises the fault for the first byte). */
 size_t mmu_fetch_code(struct tcg_cpu *cpu, uint64_t vaddr, uint8_t *buf, size_t len);
 void tlb_flush(struct tcg_cpu *cpu);
+/* A chained jump or inline cache now leads to code at vaddr: INVLPG of its page must void
+ * chains (INVLPG of other pages need not). */
+void tlb_note_chain_target(struct tcg_cpu *cpu, uint64_t vaddr);
 /* A CR3 write: drop every entry but those of global pages. */
 void tlb_flush_nonglobal(struct tcg_cpu *cpu);
 void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr);
