@@ -12,10 +12,12 @@
  * The frame has the same size for every block (room for IR_MAX_TEMPS locals), so a chained
  * jump goes from one block's code straight into the next without touching the stack.
  *
- * Layout of the buffer: [trampolines][block][block]... The entry trampoline saves RBX/RBP,
- * sets up the frame and jumps to a block; the exit trampoline returns EAX to native_exec's
- * caller. A block's first instruction (skipped when the run loop enters) checks the exit
- * request word; invalidation overwrites it with a jump to the "leave" trampoline.
+ * Layout of the buffer: [trampolines][block][block]... The entry trampoline saves RBX, RBP
+ * and R12, sets up the frame and jumps to a block; the exit trampoline returns EAX to
+ * native_exec's caller. A block's first instruction (skipped when the run loop enters)
+ * checks the exit request word; invalidation overwrites it with a jump to the "leave"
+ * trampoline. Chained jumps and inline caches read their targets from data slots
+ * (struct native_site), so chaining never rewrites code.
  *
  * Memory accesses inline the software TLB's hit path (tag compare on the page of the last
  * byte, so page-crossing accesses miss) and call the MMU's load/store otherwise.

@@ -1,12 +1,12 @@
-/* The native backend: IR blocks -> x86-64 host code, with direct block chaining.
+/* The native backend: IR blocks -> x86-64 host code, with block chaining.
  *
  * Same contract as the interpreter (interp.h): a compiled block runs on env and returns an
  * enum ir_exit_reason or INTERP_GOTO_TB(slot); guest memory goes through the software MMU
  * (here with the TLB hit path inlined); helpers and faulting accesses may longjmp out.
  *
- * Beyond that contract, blocks can be chained: a GOTO_TB exit can be patched to jump
- * straight into the next block, so hot loops never come back to the run loop. A chained
- * jump is taken only while all of these hold, checked in the generated code:
+ * Beyond that contract, blocks can be chained: a GOTO_TB exit can be pointed at the next
+ * block, so hot loops never come back to the run loop. A chained jump is taken only while
+ * all of these hold, checked in the generated code:
  *   - the env word at exit_request_offset is 0 (checked at every block entry: interrupts,
  *     stop requests);
  *   - the chain budget (an int32 in env) stays positive: it is decremented per chained jump,
@@ -16,10 +16,10 @@
  *     the flushes that can drop global pages) equals the value recorded with the target.
  * Indirect exits (IR_EXIT_NEXT) call lookup_next and, in blocks that allow it, keep an
  * inline cache of their last target, guarded by the pc, the mode word and the epoch.
- * Chained targets and caches live in data slots the code reads. Invalidating a block
- * patches its entry to leave for the run loop, so stale chains and caches into it are
- * harmless. Code lives in one buffer mapped twice (writable, executable: never both),
- * reused from the start by native_reset() once every block has been dropped.
+ * Chained targets and caches live in data slots the code reads. Invalidating a block points
+ * the slots that lead to it back to their unchained paths and patches its entry to leave
+ * for the run loop. Code lives in one buffer mapped twice (writable, executable: never
+ * both), reused from the start by native_reset() once every block has been dropped.
  */
 #ifndef QUOKKA_ACCEL_TCG_BACKEND_X86_64_H
 #define QUOKKA_ACCEL_TCG_BACKEND_X86_64_H
