@@ -362,6 +362,21 @@ static void phys_write(struct tcg_cpu *cpu, uint64_t paddr, uint64_t value, unsi
     memcpy(host, &value, size);
 }
 
+void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write)
+{
+    if (len == 0 || (vaddr & 0xfff) + len > 0x1000)
+        return NULL;
+    uint64_t paddr = mmu_translate(cpu, vaddr, write ? MMU_WRITE : MMU_READ, cpu_user_mode(cpu));
+    struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    if (lapic_mmio_hit(&cpu_vcpu(cpu)->lapic, paddr))
+        return NULL;
+    void *host = gpa_to_host(vm->mem, paddr, len);
+    size_t index;
+    if (host && write && ram_page_index(vm, paddr, &index) && tb_page_has_code(&vm->tbs, index))
+        tb_invalidate_page(&vm->tbs, index);
+    return host;
+}
+
 static uint64_t load_slow(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size, bool user)
 {
     if (((vaddr & 0xfff) + size) > 0x1000) {

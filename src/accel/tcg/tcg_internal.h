@@ -71,6 +71,10 @@ uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access acce
 bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint64_t *paddr);
 uint64_t mmu_load(void *env, uint64_t vaddr, unsigned memop);
 void mmu_store(void *env, uint64_t vaddr, uint64_t value, unsigned memop);
+/* Host memory for len bytes at vaddr (one page) when they are plain RAM, after what an
+ * access there does (translation and its faults, A/D bits, dropping translated code it
+ * overwrites); NULL where the access must go through mmu_load/mmu_store (MMIO, the APIC). */
+void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write);
 /* Supervisor-privilege accesses for descriptor tables, stacks of interrupt delivery. */
 uint64_t mmu_load_kernel(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size);
 void mmu_store_kernel(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsigned size);

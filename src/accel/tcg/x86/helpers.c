@@ -213,6 +213,48 @@ static void string_advance(struct tcg_cpu *cpu, unsigned reg, int64_t step, unsi
     set_gpr(cpu, reg, cpu->gpr[reg] + (uint64_t)step, abytes);
 }
 
+/* REP MOVS / REP STOS forward in 64-bit code, a page at a time through host memory: the
+ * same faults (before anything of a chunk is written), A/D bits and code invalidation as
+ * element by element. Returns false where elements must go one by one (MMIO, an element
+ * across pages, a copy onto its own source's tail). Spends *budget elements. */
+static bool string_fast(struct tcg_cpu *cpu, unsigned kind, unsigned bytes, unsigned seg,
+                        unsigned *budget)
+{
+    while (cpu->gpr[GPR_RCX] && *budget) {
+        uint64_t dst = string_linear(cpu, SEG_ES, cpu->gpr[GPR_RDI]);
+        uint64_t src = string_linear(cpu, seg, cpu->gpr[GPR_RSI]);
+        uint64_t n = (0x1000 - (dst & 0xfff)) / bytes;
+        if (kind == STR_MOVS && (0x1000 - (src & 0xfff)) / bytes < n)
+            n = (0x1000 - (src & 0xfff)) / bytes;
+        if (n > cpu->gpr[GPR_RCX])
+            n = cpu->gpr[GPR_RCX];
+        if (n > *budget)
+            n = *budget;
+        if (n == 0)
+            return false;
+        size_t len = (size_t)n * bytes;
+        const uint8_t *from = NULL;
+        if (kind == STR_MOVS && !(from = mmu_ram_ptr(cpu, src, len, false)))
+            return false;
+        uint8_t *to = mmu_ram_ptr(cpu, dst, len, true);
+        if (!to || (from && to > from && to < from + len))
+            return false; /* forward element copy replicates; memmove would not */
+        if (kind == STR_MOVS) {
+            memmove(to, from, len);
+            cpu->gpr[GPR_RSI] += len;
+        } else if (bytes == 1) {
+            memset(to, (int)(cpu->gpr[GPR_RAX] & 0xff), len);
+        } else {
+            for (size_t i = 0; i < len; i += bytes)
+                memcpy(to + i, &cpu->gpr[GPR_RAX], bytes); /* little-endian low bytes */
+        }
+        cpu->gpr[GPR_RDI] += len;
+        cpu->gpr[GPR_RCX] -= n;
+        *budget -= (unsigned)n;
+    }
+    return true;
+}
+
 static uint64_t h_string(void *env, uint64_t desc, uint64_t next_rip, uint64_t c, uint64_t d)
 {
     (void)c, (void)d;
@@ -224,7 +266,15 @@ static uint64_t h_string(void *env, uint64_t desc, uint64_t next_rip, uint64_t c
     unsigned cc = bytes == 1 ? 0 : bytes == 2 ? 1 : bytes == 4 ? 2 : 3;
     if (kind == STR_INS || kind == STR_OUTS)
         check_io(cpu);
-    for (unsigned n = 0;; n++) {
+    unsigned budget = STRING_ITERATIONS_PER_CALL;
+    if (rep == REP_REP && (kind == STR_MOVS || kind == STR_STOS) && step > 0 && abytes == 8 &&
+        (cpu->hflags & HF_CS64) && string_fast(cpu, kind, bytes, seg, &budget)) {
+        if (cpu->gpr[GPR_RCX])
+            return 0; /* budget spent: RIP still here, resumes after the loop looks */
+        cpu->rip = next_rip;
+        return 0;
+    }
+    for (unsigned n = STRING_ITERATIONS_PER_CALL - budget;; n++) {
         if (rep && (cpu->gpr[GPR_RCX] & amask) == 0)
             break;
         if (n == STRING_ITERATIONS_PER_CALL)
