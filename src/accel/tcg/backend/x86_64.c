@@ -934,6 +934,25 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
     return false;
 }
 
+/* SETCOND t = a cond b, then BRCOND t ==/!= 0 as the only use of t (a guest Jcc): one
+ * compare and one conditional jump, with no 0/1 value in between. */
+static bool fuse_setcond_brcond(struct emitter *e, uint32_t i)
+{
+    const struct ir_block *b = e->b;
+    const struct ir_op *set = &b->ops[i], *br = &b->ops[i + 1];
+    if (set->opc != IR_SETCOND || set->cond >= IR_COND_ALWAYS || !e->deferrable[i] ||
+        i + 1 >= b->nr_ops || br->opc != IR_BRCOND || br->args[0] != set->args[0] ||
+        (br->cond != IR_COND_NE && br->cond != IR_COND_EQ) || br->args[1] >= b->nr_temps ||
+        !is_const(e, br->args[1]) || tinfo(e, br->args[1])->value != 0 || br->imm >= b->nr_labels)
+        return false;
+    uint8_t cc =
+        compare(e, (enum ir_cond)set->cond, set->type == IR_I64, set->args[1], set->args[2]);
+    if (br->cond == IR_COND_EQ)
+        cc ^= 1; /* branch when the condition is false: x86's inverse condition */
+    jump_to_label(e, 0x0f80u | cc, (uint32_t)br->imm);
+    return true;
+}
+
 /* --- compile ---------------------------------------------------------------------------------- */
 
 /* Which ops' results can skip the frame: a local with exactly one read after its definition,
@@ -1054,7 +1073,10 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     for (uint32_t i = 0; ok && i < block->nr_ops && !e->overflow; i++) {
         ir_temp pending = e->in_r12;
         e->op_index = i;
-        ok = emit_op(e, &block->ops[i]);
+        if (fuse_setcond_brcond(e, i))
+            i++; /* the BRCOND went with it */
+        else
+            ok = emit_op(e, &block->ops[i]);
         /* A reader that did not need the value after all (a constant condition) leaves it
          * in R12; it was its only reader, so the value is dead. */
         if (e->in_r12 == pending)
