@@ -4,7 +4,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import QUOKKA, payload
+from conftest import EXIT_PASS, QUOKKA, describe, payload, run_quokka
 
 
 def quokka(*args, timeout=30):
@@ -89,3 +89,18 @@ def test_console_file_not_left_behind(tmp_path):
     rc, _, _ = quokka("run", "--kernel", str(kernel), "--console", f"file:{out}")
     assert rc == 2
     assert not out.exists()
+
+
+@pytest.mark.parametrize("var,value,says", [
+    ("QUOKKA_TCG_BACKEND", "fast", "neither 'native' nor 'interp'"),
+    ("QUOKKA_TCG_CODE_KB", "12x", "not a number of KiB"),
+    ("QUOKKA_TCG_CODE_KB", "1", "not a number of KiB"),
+])
+def test_bad_translator_settings_warn_and_run(var, value, says, monkeypatch):
+    """A mistaken translator setting in the environment is named on stderr, and the guest
+    still runs with the default."""
+    monkeypatch.setenv(var, value)
+    res = run_quokka(["--accel", "tcg", "--kernel", payload("hello")])
+    assert res.rc == EXIT_PASS, describe(res)
+    warnings = [l for l in res.stderr.splitlines() if var in l]
+    assert len(warnings) == 1 and says in warnings[0], describe(res)

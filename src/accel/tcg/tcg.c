@@ -62,8 +62,15 @@ static struct native_jit *create_native_backend(void)
     /* QUOKKA_TCG_CODE_KB shrinks the code buffer (tests: fills, flushes and restarts). */
     size_t bytes = NATIVE_BUFFER_BYTES;
     const char *kb = getenv("QUOKKA_TCG_CODE_KB");
-    if (kb && strtoul(kb, NULL, 10) >= 64 && strtoul(kb, NULL, 10) < NATIVE_BUFFER_BYTES / 1024)
-        bytes = strtoul(kb, NULL, 10) * 1024;
+    if (kb) {
+        char *end;
+        unsigned long v = strtoul(kb, &end, 10);
+        if (*kb && !*end && v >= 64 && v <= NATIVE_BUFFER_BYTES / 1024)
+            bytes = v * 1024;
+        else
+            qk_warn("QUOKKA_TCG_CODE_KB=%s is not a number of KiB from 64 to %u: using %u",
+                    kb, NATIVE_BUFFER_BYTES / 1024, NATIVE_BUFFER_BYTES / 1024);
+    }
     char why[160];
     struct native_jit *jit = native_jit_create(&cfg, bytes, why, sizeof(why));
     if (!jit)
