@@ -2,7 +2,8 @@
  * function, calls it, and checks the new value is returned: a translator must notice
  * the write to a page holding translated code and throw the stale translation away.
  * Done 100 times with different values, then once more patching code on the same page
- * as the patching loop itself.  Prints "smc ok" and exits PASS. */
+ * as the patching loop itself, and once patching the next instruction of the running
+ * block.  Prints "smc ok" and exits PASS. */
 #include "payload.h"
 
     .text
@@ -27,8 +28,16 @@ main32:
     movl $0x5a5a5a5a, near_patch + 1
     call near_patch
     cmpl $0x5a5a5a5a, %eax
-    je 4f
+    je 5f
     FAIL32 "stale code on the patching page"
+5:  /* Within one block: a store rewrites the immediate of the very next instruction, which
+     * must run with the new value (x86 keeps instruction fetch coherent with stores). */
+    movl $0x77, same_block + 1
+same_block:
+    movl $0x11, %eax
+    cmpl $0x77, %eax
+    je 4f
+    FAIL32 "stale code in the same block"
 4:  PRINT32 "smc ok\n"
     PRINT32 "PASS\n"
     movb $EXIT_PASS, %al

@@ -158,6 +158,8 @@ struct tcg_cpu {
                                       chained native code return to the run loop */
     bool halted;
     bool inhibit_irq; /* STI / MOV SS shadow: no interrupt before the next instruction */
+    bool in_block;    /* generated code is running (stores may restart it, see softmmu.c) */
+    uint8_t smc;      /* TCG_SMC_*: a store rewrote code of the block that was running */
 
     /* --- software MMU: one TLB per privilege (0 supervisor, 1 user) --- */
     struct tlb_entry tlb[2][TLB_SIZE];
@@ -181,6 +183,8 @@ struct tcg_cpu {
 };
 
 #define TCG_REQ_STOP 1u      /* kick(): return to the machine */
+#define TCG_SMC_ONE_INSN 1u  /* run the interrupted instruction again, translated alone */
+#define TCG_SMC_RUNNING 2u   /* that one-instruction block is running */
 #define TCG_REQ_INTERRUPT 2u /* an external interrupt line is raised */
 
 #endif

@@ -327,6 +327,36 @@ void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage)
 /* The xAPIC register page is per CPU, so it is not on the shared MMIO bus: accesses to it
  * are taken here, before RAM and the bus (a page the guest moved the APIC onto is never put
  * in the TLB, see fill_tlb). */
+/* A store to code page `index` (RAM) is about to happen. If it rewrites the block that is
+ * running, at or after the storing instruction, that block must not go on with its stale
+ * translation: nothing is written, and the instruction runs again translated on its own
+ * (TCG_SMC_ONE_INSN, see tcg_run); its store then lands and the next block is new code.
+ * The front end keeps guest state untouched before an instruction's last possible fault,
+ * so running it again is exact. Otherwise the page's blocks are dropped as usual. */
+static void before_code_write(struct tcg_cpu *cpu, size_t index, uint64_t paddr, unsigned len)
+{
+    struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    if (cpu->in_block && cpu->smc == 0) {
+        uint64_t cs_base = (cpu->hflags & HF_CS64) ? 0 : cpu->seg[SEG_CS].base;
+        uint64_t pc = cs_base + cpu->rip, insn;
+        if (!(cpu->hflags & HF_CS64))
+            pc &= 0xffffffffULL;
+        /* The running instruction's page is in the TLB (it was just fetched), usually. */
+        const struct tlb_entry *e = &cpu->tlb[cpu_user_mode(cpu)][(pc >> 12) & (TLB_SIZE - 1)];
+        bool known = e->exec_tag == (pc & ~0xfffULL);
+        insn = e->paddr | (pc & 0xfff);
+        if (!known)
+            known = mmu_probe(cpu, pc, MMU_EXEC, &insn);
+        /* Only the part of a block on its first page is looked at (so: the same page). */
+        if (known && !((insn ^ paddr) >> 12) &&
+            tb_page_code_overlaps(&vm->tbs, index, insn, paddr, len)) {
+            cpu->smc = TCG_SMC_ONE_INSN;
+            tcg_exit_to_loop(cpu);
+        }
+    }
+    tb_invalidate_page(&vm->tbs, index);
+}
+
 static uint64_t phys_read(struct tcg_cpu *cpu, uint64_t paddr, unsigned size)
 {
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
@@ -358,7 +388,7 @@ static void phys_write(struct tcg_cpu *cpu, uint64_t paddr, uint64_t value, unsi
     }
     size_t index;
     if (ram_page_index(vm, paddr, &index) && tb_page_has_code(&vm->tbs, index))
-        tb_invalidate_page(&vm->tbs, index);
+        before_code_write(cpu, index, paddr, size);
     memcpy(host, &value, size);
 }
 
@@ -373,7 +403,7 @@ void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write)
     void *host = gpa_to_host(vm->mem, paddr, len);
     size_t index;
     if (host && write && ram_page_index(vm, paddr, &index) && tb_page_has_code(&vm->tbs, index))
-        tb_invalidate_page(&vm->tbs, index);
+        before_code_write(cpu, index, paddr, (unsigned)len);
     return host;
 }
 

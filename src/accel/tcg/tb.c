@@ -164,6 +164,21 @@ bool tb_page_has_code(const struct tb_cache *cache, size_t page_index)
     return page_index < cache->nr_pages && cache->pages[page_index].nr != 0;
 }
 
+bool tb_page_code_overlaps(const struct tb_cache *cache, size_t page_index, uint64_t insn,
+                           uint64_t addr, unsigned len)
+{
+    if (page_index >= cache->nr_pages)
+        return false;
+    const struct tb_page_list *list = &cache->pages[page_index];
+    for (uint32_t i = 0; i < list->nr; i++) {
+        const struct tb *tb = list->tbs[i];
+        uint64_t start = tb->phys_pc, end = tb->phys_pc + tb->size; /* first page's part */
+        if (insn >= start && insn < end && addr < end && addr + len > start)
+            return true;
+    }
+    return false;
+}
+
 size_t tb_invalidate_page(struct tb_cache *cache, size_t page_index)
 {
     if (page_index >= cache->nr_pages)

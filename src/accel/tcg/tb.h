@@ -63,6 +63,10 @@ int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t 
  * how many were invalidated. */
 size_t tb_invalidate_page(struct tb_cache *cache, size_t page_index);
 bool tb_page_has_code(const struct tb_cache *cache, size_t page_index);
+/* A block of RAM page page_index holds the instruction at physical address insn and the
+ * bytes [addr, addr + len): a store there rewrites code of a block that may be running. */
+bool tb_page_code_overlaps(const struct tb_cache *cache, size_t page_index, uint64_t insn,
+                           uint64_t addr, unsigned len);
 /* Drop every block (cache full, or a global change such as CR0.PG flipping). */
 void tb_flush(struct tb_cache *cache);
 /* Free a block that was never inserted (code outside RAM runs once, uncached). */

@@ -482,14 +482,16 @@ static bool deliver_exception(struct tcg_cpu *cpu)
     return false;
 }
 
+/* Translate the block at pc. `alone`: just the one instruction, for the interpreter, not
+ * cached (after a store rewrote the running block, see before_code_write). */
 static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t phys_pc,
-                                  uint64_t cs_base)
+                                  uint64_t cs_base, bool alone)
 {
     struct tcg_cpu *cpu = &v->cpu;
     struct accel_vm *vm = v->vm;
     struct ir_block *block = vcpu_block(v);
     struct x86_translate_info info;
-    if (x86_translate_block(cpu, block, cs_base, cpu->rip, cpu->hflags, &info) < 0)
+    if (x86_translate_block(cpu, block, cs_base, cpu->rip, cpu->hflags, alone ? 1 : 0, &info) < 0)
         return NULL;
     if (getenv("QUOKKA_TCG_LOG_IR")) {
         static char text[1 << 20]; /* debug output only */
@@ -506,7 +508,7 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     struct tb *tb = calloc(1, sizeof(*tb));
     if (!tb)
         return NULL;
-    if (vm->tbs.jit) {
+    if (vm->tbs.jit && !alone) {
         const struct native_block_info ni = {(cpu->hflags & HF_CPL_MASK) == 3, cpu->hflags,
                                              info.nr_insns, (cpu->hflags & HF_CS64) != 0};
         bool full;
@@ -545,8 +547,9 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
         if (!host1 || !tb_page_has_code(&vm->tbs, page1))
             tlb_protect_code(cpu, phys_last & ~0xfffULL);
     }
-    if (page0 == SIZE_MAX) {
-        /* Code outside RAM cannot be written by the guest: keep it uncached. */
+    if (page0 == SIZE_MAX || alone) {
+        /* Code outside RAM cannot be written by the guest: keep it uncached (and a lone
+         * instruction is run once). */
         return tb;
     }
     /* A page that already holds blocks is protected already: TLB fills check for code. */
@@ -691,6 +694,9 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         if (setjmp(cpu->exit_jmp) != 0) {
             /* Back from generated code: an exception to deliver, or a helper's exit. */
             chain_from = NULL;
+            cpu->in_block = false;
+            if (cpu->smc == TCG_SMC_RUNNING)
+                cpu->smc = 0;
             if (cpu->exception >= 0 && !deliver_exception(cpu)) {
                 exit->reason = ACCEL_EXIT_SHUTDOWN;
                 return 0;
@@ -733,9 +739,10 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         }
         uint64_t cs_base, pc = current_pc(cpu, &cs_base);
         uint64_t phys = code_phys(cpu, pc);
-        struct tb *tb = tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
+        bool alone = cpu->smc == TCG_SMC_ONE_INSN;
+        struct tb *tb = alone ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
         if (!tb) {
-            tb = translate_block(v, pc, phys, cs_base);
+            tb = translate_block(v, pc, phys, cs_base, alone);
             if (!tb) {
                 exit->reason = ACCEL_EXIT_ERROR;
                 snprintf(exit->error.msg, sizeof(exit->error.msg),
@@ -749,6 +756,9 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         chain_from = NULL;
         bool cached = tb->valid;
         uint32_t why;
+        if (alone)
+            cpu->smc = TCG_SMC_RUNNING;
+        cpu->in_block = true;
         if (tb->native) {
             cpu->chain_budget = CHAIN_BUDGET;
             why = native_exec(vm->tbs.jit, tb->native, cpu);
@@ -764,6 +774,9 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             why = interp_exec(tb->code, cpu);
             v->guest_insns += tb->nr_guest_insns;
         }
+        cpu->in_block = false;
+        if (alone)
+            cpu->smc = 0;
         (void)why;
         if (!cached) {
             /* Blocks from outside RAM are not cached: drop after one run. */

@@ -1420,8 +1420,11 @@ void x86_translate_init(struct ir_block *block)
 }
 
 int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base,
-                        uint64_t rip, uint32_t hflags, struct x86_translate_info *info)
+                        uint64_t rip, uint32_t hflags, unsigned max_insns,
+                        struct x86_translate_info *info)
 {
+    if (max_insns == 0 || max_insns > MAX_INSNS_PER_TB)
+        max_insns = MAX_INSNS_PER_TB;
     x86_translate_init(block);
     struct dc s = {
         .b = block,
@@ -1436,7 +1439,7 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
     info->guest_size = 0;
     info->nr_insns = 0;
     info->last_byte = cs_base + rip;
-    for (unsigned n = 0; n < MAX_INSNS_PER_TB && !s.end; n++) {
+    for (unsigned n = 0; n < max_insns && !s.end; n++) {
         uint64_t linear = cs_base + s.ip;
         if (s.mode != X86_MODE_64)
             linear &= 0xffffffffULL;

@@ -12,10 +12,12 @@ struct x86_translate_info {
 };
 
 void x86_translate_init(struct ir_block *block);
-/* Translate starting at cs_base + rip in the mode given by hflags. Code fetch faults on the
- * first instruction raise the guest exception (longjmp out, see tcg_internal.h). Returns -1
- * only on IR overflow (a bug: the driver reserves room per instruction). */
+/* Translate starting at cs_base + rip in the mode given by hflags, at most max_insns
+ * instructions (0: the usual limit). Code fetch faults on the first instruction raise the
+ * guest exception (longjmp out, see tcg_internal.h). Returns -1 only on IR overflow (a bug:
+ * the driver reserves room per instruction). */
 int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base,
-                        uint64_t rip, uint32_t hflags, struct x86_translate_info *info);
+                        uint64_t rip, uint32_t hflags, unsigned max_insns,
+                        struct x86_translate_info *info);
 
 #endif
