@@ -327,9 +327,9 @@ void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage)
 /* The xAPIC register page is per CPU, so it is not on the shared MMIO bus: accesses to it
  * are taken here, before RAM and the bus (a page the guest moved the APIC onto is never put
  * in the TLB, see fill_tlb). */
-/* A store to code page `index` (RAM) is about to happen. If it rewrites the block that is
- * running, at or after the storing instruction, that block must not go on with its stale
- * translation: nothing is written, and the instruction runs again translated on its own
+/* A store to code page `index` (RAM) is about to happen. If it rewrites a block holding the
+ * storing instruction (the one running, or one like it), the running block must not go on
+ * with a stale translation: nothing is written, and the instruction runs again on its own
  * (TCG_SMC_ONE_INSN, see tcg_run); its store then lands and the next block is new code.
  * The front end keeps guest state untouched before an instruction's last possible fault,
  * so running it again is exact. Otherwise the page's blocks are dropped as usual. */
