@@ -324,9 +324,6 @@ void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage)
                 cpu->tlb[u][i].write_tag = TLB_INVALID;
 }
 
-/* The xAPIC register page is per CPU, so it is not on the shared MMIO bus: accesses to it
- * are taken here, before RAM and the bus (a page the guest moved the APIC onto is never put
- * in the TLB, see fill_tlb). */
 /* A store to code page `index` (RAM) is about to happen. If it rewrites a block holding the
  * storing instruction (the one running, or one like it), the running block must not go on
  * with a stale translation: nothing is written, and the instruction runs again on its own
@@ -337,16 +334,8 @@ static void before_code_write(struct tcg_cpu *cpu, size_t index, uint64_t paddr,
 {
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
     if (cpu->in_block && cpu->smc == 0) {
-        uint64_t cs_base = (cpu->hflags & HF_CS64) ? 0 : cpu->seg[SEG_CS].base;
-        uint64_t pc = cs_base + cpu->rip, insn;
-        if (!(cpu->hflags & HF_CS64))
-            pc &= 0xffffffffULL;
-        /* The running instruction's page is in the TLB (it was just fetched), usually. */
-        const struct tlb_entry *e = &cpu->tlb[cpu_user_mode(cpu)][(pc >> 12) & (TLB_SIZE - 1)];
-        bool known = e->exec_tag == (pc & ~0xfffULL);
-        insn = e->paddr | (pc & 0xfff);
-        if (!known)
-            known = mmu_probe(cpu, pc, MMU_EXEC, &insn);
+        uint64_t cs_base, insn;
+        bool known = mmu_code_phys(cpu, tcg_current_pc(cpu, &cs_base), false, &insn);
         /* Only the part of a block on its first page is looked at (so: the same page). */
         if (known && !((insn ^ paddr) >> 12) &&
             tb_page_code_overlaps(&vm->tbs, index, insn, paddr, len)) {
@@ -357,6 +346,9 @@ static void before_code_write(struct tcg_cpu *cpu, size_t index, uint64_t paddr,
     tb_invalidate_page(&vm->tbs, index);
 }
 
+/* The xAPIC register page is per CPU, so it is not on the shared MMIO bus: accesses to it
+ * are taken here, before RAM and the bus (a page the guest moved the APIC onto is never put
+ * in the TLB, see fill_tlb). */
 static uint64_t phys_read(struct tcg_cpu *cpu, uint64_t paddr, unsigned size)
 {
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
@@ -390,6 +382,20 @@ static void phys_write(struct tcg_cpu *cpu, uint64_t paddr, uint64_t value, unsi
     if (ram_page_index(vm, paddr, &index) && tb_page_has_code(&vm->tbs, index))
         before_code_write(cpu, index, paddr, size);
     memcpy(host, &value, size);
+}
+
+bool mmu_code_phys(struct tcg_cpu *cpu, uint64_t pc, bool may_fault, uint64_t *paddr)
+{
+    bool user = cpu_user_mode(cpu);
+    const struct tlb_entry *e = &cpu->tlb[user][(pc >> 12) & (TLB_SIZE - 1)];
+    if (e->exec_tag == (pc & ~0xfffULL)) {
+        *paddr = e->paddr | (pc & 0xfff);
+        return true;
+    }
+    if (!may_fault)
+        return mmu_probe(cpu, pc, MMU_EXEC, paddr);
+    *paddr = mmu_translate(cpu, pc, MMU_EXEC, user);
+    return true;
 }
 
 void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write)

@@ -560,13 +560,12 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     return tb;
 }
 
+/* Physical address of the code at pc (raises #PF where it is not mapped). */
 static uint64_t code_phys(struct tcg_cpu *cpu, uint64_t pc)
 {
-    bool user = (cpu->hflags & HF_CPL_MASK) == 3;
-    const struct tlb_entry *e = &cpu->tlb[user][(pc >> 12) & (TLB_SIZE - 1)];
-    if (e->exec_tag == (pc & ~0xfffULL))
-        return e->paddr | (pc & 0xfff);
-    return mmu_translate(cpu, pc, MMU_EXEC, user);
+    uint64_t paddr;
+    mmu_code_phys(cpu, pc, true, &paddr);
+    return paddr;
 }
 
 /* An interrupt the CPU would take now if IF allowed it: the PIC's INTR through LINT0, or a
@@ -614,19 +613,6 @@ static void poll_lapic_timer(struct accel_vcpu *v, bool now)
     lapic_poll_timer(&v->lapic, clock_monotonic_ns());
 }
 
-/* The linear address of CS:RIP (and CS's base, part of a block's key). */
-static uint64_t current_pc(const struct tcg_cpu *cpu, uint64_t *cs_base)
-{
-    *cs_base = (cpu->hflags & HF_CS64) ? 0 : cpu->seg[SEG_CS].base;
-    uint64_t pc = *cs_base + cpu->rip;
-    return (cpu->hflags & HF_CS64) ? pc : (pc & 0xffffffffULL);
-}
-
-/* Native code ending with IR_EXIT_NEXT (indirect jump, return, mode change) asks here for
- * the block to continue with: a cached one whose code page is in the TLB, with nothing for
- * the run loop to do first (an STI shadow to end); else NULL and the run loop takes over. */
-/* The block's code is on one page that the TLB holds as global (so CR3 writes do not
- * change where its address leads). */
 /* Before a chained jump or cache leads to `tb`: remember its pages for INVLPG. */
 static void note_chain_target(struct tcg_cpu *cpu, const struct tb *tb)
 {
@@ -634,6 +620,8 @@ static void note_chain_target(struct tcg_cpu *cpu, const struct tb *tb)
     tlb_note_chain_target(cpu, tb->pc + (tb->size ? tb->size - 1 : 0));
 }
 
+/* The block's code is on one page that the TLB holds as global (so CR3 writes do not
+ * change where its address leads). */
 static bool code_on_global_page(const struct tcg_cpu *cpu, const struct tb *tb)
 {
     bool user = (tb->hflags & HF_CPL_MASK) == 3;
@@ -641,12 +629,15 @@ static bool code_on_global_page(const struct tcg_cpu *cpu, const struct tb *tb)
     return tb->page_index[1] == SIZE_MAX && e->exec_tag == (tb->pc & ~0xfffULL) && e->global;
 }
 
+/* Native code ending with IR_EXIT_NEXT (indirect jump, return, mode change) asks here for
+ * the block to continue with: a cached one whose code page is in the TLB, with nothing for
+ * the run loop to do first (an STI shadow to end); else NULL and the run loop takes over. */
 static const void *native_next_block(void *env, struct native_site *site)
 {
     struct tcg_cpu *cpu = env;
     if (cpu->inhibit_irq)
         return NULL;
-    uint64_t cs_base, pc = current_pc(cpu, &cs_base);
+    uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
     struct tb *tb = tb_lookup(&vm->tbs, pc, code_phys(cpu, pc), cs_base, cpu->hflags);
     if (!tb || !tb->valid)
@@ -737,7 +728,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 continue; /* stop request: handled at the loop top */
             continue;
         }
-        uint64_t cs_base, pc = current_pc(cpu, &cs_base);
+        uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
         uint64_t phys = code_phys(cpu, pc);
         bool alone = cpu->smc == TCG_SMC_ONE_INSN;
         struct tb *tb = alone ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);

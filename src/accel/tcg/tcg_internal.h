@@ -46,6 +46,14 @@ static inline struct accel_vcpu *cpu_vcpu(struct tcg_cpu *cpu)
  * front end stored in cpu->rip. */
 noreturn void tcg_raise_exception(struct tcg_cpu *cpu, int vector, uint32_t error_code,
                                   bool has_error_code);
+/* The linear address of CS:RIP (and CS's base, part of a block's key). */
+static inline uint64_t tcg_current_pc(const struct tcg_cpu *cpu, uint64_t *cs_base)
+{
+    *cs_base = (cpu->hflags & HF_CS64) ? 0 : cpu->seg[SEG_CS].base;
+    uint64_t pc = *cs_base + cpu->rip;
+    return (cpu->hflags & HF_CS64) ? pc : (pc & 0xffffffffULL);
+}
+
 /* Something may have made a pending interrupt deliverable (IF set, EOI, a lower TPR): have
  * generated code come back to the run loop at the next block entry to look. */
 static inline void tcg_recheck_interrupts(struct tcg_cpu *cpu)
@@ -78,6 +86,9 @@ void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write);
 /* Supervisor-privilege accesses for descriptor tables, stacks of interrupt delivery. */
 uint64_t mmu_load_kernel(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size);
 void mmu_store_kernel(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsigned size);
+/* Physical address of the code at linear pc, from the TLB when it has the page: walking
+ * the page tables (and raising #PF) when may_fault, else only probing (false: unmapped). */
+bool mmu_code_phys(struct tcg_cpu *cpu, uint64_t pc, bool may_fault, uint64_t *paddr);
 /* Read up to len code bytes at vaddr for the decoder; stops at a page that would fault
  * (returns how many bytes were read; 0 raises the fault for the first byte). */
 size_t mmu_fetch_code(struct tcg_cpu *cpu, uint64_t vaddr, uint8_t *buf, size_t len);
