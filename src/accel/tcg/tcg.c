@@ -630,8 +630,9 @@ static bool code_on_global_page(const struct tcg_cpu *cpu, const struct tb *tb)
 }
 
 /* Native code ending with IR_EXIT_NEXT (indirect jump, return, mode change) asks here for
- * the block to continue with: a cached one whose code page is in the TLB, with nothing for
- * the run loop to do first (an STI shadow to end); else NULL and the run loop takes over. */
+ * the block to continue with: a cached one for the current pc (its code address is
+ * translated, raising #PF as the run loop would), with nothing for the run loop to do first
+ * (an STI shadow to end); else NULL and the run loop takes over. */
 static const void *native_next_block(void *env, struct native_site *site)
 {
     struct tcg_cpu *cpu = env;
