@@ -145,7 +145,8 @@ static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t valu
 
 static const struct bus_device_ops pm_ops = {.read = pm_read, .write = pm_write};
 
-static int pm_create(const struct device_host *host, void **state, char *err, size_t errlen)
+static int pm_create(const struct device_host *host, const struct device_args *args,
+                       void **state, char *err, size_t errlen)
 {
     struct acpi_pm *pm = calloc(1, sizeof(*pm));
     if (!pm)
@@ -177,6 +178,8 @@ static void pm_destroy(void *state)
 
 DEVICE_MODEL(acpi_pm_model) = {
     .name = "acpi_pm",
+    .level = DEVICE_LEVEL_PLATFORM,
+    .default_instance = true,
     .create = pm_create,
     .destroy = pm_destroy,
 };

@@ -27,7 +27,8 @@ static void debug_exit_write(void *opaque, uint64_t offset, unsigned size, uint6
 
 static const struct bus_device_ops debug_exit_ops = {.read = NULL, .write = debug_exit_write};
 
-static int debug_exit_create(const struct device_host *host, void **state, char *err, size_t errlen)
+static int debug_exit_create(const struct device_host *host, const struct device_args *args,
+                       void **state, char *err, size_t errlen)
 {
     struct debug_exit *d = calloc(1, sizeof(*d));
     if (!d)
@@ -49,6 +50,8 @@ static void debug_exit_destroy(void *state)
 
 DEVICE_MODEL(debug_exit_model) = {
     .name = "debug_exit",
+    .level = DEVICE_LEVEL_PLATFORM,
+    .default_instance = true,
     .create = debug_exit_create,
     .destroy = debug_exit_destroy,
 };

@@ -1,14 +1,22 @@
 /* What a device model may use of the machine, and how it registers itself.
  *
  * Devices never reach into the VMM (Firecracker's rule): they get a `struct device_host`
- * with the buses, an interrupt line setter, the console and a stop request, nothing more.
- * Each device file declares a DEVICE_MODEL(); the machine instantiates every model found in
- * the `quokka_devices` section (kvmtool-style self registration, without mutable globals). */
+ * with the buses, interrupt lines and MSIs, guest memory (DMA), the event loop, timers, the
+ * console, resource allocators and a stop request, nothing more. Each device file declares a
+ * DEVICE_MODEL(); the machine's device manager creates instances of them: every model marked
+ * `default_instance` once (the PC's fixed devices), others once per command-line request
+ * (`--disk ...` twice gives two virtio-blk instances), in the order of their levels
+ * (kvmtool's init lists): interrupt controllers, platform devices, the PCI bus, PCI devices.
+ * All devices exist before the firmware tables are written, and describe themselves to the
+ * ACPI builder. */
 #ifndef QUOKKA_HW_DEVICE_H
 #define QUOKKA_HW_DEVICE_H
 
 #include "vm/apic.h"
 #include "vm/bus.h"
+#include "vm/dma.h"
+#include "vm/event_loop.h"
+#include "vm/resources.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +40,9 @@ struct device_console {
                       void *opaque);
     void *ctx;
 };
+
+struct opts;
+struct pci_bus;
 
 struct device_host {
     struct bus *pio;
@@ -76,15 +87,69 @@ struct device_host {
     void (*send_apic_msg)(void *ctx, const struct apic_msg *msg);
     void (*register_eoi)(void *ctx, void (*eoi)(void *opaque, uint8_t vector), void *opaque);
     void *irqchip_ctx;
+
+    /* Guest memory for DMA (never NULL in a machine; unit tests may give a fake RAM). */
+    const struct dma_space *dma;
+    /* The I/O thread's event loop: devices watch their host fds here (eventfds of io_uring
+     * completions, tap, sockets). */
+    struct event_loop *loop;
+    /* Where BARs and interrupt lines come from. */
+    struct vm_resources *resources;
+    /* The PCI bus, for devices at DEVICE_LEVEL_PCI (set once the host bridge exists). */
+    struct pci_bus *pci;
+
+    /* Message-signalled interrupts. A device allocates one route per vector it may raise
+     * (-1: none left), programs it with the address/data the guest wrote (msi_set; data with
+     * the mask bit of the MSI-X table is handled by the PCI layer, not here) and raises it
+     * from any thread with msi_fire. With KVM a route is a GSI routed to the MSI and bound to
+     * an irqfd, so firing costs one eventfd write and no trip through a vCPU thread; on the
+     * translator it is a message to the user-space local APICs. */
+    int (*msi_alloc)(void *ctx);
+    void (*msi_set)(void *ctx, int route, uint64_t address, uint32_t data);
+    void (*msi_fire)(void *ctx, int route);
+    void *msi_ctx;
+    /* Ask the accelerator to turn guest writes of `len` bytes at addr (MMIO when mmio, else a
+     * port) into signals of eventfd fd without a vCPU exit (KVM ioeventfd); assign false
+     * undoes it. Returns -1 when the accelerator cannot: the write then reaches the bus as
+     * usual, so a device must handle both. NULL: never possible. */
+    int (*ioeventfd)(void *ctx, bool mmio, uint64_t addr, unsigned len, int fd, bool assign);
+    void *ioeventfd_ctx;
+    /* Number of vCPUs (e.g. one virtio-blk queue per vCPU). */
+    unsigned nr_vcpus;
 };
 
 struct device_timer;
+struct aml_buf;
+
+/* Creation order: every device of a lower level exists before any of the next. */
+enum device_level {
+    DEVICE_LEVEL_IRQCHIP,  /* PIC, IOAPIC: routers the others' lines go to */
+    DEVICE_LEVEL_PLATFORM, /* legacy ISA devices */
+    DEVICE_LEVEL_PCI,      /* devices on the PCI bus (virtio) */
+};
+
+/* Per-instance configuration. */
+struct device_args {
+    unsigned instance;        /* 0 for the first instance of its model, then 1, 2... */
+    const struct opts *opts;  /* the command line's key=value options (never NULL) */
+    /* The host console this instance talks to (the first UART, or virtio-console with
+     * `--console virtio`), or NULL: output dropped, no input. */
+    const struct device_console *console;
+};
 
 struct device_model {
     const char *name;
-    /* Register ranges and allocate state; on error fill err and return -1. */
-    int (*create)(const struct device_host *host, void **state, char *err, size_t errlen);
+    enum device_level level;
+    bool default_instance; /* created once without being asked for (the PC's fixed devices) */
+    /* Option keys this model accepts on the command line (NULL-terminated), for messages. */
+    const char *const *option_keys;
+    /* Register ranges and allocate state; on error fill err and return -1 (the message names
+     * what is wrong, e.g. "disk 'x.img': no such file"). */
+    int (*create)(const struct device_host *host, const struct device_args *args, void **state,
+                  char *err, size_t errlen);
     void (*destroy)(void *state);
+    /* Optional: AML for the DSDT's \_SB scope (e.g. the PCI root bridge, COM ports). */
+    void (*describe_acpi)(void *state, struct aml_buf *aml);
 };
 
 #define DEVICE_MODEL(ident)                                                                        \

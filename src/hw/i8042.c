@@ -257,7 +257,8 @@ static void cmd_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
 static const struct bus_device_ops data_ops = {.read = data_read, .write = data_write};
 static const struct bus_device_ops cmd_ops = {.read = cmd_read, .write = cmd_write};
 
-static int i8042_create(const struct device_host *host, void **state, char *err, size_t errlen)
+static int i8042_create(const struct device_host *host, const struct device_args *args,
+                       void **state, char *err, size_t errlen)
 {
     struct i8042 *c = calloc(1, sizeof(*c));
     if (!c)
@@ -293,6 +294,8 @@ static void i8042_destroy(void *state)
 
 DEVICE_MODEL(i8042_model) = {
     .name = "i8042",
+    .level = DEVICE_LEVEL_PLATFORM,
+    .default_instance = true,
     .create = i8042_create,
     .destroy = i8042_destroy,
 };

@@ -444,7 +444,8 @@ static void sysb_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
 static const struct bus_device_ops pit_ops = {.read = pit_read, .write = pit_write};
 static const struct bus_device_ops sysb_ops = {.read = sysb_read, .write = sysb_write};
 
-static int pit_create(const struct device_host *host, void **state, char *err, size_t errlen)
+static int pit_create(const struct device_host *host, const struct device_args *args,
+                       void **state, char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)
@@ -452,9 +453,9 @@ static int pit_create(const struct device_host *host, void **state, char *err, s
     if (!host->clock_ns || !host->timer_new || !host->timer_arm)
         return qk_fail(err, errlen, "the machine offers no device timers");
     for (uint16_t port = PORT_PIT_BASE; port <= PORT_PIT_CONTROL; port++)
-        if (bus_find(host->pio, port, 1))
+        if (bus_find(host->pio, port, 1, NULL))
             return qk_fail(err, errlen, "port 0x%x is already claimed", (unsigned)port);
-    if (bus_find(host->pio, PORT_SYSTEM_B, 1))
+    if (bus_find(host->pio, PORT_SYSTEM_B, 1, NULL))
         return qk_fail(err, errlen, "port 0x%x is already claimed", PORT_SYSTEM_B);
     struct i8254 *p = calloc(1, sizeof(*p));
     if (!p)
@@ -507,6 +508,8 @@ static void pit_destroy(void *state)
 
 DEVICE_MODEL(i8254_model) = {
     .name = "i8254",
+    .level = DEVICE_LEVEL_PLATFORM,
+    .default_instance = true,
     .create = pit_create,
     .destroy = pit_destroy,
 };

@@ -443,7 +443,8 @@ static void pic_reset(struct pic_chip *c, bool master)
     };
 }
 
-static int pic_create(const struct device_host *host, void **state, char *err, size_t errlen)
+static int pic_create(const struct device_host *host, const struct device_args *args,
+                       void **state, char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)
@@ -464,7 +465,7 @@ static int pic_create(const struct device_host *host, void **state, char *err, s
      * leave a range pointing at freed state. */
     static const uint16_t ports[] = {PORT_PIC_MASTER, PORT_PIC_SLAVE, PORT_ELCR};
     for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
-        if (bus_find(host->pio, ports[i], 1) || bus_find(host->pio, ports[i] + 1u, 1)) {
+        if (bus_find(host->pio, ports[i], 1, NULL) || bus_find(host->pio, ports[i] + 1u, 1, NULL)) {
             pthread_mutex_destroy(&p->lock);
             free(p);
             return qk_fail(err, errlen, "port 0x%x is already claimed", (unsigned)ports[i]);
@@ -499,6 +500,8 @@ static void pic_destroy(void *state)
 
 DEVICE_MODEL(i8259_model) = {
     .name = "i8259",
+    .level = DEVICE_LEVEL_IRQCHIP,
+    .default_instance = true,
     .create = pic_create,
     .destroy = pic_destroy,
 };

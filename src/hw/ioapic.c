@@ -200,7 +200,8 @@ static void ioapic_eoi(void *opaque, uint8_t vector)
 
 static const struct bus_device_ops ioapic_ops = {.read = ioapic_read, .write = ioapic_write};
 
-static int ioapic_create(const struct device_host *host, void **state, char *err, size_t errlen)
+static int ioapic_create(const struct device_host *host, const struct device_args *args,
+                       void **state, char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)
@@ -242,6 +243,8 @@ static void ioapic_destroy(void *state)
 
 DEVICE_MODEL(ioapic_model) = {
     .name = "ioapic",
+    .level = DEVICE_LEVEL_IRQCHIP,
+    .default_instance = true,
     .create = ioapic_create,
     .destroy = ioapic_destroy,
 };

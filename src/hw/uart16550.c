@@ -82,6 +82,8 @@ enum {
 struct uart {
     pthread_mutex_t lock;
     struct device_host host;
+    const struct device_console *console; /* NULL: output dropped */
+    uint32_t irq;
 
     uint8_t rx_fifo[UART_FIFO_SIZE];
     unsigned rx_head;  /* index of the oldest byte, < UART_FIFO_SIZE */
@@ -193,15 +195,15 @@ static void update_irq(struct uart *u)
         return;
     u->irq_level = level;
     if (u->host.set_irq)
-        u->host.set_irq(u->host.irq_ctx, IRQ_COM1, level ? 1 : 0);
+        u->host.set_irq(u->host.irq_ctx, u->irq, level ? 1 : 0);
 }
 
 static void transmit(struct uart *u, uint8_t byte)
 {
     if (u->mcr & MCR_LOOP)
         rx_push(u, byte);
-    else if (u->host.console && u->host.console->write)
-        u->host.console->write(u->host.console->ctx, &byte, 1);
+    else if (u->console && u->console->write)
+        u->console->write(u->console->ctx, &byte, 1);
     /* Sent instantly: THR is empty again, which re-arms the THR-empty interrupt. */
     u->thr_ipending = true;
 }
@@ -368,12 +370,24 @@ static const struct bus_device_ops uart_ops = {
     .write = uart_bus_write,
 };
 
-static int uart_create(const struct device_host *host, void **state, char *err, size_t errlen)
+static int uart_create(const struct device_host *host, const struct device_args *args,
+                       void **state, char *err, size_t errlen)
 {
+    /* The PC's COM1..COM4 resources, by instance. */
+    static const struct {
+        uint16_t port;
+        uint8_t irq;
+        const char *name;
+    } com[] = {{PORT_COM1, IRQ_COM1, "com1"}, {PORT_COM2, IRQ_COM2, "com2"},
+               {0x3e8, IRQ_COM1, "com3"}, {0x2e8, IRQ_COM2, "com4"}};
+    if (args->instance >= sizeof(com) / sizeof(com[0]))
+        return qk_fail(err, errlen, "at most %zu serial ports", sizeof(com) / sizeof(com[0]));
     struct uart *u = calloc(1, sizeof(*u));
     if (!u)
         return qk_fail(err, errlen, "out of memory");
     u->host = *host;
+    u->console = args->console;
+    u->irq = com[args->instance].irq;
     u->lsr = LSR_THRE | LSR_TEMT;
     u->msr = modem_lines(u);
     u->rx_trigger = 1;
@@ -381,13 +395,14 @@ static int uart_create(const struct device_host *host, void **state, char *err, 
         free(u);
         return qk_fail(err, errlen, "cannot create the UART lock");
     }
-    if (bus_register(host->pio, PORT_COM1, UART_NR_PORTS, &uart_ops, u, "com1", err, errlen) < 0) {
+    if (bus_register(host->pio, com[args->instance].port, UART_NR_PORTS, &uart_ops, u,
+                     com[args->instance].name, err, errlen) < 0) {
         pthread_mutex_destroy(&u->lock);
         free(u);
         return -1;
     }
-    if (host->console && host->console->set_input)
-        host->console->set_input(host->console->ctx, uart_input, u);
+    if (u->console && u->console->set_input)
+        u->console->set_input(u->console->ctx, uart_input, u);
     *state = u;
     return 0;
 }
@@ -397,14 +412,16 @@ static void uart_destroy(void *state)
     struct uart *u = state;
     if (!u)
         return;
-    if (u->host.console && u->host.console->set_input)
-        u->host.console->set_input(u->host.console->ctx, NULL, NULL);
+    if (u->console && u->console->set_input)
+        u->console->set_input(u->console->ctx, NULL, NULL);
     pthread_mutex_destroy(&u->lock);
     free(u);
 }
 
 DEVICE_MODEL(uart16550_model) = {
     .name = "uart16550",
+    .level = DEVICE_LEVEL_PLATFORM,
+    .default_instance = true,
     .create = uart_create,
     .destroy = uart_destroy,
 };

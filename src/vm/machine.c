@@ -2,6 +2,7 @@
 
 #include "hw/device.h"
 #include "util/log.h"
+#include "util/opts.h"
 #include "vm/boot/boot.h"
 #include "vm/bus.h"
 #include "vm/cpuid.h"
@@ -368,7 +369,9 @@ static int create_devices(struct machine *m, char *err, size_t errlen)
     for (size_t i = 0; i < n; i++) {
         const struct device_model *model = __start_quokka_devices[i];
         char why[200] = "";
-        if (model->create(&m->host, &m->devices[i].state, why, sizeof(why)) < 0)
+        struct opts no_opts = {0};
+        struct device_args args = {.instance = 0, .opts = &no_opts, .console = &m->console.device};
+        if (model->create(&m->host, &args, &m->devices[i].state, why, sizeof(why)) < 0)
             return qk_fail(err, errlen, "device %s: %s", model->name, why);
         m->devices[i].model = model;
         m->nr_devices = i + 1;

@@ -31,6 +31,25 @@
 #define PHYS_KVM_TSS 0xFFFBD000ULL    /* 3 pages KVM needs for real-mode emulation */
 #define PHYS_KVM_IDENTITY_MAP 0xFFFBC000ULL
 
+/* PCI (see hw/pci/pci.h): configuration mechanism #1 ports, ECAM for bus 0, and the windows
+ * BARs are allocated from. The 64-bit window starts at the first GiB boundary above RAM. */
+#define PORT_PCI_CONFIG_ADDRESS 0xcf8
+#define PORT_PCI_CONFIG_DATA 0xcfc
+#define PHYS_PCI_ECAM 0xE0000000ULL
+#define PCI_ECAM_SIZE 0x100000ULL /* bus 0 only: 32 devices x 8 functions x 4 KiB */
+#define PHYS_PCI_MMIO32 0xC0000000ULL
+#define PCI_MMIO32_SIZE 0x20000000ULL /* up to the ECAM window */
+#define PCI_MMIO64_ALIGN (1ULL << 30)
+#define PCI_MMIO64_SIZE (64ULL << 30)
+#define PORT_PCI_IO_BASE 0xc000
+#define PCI_IO_SIZE 0x4000
+/* PCI INTx: IOAPIC inputs 16-23 (level, active low, as on QEMU's PC) */
+#define GSI_PCI_FIRST 16
+#define GSI_PCI_COUNT 8
+/* Second serial port */
+#define PORT_COM2 0x2f8
+#define IRQ_COM2 3
+
 #define ACPI_SLP_TYP_S5 5 /* value the DSDT's _S5 package gives for PM1a_CNT.SLP_TYP */
 
 #endif

@@ -5,9 +5,11 @@
 #define QUOKKA_TESTS_DEVICE_FAKES_H
 
 #include "hw/device.h"
+#include "util/opts.h"
 #include "vm/bus.h"
 #include "vm/timers.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -264,10 +266,42 @@ static inline void *fake_create(struct fake_machine *fm, const char *name)
     assert_non_null(model);
     void *state = NULL;
     char err[256] = "";
-    int rc = model->create(&fm->host, &state, err, sizeof(err));
+    struct opts no_opts = {0};
+    struct device_args args = {.instance = 0, .opts = &no_opts, .console = &fm->console};
+    int rc = model->create(&fm->host, &args, &state, err, sizeof(err));
     if (rc != 0)
         fail_msg("creating %s: %s", name, err);
     return state;
+}
+
+/* Every default model (the PC's fixed devices), level by level as the machine creates them;
+ * states[i] belongs to __start_quokka_devices[i] (NULL for models not created). */
+static inline void **fake_create_default_models(struct fake_machine *fm)
+{
+    size_t n = (size_t)(__stop_quokka_devices - __start_quokka_devices);
+    void **states = calloc(n ? n : 1, sizeof(*states));
+    assert_non_null(states);
+    struct opts no_opts = {0};
+    for (int level = DEVICE_LEVEL_IRQCHIP; level <= DEVICE_LEVEL_PCI; level++)
+        for (size_t i = 0; i < n; i++) {
+            const struct device_model *m = __start_quokka_devices[i];
+            if (!m->default_instance || (int)m->level != level)
+                continue;
+            char err[256] = "";
+            struct device_args args = {.instance = 0, .opts = &no_opts, .console = &fm->console};
+            if (m->create(&fm->host, &args, &states[i], err, sizeof(err)) != 0)
+                fail_msg("creating %s: %s", m->name, err);
+        }
+    return states;
+}
+
+static inline void fake_destroy_models(void **states)
+{
+    size_t n = (size_t)(__stop_quokka_devices - __start_quokka_devices);
+    for (size_t i = n; i-- > 0;)
+        if (states[i] && __start_quokka_devices[i]->destroy)
+            __start_quokka_devices[i]->destroy(states[i]);
+    free(states);
 }
 
 static inline void fake_destroy(const char *name, void *state)
@@ -302,7 +336,9 @@ static inline void fake_hammer_ports(struct fake_machine *fm)
     static const unsigned sizes[] = {1, 2, 4, 8};
     static const uint64_t junk[] = {0, 0xff, 0xa5a5a5a5a5a5a5a5ULL, ~0ULL, 0x80, 0x7f};
     for (size_t r = 0; r < fm->pio.nr; r++) {
-        uint64_t base = fm->pio.ranges[r].base, len = fm->pio.ranges[r].len;
+        struct bus_hit range;
+        assert_true(bus_find(&fm->pio, fm->pio.ranges[r].base, 1, &range));
+        uint64_t base = range.base, len = range.len;
         for (uint64_t off = 0; off <= len; off++)
             for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
                 for (size_t j = 0; j < sizeof(junk) / sizeof(junk[0]); j++) {
@@ -312,13 +348,12 @@ static inline void fake_hammer_ports(struct fake_machine *fm)
                     bus_read(&fm->pio, base + off, sizes[s], &v);
                 }
         /* Callers other than the bus (a translator fast path) must not break bounds either. */
-        const struct bus_range *range = &fm->pio.ranges[r];
         for (uint64_t off = 0; off < len + 16; off++)
             for (unsigned size = 0; size <= 9; size++) {
-                if (range->ops->read)
-                    range->ops->read(range->opaque, off, size);
-                if (range->ops->write)
-                    range->ops->write(range->opaque, off, size, 0x5a5a5a5a5a5a5a5aULL);
+                if (range.ops->read)
+                    range.ops->read(range.opaque, off, size);
+                if (range.ops->write)
+                    range.ops->write(range.opaque, off, size, 0x5a5a5a5a5a5a5a5aULL);
             }
     }
 }

@@ -206,8 +206,9 @@ static void test_ioapic_hostile_mmio(void **state)
 {
     struct io_fixture *f = *state;
     struct fake_machine *fm = &f->fm;
-    const struct bus_range *r = bus_find(&fm->mmio, PHYS_IOAPIC, 4);
-    assert_non_null(r);
+    struct bus_hit hit;
+    const struct bus_hit *r = &hit;
+    assert_true(bus_find(&fm->mmio, PHYS_IOAPIC, 4, &hit));
     assert_int_equal(r->len, 0x1000);
     static const uint64_t junk[] = {0, ~0ULL, 0xa5a5a5a5a5a5a5a5ULL, 0x10, 0x3f};
     for (uint64_t off = 0; off < r->len + 16; off++)

@@ -459,20 +459,9 @@ static void test_all_models_coexist(void **state)
     (void)state;
     struct fake_machine fm;
     fake_machine_init(&fm);
-    size_t n = (size_t)(__stop_quokka_devices - __start_quokka_devices);
-    void **states = calloc(n ? n : 1, sizeof(*states));
-    assert_non_null(states);
-    for (size_t i = 0; i < n; i++) {
-        char err[256] = "";
-        const struct device_model *m = __start_quokka_devices[i];
-        if (m->create(&fm.host, &states[i], err, sizeof(err)) != 0)
-            fail_msg("creating %s: %s", m->name, err);
-    }
+    void **states = fake_create_default_models(&fm);
     fake_hammer_ports(&fm);
-    for (size_t i = n; i-- > 0;)
-        if (__start_quokka_devices[i]->destroy)
-            __start_quokka_devices[i]->destroy(states[i]);
-    free(states);
+    fake_destroy_models(states);
     fake_machine_destroy(&fm);
     assert_null(device_model_find("no-such-device"));
 }

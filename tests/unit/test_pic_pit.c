@@ -820,21 +820,10 @@ static void test_all_models_user_irqchip(void **state)
     struct fake_machine fm;
     fake_machine_init(&fm);
     fake_machine_enable_irqchip(&fm);
-    size_t n = (size_t)(__stop_quokka_devices - __start_quokka_devices);
-    void **states = calloc(n ? n : 1, sizeof(*states));
-    assert_non_null(states);
-    for (size_t i = 0; i < n; i++) {
-        char err[256] = "";
-        const struct device_model *m = __start_quokka_devices[i];
-        if (m->create(&fm.host, &states[i], err, sizeof(err)) != 0)
-            fail_msg("creating %s: %s", m->name, err);
-    }
-    assert_non_null(bus_find(&fm.pio, SYSB, 1));
+    void **states = fake_create_default_models(&fm);
+    assert_true(bus_find(&fm.pio, SYSB, 1, NULL));
     fake_hammer_ports(&fm);
-    for (size_t i = n; i-- > 0;)
-        if (__start_quokka_devices[i]->destroy)
-            __start_quokka_devices[i]->destroy(states[i]);
-    free(states);
+    fake_destroy_models(states);
     fake_machine_destroy(&fm);
 }
 

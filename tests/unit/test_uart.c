@@ -363,15 +363,29 @@ static void test_concurrent_input(void **state)
     assert_int_equal(inb(fm, LSR) & 0x03, 0);
 }
 
-static void test_second_instance_rejected(void **state)
+/* A second instance is COM2 (0x2f8, IRQ 3) with its own registers; a second instance with the
+ * same number as an existing one clashes on the bus and fails cleanly; a fifth has no PC
+ * resources. */
+static void test_instances(void **state)
 {
     struct uart_fixture *f = *state;
+    struct fake_machine *fm = &f->fm;
     const struct device_model *model = device_model_find("uart16550");
-    void *second = NULL;
+    struct opts no_opts = {0};
     char err[256] = "";
-    assert_int_equal(model->create(&f->fm.host, &second, err, sizeof(err)), -1);
-    assert_null(second);
+    void *com2 = NULL, *clash = NULL, *fifth = NULL;
+    struct device_args a1 = {.instance = 1, .opts = &no_opts, .console = NULL};
+    assert_int_equal(model->create(&fm->host, &a1, &com2, err, sizeof(err)), 0);
+    outb(fm, 0x2f8 + 7, 0x5a); /* scratch register */
+    assert_int_equal(inb(fm, 0x2f8 + 7), 0x5a);
+    assert_int_not_equal(inb(fm, 0x3f8 + 7), 0x5a);
+    assert_int_equal(model->create(&fm->host, &a1, &clash, err, sizeof(err)), -1);
+    assert_null(clash);
     assert_true(strlen(err) > 0);
+    struct device_args a4 = {.instance = 4, .opts = &no_opts};
+    assert_int_equal(model->create(&fm->host, &a4, &fifth, err, sizeof(err)), -1);
+    assert_null(fifth);
+    model->destroy(com2);
 }
 
 int main(void)
@@ -386,7 +400,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_line_and_modem_status_interrupts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wide_and_hostile_accesses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_second_instance_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_instances, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
