@@ -4,13 +4,16 @@
 #include "util/size.h"
 
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 const char cli_usage[] =
     "usage: quokka run [--kernel PATH] [--initrd PATH] [--append STRING] [--mem SIZE]\n"
-    "                  [--cpus N] [--accel kvm|tcg|auto] [--console stdio|file:PATH|none]\n"
+    "                  [--cpus N] [--accel kvm|tcg|auto] [--console [virtio:]stdio|file:PATH|none]\n"
+    "                  [--disk path=IMG[,readonly=on][,serial=ID][,queues=N]]... [--rng]\n"
+    "                  [--device MODEL[,KEY=VALUE...]]...\n"
     "       quokka --help | --version\n"
     "\n"
     "  --kernel PATH    Linux bzImage, vmlinux with a PVH note, Multiboot v1 ELF, or ELF64\n"
@@ -21,13 +24,80 @@ const char cli_usage[] =
     "  --mem SIZE       guest RAM, suffixes K/M/G (default 256M)\n"
     "  --cpus N         number of vCPUs (default 1)\n"
     "  --accel A        kvm, tcg (quokka's translator) or auto (KVM when usable; default)\n"
-    "  --console C      serial console: stdio (default), file:PATH or none\n"
+    "  --console C      where the guest console goes: stdio (default), file:PATH or none,\n"
+    "                   on COM1 (ttyS0); prefixed with virtio (virtio, virtio:file:PATH) the\n"
+    "                   console is a virtio-console (hvc0) instead: append console=hvc0\n"
+    "  --disk SPEC      a virtio-blk disk (repeatable; /dev/vda, vdb... in order):\n"
+    "                   path=IMG raw image (a bare IMG works too), readonly=on, serial=ID\n"
+    "                   (up to 20 bytes), queues=N (default: one per vCPU). A writable image\n"
+    "                   is locked: two VMs cannot open it writable\n"
+    "  --rng            a virtio-rng device fed by the host's getrandom() (/dev/hwrng)\n"
+    "  --device D       any device model with options, e.g. virtio-rng, uart16550\n"
     "\n"
     "Exit status: 0 guest powered off or rebooted; (V<<1)|1 guest wrote V to port 0xf4;\n"
     "1 quokka could not start the VM; 2 usage error; 3 guest crashed (triple fault);\n"
     "128+N ended by signal N (Ctrl-C ends the VM).\n";
 
 #define DEFAULT_CMDLINE "console=ttyS0"
+
+enum {
+    OPT_KERNEL = 256,
+    OPT_INITRD,
+    OPT_APPEND,
+    OPT_MEM,
+    OPT_CPUS,
+    OPT_ACCEL,
+    OPT_CONSOLE,
+    OPT_DISK,
+    OPT_RNG,
+    OPT_DEVICE,
+};
+
+/* [virtio[:]]stdio|none|file:PATH; "virtio" alone is virtio:stdio. */
+static int parse_console(const char *arg, struct machine_config *cfg)
+{
+    cfg->virtio_console = false;
+    if (!strcmp(arg, "virtio")) {
+        cfg->virtio_console = true;
+        arg = "stdio";
+    } else if (!strncmp(arg, "virtio:", 7)) {
+        cfg->virtio_console = true;
+        arg += 7;
+    }
+    return console_parse(arg, &cfg->console);
+}
+
+/* --disk SPEC, --rng, --device MODEL[,opts]: a device request for the device manager, which
+ * checks the model and its options. */
+static int add_device(struct machine_config *cfg, const char *flag, int opt, const char *arg,
+                      char *err, size_t errlen)
+{
+    if (cfg->nr_devices == MACHINE_MAX_DEVICE_REQUESTS)
+        return qk_fail(err, errlen, "%s: at most %d devices", flag, MACHINE_MAX_DEVICE_REQUESTS);
+    struct device_request *r = &cfg->devices[cfg->nr_devices];
+    r->flag = flag;
+    r->opts = "";
+    if (opt == OPT_DISK) {
+        snprintf(r->model, sizeof(r->model), "virtio-blk");
+        r->opts = arg;
+        if (!*arg)
+            return qk_fail(err, errlen, "--disk needs a value: path=IMG[,readonly=on]...");
+    } else if (opt == OPT_RNG) {
+        snprintf(r->model, sizeof(r->model), "virtio-rng");
+    } else {
+        /* MODEL[,KEY=VALUE...] */
+        const char *comma = strchr(arg, ',');
+        size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
+        if (len == 0 || len >= sizeof(r->model))
+            return qk_fail(err, errlen, "--device '%s' needs a model name (e.g. virtio-rng)",
+                           arg);
+        memcpy(r->model, arg, len);
+        r->model[len] = '\0';
+        r->opts = comma ? comma + 1 : "";
+    }
+    cfg->nr_devices++;
+    return 0;
+}
 
 int cli_parse(int argc, char **argv, const char *default_kernel, const char *default_initrd,
               enum cli_action *action, struct machine_config *cfg, char *err, size_t errlen)
@@ -53,7 +123,6 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         return qk_fail(err, errlen, "unknown command '%s' (try 'quokka --help')", argv[1]);
     *action = CLI_RUN;
 
-    enum { OPT_KERNEL = 256, OPT_INITRD, OPT_APPEND, OPT_MEM, OPT_CPUS, OPT_ACCEL, OPT_CONSOLE };
     static const struct option options[] = {
         {"kernel", required_argument, NULL, OPT_KERNEL},
         {"initrd", required_argument, NULL, OPT_INITRD},
@@ -62,6 +131,9 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"accel", required_argument, NULL, OPT_ACCEL},
         {"console", required_argument, NULL, OPT_CONSOLE},
+        {"disk", required_argument, NULL, OPT_DISK},
+        {"rng", no_argument, NULL, OPT_RNG},
+        {"device", required_argument, NULL, OPT_DEVICE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -105,9 +177,18 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
                 return qk_fail(err, errlen, "--accel '%s' must be kvm, tcg or auto", arg);
             break;
         case OPT_CONSOLE:
-            if (console_parse(arg, &cfg->console) < 0)
-                return qk_fail(err, errlen, "--console '%s' must be stdio, none or file:PATH",
+            if (parse_console(arg, cfg) < 0)
+                return qk_fail(err, errlen,
+                               "--console '%s' must be stdio, none or file:PATH, optionally "
+                               "after virtio: (e.g. virtio, virtio:file:PATH)",
                                arg);
+            break;
+        case OPT_DISK:
+        case OPT_RNG:
+        case OPT_DEVICE:
+            if (add_device(cfg, opt == OPT_DISK ? "--disk" : opt == OPT_RNG ? "--rng" : "--device",
+                           opt, arg, err, errlen) < 0)
+                return -1;
             break;
         case 'h':
             *action = CLI_HELP;

@@ -63,6 +63,8 @@ struct accel_vm_config {
 struct accel_vm;
 struct accel_vcpu;
 
+#define ACCEL_MAX_MSI_ROUTES 1024
+
 struct accel_ops {
     const char *name;
     /* PIC, IOAPIC, LAPIC and PIT live in the accelerator (KVM's kernel); otherwise the
@@ -83,6 +85,17 @@ struct accel_ops {
     /* User irqchip with local APICs in the accelerator: deliver an IOAPIC message. Any thread;
      * NULL when the accelerator has no local APIC. */
     void (*apic_msg)(struct accel_vm *vm, const struct apic_msg *msg);
+    /* Optional (accelerators that cache translated guest code): host code wrote guest RAM
+     * [gpa, gpa+len). Any thread; the translation is dropped before the vCPU runs on. */
+    void (*notify_ram_write)(struct accel_vm *vm, uint64_t gpa, uint64_t len);
+    /* Optional (KVM): route MSI number `route` (0..ACCEL_MAX_MSI_ROUTES-1) to address/data
+     * and return in *fd an eventfd that raises it when written (irqfd), created on first
+     * use. -1 when routing failed (the caller then delivers through apic_msg or drops). */
+    int (*msi_route)(struct accel_vm *vm, unsigned route, uint64_t address, uint32_t data,
+                     int *fd);
+    /* Optional (KVM): writes of len bytes at addr signal fd without an exit (ioeventfd). */
+    int (*ioeventfd)(struct accel_vm *vm, bool mmio, uint64_t addr, unsigned len, int fd,
+                     bool assign);
 
     int (*vcpu_create)(struct accel_vm *vm, unsigned index, struct accel_vcpu **out, char *err,
                        size_t errlen);

@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,7 +28,18 @@ struct accel_vm {
     int kvm_fd;
     int vm_fd;
     int vcpu_mmap_size;
+    /* MSI routes: GSI KVM_MSI_GSI_BASE + route, each bound to an irqfd. KVM_SET_GSI_ROUTING
+     * replaces the whole table, so it is rebuilt from these (plus the PIC/IOAPIC defaults). */
+    pthread_mutex_t msi_lock;
+    struct kvm_msi_slot {
+        bool used;
+        uint64_t address;
+        uint32_t data;
+        int irqfd;
+    } *msi;
 };
+
+#define KVM_MSI_GSI_BASE 24 /* after the IOAPIC's inputs */
 
 struct accel_vcpu {
     struct accel_vm *vm;
@@ -88,6 +100,11 @@ static void vm_destroy(struct accel_vm *vm)
 {
     if (!vm)
         return;
+    for (unsigned i = 0; vm->msi && i < ACCEL_MAX_MSI_ROUTES; i++)
+        if (vm->msi[i].irqfd >= 0)
+            close(vm->msi[i].irqfd);
+    free(vm->msi);
+    pthread_mutex_destroy(&vm->msi_lock);
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
     if (vm->kvm_fd >= 0)
@@ -101,6 +118,15 @@ static int vm_create_bare(struct accel_vm **out, char *err, size_t errlen)
     if (!vm)
         return qk_fail(err, errlen, "out of memory");
     vm->vm_fd = -1;
+    pthread_mutex_init(&vm->msi_lock, NULL);
+    vm->msi = calloc(ACCEL_MAX_MSI_ROUTES, sizeof(*vm->msi));
+    if (!vm->msi) {
+        vm->kvm_fd = -1;
+        qk_fail(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (unsigned i = 0; i < ACCEL_MAX_MSI_ROUTES; i++)
+        vm->msi[i].irqfd = -1;
     vm->kvm_fd = kvm_open(err, errlen);
     if (vm->kvm_fd < 0)
         goto fail;
@@ -216,6 +242,86 @@ static int kvm_set_irq(struct accel_vm *vm, uint32_t gsi, int level)
 {
     struct kvm_irq_level irq = {.irq = gsi, .level = level ? 1 : 0};
     return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -1 : 0;
+}
+
+/* The routes KVM_CREATE_IRQCHIP installs (GSI 0-15 to the PICs, 0-23 to the IOAPIC, GSI 0
+ * on IOAPIC pin 2), then every MSI route in use. Called with msi_lock held. */
+static int set_gsi_routing(struct accel_vm *vm)
+{
+    unsigned max = 16 + 24 + ACCEL_MAX_MSI_ROUTES;
+    struct kvm_irq_routing *table =
+        calloc(1, sizeof(*table) + max * sizeof(struct kvm_irq_routing_entry));
+    if (!table)
+        return -1;
+    unsigned n = 0;
+    for (unsigned gsi = 0; gsi < 16; gsi++, n++) {
+        table->entries[n].gsi = gsi;
+        table->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        table->entries[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+        table->entries[n].u.irqchip.pin = gsi % 8;
+    }
+    for (unsigned gsi = 0; gsi < 24; gsi++, n++) {
+        table->entries[n].gsi = gsi;
+        table->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        table->entries[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        table->entries[n].u.irqchip.pin = gsi == 0 ? 2 : gsi;
+    }
+    for (unsigned r = 0; r < ACCEL_MAX_MSI_ROUTES; r++) {
+        if (!vm->msi[r].used)
+            continue;
+        table->entries[n].gsi = KVM_MSI_GSI_BASE + r;
+        table->entries[n].type = KVM_IRQ_ROUTING_MSI;
+        table->entries[n].u.msi.address_lo = (uint32_t)vm->msi[r].address;
+        table->entries[n].u.msi.address_hi = (uint32_t)(vm->msi[r].address >> 32);
+        table->entries[n].u.msi.data = vm->msi[r].data;
+        n++;
+    }
+    table->nr = n;
+    int rc = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, table);
+    free(table);
+    return rc < 0 ? -1 : 0;
+}
+
+static int kvm_msi_route(struct accel_vm *vm, unsigned route, uint64_t address, uint32_t data,
+                         int *fd)
+{
+    if (route >= ACCEL_MAX_MSI_ROUTES)
+        return -1;
+    pthread_mutex_lock(&vm->msi_lock);
+    struct kvm_msi_slot *slot = &vm->msi[route];
+    int rc = 0;
+    if (!slot->used || slot->address != address || slot->data != data) {
+        slot->used = true;
+        slot->address = address;
+        slot->data = data;
+        rc = set_gsi_routing(vm);
+    }
+    if (rc == 0 && slot->irqfd < 0) {
+        int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        struct kvm_irqfd irqfd = {.fd = (uint32_t)efd, .gsi = KVM_MSI_GSI_BASE + route};
+        if (efd < 0 || ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+            if (efd >= 0)
+                close(efd);
+            rc = -1;
+        } else {
+            slot->irqfd = efd;
+        }
+    }
+    *fd = slot->irqfd;
+    pthread_mutex_unlock(&vm->msi_lock);
+    return rc;
+}
+
+static int kvm_ioeventfd(struct accel_vm *vm, bool mmio, uint64_t addr, unsigned len, int fd,
+                         bool assign)
+{
+    struct kvm_ioeventfd io = {
+        .addr = addr,
+        .len = len,
+        .fd = fd,
+        .flags = (mmio ? 0 : KVM_IOEVENTFD_FLAG_PIO) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+    };
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -1 : 0;
 }
 
 static void kvm_vcpu_destroy(struct accel_vcpu *vcpu)
@@ -658,6 +764,8 @@ const struct accel_ops kvm_accel_ops = {
     .vm_destroy = vm_destroy,
     .supported_cpuid = kvm_supported_cpuid,
     .set_irq = kvm_set_irq,
+    .msi_route = kvm_msi_route,
+    .ioeventfd = kvm_ioeventfd,
     .vcpu_create = kvm_vcpu_create,
     .vcpu_destroy = kvm_vcpu_destroy,
     .set_cpuid = kvm_set_cpuid,

@@ -1,11 +1,17 @@
 #include "vm/machine.h"
 
 #include "hw/device.h"
+#include "hw/pci/pci.h"
 #include "util/log.h"
 #include "util/opts.h"
 #include "vm/boot/boot.h"
 #include "vm/bus.h"
 #include "vm/cpuid.h"
+#include "vm/devices.h"
+#include "vm/dma.h"
+#include "vm/event_loop.h"
+#include "vm/platform.h"
+#include "vm/resources.h"
 #include "vm/e820.h"
 #include "vm/memory.h"
 #include "vm/timers.h"
@@ -13,13 +19,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
@@ -39,11 +45,6 @@ struct vcpu_slot {
     bool thread_started;
 };
 
-struct device_instance {
-    const struct device_model *model;
-    void *state;
-};
-
 struct machine {
     const struct machine_config *cfg;
     struct guest_memory mem;
@@ -52,11 +53,17 @@ struct machine {
     struct accel_vm *accel_vm;
     struct vcpu_slot vcpus[MACHINE_MAX_VCPUS];
     unsigned nr_vcpus;
-    struct device_instance *devices;
-    size_t nr_devices;
+    struct device_manager devices;
+    struct pci_bus *pci;
+    struct vm_resources resources;
+    bool resources_ready;
+    struct dma_space dma;
+    struct event_loop *loop;
     struct device_host host;
     struct console console;
     bool console_open;
+
+    struct boot_result boot;
 
     atomic_bool stop_requested;
     int exit_status;
@@ -77,6 +84,15 @@ struct machine {
     void *intack_opaque;
     void (*eoi)(void *opaque, uint8_t vector);
     void *eoi_opaque;
+
+    /* MSI routes handed to devices (msi_alloc); with KVM each is an irqfd. */
+    pthread_mutex_t msi_lock;
+    unsigned nr_msi_routes;
+    struct machine_msi {
+        _Atomic uint64_t address;
+        _Atomic uint32_t data;
+        _Atomic int irqfd; /* KVM: write to raise; -1: deliver through apic_msg */
+    } msi[ACCEL_MAX_MSI_ROUTES];
 };
 
 /* --- files --------------------------------------------------------------------------------- */
@@ -243,6 +259,78 @@ static void machine_timer_arm(void *ctx, struct device_timer *timer, uint64_t de
     timers_arm(&m->timers, timer, deadline_ns);
 }
 
+static void machine_notify_ram_write(void *ctx, uint64_t gpa, uint64_t len)
+{
+    struct machine *m = ctx;
+    m->accel->notify_ram_write(m->accel_vm, gpa, len);
+}
+
+static int machine_msi_alloc(void *ctx)
+{
+    struct machine *m = ctx;
+    pthread_mutex_lock(&m->msi_lock);
+    int route = m->nr_msi_routes < ACCEL_MAX_MSI_ROUTES ? (int)m->nr_msi_routes++ : -1;
+    pthread_mutex_unlock(&m->msi_lock);
+    return route;
+}
+
+static void machine_msi_set(void *ctx, int route, uint64_t address, uint32_t data)
+{
+    struct machine *m = ctx;
+    if (route < 0 || (unsigned)route >= ACCEL_MAX_MSI_ROUTES)
+        return;
+    struct machine_msi *r = &m->msi[route];
+    atomic_store(&r->address, address);
+    atomic_store(&r->data, data);
+    int fd = -1;
+    if (m->accel->msi_route && m->accel->msi_route(m->accel_vm, (unsigned)route, address, data,
+                                                    &fd) == 0)
+        atomic_store(&r->irqfd, fd);
+}
+
+/* An MSI as the x86 interrupt message it is (Intel SDM 3, 11.11): destination ID in address
+ * bits 19:12, logical destination mode in bit 2; vector and delivery mode in the data. */
+static struct apic_msg msi_to_apic_msg(uint64_t address, uint32_t data)
+{
+    return (struct apic_msg){
+        .dest = (uint32_t)((address >> 12) & 0xff),
+        .vector = (uint8_t)data,
+        .delivery_mode = (uint8_t)((data >> 8) & 7),
+        .dest_logical = (address >> 2) & 1,
+        .level = false, /* MSIs are edge-triggered */
+    };
+}
+
+static void machine_msi_fire(void *ctx, int route)
+{
+    struct machine *m = ctx;
+    if (route < 0 || (unsigned)route >= ACCEL_MAX_MSI_ROUTES)
+        return;
+    struct machine_msi *r = &m->msi[route];
+    int fd = atomic_load(&r->irqfd);
+    if (fd >= 0) {
+        uint64_t one = 1;
+        if (write(fd, &one, sizeof(one)) < 0) {
+            /* the counter is saturated: the interrupt is pending anyway */
+        }
+        return;
+    }
+    uint64_t address = atomic_load(&r->address);
+    if ((address >> 20) != 0xfee)
+        return; /* not an interrupt message: dropped, as a write nobody claims */
+    struct apic_msg msg = msi_to_apic_msg(address, atomic_load(&r->data));
+    machine_send_apic_msg(m, &msg);
+}
+
+static int machine_ioeventfd(void *ctx, bool mmio, uint64_t addr, unsigned len, int fd,
+                             bool assign)
+{
+    struct machine *m = ctx;
+    if (!m->accel->ioeventfd)
+        return -1;
+    return m->accel->ioeventfd(m->accel_vm, mmio, addr, len, fd, assign);
+}
+
 static time_t host_wall_clock(void)
 {
     return time(NULL);
@@ -360,33 +448,25 @@ static void *vcpu_thread(void *arg)
 
 /* --- build-up and tear-down -------------------------------------------------------------- */
 
+/* Devices level by level; the PCI host bridge comes between the platform's and PCI devices. */
 static int create_devices(struct machine *m, char *err, size_t errlen)
 {
-    size_t n = (size_t)(__stop_quokka_devices - __start_quokka_devices);
-    m->devices = calloc(n ? n : 1, sizeof(*m->devices));
-    if (!m->devices)
-        return qk_fail(err, errlen, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const struct device_model *model = __start_quokka_devices[i];
-        char why[200] = "";
-        struct opts no_opts = {0};
-        struct device_args args = {.instance = 0, .opts = &no_opts, .console = &m->console.device};
-        if (model->create(&m->host, &args, &m->devices[i].state, why, sizeof(why)) < 0)
-            return qk_fail(err, errlen, "device %s: %s", model->name, why);
-        m->devices[i].model = model;
-        m->nr_devices = i + 1;
-    }
-    return 0;
+    if (devices_create_level(&m->devices, &m->host, DEVICE_LEVEL_IRQCHIP, err, errlen) < 0 ||
+        devices_create_level(&m->devices, &m->host, DEVICE_LEVEL_PLATFORM, err, errlen) < 0)
+        return -1;
+    m->pci = pci_bus_new(&m->host, err, errlen);
+    if (!m->pci && err[0])
+        return -1;
+    m->host.pci = m->pci;
+    return devices_create_level(&m->devices, &m->host, DEVICE_LEVEL_PCI, err, errlen);
 }
 
 static void destroy_devices(struct machine *m)
 {
-    for (size_t i = m->nr_devices; i-- > 0;)
-        if (m->devices[i].model->destroy)
-            m->devices[i].model->destroy(m->devices[i].state);
-    free(m->devices);
-    m->devices = NULL;
-    m->nr_devices = 0;
+    devices_destroy(&m->devices);
+    if (m->pci)
+        pci_bus_free(m->pci);
+    m->pci = NULL;
 }
 
 static int create_vcpus(struct machine *m, const struct vcpu_state *boot_cpu, char *err,
@@ -437,50 +517,100 @@ static int start_vcpu_threads(struct machine *m, char *err, size_t errlen)
     return 0;
 }
 
-/* The I/O loop on the main thread: host console input, signals, and the stop event. */
+/* The I/O loop on the main thread: an epoll set (vm/event_loop.c) with the stop event,
+ * signals, host console input, the timer wake-up and whatever devices subscribed. */
+struct io_context {
+    struct machine *m;
+    int signal_fd;
+    bool input_alive;
+    bool input_paused; /* the guest's receive buffer is full: input waits, polled again soon */
+};
+
+static void on_stop_event(void *opaque, uint32_t revents)
+{
+    (void)revents;
+    struct io_context *io = opaque;
+    uint64_t count;
+    if (read(io->m->stop_event_fd, &count, sizeof(count)) < 0) {
+        /* drained by an earlier wake-up */
+    }
+}
+
+static void on_signal(void *opaque, uint32_t revents)
+{
+    (void)revents;
+    struct io_context *io = opaque;
+    struct signalfd_siginfo si;
+    if (read(io->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+        machine_request_stop(io->m, VM_STOP_SIGNAL, si.ssi_signo);
+}
+
+static void on_timer_wake(void *opaque, uint32_t revents)
+{
+    (void)revents;
+    struct io_context *io = opaque;
+    uint64_t count;
+    if (read(io->m->timer_wake_fd, &count, sizeof(count)) < 0) {
+        /* nonblocking eventfd already drained */
+    }
+}
+
+static void on_console_input(void *opaque, uint32_t revents)
+{
+    (void)revents;
+    struct io_context *io = opaque;
+    struct machine *m = io->m;
+    io->input_alive = console_pump_input(&m->console);
+    if (!io->input_alive || console_has_pending(&m->console)) {
+        /* EOF, or the guest is full: stop reading until it drains (looked at every 5 ms). */
+        event_loop_modify(m->loop, m->console.in_fd, 0);
+        io->input_paused = io->input_alive;
+    }
+}
+
+#define CONSOLE_RETRY_NS 5000000
+
 static void io_loop(struct machine *m, int signal_fd)
 {
-    bool input_alive = m->console.in_fd >= 0;
-    while (!atomic_load(&m->stop_requested)) {
-        struct pollfd fds[4] = {
-            {.fd = m->stop_event_fd, .events = POLLIN},
-            {.fd = signal_fd, .events = POLLIN},
-            {.fd = input_alive ? m->console.in_fd : -1, .events = POLLIN},
-            {.fd = m->timer_wake_fd, .events = POLLIN},
-        };
-        bool pending = console_has_pending(&m->console);
-        /* While the guest's receive FIFO is full, poll it again soon instead of reading more. */
-        if (pending)
-            fds[2].fd = -1;
-        uint64_t now = clock_monotonic_ns();
-        struct timespec storage;
-        const struct timespec *wait = timers_wait_time(&m->timers, now, &storage);
-        if (pending && (!wait || wait->tv_sec > 0 || wait->tv_nsec > 5000000)) {
-            storage = (struct timespec){0, 5000000};
-            wait = &storage;
-        }
-        int n = ppoll(fds, 4, wait, NULL);
-        if (n < 0 && errno != EINTR)
-            break;
-        if (fds[3].revents & POLLIN) {
-            uint64_t count;
-            if (read(m->timer_wake_fd, &count, sizeof(count)) < 0) {
-                /* nonblocking eventfd already drained */
-            }
-        }
-        timers_run_expired(&m->timers, clock_monotonic_ns());
-        if (fds[1].revents & POLLIN) {
-            struct signalfd_siginfo si;
-            if (read(signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                machine_request_stop(m, VM_STOP_SIGNAL, si.ssi_signo);
-                break;
-            }
-        }
-        if (fds[2].revents & (POLLIN | POLLHUP | POLLERR))
-            input_alive = console_pump_input(&m->console);
-        else if (pending)
-            console_retry_pending(&m->console);
+    struct io_context io = {m, signal_fd, m->console.in_fd >= 0, false};
+    char err[200];
+    if (event_loop_add(m->loop, m->stop_event_fd, EPOLLIN, on_stop_event, &io, err,
+                       sizeof(err)) < 0 ||
+        event_loop_add(m->loop, signal_fd, EPOLLIN, on_signal, &io, err, sizeof(err)) < 0 ||
+        event_loop_add(m->loop, m->timer_wake_fd, EPOLLIN, on_timer_wake, &io, err,
+                       sizeof(err)) < 0) {
+        qk_error("%s", err);
+        machine_request_stop(m, VM_STOP_ERROR, 0);
     }
+    /* epoll refuses regular files: console input from a file is read once, up front. */
+    if (io.input_alive && event_loop_add(m->loop, m->console.in_fd, EPOLLIN, on_console_input,
+                                         &io, err, sizeof(err)) < 0) {
+        on_console_input(&io, EPOLLIN);
+        m->console.in_fd = io.input_paused ? m->console.in_fd : -1;
+    }
+    while (!atomic_load(&m->stop_requested)) {
+        struct timespec storage;
+        const struct timespec *wait =
+            timers_wait_time(&m->timers, clock_monotonic_ns(), &storage);
+        int64_t timeout = wait ? (int64_t)wait->tv_sec * 1000000000 + wait->tv_nsec : -1;
+        if (io.input_paused && (timeout < 0 || timeout > CONSOLE_RETRY_NS))
+            timeout = CONSOLE_RETRY_NS;
+        if (event_loop_run_once(m->loop, timeout) < 0)
+            break;
+        timers_run_expired(&m->timers, clock_monotonic_ns());
+        if (io.input_paused) {
+            console_retry_pending(&m->console);
+            if (!console_has_pending(&m->console)) {
+                io.input_paused = false;
+                event_loop_modify(m->loop, m->console.in_fd, EPOLLIN);
+            }
+        }
+    }
+    event_loop_remove(m->loop, m->stop_event_fd);
+    event_loop_remove(m->loop, signal_fd);
+    event_loop_remove(m->loop, m->timer_wake_fd);
+    if (m->console.in_fd >= 0)
+        event_loop_remove(m->loop, m->console.in_fd);
 }
 
 /* Peak resident set of this process image (VmHWM); unlike getrusage's ru_maxrss it does not
@@ -539,6 +669,9 @@ static void teardown(struct machine *m, bool failed)
         m->accel->vm_destroy(m->accel_vm);
     if (m->console_open)
         console_close(&m->console, failed);
+    event_loop_free(m->loop);
+    if (m->resources_ready)
+        vm_resources_destroy(&m->resources);
     bus_destroy(&m->pio);
     bus_destroy(&m->mmio);
     guest_memory_destroy(&m->mem);
@@ -548,46 +681,51 @@ static void teardown(struct machine *m, bool failed)
         timers_destroy(&m->timers);
     if (m->timer_wake_fd >= 0)
         close(m->timer_wake_fd);
+    pthread_mutex_destroy(&m->msi_lock);
 }
 
-int machine_run(const struct machine_config *cfg)
+static struct machine *machine_alloc(const struct machine_config *cfg)
 {
-    char err[512] = "";
-    int status = EXIT_USAGE;
-    uint8_t *kernel = NULL, *initrd = NULL;
-    size_t kernel_size = 0, initrd_size = 0;
     struct machine *m = calloc(1, sizeof(*m));
-    if (!m) {
-        qk_error("out of memory");
-        return EXIT_HOST_FAILURE;
-    }
+    if (!m)
+        return NULL;
     m->cfg = cfg;
     m->stop_event_fd = -1;
     m->timer_wake_fd = -1;
-    bus_init(&m->pio, "port bus", 0x10000);
-    bus_init(&m->mmio, "MMIO bus", 0);
-
-    if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > MACHINE_MAX_VCPUS) {
-        qk_fail(err, sizeof(err), "--cpus %u is out of range (1..%d)", cfg->nr_vcpus,
-                MACHINE_MAX_VCPUS);
-        goto fail;
+    pthread_mutex_init(&m->msi_lock, NULL);
+    for (unsigned i = 0; i < ACCEL_MAX_MSI_ROUTES; i++)
+        atomic_init(&m->msi[i].irqfd, -1);
+    if (bus_init(&m->pio, "port bus", 0x10000) < 0 || bus_init(&m->mmio, "MMIO bus", 0) < 0) {
+        bus_destroy(&m->pio);
+        pthread_mutex_destroy(&m->msi_lock);
+        free(m);
+        return NULL;
     }
-    /* User errors first: memory size, kernel, initrd, command line. */
-    if (guest_memory_init(&m->mem, cfg->mem_size, err, sizeof(err)) < 0)
-        goto fail;
+    return m;
+}
+
+/* TEMPORARY until the ACPI builder takes device descriptions: the RSDP heads the tables. */
+static uint64_t acpi_rsdp_address(void)
+{
+    return BOOT_ACPI_BASE;
+}
+
+/* The kernel and initrd go into guest memory; the ACPI tables come later, once devices exist
+ * (the RSDP's address is fixed, so the boot protocol can point at it already). */
+static int load_guest(struct machine *m, char *err, size_t errlen)
+{
+    const struct machine_config *cfg = m->cfg;
+    uint8_t *kernel = NULL, *initrd = NULL;
+    size_t kernel_size = 0, initrd_size = 0;
+    int rc = -1;
     if (load_file("kernel", cfg->kernel_path, BOOT_KERNEL_MAX_FILE, &kernel, &kernel_size, err,
-                  sizeof(err)) < 0)
-        goto fail;
+                  errlen) < 0)
+        goto out;
     if (cfg->initrd_path && load_file("initrd", cfg->initrd_path, cfg->mem_size, &initrd,
-                                      &initrd_size, err, sizeof(err)) < 0)
-        goto fail;
+                                      &initrd_size, err, errlen) < 0)
+        goto out;
     struct e820_map e820;
     e820_build(&m->mem, &e820);
-    uint64_t rsdp = acpi_build_tables(&m->mem, cfg->nr_vcpus);
-    if (!rsdp) {
-        qk_fail(err, sizeof(err), "cannot build ACPI tables");
-        goto fail;
-    }
     struct boot_request req = {
         .mem = &m->mem,
         .kernel = kernel,
@@ -596,47 +734,41 @@ int machine_run(const struct machine_config *cfg)
         .initrd_size = initrd_size,
         .cmdline = cfg->cmdline ? cfg->cmdline : "",
         .e820 = &e820,
-        .rsdp_addr = rsdp,
+        .rsdp_addr = acpi_rsdp_address(),
     };
-    struct boot_result boot;
     char why[400] = "";
-    if (boot_load(&req, &boot, why, sizeof(why)) < 0) {
-        qk_fail(err, sizeof(err), "cannot boot '%s': %s", cfg->kernel_path, why);
-        goto fail;
+    if (boot_load(&req, &m->boot, why, sizeof(why)) < 0) {
+        qk_fail(err, errlen, "cannot boot '%s': %s", cfg->kernel_path, why);
+        goto out;
     }
+    rc = 0;
+out:
     free(kernel);
     free(initrd);
-    kernel = initrd = NULL;
+    return rc;
+}
 
-    /* Host failures from here on. */
-    status = EXIT_HOST_FAILURE;
-    m->accel = accel_select(cfg->accel, err, sizeof(err));
-    if (!m->accel)
-        goto fail;
+/* The services devices get: event loop, timers, DMA, MSI, resources. */
+static int setup_host(struct machine *m, char *err, size_t errlen)
+{
     m->stop_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     m->timer_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (m->stop_event_fd < 0 || m->timer_wake_fd < 0) {
-        qk_fail(err, sizeof(err), "eventfd: %s", strerror(errno));
-        goto fail;
-    }
+    if (m->stop_event_fd < 0 || m->timer_wake_fd < 0)
+        return qk_fail(err, errlen, "eventfd: %s", strerror(errno));
     timers_init(&m->timers, m->timer_wake_fd);
     m->timers_ready = true;
-    struct accel_vm_config vm_cfg = {
+    m->loop = event_loop_new(err, errlen);
+    if (!m->loop)
+        return -1;
+    uint64_t top = GUEST_HIGH_RAM_BASE + guest_high_ram(&m->mem);
+    vm_resources_init(&m->resources, (top + PCI_MMIO64_ALIGN - 1) & ~(PCI_MMIO64_ALIGN - 1),
+                      PCI_MMIO64_SIZE);
+    m->resources_ready = true;
+    m->dma = (struct dma_space){
         .mem = &m->mem,
-        .pio = &m->pio,
-        .mmio = &m->mmio,
-        .nr_vcpus = cfg->nr_vcpus,
-        .intack = machine_intack,
-        .intack_ctx = m,
-        .eoi = machine_eoi,
+        .notify_write = m->accel->notify_ram_write ? machine_notify_ram_write : NULL,
+        .ctx = m,
     };
-    if (m->accel->vm_create(&vm_cfg, &m->accel_vm, err, sizeof(err)) < 0)
-        goto fail;
-    status = EXIT_USAGE;
-    if (console_open(&m->console, &cfg->console, err, sizeof(err)) < 0)
-        goto fail;
-    m->console_open = true;
-    status = EXIT_HOST_FAILURE;
     m->host = (struct device_host){
         .pio = &m->pio,
         .mmio = &m->mmio,
@@ -659,36 +791,139 @@ int machine_run(const struct machine_config *cfg)
         .send_apic_msg = machine_send_apic_msg,
         .register_eoi = machine_register_eoi,
         .irqchip_ctx = m,
+        .dma = &m->dma,
+        .loop = m->loop,
+        .resources = &m->resources,
+        .msi_alloc = machine_msi_alloc,
+        .msi_set = machine_msi_set,
+        .msi_fire = machine_msi_fire,
+        .msi_ctx = m,
+        .ioeventfd = machine_ioeventfd,
+        .ioeventfd_ctx = m,
+        .nr_vcpus = m->cfg->nr_vcpus,
     };
-    if (create_devices(m, err, sizeof(err)) < 0)
-        goto fail;
-    if (create_vcpus(m, &boot.cpu, err, sizeof(err)) < 0)
-        goto fail;
+    return 0;
+}
 
-    /* SIGINT/SIGTERM/SIGHUP arrive through a signalfd on the I/O loop; every thread created
-     * from here on inherits the blocked mask. */
+static void describe_devices(void *ctx, struct aml_buf *aml)
+{
+    struct machine *m = ctx;
+    if (m->pci)
+        pci_bus_describe_acpi(m->pci, aml);
+    devices_describe_acpi(&m->devices, aml);
+}
+
+/* TEMPORARY until the PCI layer lands (integration in progress). */
+__attribute__((weak)) struct pci_bus *pci_bus_new(const struct device_host *host, char *err,
+                                                  size_t errlen)
+{
+    (void)host;
+    if (errlen)
+        err[0] = '\0';
+    return NULL;
+}
+__attribute__((weak)) void pci_bus_free(struct pci_bus *bus)
+{
+    (void)bus;
+}
+__attribute__((weak)) void pci_bus_describe_acpi(struct pci_bus *bus, struct aml_buf *aml)
+{
+    (void)bus, (void)aml;
+}
+
+static int build_firmware(struct machine *m, char *err, size_t errlen)
+{
+    (void)describe_devices;
+    if (acpi_build_tables(&m->mem, m->cfg->nr_vcpus) != acpi_rsdp_address())
+        return qk_fail(err, errlen, "cannot build ACPI tables");
+    return 0;
+}
+
+/* SIGINT/SIGTERM/SIGHUP arrive through a signalfd on the I/O loop; every thread created from
+ * here on inherits the blocked mask. Runs the VM to its end. */
+static int run_until_stop(struct machine *m, char *err, size_t errlen)
+{
     sigset_t sigs, old;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
-    int signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    int signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signal_fd < 0) {
-        qk_fail(err, sizeof(err), "signalfd: %s", strerror(errno));
+        qk_fail(err, errlen, "signalfd: %s", strerror(errno));
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        goto fail;
+        return -1;
     }
     console_enter_raw(&m->console);
-    if (start_vcpu_threads(m, err, sizeof(err)) < 0) {
-        close(signal_fd);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        goto fail;
-    }
-    io_loop(m, signal_fd);
-    teardown(m, false);
+    int rc = start_vcpu_threads(m, err, errlen);
+    if (rc == 0)
+        io_loop(m, signal_fd);
+    else
+        teardown(m, true);
+    if (rc == 0)
+        teardown(m, false);
     close(signal_fd);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+int machine_run(const struct machine_config *cfg)
+{
+    char err[512] = "";
+    int status = EXIT_USAGE;
+    struct machine *m = machine_alloc(cfg);
+    if (!m) {
+        qk_error("out of memory");
+        return EXIT_HOST_FAILURE;
+    }
+    m->devices.console_model = cfg->virtio_console ? "virtio-console" : "uart16550";
+    m->devices.console = &m->console.device;
+
+    if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > MACHINE_MAX_VCPUS) {
+        qk_fail(err, sizeof(err), "--cpus %u is out of range (1..%d)", cfg->nr_vcpus,
+                MACHINE_MAX_VCPUS);
+        goto fail;
+    }
+    /* User errors first: devices and their options, memory size, kernel, initrd, console. */
+    if (devices_prepare(&m->devices, cfg->devices, cfg->nr_devices, err, sizeof(err)) < 0 ||
+        guest_memory_init(&m->mem, cfg->mem_size, err, sizeof(err)) < 0 ||
+        load_guest(m, err, sizeof(err)) < 0)
+        goto fail;
+    if (console_open(&m->console, &cfg->console, err, sizeof(err)) < 0)
+        goto fail;
+    m->console_open = true;
+
+    /* Host failures from here on. */
+    status = EXIT_HOST_FAILURE;
+    m->accel = accel_select(cfg->accel, err, sizeof(err));
+    if (!m->accel)
+        goto fail;
+    struct accel_vm_config vm_cfg = {
+        .mem = &m->mem,
+        .pio = &m->pio,
+        .mmio = &m->mmio,
+        .nr_vcpus = cfg->nr_vcpus,
+        .intack = machine_intack,
+        .intack_ctx = m,
+        .eoi = machine_eoi,
+    };
+    if (m->accel->vm_create(&vm_cfg, &m->accel_vm, err, sizeof(err)) < 0 ||
+        setup_host(m, err, sizeof(err)) < 0)
+        goto fail;
+    /* A device that cannot be created is the user's disk, image or option. */
+    status = EXIT_USAGE;
+    if (create_devices(m, err, sizeof(err)) < 0)
+        goto fail;
+    status = EXIT_HOST_FAILURE;
+    if (build_firmware(m, err, sizeof(err)) < 0 ||
+        create_vcpus(m, &m->boot.cpu, err, sizeof(err)) < 0)
+        goto fail;
+    if (run_until_stop(m, err, sizeof(err)) < 0) {
+        qk_error("%s", err);
+        free(m);
+        return EXIT_HOST_FAILURE;
+    }
     status = m->exit_status;
     if (status >= 128)
         qk_error("terminated by signal %d", status - 128);
@@ -697,8 +932,6 @@ int machine_run(const struct machine_config *cfg)
 
 fail:
     qk_error("%s", err);
-    free(kernel);
-    free(initrd);
     teardown(m, true);
     free(m);
     return status;

@@ -4,6 +4,7 @@
 
 #include "accel/accel.h"
 #include "vm/console.h"
+#include "vm/devices.h"
 
 #include <stdint.h>
 
@@ -23,6 +24,9 @@ struct machine_config {
     unsigned nr_vcpus;
     enum accel_kind accel;
     struct console_spec console;
+    bool virtio_console; /* the host console is hvc0 (virtio-console) instead of COM1 */
+    struct device_request devices[MACHINE_MAX_DEVICE_REQUESTS]; /* --disk, --rng, --device */
+    unsigned nr_devices;
 };
 
 /* Build and run the VM; returns the process exit status. */

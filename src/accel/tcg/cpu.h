@@ -186,5 +186,6 @@ struct tcg_cpu {
 #define TCG_SMC_ONE_INSN 1u  /* run the interrupted instruction again, translated alone */
 #define TCG_SMC_RUNNING 2u   /* that one-instruction block is running */
 #define TCG_REQ_INTERRUPT 2u /* an external interrupt line is raised */
+#define TCG_REQ_INVALIDATE 4u /* a device wrote pages holding code: drop their blocks first */
 
 #endif

@@ -346,6 +346,56 @@ static void before_code_write(struct tcg_cpu *cpu, size_t index, uint64_t paddr,
     tb_invalidate_page(&vm->tbs, index);
 }
 
+void tcg_notify_ram_write(struct accel_vm *vm, uint64_t gpa, uint64_t len)
+{
+    if (!len || gpa + len - 1 < gpa)
+        return;
+    bool queued = false;
+    for (uint64_t page = gpa >> 12; page <= (gpa + len - 1) >> 12; page++) {
+        size_t index;
+        /* Only the vCPU thread changes the page lists; a racy look at the count is enough: a
+         * page that gains code after this look was translated from the new bytes. */
+        if (!ram_page_index(vm, page << 12, &index) || index >= vm->tbs.nr_pages ||
+            !__atomic_load_n(&vm->tbs.pages[index].nr, __ATOMIC_RELAXED))
+            continue;
+        pthread_mutex_lock(&vm->dma_lock);
+        if (vm->nr_dma_pages < sizeof(vm->dma_pages) / sizeof(vm->dma_pages[0]))
+            vm->dma_pages[vm->nr_dma_pages++] = index;
+        else
+            vm->dma_overflow = true;
+        pthread_mutex_unlock(&vm->dma_lock);
+        queued = true;
+    }
+    /* Before the device publishes its completion (the caller's next step), every vCPU is
+     * told: chained code checks the request word at each block entry, so no block runs
+     * between the guest seeing the completion and the stale blocks going. */
+    struct accel_vcpu *v = queued ? atomic_load(&vm->vcpu0) : NULL;
+    if (v)
+        atomic_fetch_or(&v->cpu.interrupt_request, TCG_REQ_INVALIDATE);
+}
+
+void tcg_drop_dma_pages(struct accel_vcpu *v)
+{
+    struct accel_vm *vm = v->vm;
+    atomic_fetch_and(&v->cpu.interrupt_request, ~TCG_REQ_INVALIDATE);
+    pthread_mutex_lock(&vm->dma_lock);
+    bool overflow = vm->dma_overflow;
+    unsigned n = vm->nr_dma_pages;
+    size_t pages[sizeof(vm->dma_pages) / sizeof(vm->dma_pages[0])];
+    memcpy(pages, vm->dma_pages, n * sizeof(pages[0]));
+    vm->nr_dma_pages = 0;
+    vm->dma_overflow = false;
+    pthread_mutex_unlock(&vm->dma_lock);
+    if (overflow) {
+        for (size_t i = 0; i < vm->tbs.nr_pages; i++)
+            if (vm->tbs.pages[i].nr)
+                tb_invalidate_page(&vm->tbs, i);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++)
+        tb_invalidate_page(&vm->tbs, pages[i]);
+}
+
 /* The xAPIC register page is per CPU, so it is not on the shared MMIO bus: accesses to it
  * are taken here, before RAM and the bus (a page the guest moved the APIC onto is never put
  * in the TLB, see fill_tlb). */

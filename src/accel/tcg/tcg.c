@@ -121,6 +121,7 @@ static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **ou
     vm->intack = cfg->intack;
     vm->intack_ctx = cfg->intack_ctx;
     vm->eoi = cfg->eoi;
+    pthread_mutex_init(&vm->dma_lock, NULL);
     if (tb_cache_init(&vm->tbs, (size_t)(cfg->mem->ram_size >> 12)) < 0) {
         free(vm);
         return qk_fail(err, errlen, "out of memory for the translation cache");
@@ -137,6 +138,7 @@ static void tcg_vm_destroy(struct accel_vm *vm)
     struct native_jit *jit = vm->tbs.jit;
     tb_cache_destroy(&vm->tbs);
     native_jit_destroy(jit);
+    pthread_mutex_destroy(&vm->dma_lock);
     free(vm);
 }
 
@@ -676,6 +678,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
     volatile unsigned chain_slot = 0;
     memset(exit, 0, sizeof(*exit));
     for (;;) {
+        if (atomic_load(&cpu->interrupt_request) & TCG_REQ_INVALIDATE)
+            tcg_drop_dma_pages(v);
         tb_reap(&vm->tbs);
         atomic_fetch_and(&cpu->interrupt_request, ~TCG_REQ_INTERRUPT); /* looked at below */
         if (atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) {
@@ -789,6 +793,7 @@ const struct accel_ops tcg_accel_ops = {
     .set_irq = tcg_set_irq,
     .set_intr = tcg_set_intr,
     .apic_msg = tcg_apic_msg,
+    .notify_ram_write = tcg_notify_ram_write,
     .vcpu_create = tcg_vcpu_create,
     .vcpu_destroy = tcg_vcpu_destroy,
     .set_cpuid = tcg_set_cpuid,

@@ -22,6 +22,12 @@ struct accel_vm {
     /* The vCPU whose local APIC receives IOAPIC messages (one vCPU for now); set once the
      * vCPU exists, read from device threads. */
     _Atomic(struct accel_vcpu *) vcpu0;
+    /* Code pages devices wrote (DMA), dropped by the vCPU before its next block: the block
+     * cache belongs to the vCPU thread. Overflow drops every block. */
+    pthread_mutex_t dma_lock;
+    size_t dma_pages[64];
+    unsigned nr_dma_pages;
+    bool dma_overflow;
 };
 
 struct accel_vcpu {
@@ -93,6 +99,11 @@ bool mmu_code_phys(struct tcg_cpu *cpu, uint64_t pc, bool may_fault, uint64_t *p
  * (returns how many bytes were read; 0 raises the fault for the first byte). */
 size_t mmu_fetch_code(struct tcg_cpu *cpu, uint64_t vaddr, uint8_t *buf, size_t len);
 void tlb_flush(struct tcg_cpu *cpu);
+/* A device wrote guest RAM [gpa, gpa+len) (any thread): pages with translated code are
+ * queued and the vCPU drops them before it runs another block (tcg_drop_dma_pages). */
+void tcg_notify_ram_write(struct accel_vm *vm, uint64_t gpa, uint64_t len);
+/* On the vCPU thread, between blocks. */
+void tcg_drop_dma_pages(struct accel_vcpu *v);
 /* A chained jump or inline cache now leads to code at vaddr: INVLPG of its page must void
  * chains (INVLPG of other pages need not). */
 void tlb_note_chain_target(struct tcg_cpu *cpu, uint64_t vaddr);
