@@ -11,7 +11,8 @@
 
 const char cli_usage[] =
     "usage: quokka run [--kernel PATH] [--initrd PATH] [--append STRING] [--mem SIZE]\n"
-    "                  [--cpus N] [--accel kvm|tcg|auto] [--console [virtio:]stdio|file:PATH|none]\n"
+    "                  [--cpus N] [--accel kvm|tcg|auto] [--console "
+    "[virtio:]stdio|file:PATH|none]\n"
     "                  [--disk path=IMG[,readonly=on][,serial=ID][,queues=N]]... [--rng]\n"
     "                  [--device MODEL[,KEY=VALUE...]]...\n"
     "       quokka --help | --version\n"
@@ -89,8 +90,7 @@ static int add_device(struct machine_config *cfg, const char *flag, int opt, con
         const char *comma = strchr(arg, ',');
         size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
         if (len == 0 || len >= sizeof(r->model))
-            return qk_fail(err, errlen, "--device '%s' needs a model name (e.g. virtio-rng)",
-                           arg);
+            return qk_fail(err, errlen, "--device '%s' needs a model name (e.g. virtio-rng)", arg);
         memcpy(r->model, arg, len);
         r->model[len] = '\0';
         r->opts = comma ? comma + 1 : "";
@@ -186,7 +186,10 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         case OPT_DISK:
         case OPT_RNG:
         case OPT_DEVICE:
-            if (add_device(cfg, opt == OPT_DISK ? "--disk" : opt == OPT_RNG ? "--rng" : "--device",
+            if (add_device(cfg,
+                           opt == OPT_DISK  ? "--disk"
+                           : opt == OPT_RNG ? "--rng"
+                                            : "--device",
                            opt, arg, err, errlen) < 0)
                 return -1;
             break;
@@ -200,8 +203,7 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         }
     }
     if (optind < argc)
-        return qk_fail(err, errlen, "unexpected argument '%s' (try 'quokka --help')",
-                       argv[optind]);
+        return qk_fail(err, errlen, "unexpected argument '%s' (try 'quokka --help')", argv[optind]);
     if (!kernel_given) {
         if (!default_kernel || access(default_kernel, R_OK) != 0)
             return qk_fail(err, errlen,

@@ -125,8 +125,8 @@ int opts_get_u64(const struct opts *o, const char *key, uint64_t dflt, uint64_t 
     errno = 0;
     unsigned long long n = strtoull(v, &end, 0);
     if (!*v || *end || errno || *v == '-' || n < min || n > max)
-        return qk_fail(err, errlen, "%s: %s='%s' must be a number from %llu to %llu", what, key,
-                       v, (unsigned long long)min, (unsigned long long)max);
+        return qk_fail(err, errlen, "%s: %s='%s' must be a number from %llu to %llu", what, key, v,
+                       (unsigned long long)min, (unsigned long long)max);
     *out = n;
     return 0;
 }

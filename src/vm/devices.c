@@ -56,8 +56,8 @@ int devices_create_level(struct device_manager *dm, const struct device_host *ho
         struct device_instance *d = &dm->list[i];
         if (d->model->level != level || d->created)
             continue;
-        bool gets_console = dm->console_model && d->instance == 0 &&
-                            !strcmp(d->model->name, dm->console_model);
+        bool gets_console =
+            dm->console_model && d->instance == 0 && !strcmp(d->model->name, dm->console_model);
         struct device_args args = {
             .instance = d->instance,
             .opts = &d->opts,
