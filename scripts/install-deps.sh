@@ -9,6 +9,8 @@ pkgs=(
   busybox-static cpio gzip # default guest initramfs
   xz-utils zstd binutils  # unpack the Debian kernel (bzImage payload -> vmlinux)
   qemu-system-x86 time    # reference VMM and GNU time, for benchmarks only
+  liburing-dev            # io_uring: asynchronous block I/O for virtio-blk
+  acpica-tools            # iasl: unit tests disassemble the generated DSDT/MCFG to check them
 )
 missing=()
 for p in "${pkgs[@]}"; do

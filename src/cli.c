@@ -68,6 +68,14 @@ static int parse_console(const char *arg, struct machine_config *cfg)
     return console_parse(arg, &cfg->console);
 }
 
+static bool has_device(const struct machine_config *cfg, const char *model)
+{
+    for (unsigned i = 0; i < cfg->nr_devices; i++)
+        if (!strcmp(cfg->devices[i].model, model))
+            return true;
+    return false;
+}
+
 /* --disk SPEC, --rng, --device MODEL[,opts]: a device request for the device manager, which
  * checks the model and its options. */
 static int add_device(struct machine_config *cfg, const char *flag, int opt, const char *arg,
@@ -204,6 +212,9 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
     }
     if (optind < argc)
         return qk_fail(err, errlen, "unexpected argument '%s' (try 'quokka --help')", argv[optind]);
+    if (cfg->virtio_console && !has_device(cfg, "virtio-console") &&
+        add_device(cfg, "--console", OPT_DEVICE, "virtio-console", err, errlen) < 0)
+        return -1;
     if (!kernel_given) {
         if (!default_kernel || access(default_kernel, R_OK) != 0)
             return qk_fail(err, errlen,

@@ -1,6 +1,7 @@
 #include "vm/e820.h"
 
 #include "vm/memory.h"
+#include "vm/platform.h"
 
 #include <string.h>
 
@@ -27,6 +28,9 @@ void e820_build(const struct guest_memory *mem, struct e820_map *map)
     add(map, E820_BIOS_START, E820_HIGH_START - E820_BIOS_START, E820_RESERVED);
     if (low > E820_HIGH_START)
         add(map, E820_HIGH_START, low - E820_HIGH_START, E820_RAM);
+    /* Linux trusts the MCFG table's ECAM window only when the firmware reserves it (here or
+     * in the ACPI motherboard resources; quokka does both). */
+    add(map, PHYS_PCI_ECAM, PCI_ECAM_SIZE, E820_RESERVED);
     if (high)
         add(map, GUEST_HIGH_RAM_BASE, high, E820_RAM);
 }

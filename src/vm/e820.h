@@ -23,7 +23,7 @@ struct e820_map {
 };
 
 /* Low 640K (minus EBDA), reserved BIOS area holding the ACPI tables, RAM from 1M to the 3G hole,
- * RAM above 4G. */
+ * the reserved PCI ECAM window, RAM above 4G (sorted by address). */
 void e820_build(const struct guest_memory *mem, struct e820_map *map);
 
 #endif

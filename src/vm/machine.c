@@ -283,8 +283,8 @@ static void machine_msi_set(void *ctx, int route, uint64_t address, uint32_t dat
     atomic_store(&r->address, address);
     atomic_store(&r->data, data);
     int fd = -1;
-    if (m->accel->msi_route && m->accel->msi_route(m->accel_vm, (unsigned)route, address, data,
-                                                    &fd) == 0)
+    if (m->accel->msi_route &&
+        m->accel->msi_route(m->accel_vm, (unsigned)route, address, data, &fd) == 0)
         atomic_store(&r->irqfd, fd);
 }
 
@@ -322,8 +322,7 @@ static void machine_msi_fire(void *ctx, int route)
     machine_send_apic_msg(m, &msg);
 }
 
-static int machine_ioeventfd(void *ctx, bool mmio, uint64_t addr, unsigned len, int fd,
-                             bool assign)
+static int machine_ioeventfd(void *ctx, bool mmio, uint64_t addr, unsigned len, int fd, bool assign)
 {
     struct machine *m = ctx;
     if (!m->accel->ioeventfd)
@@ -455,7 +454,7 @@ static int create_devices(struct machine *m, char *err, size_t errlen)
         devices_create_level(&m->devices, &m->host, DEVICE_LEVEL_PLATFORM, err, errlen) < 0)
         return -1;
     m->pci = pci_bus_new(&m->host, err, errlen);
-    if (!m->pci && err[0])
+    if (!m->pci)
         return -1;
     m->host.pci = m->pci;
     return devices_create_level(&m->devices, &m->host, DEVICE_LEVEL_PCI, err, errlen);
@@ -574,24 +573,23 @@ static void io_loop(struct machine *m, int signal_fd)
 {
     struct io_context io = {m, signal_fd, m->console.in_fd >= 0, false};
     char err[200];
-    if (event_loop_add(m->loop, m->stop_event_fd, EPOLLIN, on_stop_event, &io, err,
-                       sizeof(err)) < 0 ||
+    if (event_loop_add(m->loop, m->stop_event_fd, EPOLLIN, on_stop_event, &io, err, sizeof(err)) <
+            0 ||
         event_loop_add(m->loop, signal_fd, EPOLLIN, on_signal, &io, err, sizeof(err)) < 0 ||
-        event_loop_add(m->loop, m->timer_wake_fd, EPOLLIN, on_timer_wake, &io, err,
-                       sizeof(err)) < 0) {
+        event_loop_add(m->loop, m->timer_wake_fd, EPOLLIN, on_timer_wake, &io, err, sizeof(err)) <
+            0) {
         qk_error("%s", err);
         machine_request_stop(m, VM_STOP_ERROR, 0);
     }
     /* epoll refuses regular files: console input from a file is read once, up front. */
-    if (io.input_alive && event_loop_add(m->loop, m->console.in_fd, EPOLLIN, on_console_input,
-                                         &io, err, sizeof(err)) < 0) {
+    if (io.input_alive && event_loop_add(m->loop, m->console.in_fd, EPOLLIN, on_console_input, &io,
+                                         err, sizeof(err)) < 0) {
         on_console_input(&io, EPOLLIN);
         m->console.in_fd = io.input_paused ? m->console.in_fd : -1;
     }
     while (!atomic_load(&m->stop_requested)) {
         struct timespec storage;
-        const struct timespec *wait =
-            timers_wait_time(&m->timers, clock_monotonic_ns(), &storage);
+        const struct timespec *wait = timers_wait_time(&m->timers, clock_monotonic_ns(), &storage);
         int64_t timeout = wait ? (int64_t)wait->tv_sec * 1000000000 + wait->tv_nsec : -1;
         if (io.input_paused && (timeout < 0 || timeout > CONSOLE_RETRY_NS))
             timeout = CONSOLE_RETRY_NS;
@@ -704,7 +702,8 @@ static struct machine *machine_alloc(const struct machine_config *cfg)
     return m;
 }
 
-/* TEMPORARY until the ACPI builder takes device descriptions: the RSDP heads the tables. */
+/* The RSDP heads the tables (acpi_build), so the boot protocol can point at it before they
+ * are written. */
 static uint64_t acpi_rsdp_address(void)
 {
     return BOOT_ACPI_BASE;
@@ -813,29 +812,19 @@ static void describe_devices(void *ctx, struct aml_buf *aml)
     devices_describe_acpi(&m->devices, aml);
 }
 
-/* TEMPORARY until the PCI layer lands (integration in progress). */
-__attribute__((weak)) struct pci_bus *pci_bus_new(const struct device_host *host, char *err,
-                                                  size_t errlen)
-{
-    (void)host;
-    if (errlen)
-        err[0] = '\0';
-    return NULL;
-}
-__attribute__((weak)) void pci_bus_free(struct pci_bus *bus)
-{
-    (void)bus;
-}
-__attribute__((weak)) void pci_bus_describe_acpi(struct pci_bus *bus, struct aml_buf *aml)
-{
-    (void)bus, (void)aml;
-}
-
 static int build_firmware(struct machine *m, char *err, size_t errlen)
 {
-    (void)describe_devices;
-    if (acpi_build_tables(&m->mem, m->cfg->nr_vcpus) != acpi_rsdp_address())
-        return qk_fail(err, errlen, "cannot build ACPI tables");
+    const struct acpi_config acpi = {
+        .nr_cpus = m->cfg->nr_vcpus,
+        .describe = describe_devices,
+        .ctx = m,
+        .mcfg = true,
+        .ecam_base = PHYS_PCI_ECAM,
+        .ecam_end_bus = 0,
+    };
+    char why[300];
+    if (acpi_build(&m->mem, &acpi, why, sizeof(why)) != acpi_rsdp_address())
+        return qk_fail(err, errlen, "cannot build the ACPI tables: %s", why);
     return 0;
 }
 

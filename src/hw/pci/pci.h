@@ -70,7 +70,9 @@ struct pci_device_info {
 
 /* Optional hooks a device gives for its own registers in configuration space (beyond the
  * standard header and the capabilities the PCI layer manages). Called with the PCI layer's
- * lock not held; offset is the register's offset, size 1, 2 or 4. */
+ * lock not held; offset is the register's offset, size 1, 2 or 4. (Guest config accesses are
+ * serialised, so hooks never run concurrently with each other; they must not create or free
+ * PCI devices.) */
 struct pci_device_hooks {
     /* Return true and fill *value to answer a read (e.g. the virtio PCI-config window). */
     bool (*config_read)(void *opaque, uint32_t offset, unsigned size, uint32_t *value);
@@ -93,8 +95,7 @@ void pci_bus_describe_acpi(struct pci_bus *bus, struct aml_buf *aml);
 
 /* A new function on the first free slot (slot 0 is the host bridge). */
 struct pci_device *pci_device_new(struct pci_bus *bus, const struct pci_device_info *info,
-                                  const struct pci_device_hooks *hooks, char *err,
-                                  size_t errlen);
+                                  const struct pci_device_hooks *hooks, char *err, size_t errlen);
 /* Remove it from the bus (its BARs stop decoding) and free it. */
 void pci_device_free(struct pci_device *dev);
 
@@ -120,6 +121,10 @@ uint8_t pci_device_add_capability(struct pci_device *dev, uint8_t cap_id, const 
 /* Direct access to the function's config space, for a device's own registers set at creation
  * (the standard header and capability bodies). */
 uint8_t *pci_device_config(struct pci_device *dev);
+/* The function's write mask (a 1 bit: the guest may write that bit; everything starts
+ * read-only except the standard header's writable fields), for a device's own writable
+ * registers in config space, set at creation. */
+uint8_t *pci_device_config_wmask(struct pci_device *dev);
 
 /* MSI-X with nr_vectors (1..PCI_MSIX_MAX_VECTORS) in its own memory BAR `bar` (table at 0,
  * PBA after it): function mask, per-vector mask, pending bits. Each vector gets an MSI route

@@ -84,7 +84,7 @@ const struct dma_space *virtio_dma(const struct virtio_device *vdev);
 /* --- virtqueues ------------------------------------------------------------------------- */
 
 struct vq_buf {
-    void *host;  /* mapped guest memory */
+    void *host; /* mapped guest memory */
     uint32_t len;
     uint64_t gpa;
 };

@@ -1,11 +1,17 @@
-/* ACPI tables describing quokka's PC board: RSDP -> RSDT/XSDT -> FADT (-> FACS, DSDT) and
- * MADT. Layouts follow the ACPI 6.x specification; the FADT points at the PM1 and reset
- * ports in vm/platform.h and the DSDT carries only \_S5 so ACPI poweroff works. */
+/* ACPI tables describing quokka's PC board: RSDP -> RSDT/XSDT -> FADT (-> FACS, DSDT), MADT
+ * and, with PCI, MCFG. Layouts follow the ACPI 6.x specification (MCFG: PCI Firmware 3.x);
+ * the FADT points at the PM1 and reset ports in vm/platform.h. The DSDT carries \_S5 (so
+ * ACPI poweroff works) and whatever the machine's describe callback writes into \_SB (the
+ * PCI root bridge, devices). Tables are laid out one after another from BOOT_ACPI_BASE, the
+ * RSDP first; the DSDT goes last and takes what room is left. */
 #include "vm/boot/boot.h"
 
+#include "vm/boot/aml.h"
 #include "vm/boot/loader.h"
 #include "vm/memory.h"
 #include "vm/platform.h"
+
+#include "util/log.h"
 
 #include <string.h>
 
@@ -14,15 +20,8 @@
 #define ACPI_CREATOR_ID "QKKA"
 #define ACPI_HDR_SIZE 36
 
-/* Offsets of each table inside the BOOT_ACPI_BASE window. The MADT goes last: it grows with
- * the CPU count. */
-#define OFF_RSDP 0x000
-#define OFF_RSDT 0x040
-#define OFF_XSDT 0x080
-#define OFF_FACS 0x0c0 /* must be 64-byte aligned */
-#define OFF_FADT 0x100
-#define OFF_DSDT 0x240
-#define OFF_MADT 0x300
+#define ACPI_TABLE_ALIGN 16
+#define FACS_ALIGN 64 /* the FACS must be 64-byte aligned */
 
 #define RSDP_SIZE 36
 #define RSDP_V1_SIZE 20
@@ -30,7 +29,14 @@
 #define FADT_SIZE 276
 #define FADT_REVISION 6
 #define MADT_REVISION 4
-#define NR_SDT_ENTRIES 2 /* FADT, MADT */
+#define DSDT_REVISION 2   /* 64-bit integers */
+#define MAX_SDT_ENTRIES 3 /* FADT, MADT, MCFG */
+
+/* MCFG: header, 8 reserved bytes, one allocation per segment/bus range */
+#define MCFG_REVISION 1
+#define MCFG_ALLOC_OFFSET 44
+#define MCFG_ALLOC_SIZE 16
+#define MCFG_SIZE (MCFG_ALLOC_OFFSET + MCFG_ALLOC_SIZE)
 
 /* FADT fields */
 #define FADT_FIRMWARE_CTRL 36
@@ -117,17 +123,6 @@ static void put_gas(uint8_t *p, uint8_t width_bytes, uint8_t access, uint64_t po
     put_le64(p + 4, port);
 }
 
-/* AML: Name (_S5, Package () { SLP_TYP_a, SLP_TYP_b, 0, 0 }) */
-// clang-format off
-static const uint8_t dsdt_aml[] = {
-    0x08, '_', 'S', '5', '_',   /* NameOp, NameString */
-    0x12, 0x08, 0x04,           /* PackageOp, PkgLength (this byte + 7), NumElements */
-    0x0a, ACPI_SLP_TYP_S5,      /* BytePrefix value: PM1a_CNT.SLP_TYP */
-    0x0a, ACPI_SLP_TYP_S5,      /* PM1b (unused, same value) */
-    0x00, 0x00,                 /* ZeroOp x2: reserved */
-};
-// clang-format on
-
 static void build_fadt(uint8_t *t, uint64_t facs, uint64_t dsdt)
 {
     table_header(t, "FACP", FADT_SIZE, FADT_REVISION);
@@ -205,17 +200,30 @@ static void build_madt(uint8_t *t, unsigned nr_cpus)
     table_checksum(t, len);
 }
 
-static void build_sdt(uint8_t *t, const char *sig, unsigned entry_size, const uint64_t *entries)
+static void build_sdt(uint8_t *t, const char *sig, unsigned entry_size, const uint64_t *entries,
+                      unsigned nr)
 {
-    uint32_t len = ACPI_HDR_SIZE + NR_SDT_ENTRIES * entry_size;
+    uint32_t len = ACPI_HDR_SIZE + nr * entry_size;
     table_header(t, sig, len, 1);
-    for (unsigned i = 0; i < NR_SDT_ENTRIES; i++) {
+    for (unsigned i = 0; i < nr; i++) {
         if (entry_size == 8)
             put_le64(t + ACPI_HDR_SIZE + 8 * i, entries[i]);
         else
             put_le32(t + ACPI_HDR_SIZE + 4 * i, (uint32_t)entries[i]);
     }
     table_checksum(t, len);
+}
+
+/* One allocation: the ECAM window of segment 0, buses 0..end_bus. */
+static void build_mcfg(uint8_t *t, uint64_t ecam_base, uint8_t end_bus)
+{
+    table_header(t, "MCFG", MCFG_SIZE, MCFG_REVISION);
+    uint8_t *e = t + MCFG_ALLOC_OFFSET;
+    put_le64(e, ecam_base);
+    put_le16(e + 8, 0); /* PCI segment group */
+    e[10] = 0;          /* start bus */
+    e[11] = end_bus;
+    table_checksum(t, MCFG_SIZE);
 }
 
 static void build_rsdp(uint8_t *r, uint64_t rsdt, uint64_t xsdt)
@@ -230,36 +238,109 @@ static void build_rsdp(uint8_t *r, uint64_t rsdt, uint64_t xsdt)
     r[32] = checksum(r, RSDP_SIZE);
 }
 
-_Static_assert(OFF_DSDT - OFF_FADT >= FADT_SIZE, "FADT overlaps DSDT");
-_Static_assert(OFF_MADT - OFF_DSDT >= ACPI_HDR_SIZE + sizeof(dsdt_aml), "DSDT overlaps MADT");
+/* Where each table goes, relative to BOOT_ACPI_BASE. */
+struct acpi_layout {
+    uint32_t rsdt, xsdt, facs, fadt, mcfg, madt, dsdt;
+    unsigned nr_entries;
+};
 
-uint64_t acpi_build_tables(struct guest_memory *mem, unsigned nr_cpus)
+static uint32_t align32(uint32_t v, uint32_t a)
 {
-    if (nr_cpus == 0 || nr_cpus > ACPI_MAX_CPUS)
-        return 0;
-    if (OFF_MADT + madt_size(nr_cpus) > BOOT_ACPI_SIZE)
-        return 0;
-    uint8_t *base = gpa_to_host(mem, BOOT_ACPI_BASE, BOOT_ACPI_SIZE);
-    if (!base)
-        return 0;
-    memset(base, 0, BOOT_ACPI_SIZE);
-    const uint64_t at = BOOT_ACPI_BASE;
+    return (v + a - 1) & ~(a - 1);
+}
 
-    uint8_t *facs = base + OFF_FACS;
+/* Fixed-size tables first, the MADT (grows with the CPUs), the DSDT (grows with the devices)
+ * last. Returns the room left for the DSDT's body, 0 when there is none. */
+static uint32_t layout_tables(const struct acpi_config *cfg, struct acpi_layout *l)
+{
+    l->nr_entries = cfg->mcfg ? 3 : 2;
+    l->rsdt = align32(RSDP_SIZE, ACPI_TABLE_ALIGN);
+    l->xsdt = align32(l->rsdt + ACPI_HDR_SIZE + 4 * l->nr_entries, ACPI_TABLE_ALIGN);
+    l->facs = align32(l->xsdt + ACPI_HDR_SIZE + 8 * l->nr_entries, FACS_ALIGN);
+    l->fadt = align32(l->facs + FACS_SIZE, ACPI_TABLE_ALIGN);
+    l->mcfg = align32(l->fadt + FADT_SIZE, ACPI_TABLE_ALIGN);
+    l->madt = align32(l->mcfg + (cfg->mcfg ? MCFG_SIZE : 0), ACPI_TABLE_ALIGN);
+    l->dsdt = align32(l->madt + madt_size(cfg->nr_cpus), ACPI_TABLE_ALIGN);
+    if (l->dsdt + ACPI_HDR_SIZE >= BOOT_ACPI_SIZE)
+        return 0;
+    return (uint32_t)BOOT_ACPI_SIZE - l->dsdt - ACPI_HDR_SIZE;
+}
+
+/* The DSDT's body: \_S5 for poweroff, then the machine's devices inside \_SB. */
+static void build_dsdt_body(const struct acpi_config *cfg, struct aml_buf *aml)
+{
+    aml_name(aml, "_S5");
+    aml_package(aml, 4);
+    aml_integer(aml, ACPI_SLP_TYP_S5); /* PM1a_CNT.SLP_TYP */
+    aml_integer(aml, ACPI_SLP_TYP_S5); /* PM1b (unused, same value) */
+    aml_integer(aml, 0);               /* reserved */
+    aml_integer(aml, 0);
+    aml_end(aml);
+    if (cfg->describe) {
+        aml_scope(aml, "\\_SB");
+        cfg->describe(cfg->ctx, aml);
+        aml_end(aml);
+    }
+}
+
+static void build_facs(uint8_t *facs)
+{
     memcpy(facs, "FACS", 4);
     put_le32(facs + 4, FACS_SIZE);
     facs[32] = 2; /* version; the FACS has no checksum */
+}
 
-    uint32_t dsdt_len = ACPI_HDR_SIZE + sizeof(dsdt_aml);
-    table_header(base + OFF_DSDT, "DSDT", dsdt_len, 2);
-    memcpy(base + OFF_DSDT + ACPI_HDR_SIZE, dsdt_aml, sizeof(dsdt_aml));
-    table_checksum(base + OFF_DSDT, dsdt_len);
+static void write_tables(uint8_t *base, const struct acpi_config *cfg, const struct acpi_layout *l,
+                         const struct aml_buf *dsdt)
+{
+    const uint64_t at = BOOT_ACPI_BASE;
+    build_facs(base + l->facs);
+    uint32_t dsdt_len = ACPI_HDR_SIZE + (uint32_t)dsdt->len;
+    table_header(base + l->dsdt, "DSDT", dsdt_len, DSDT_REVISION);
+    memcpy(base + l->dsdt + ACPI_HDR_SIZE, dsdt->data, dsdt->len);
+    table_checksum(base + l->dsdt, dsdt_len);
+    build_fadt(base + l->fadt, at + l->facs, at + l->dsdt);
+    build_madt(base + l->madt, cfg->nr_cpus);
+    uint64_t entries[MAX_SDT_ENTRIES] = {at + l->fadt, at + l->madt, at + l->mcfg};
+    if (cfg->mcfg)
+        build_mcfg(base + l->mcfg, cfg->ecam_base, cfg->ecam_end_bus);
+    build_sdt(base + l->rsdt, "RSDT", 4, entries, l->nr_entries);
+    build_sdt(base + l->xsdt, "XSDT", 8, entries, l->nr_entries);
+    build_rsdp(base, at + l->rsdt, at + l->xsdt);
+}
 
-    build_fadt(base + OFF_FADT, at + OFF_FACS, at + OFF_DSDT);
-    build_madt(base + OFF_MADT, nr_cpus);
-    const uint64_t entries[NR_SDT_ENTRIES] = {at + OFF_FADT, at + OFF_MADT};
-    build_sdt(base + OFF_RSDT, "RSDT", 4, entries);
-    build_sdt(base + OFF_XSDT, "XSDT", 8, entries);
-    build_rsdp(base + OFF_RSDP, at + OFF_RSDT, at + OFF_XSDT);
-    return at + OFF_RSDP;
+uint64_t acpi_build(struct guest_memory *mem, const struct acpi_config *cfg, char *err,
+                    size_t errlen)
+{
+    if (cfg->nr_cpus == 0 || cfg->nr_cpus > ACPI_MAX_CPUS) {
+        qk_fail(err, errlen, "ACPI: %u CPUs (the MADT describes 1-%u)", cfg->nr_cpus,
+                ACPI_MAX_CPUS);
+        return 0;
+    }
+    struct acpi_layout l;
+    uint32_t room = layout_tables(cfg, &l);
+    uint8_t *base = gpa_to_host(mem, BOOT_ACPI_BASE, BOOT_ACPI_SIZE);
+    if (!base || room == 0) {
+        qk_fail(err, errlen, "ACPI: the tables do not fit at 0x%llx", BOOT_ACPI_BASE);
+        return 0;
+    }
+    struct aml_buf dsdt;
+    aml_init(&dsdt, room);
+    build_dsdt_body(cfg, &dsdt);
+    if (!aml_ok(&dsdt)) {
+        qk_fail(err, errlen, "ACPI: the DSDT is malformed or larger than the %u bytes left", room);
+        aml_free(&dsdt);
+        return 0;
+    }
+    memset(base, 0, BOOT_ACPI_SIZE);
+    write_tables(base, cfg, &l, &dsdt);
+    aml_free(&dsdt);
+    return BOOT_ACPI_BASE;
+}
+
+uint64_t acpi_build_tables(struct guest_memory *mem, unsigned nr_cpus)
+{
+    char err[160];
+    const struct acpi_config cfg = {.nr_cpus = nr_cpus};
+    return acpi_build(mem, &cfg, err, sizeof(err));
 }

@@ -6,6 +6,7 @@
 #include "vm/cpu_state.h"
 #include "vm/e820.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,8 +72,27 @@ int boot_cpu_long64(struct vcpu_state *cpu, struct guest_memory *mem);  /* LMA, 
 
 const char *boot_format_name(enum boot_format f);
 
-/* ACPI tables (RSDP, XSDT, FADT with PM1 ports, DSDT with _S5, MADT) at BOOT_ACPI_BASE.
- * Returns the RSDP address or 0 on failure. */
+struct aml_buf;
+
+/* What the ACPI tables describe besides the fixed board (FADT, MADT, _S5). */
+struct acpi_config {
+    unsigned nr_cpus; /* 1..254 */
+    /* Appends the devices' AML inside the DSDT's Scope (\_SB) (e.g. the machine calls the PCI
+     * bus's and every device's describe_acpi). NULL: none. */
+    void (*describe)(void *ctx, struct aml_buf *aml);
+    void *ctx;
+    /* An MCFG table for a PCI ECAM window of buses 0..ecam_end_bus at ecam_base. */
+    bool mcfg;
+    uint64_t ecam_base;
+    uint8_t ecam_end_bus;
+};
+
+/* ACPI tables (RSDP, RSDT/XSDT, FADT with PM1 ports, FACS, DSDT with _S5 and the devices,
+ * MADT, MCFG) laid out from BOOT_ACPI_BASE, RSDP first. Returns the RSDP address, or 0 with a
+ * message when the configuration is invalid or the tables do not fit BOOT_ACPI_SIZE. */
+uint64_t acpi_build(struct guest_memory *mem, const struct acpi_config *cfg, char *err,
+                    size_t errlen);
+/* acpi_build with nr_cpus and nothing else (no devices, no MCFG). */
 uint64_t acpi_build_tables(struct guest_memory *mem, unsigned nr_cpus);
 
 #endif
