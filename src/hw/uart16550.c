@@ -10,11 +10,13 @@
  * uart). While holding it we call console->write (which takes no console lock) and set_irq
  * (which never calls back into a device), so neither can deadlock. */
 #include "hw/device.h"
+#include "vm/boot/aml.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define UART_NR_PORTS 8
@@ -84,6 +86,8 @@ struct uart {
     struct device_host host;
     const struct device_console *console; /* NULL: output dropped */
     uint32_t irq;
+    uint16_t port;
+    unsigned instance;
 
     uint8_t rx_fifo[UART_FIFO_SIZE];
     unsigned rx_head;  /* index of the oldest byte, < UART_FIFO_SIZE */
@@ -388,6 +392,8 @@ static int uart_create(const struct device_host *host, const struct device_args 
     u->host = *host;
     u->console = args->console;
     u->irq = com[args->instance].irq;
+    u->port = com[args->instance].port;
+    u->instance = args->instance;
     u->lsr = LSR_THRE | LSR_TEMT;
     u->msr = modem_lines(u);
     u->rx_trigger = 1;
@@ -418,10 +424,28 @@ static void uart_destroy(void *state)
     free(u);
 }
 
+/* \_SB.COMn: a PNP0501 with its ports and ISA IRQ, so ACPI-aware guests enumerate it. */
+static void uart_describe_acpi(void *state, struct aml_buf *aml)
+{
+    struct uart *u = state;
+    char name[5];
+    snprintf(name, sizeof(name), "COM%u", u->instance + 1);
+    aml_device(aml, name);
+    aml_name_eisaid(aml, "_HID", "PNP0501");
+    aml_name_integer(aml, "_UID", u->instance + 1);
+    aml_name(aml, "_CRS");
+    aml_resource_template(aml);
+    aml_io(aml, u->port, u->port, 1, UART_NR_PORTS);
+    aml_irq_no_flags(aml, (uint8_t)u->irq);
+    aml_end(aml);
+    aml_end(aml);
+}
+
 DEVICE_MODEL(uart16550_model) = {
     .name = "uart16550",
     .level = DEVICE_LEVEL_PLATFORM,
     .default_instance = true,
     .create = uart_create,
     .destroy = uart_destroy,
+    .describe_acpi = uart_describe_acpi,
 };
