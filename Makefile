@@ -24,7 +24,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps guest payloads test unit-test e2e-test run bench clean format fuzz-cpu
+.PHONY: all deps guest debian payloads test unit-test e2e-test run bench clean format fuzz-cpu
 
 all: $(BUILD)/quokka
 
@@ -52,6 +52,10 @@ $(BUILD)/tests/test_x86_decode: LDLIBS += -lcapstone
 
 guest:
 	@$(MAKE) -s -C guest BUILD=$(abspath $(BUILD))/guest
+
+# The Debian 12 disk image (systemd on virtio-blk), built with mmdebstrap as root.
+debian:
+	@$(MAKE) -s -C guest BUILD=$(abspath $(BUILD))/guest debian
 
 payloads:
 	@$(MAKE) -s -C guest/payloads BUILD=$(abspath $(BUILD))/payloads
@@ -81,7 +85,7 @@ e2e-test: all payloads
 # The whole suite: what .ci/run calls.
 test: deps
 	@$(MAKE) --no-print-directory all payloads unit-test
-	@$(MAKE) --no-print-directory guest
+	@$(MAKE) --no-print-directory guest debian
 	$(PYTEST) -v tests/e2e
 
 run: deps all guest
@@ -92,6 +96,8 @@ bench: deps all payloads
 	/usr/bin/python3 bench/cpu.py
 	@$(MAKE) --no-print-directory guest
 	/usr/bin/python3 bench/boot.py
+	@$(MAKE) --no-print-directory debian
+	/usr/bin/python3 bench/disk.py
 
 format:
 	clang-format -i $$(find src tests/unit -name '*.[ch]')

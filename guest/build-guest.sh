@@ -77,9 +77,13 @@ initrd)
     echo "root:x:0:" >"$S/etc/group"
 
     # The virtio drivers (modules in the cloud kernel unless listed in modules.builtin) and
-    # everything they depend on, from each module's .modinfo "depends=".
+    # everything they depend on, from each module's .modinfo "depends=". ext4 and what it
+    # needs mount a root= filesystem (built in, in the cloud kernel); vsock is for guest<->host
+    # sockets (not loaded by /init).
     want="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev virtio_mmio
-          virtio_blk virtio_net net_failover failover virtio_console virtio_rng"
+          virtio_blk virtio_net net_failover failover virtio_console virtio_rng
+          ext4 jbd2 mbcache crc16 crc32c_generic
+          vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport"
     declare -A path=()
     while read -r f; do
         n=$(basename "$f" .ko); path[${n//-/_}]=$f

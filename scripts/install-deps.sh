@@ -8,6 +8,7 @@ pkgs=(
   libcapstone-dev         # reference x86 decoder: disassembly in debug output, decoder cross-check
   busybox-static cpio gzip # default guest initramfs
   xz-utils zstd binutils  # unpack the Debian kernel (bzImage payload -> vmlinux)
+  mmdebstrap e2fsprogs    # Debian test image (make -C guest debian): rootfs, mkfs.ext4 -d
   qemu-system-x86 time    # reference VMM and GNU time, for benchmarks only
   liburing-dev            # io_uring: asynchronous block I/O for virtio-blk
   acpica-tools            # iasl: unit tests disassemble the generated DSDT/MCFG to check them

@@ -164,8 +164,9 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
     const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
                           (1u << 13) | (1u << 15) | (1u << 19) | /* PSE TSC MSR PAE CX8 PGE CMOV
                                                                    CLFSH */
-                          (1u << 0) | (1u << 24) | (1u << 25) | (1u << 26); /* FPU FXSR SSE SSE2
-                                                                               (fpu.c, sse.c) */
+                          (1u << 0) | (1u << 24) | (1u << 25) | (1u << 26) | /* FPU FXSR SSE SSE2
+                                                                                (fpu.c, sse.c) */
+                          (1u << 23); /* MMX: part of the x86-64 baseline glibc checks for */
     const uint32_t ecx1 = (1u << 13) | (1u << 23) |                /* CX16 POPCNT */
                           (1u << 21) | (1u << 24);                 /* x2APIC TSC-deadline */
     add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1,
