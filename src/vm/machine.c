@@ -525,14 +525,19 @@ struct io_context {
     bool input_paused; /* the guest's receive buffer is full: input waits, polled again soon */
 };
 
+/* A nonblocking eventfd that woke the loop: reset it (already drained is fine). */
+static void drain_eventfd(int fd)
+{
+    uint64_t count;
+    if (read(fd, &count, sizeof(count)) < 0) {
+        /* EAGAIN: an earlier wake-up drained it */
+    }
+}
+
 static void on_stop_event(void *opaque, uint32_t revents)
 {
     (void)revents;
-    struct io_context *io = opaque;
-    uint64_t count;
-    if (read(io->m->stop_event_fd, &count, sizeof(count)) < 0) {
-        /* drained by an earlier wake-up */
-    }
+    drain_eventfd(((struct io_context *)opaque)->m->stop_event_fd);
 }
 
 static void on_signal(void *opaque, uint32_t revents)
@@ -547,11 +552,7 @@ static void on_signal(void *opaque, uint32_t revents)
 static void on_timer_wake(void *opaque, uint32_t revents)
 {
     (void)revents;
-    struct io_context *io = opaque;
-    uint64_t count;
-    if (read(io->m->timer_wake_fd, &count, sizeof(count)) < 0) {
-        /* nonblocking eventfd already drained */
-    }
+    drain_eventfd(((struct io_context *)opaque)->m->timer_wake_fd);
 }
 
 static void on_console_input(void *opaque, uint32_t revents)
