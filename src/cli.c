@@ -52,6 +52,8 @@ enum {
     OPT_DISK,
     OPT_RNG,
     OPT_DEVICE,
+    OPT_NET,
+    OPT_VSOCK,
 };
 
 /* [virtio[:]]stdio|none|file:PATH; "virtio" alone is virtio:stdio. */
@@ -76,8 +78,24 @@ static bool has_device(const struct machine_config *cfg, const char *model)
     return false;
 }
 
-/* --disk SPEC, --rng, --device MODEL[,opts]: a device request for the device manager, which
- * checks the model and its options. */
+static const char *device_flag(int opt)
+{
+    switch (opt) {
+    case OPT_DISK:
+        return "--disk";
+    case OPT_RNG:
+        return "--rng";
+    case OPT_NET:
+        return "--net";
+    case OPT_VSOCK:
+        return "--vsock";
+    default:
+        return "--device";
+    }
+}
+
+/* --disk SPEC, --rng, --net SPEC, --vsock SPEC, --device MODEL[,opts]: a device request for the
+ * device manager, which checks the model and its options. */
 static int add_device(struct machine_config *cfg, const char *flag, int opt, const char *arg,
                       char *err, size_t errlen)
 {
@@ -93,6 +111,9 @@ static int add_device(struct machine_config *cfg, const char *flag, int opt, con
             return qk_fail(err, errlen, "--disk needs a value: path=IMG[,readonly=on]...");
     } else if (opt == OPT_RNG) {
         snprintf(r->model, sizeof(r->model), "virtio-rng");
+    } else if (opt == OPT_NET || opt == OPT_VSOCK) {
+        snprintf(r->model, sizeof(r->model), opt == OPT_NET ? "virtio-net" : "virtio-vsock");
+        r->opts = arg;
     } else {
         /* MODEL[,KEY=VALUE...] */
         const char *comma = strchr(arg, ',');
@@ -142,6 +163,8 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"disk", required_argument, NULL, OPT_DISK},
         {"rng", no_argument, NULL, OPT_RNG},
         {"device", required_argument, NULL, OPT_DEVICE},
+        {"net", required_argument, NULL, OPT_NET},
+        {"vsock", required_argument, NULL, OPT_VSOCK},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -194,11 +217,9 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         case OPT_DISK:
         case OPT_RNG:
         case OPT_DEVICE:
-            if (add_device(cfg,
-                           opt == OPT_DISK  ? "--disk"
-                           : opt == OPT_RNG ? "--rng"
-                                            : "--device",
-                           opt, arg, err, errlen) < 0)
+        case OPT_NET:
+        case OPT_VSOCK:
+            if (add_device(cfg, device_flag(opt), opt, arg, err, errlen) < 0)
                 return -1;
             break;
         case 'h':

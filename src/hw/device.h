@@ -143,6 +143,8 @@ struct device_model {
     bool default_instance; /* created once without being asked for (the PC's fixed devices) */
     /* Option keys this model accepts on the command line (NULL-terminated), for messages. */
     const char *const *option_keys;
+    /* Keys that may be given more than once (NULL-terminated, or NULL). */
+    const char *const *repeatable_keys;
     /* The key a bare first word stands for (`--disk IMG` is `--disk path=IMG`), or NULL. */
     const char *implied_key;
     /* Register ranges and allocate state; on error fill err and return -1 (the message names

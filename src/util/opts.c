@@ -38,6 +38,13 @@ static char *next_item(char **cursor)
 int opts_parse(struct opts *o, const char *text, const char *what, const char *const *known,
                const char *first_key, char *err, size_t errlen)
 {
+    return opts_parse_repeatable(o, text, what, known, first_key, NULL, err, errlen);
+}
+
+int opts_parse_repeatable(struct opts *o, const char *text, const char *what,
+                          const char *const *known, const char *first_key,
+                          const char *const *repeatable, char *err, size_t errlen)
+{
     memset(o, 0, sizeof(*o));
     o->storage = strdup(text ? text : "");
     if (!o->storage)
@@ -60,7 +67,7 @@ int opts_parse(struct opts *o, const char *text, const char *what, const char *c
             qk_fail(err, errlen, "%s: unknown option '%s'", what, key);
             goto fail;
         }
-        if (opts_get(o, key)) {
+        if (opts_get(o, key) && !known_key(repeatable, key)) {
             qk_fail(err, errlen, "%s: option '%s' given twice", what, key);
             goto fail;
         }
@@ -88,6 +95,14 @@ const char *opts_get(const struct opts *o, const char *key)
 {
     for (unsigned i = 0; i < o->nr; i++)
         if (!strcmp(o->item[i].key, key))
+            return o->item[i].value;
+    return NULL;
+}
+
+const char *opts_get_nth(const struct opts *o, const char *key, unsigned n)
+{
+    for (unsigned i = 0; i < o->nr; i++)
+        if (!strcmp(o->item[i].key, key) && n-- == 0)
             return o->item[i].value;
     return NULL;
 }

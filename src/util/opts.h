@@ -24,10 +24,17 @@ struct opts {
  * not NULL (e.g. `--disk IMG`). */
 int opts_parse(struct opts *o, const char *text, const char *what, const char *const *known,
                const char *first_key, char *err, size_t errlen);
+/* The same, where the keys in `repeatable` (NULL-terminated, or NULL) may be given more than
+ * once (e.g. `hostfwd=` for each forwarded port). */
+int opts_parse_repeatable(struct opts *o, const char *text, const char *what,
+                          const char *const *known, const char *first_key,
+                          const char *const *repeatable, char *err, size_t errlen);
 void opts_free(struct opts *o);
 
 /* Value of key, or NULL when absent. */
 const char *opts_get(const struct opts *o, const char *key);
+/* The n-th value (from 0) of a repeatable key, or NULL past the last. */
+const char *opts_get_nth(const struct opts *o, const char *key, unsigned n);
 /* on/off, yes/no, true/false, 1/0; absent gives dflt. -1 with a message on another word. */
 int opts_get_bool(const struct opts *o, const char *key, bool dflt, bool *out, const char *what,
                   char *err, size_t errlen);

@@ -18,7 +18,8 @@ static int add(struct device_manager *dm, const struct device_model *model, cons
 {
     struct device_instance *d = &dm->list[dm->nr];
     memset(d, 0, sizeof(*d));
-    if (opts_parse(&d->opts, text, flag, model->option_keys, model->implied_key, err, errlen) < 0)
+    if (opts_parse_repeatable(&d->opts, text, flag, model->option_keys, model->implied_key,
+                              model->repeatable_keys, err, errlen) < 0)
         return -1;
     d->model = model;
     d->flag = flag;
