@@ -1,4 +1,4 @@
-/* Random but valid x86-64 integer instruction sequences over random states.
+/* Random but valid x86-64 integer (and MMX) instruction sequences over random states.
  *
  * Safety by construction: RBX RSP RBP RSI RDI ("pointer registers") start inside the middle of
  * the scratch area and are never written at 16 bits or wider (8-bit writes move them by less
@@ -38,8 +38,8 @@ static const int ptr_regs[] = {RBX, RSP, RBP, RSI, RDI};
 #define IDX_REG R13
 
 #define COND_READS(cc) (cond_reads[((cc) >> 1) & 7])
-static const uint16_t cond_reads[8] = {F_OF, F_CF, F_ZF, F_CF | F_ZF, F_SF, F_PF,
-                                       F_SF | F_OF, F_ZF | F_SF | F_OF};
+static const uint16_t cond_reads[8] = {F_OF, F_CF, F_ZF,        F_CF | F_ZF,
+                                       F_SF, F_PF, F_SF | F_OF, F_ZF | F_SF | F_OF};
 
 struct gen {
     struct rng *r;
@@ -51,8 +51,8 @@ struct gen {
 
 struct opnd {
     bool mem;
-    int reg;   /* register number 0..15 */
-    bool high; /* AH CH DH BH (reg 0..3) */
+    int reg;         /* register number 0..15 */
+    bool high;       /* AH CH DH BH (reg 0..3) */
     int base, index; /* -1 none; base 16 = RIP */
     unsigned scale;
     int32_t disp;
@@ -150,8 +150,8 @@ static bool emit(struct fuzz_item *it, unsigned pfx, unsigned size, const uint8_
         unsigned idx = rm->index < 0 ? 4 : (unsigned)rm->index & 7;
         ok &= put(it, (uint8_t)(regbits << 3 | 4));
         ok &= put(it, (uint8_t)(ss << 6 | idx << 3 | 5));
-        uint32_t disp = rm->index < 0 ? (uint32_t)(FUZZ_SCRATCH_BASE + rm->target)
-                                      : (uint32_t)rm->disp;
+        uint32_t disp =
+            rm->index < 0 ? (uint32_t)(FUZZ_SCRATCH_BASE + rm->target) : (uint32_t)rm->disp;
         return ok && put_n(it, disp, 4) && put_n(it, imm, immsz);
     }
     unsigned mod;
@@ -194,18 +194,39 @@ static unsigned pick_size(struct gen *g, bool allow8)
 
 static uint64_t rand_value(struct rng *r)
 {
-    static const uint64_t special[] = {0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff,
-                                       0x7fffffff, 0x80000000, 0xffffffff,
-                                       0x7fffffffffffffffULL, 0x8000000000000000ULL,
-                                       ~0ULL, ~0ULL - 1, 0x100000000ULL, 0x10};
+    static const uint64_t special[] = {0,
+                                       1,
+                                       2,
+                                       0x7f,
+                                       0x80,
+                                       0xff,
+                                       0x7fff,
+                                       0x8000,
+                                       0xffff,
+                                       0x7fffffff,
+                                       0x80000000,
+                                       0xffffffff,
+                                       0x7fffffffffffffffULL,
+                                       0x8000000000000000ULL,
+                                       ~0ULL,
+                                       ~0ULL - 1,
+                                       0x100000000ULL,
+                                       0x10};
     switch (rng_below(r, 8)) {
-    case 0: return special[rng_below(r, sizeof(special) / sizeof(special[0]))];
-    case 1: return rng_next(r) & 0xff;
-    case 2: return (uint64_t)(int64_t)(int8_t)rng_next(r);
-    case 3: return rng_next(r) & 0xffffffff;
-    case 4: return (uint64_t)(int64_t)(int32_t)rng_next(r);
-    case 5: return rng_next(r) & ((1ULL << rng_below(r, 64)) - 1);
-    default: return rng_next(r);
+    case 0:
+        return special[rng_below(r, sizeof(special) / sizeof(special[0]))];
+    case 1:
+        return rng_next(r) & 0xff;
+    case 2:
+        return (uint64_t)(int64_t)(int8_t)rng_next(r);
+    case 3:
+        return rng_next(r) & 0xffffffff;
+    case 4:
+        return (uint64_t)(int64_t)(int32_t)rng_next(r);
+    case 5:
+        return rng_next(r) & ((1ULL << rng_below(r, 64)) - 1);
+    default:
+        return rng_next(r);
     }
 }
 
@@ -269,9 +290,15 @@ static struct opnd pick_mem(struct gen *g, unsigned align)
     default: /* [ptr + disp] */
         o.base = ptr_regs[rng_below(g->r, 5)];
         switch (rng_below(g->r, 3)) {
-        case 0: o.disp = 0; break;
-        case 1: o.disp = (int8_t)rng_next(g->r); break;
-        default: o.disp = (int32_t)rng_below(g->r, 2048) - 1024, o.disp32 = true; break;
+        case 0:
+            o.disp = 0;
+            break;
+        case 1:
+            o.disp = (int8_t)rng_next(g->r);
+            break;
+        default:
+            o.disp = (int32_t)rng_below(g->r, 2048) - 1024, o.disp32 = true;
+            break;
         }
         return o;
     }
@@ -335,8 +362,7 @@ static bool g_alu(struct gen *g, struct fuzz_item *it)
     }
     case 2: /* accumulator, imm */
         opc[0] = sz_op((uint8_t)(op * 8 + 4), size);
-        ok = emit(it, 0, size, opc, 1, 0, false, NULL, imm_for(g, opsz_imm(size)),
-                  opsz_imm(size));
+        ok = emit(it, 0, size, opc, 1, 0, false, NULL, imm_for(g, opsz_imm(size)), opsz_imm(size));
         break;
     default: { /* r/m, imm (80/81/83) */
         struct opnd rm = pick_rm(g, size, !cmp, 40);
@@ -348,8 +374,7 @@ static bool g_alu(struct gen *g, struct fuzz_item *it)
         break;
     }
     }
-    flags(it, logic ? F_ARITH & ~F_AF : F_ARITH, logic ? F_AF : 0,
-          (op == 2 || op == 3) ? F_CF : 0);
+    flags(it, logic ? F_ARITH & ~F_AF : F_ARITH, logic ? F_AF : 0, (op == 2 || op == 3) ? F_CF : 0);
     name(it, names[op]);
     return ok;
 }
@@ -369,8 +394,7 @@ static bool g_test(struct gen *g, struct fuzz_item *it)
     }
     case 1:
         opc[0] = sz_op(0xa8, size);
-        ok = emit(it, 0, size, opc, 1, 0, false, NULL, imm_for(g, opsz_imm(size)),
-                  opsz_imm(size));
+        ok = emit(it, 0, size, opc, 1, 0, false, NULL, imm_for(g, opsz_imm(size)), opsz_imm(size));
         break;
     default: {
         struct opnd rm = pick_rm(g, size, false, 40);
@@ -412,13 +436,17 @@ static void shift_flags(struct fuzz_item *it, unsigned kind, unsigned size, unsi
         return; /* a zero (masked) count affects no flags */
     uint16_t of = m == 1 ? F_OF : 0, of_u = m == 1 ? 0 : F_OF;
     switch (kind) {
-    case 0: case 1: /* ROL ROR */
+    case 0:
+    case 1: /* ROL ROR */
         flags(it, (uint16_t)(F_CF | of), of_u, 0);
         break;
-    case 2: case 3: /* RCL RCR */
+    case 2:
+    case 3: /* RCL RCR */
         flags(it, (uint16_t)(F_CF | of), of_u, F_CF);
         break;
-    case 4: case 5: case 6: /* SHL SHR SAL: CF undefined when count >= width (8/16-bit) */
+    case 4:
+    case 5:
+    case 6: /* SHL SHR SAL: CF undefined when count >= width (8/16-bit) */
         flags(it, (uint16_t)(F_SF | F_ZF | F_PF | of | (m < size ? F_CF : 0)),
               (uint16_t)(F_AF | of_u | (m < size ? 0 : F_CF)), 0);
         break;
@@ -434,11 +462,16 @@ static void shift_flags(struct fuzz_item *it, unsigned kind, unsigned size, unsi
 static unsigned rand_count(struct gen *g, unsigned size)
 {
     switch (rng_below(g->r, 5)) {
-    case 0: return 0;
-    case 1: return 1;
-    case 2: return rng_below(g->r, size + 2);
-    case 3: return size - 1 + rng_below(g->r, 3);
-    default: return rng_below(g->r, 256);
+    case 0:
+        return 0;
+    case 1:
+        return 1;
+    case 2:
+        return rng_below(g->r, size + 2);
+    case 3:
+        return size - 1 + rng_below(g->r, 3);
+    default:
+        return rng_below(g->r, 256);
     }
 }
 
@@ -563,7 +596,7 @@ static bool g_div(struct gen *g, struct fuzz_item *it)
             if (size == 8) {
                 opc[0] = 0x80;
                 ok &= emit(it, P_DIGIT, 8, opc, 1, 1, false, &d, 0x80, 1); /* or d, 0x80 */
-                ok &= put(it, 0x80) && put(it, 0xe4) && put(it, 0x7f);   /* and ah, 0x7f */
+                ok &= put(it, 0x80) && put(it, 0xe4) && put(it, 0x7f);     /* and ah, 0x7f */
             } else {
                 uint8_t bt[2] = {0x0f, 0xba};
                 struct opnd rdx = {.reg = RDX};
@@ -729,9 +762,14 @@ static bool g_lea(struct gen *g, struct fuzz_item *it)
         if (m.base < 0 && m.index < 0)
             m.index = RAX;
         switch (rng_below(g->r, 3)) {
-        case 0: break;
-        case 1: m.disp = (int8_t)rng_next(g->r); break;
-        default: m.disp = (int32_t)rng_next(g->r), m.disp32 = true; break;
+        case 0:
+            break;
+        case 1:
+            m.disp = (int8_t)rng_next(g->r);
+            break;
+        default:
+            m.disp = (int32_t)rng_next(g->r), m.disp32 = true;
+            break;
         }
         if (m.base < 0)
             m.disp32 = true;
@@ -771,8 +809,8 @@ static bool g_xchg(struct gen *g, struct fuzz_item *it)
         g->legacy8 = false;
         struct opnd m = pick_mem(g, b16 ? 16 : 0);
         uint8_t opc[2] = {0x0f, 0xc7};
-        ok = emit(it, P_DIGIT | (rng_below(g->r, 3) == 0 ? P_LOCK : 0), b16 ? 64 : 32, opc, 2,
-                  1, false, &m, 0, 0);
+        ok = emit(it, P_DIGIT | (rng_below(g->r, 3) == 0 ? P_LOCK : 0), b16 ? 64 : 32, opc, 2, 1,
+                  false, &m, 0, 0);
         flags(it, F_ZF, 0, 0);
         name(it, b16 ? "cmpxchg16b" : "cmpxchg8b");
     }
@@ -816,13 +854,27 @@ static bool g_setcc_cmov(struct gen *g, struct fuzz_item *it)
 static bool g_flagops(struct gen *g, struct fuzz_item *it)
 {
     switch (rng_below(g->r, 8)) {
-    case 0: name(it, "lahf"), flags(it, 0, 0, F_ARITH & ~F_OF); return put(it, 0x9f);
-    case 1: name(it, "sahf"), flags(it, F_ARITH & ~F_OF, 0, 0); return put(it, 0x9e);
-    case 2: name(it, "clc"), flags(it, F_CF, 0, 0); return put(it, 0xf8);
-    case 3: name(it, "stc"), flags(it, F_CF, 0, 0); return put(it, 0xf9);
-    case 4: name(it, "cmc"), flags(it, F_CF, 0, F_CF); return put(it, 0xf5);
-    case 5: name(it, "std"); return put(it, 0xfd);
-    case 6: name(it, "cld"); return put(it, 0xfc);
+    case 0:
+        name(it, "lahf"), flags(it, 0, 0, F_ARITH & ~F_OF);
+        return put(it, 0x9f);
+    case 1:
+        name(it, "sahf"), flags(it, F_ARITH & ~F_OF, 0, 0);
+        return put(it, 0x9e);
+    case 2:
+        name(it, "clc"), flags(it, F_CF, 0, 0);
+        return put(it, 0xf8);
+    case 3:
+        name(it, "stc"), flags(it, F_CF, 0, 0);
+        return put(it, 0xf9);
+    case 4:
+        name(it, "cmc"), flags(it, F_CF, 0, F_CF);
+        return put(it, 0xf5);
+    case 5:
+        name(it, "std");
+        return put(it, 0xfd);
+    case 6:
+        name(it, "cld");
+        return put(it, 0xfc);
     default: { /* push imm; popfq: only arithmetic flags, DF and the fixed IF|bit 1 */
         uint32_t v = (uint32_t)(rng_next(g->r) & (F_ARITH | F_DF)) | 0x202;
         name(it, "popf");
@@ -862,8 +914,13 @@ static bool g_stack(struct gen *g, struct fuzz_item *it)
         bool i8 = rng_below(g->r, 2);
         if (w16)
             ok &= put(it, 0x66);
-        ok &= put(it, i8 ? 0x6a : 0x68) && put_n(it, imm_for(g, i8 ? 1 : w16 ? 2 : 4),
-                                               i8 ? 1 : w16 ? 2 : 4);
+        ok &= put(it, i8 ? 0x6a : 0x68) && put_n(it,
+                                                 imm_for(g, i8    ? 1
+                                                            : w16 ? 2
+                                                                  : 4),
+                                                 i8    ? 1
+                                                 : w16 ? 2
+                                                       : 4);
         name(it, "pushi");
         break;
     }
@@ -949,6 +1006,213 @@ static bool g_jump(struct gen *g, struct fuzz_item *it, unsigned index)
     return true; /* bytes are written by fuzz_assemble */
 }
 
+/* --- MMX ------------------------------------------------------------------------------------
+ *
+ * Neither runner sets or compares the x87/MMX registers, so every MMX group is self-contained:
+ * it loads the MM registers it reads, and its results reach general registers or scratch
+ * memory. (A group that read registers an earlier one wrote would diverge by chance once the
+ * minimiser dropped the writer.) The x87 groups start with FNINIT for the same reason and only
+ * look at registers they wrote. No form that needs CR4.OSFXSR: the translator's runner leaves
+ * it clear, so CVTPI2PS, MOVQ2DQ... are the unit tests' (test_fpu_sse.c). */
+
+/* A 64-bit value made of lanes at the saturation edges, so the saturating forms saturate. */
+static uint64_t mmx_edges(struct rng *r)
+{
+    static const uint16_t edge[] = {0,      1,      0x7f,   0x80,   0xff,   0x7fff, 0x8000,
+                                    0xffff, 0xff80, 0xff7f, 0x007f, 0x8080, 0x7f7f};
+    uint64_t v = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        uint64_t w = rng_below(r, 4) ? edge[rng_below(r, sizeof(edge) / sizeof(edge[0]))]
+                                     : rng_next(r) & 0xffff;
+        v |= w << (16 * i);
+    }
+    return v;
+}
+
+/* Write MM register mm: from a GPR or memory (MOVD/MOVQ), or from lane edges through a free
+ * GPR; count: a small shift count instead. */
+static bool mmx_load(struct gen *g, struct fuzz_item *it, int mm, bool count)
+{
+    uint8_t mov[2] = {0x0f, 0x6e}, movq[2] = {0x0f, 0x6f};
+    unsigned k = rng_below(g->r, count ? 7 : 6);
+    if (k >= 4) { /* mov free, imm; movq mm, free */
+        struct opnd f = {.reg = pick_free(g)};
+        uint64_t v = count ? rand_count(g, 64) : mmx_edges(g->r);
+        bool ok = put(it, (uint8_t)(0x48 | (f.reg >= 8 ? 1 : 0))) &&
+                  put(it, (uint8_t)(0xb8 + (f.reg & 7))) && put_n(it, v, 8);
+        return ok && emit(it, 0, 64, mov, 2, mm, false, &f, 0, 0);
+    }
+    struct opnd src = k < 2 ? pick_reg(g, 64, false) : pick_mem(g, 0);
+    if (k == 2 && rng_below(g->r, 2))
+        return emit(it, 0, 32, movq, 2, mm, false, &src, 0, 0); /* MOVQ mm, m64 */
+    return emit(it, 0, (k & 1) ? 64 : 32, mov, 2, mm, false, &src, 0, 0);
+}
+
+/* Make MM register mm visible: to a free GPR or to memory. */
+static bool mmx_export(struct gen *g, struct fuzz_item *it, int mm)
+{
+    uint8_t op[2] = {0x0f, 0x7e};
+    switch (rng_below(g->r, 5)) {
+    case 0:
+    case 1: { /* MOVD r32 / MOVQ r64, mm */
+        struct opnd f = {.reg = pick_free(g)};
+        return emit(it, 0, rng_below(g->r, 2) ? 64 : 32, op, 2, mm, false, &f, 0, 0);
+    }
+    case 2:
+        op[1] = 0x7f;
+        break; /* MOVQ m64, mm */
+    case 3:
+        op[1] = 0xe7;
+        break; /* MOVNTQ */
+    default:
+        break; /* MOVD m32 / MOVQ m64 (REX.W), mm */
+    }
+    struct opnd m = pick_mem(g, 0);
+    return emit(it, 0, op[1] == 0x7e && rng_below(g->r, 2) ? 64 : 32, op, 2, mm, false, &m, 0, 0);
+}
+
+static bool mmx_is_shift(unsigned opc)
+{
+    return opc == 0xd1 || opc == 0xd2 || opc == 0xd3 || opc == 0xe1 || opc == 0xe2 || opc == 0xf1 ||
+           opc == 0xf2 || opc == 0xf3;
+}
+
+/* op mm, mm/m64 (m32 for PUNPCKL*): every MMX and SSE integer op on MM registers. */
+static bool g_mmx_lanes(struct gen *g, struct fuzz_item *it)
+{
+    static const uint8_t ops[] = {0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a,
+                                  0x6b, 0x74, 0x75, 0x76, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd8, 0xd9,
+                                  0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xe1, 0xe2, 0xe3, 0xe4,
+                                  0xe5, 0xe8, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef, 0xf1, 0xf2,
+                                  0xf3, 0xf4, 0xf5, 0xf6, 0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe};
+    uint8_t op[2] = {0x0f, ops[rng_below(g->r, sizeof(ops))]};
+    int d = (int)rng_below(g->r, 8), s = (int)rng_below(g->r, 8);
+    bool shift = mmx_is_shift(op[1]), ok = mmx_load(g, it, d, false);
+    struct opnd src = {.reg = s};
+    if (rng_below(g->r, 4) == 0)
+        src = pick_mem(g, 0);
+    else if (s != d)
+        ok = ok && mmx_load(g, it, s, shift);
+    ok = ok && emit(it, 0, 32, op, 2, d, false, &src, 0, 0) && mmx_export(g, it, d);
+    snprintf(it->what, sizeof(it->what), "mmx-%02x", op[1]);
+    return ok;
+}
+
+/* PSRLW/PSRAW/PSLLW (0F 71), the D forms (72) and PSRLQ/PSLLQ (73) by imm8. */
+static bool g_mmx_shift_imm(struct gen *g, struct fuzz_item *it)
+{
+    static const uint8_t digit[3] = {2, 4, 6};
+    unsigned grp = rng_below(g->r, 3);
+    unsigned d = grp == 2 ? (rng_below(g->r, 2) ? 2u : 6u) : digit[rng_below(g->r, 3)];
+    uint8_t op[2] = {0x0f, (uint8_t)(0x71 + grp)};
+    struct opnd mm = {.reg = (int)rng_below(g->r, 8)};
+    unsigned count = rand_count(g, 16u << grp) & 0xff;
+    bool ok = mmx_load(g, it, mm.reg, false) &&
+              emit(it, P_DIGIT, 32, op, 2, (int)d, false, &mm, count, 1) &&
+              mmx_export(g, it, mm.reg);
+    name(it, "mmx-shift-imm");
+    return ok;
+}
+
+/* The SSE additions on MM registers: PSHUFW PINSRW PEXTRW PMOVMSKB MASKMOVQ ([rDI]). */
+static bool g_mmx_misc(struct gen *g, struct fuzz_item *it)
+{
+    static const char *names[] = {"mmx-pshufw", "mmx-pinsrw", "mmx-pextrw", "mmx-pmovmskb",
+                                  "mmx-maskmovq"};
+    static const uint8_t opc[] = {0x70, 0xc4, 0xc5, 0xd7, 0xf7};
+    unsigned k = rng_below(g->r, 5);
+    uint8_t op[2] = {0x0f, opc[k]};
+    int d = (int)rng_below(g->r, 8), s = (int)rng_below(g->r, 8);
+    struct opnd src = {.reg = s}, gpr = {.reg = pick_free(g)};
+    bool ok = mmx_load(g, it, d, false);
+    if (k == 2 || k == 3) { /* MM source, free GPR destination */
+        ok = ok && emit(it, 0, rng_below(g->r, 2) ? 64 : 32, op, 2, gpr.reg, false,
+                        &(struct opnd){.reg = d}, rng_next(g->r) & 0xff, k == 2);
+        name(it, names[k]);
+        return ok;
+    }
+    if (k == 1) /* PINSRW mm, r32/m16 */
+        src = rng_below(g->r, 2) ? pick_mem(g, 0) : pick_reg(g, 32, false);
+    else if (k == 0 && rng_below(g->r, 3) == 0)
+        src = pick_mem(g, 0);
+    else if (s != d)
+        ok = ok && mmx_load(g, it, s, false);
+    ok = ok && emit(it, 0, 32, op, 2, d, false, &src, rng_next(g->r) & 0xff, k < 2);
+    if (k < 2)
+        ok = ok && mmx_export(g, it, d);
+    name(it, names[k]);
+    return ok;
+}
+
+/* The x87 view of MMX state, from FNINIT: TOP and the tags after an MMX write (an FLD
+ * overflows unless EMMS emptied the stack; FNSTSW AX shows it), the register an MMX write
+ * leaves (sign and exponent all ones: FSTP m80), and MMX reads of what FLD loaded. */
+static bool g_mmx_x87(struct gen *g, struct fuzz_item *it)
+{
+    int k = (int)rng_below(g->r, 8);
+    bool ok = put(it, 0xdb) && put(it, 0xe3); /* FNINIT */
+    switch (rng_below(g->r, 3)) {
+    case 0: {
+        if (rng_below(g->r, 2))
+            ok = ok && put(it, 0xd9) && put(it, 0xe8); /* FLD1 */
+        ok = ok && mmx_load(g, it, k, false);
+        if (rng_below(g->r, 2))
+            ok = ok && put(it, 0x0f) && put(it, 0x77); /* EMMS */
+        /* FLD m80, FNSTSW AX. Not FLD m32/m64 (their DE flag is not modelled by fpu.c) nor
+         * FLD1 (fpu.c loses its C1 on a stack overflow). */
+        uint8_t op[1] = {0xdb};
+        struct opnd m = pick_mem(g, 0);
+        ok = ok && emit(it, P_DIGIT, 32, op, 1, 5, false, &m, 0, 0);
+        ok = ok && put(it, 0xdf) && put(it, 0xe0);
+        name(it, "mmx-x87-tags");
+        return ok;
+    }
+    case 1: {
+        ok = ok && mmx_load(g, it, k, false);
+        if (k)
+            ok = ok && put(it, 0xd9) && put(it, (uint8_t)(0xc8 + k)); /* FXCH ST(k) */
+        bool m80 = rng_below(g->r, 2);
+        uint8_t op[1] = {m80 ? 0xdb : 0xdd}; /* FSTP m80 (/7) or FSTP m64 (/3) */
+        struct opnd m = pick_mem(g, 0);
+        ok = ok && emit(it, P_DIGIT, 32, op, 1, m80 ? 7 : 3, false, &m, 0, 0);
+        ok = ok && put(it, 0xdf) && put(it, 0xe0); /* FNSTSW AX */
+        name(it, "mmx-x87-view");
+        return ok;
+    }
+    default: {
+        unsigned n = 1 + rng_below(g->r, 3);
+        for (unsigned i = 0; i < n; i++) {
+            if (rng_below(g->r, 2)) { /* FLD1 FLDL2T FLDL2E FLDPI FLDLG2 FLDLN2 FLDZ */
+                ok = ok && put(it, 0xd9) && put(it, (uint8_t)(0xe8 + rng_below(g->r, 7)));
+            } else { /* FLD m64 / m80 */
+                bool m80 = rng_below(g->r, 2);
+                uint8_t op[1] = {m80 ? 0xdb : 0xdd};
+                struct opnd src = pick_mem(g, 0);
+                ok = ok && emit(it, P_DIGIT, 32, op, 1, m80 ? 5 : 0, false, &src, 0, 0);
+            }
+        }
+        ok = ok && mmx_export(g, it, (int)(8 - 1 - rng_below(g->r, n)));
+        name(it, "mmx-x87-load");
+        return ok;
+    }
+    }
+}
+
+static bool g_mmx(struct gen *g, struct fuzz_item *it)
+{
+    g->legacy8 = false;
+    switch (rng_below(g->r, 8)) {
+    case 0:
+        return g_mmx_shift_imm(g, it);
+    case 1:
+        return g_mmx_misc(g, it);
+    case 2:
+        return g_mmx_x87(g, it);
+    default:
+        return g_mmx_lanes(g, it);
+    }
+}
+
 /* A compare of two random registers: defines all six flags. */
 static bool g_define(struct gen *g, struct fuzz_item *it)
 {
@@ -993,10 +1257,10 @@ static const struct {
     gen_fn fn;
     unsigned weight;
 } table[] = {
-    {g_alu, 14}, {g_test, 3}, {g_unary, 5},  {g_shift, 10}, {g_shld, 4},   {g_mul, 5},
-    {g_div, 4},  {g_bt, 5},   {g_scan, 4},   {g_mov, 8},    {g_convert, 2}, {g_lea, 4},
-    {g_xchg, 6}, {g_bswap, 1}, {g_setcc_cmov, 6}, {g_flagops, 5}, {g_stack, 5},
-    {g_string, 5}, {g_nop, 1},
+    {g_alu, 14},    {g_test, 3},  {g_unary, 5},  {g_shift, 10}, {g_shld, 4},
+    {g_mul, 5},     {g_div, 4},   {g_bt, 5},     {g_scan, 4},   {g_mov, 8},
+    {g_convert, 2}, {g_lea, 4},   {g_xchg, 6},   {g_bswap, 1},  {g_setcc_cmov, 6},
+    {g_flagops, 5}, {g_stack, 5}, {g_string, 5}, {g_nop, 1},    {g_mmx, 8},
 };
 
 static bool try_item(struct gen *g, unsigned index)
@@ -1091,8 +1355,8 @@ int fuzz_assemble(struct fuzz_case *c)
         for (unsigned i = 0; i < c->nr_items; i++) {
             const struct fuzz_item *it = &c->item[i];
             c->item_start[i] = (uint16_t)pos;
-            pos += it->jcc_target >= 0 ? (it->jcc_near ? (it->jcc_cc == 16 ? 5u : 6u) : 2u)
-                                       : it->len;
+            pos +=
+                it->jcc_target >= 0 ? (it->jcc_near ? (it->jcc_cc == 16 ? 5u : 6u) : 2u) : it->len;
         }
         c->item_start[c->nr_items] = (uint16_t)pos;
         if (pos > FUZZ_MAX_CODE)

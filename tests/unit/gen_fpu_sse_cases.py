@@ -115,6 +115,60 @@ BODIES = [
     "fwait",
 ]
 
+# MMX: operands at [rsi+0x100] and [rsi+0x108] (saturation edges per input set), a shift
+# count at [rsi+0x118]; results to [rsi+64] (and rax/rcx), the x87 view through FXSAVE/FNSAVE.
+MM_LOAD = "movq mm0, [rsi+0x100]; movq mm1, [rsi+0x108]; "
+MM_ALL = "; ".join("movq mm%d, [rsi+0x%x]" % (i, 0x100 + 8 * i) for i in range(8)) + "; "
+BODIES += [MM_LOAD + op + " mm0, mm1; movq [rsi+64], mm0" for op in [
+    "paddb", "paddw", "paddd", "paddq", "paddsb", "paddsw", "paddusb", "paddusw",
+    "psubb", "psubw", "psubd", "psubq", "psubsb", "psubsw", "psubusb", "psubusw",
+    "pmullw", "pmulhw", "pmulhuw", "pmuludq", "pmaddwd",
+    "pcmpeqb", "pcmpeqw", "pcmpeqd", "pcmpgtb", "pcmpgtw", "pcmpgtd",
+    "pand", "pandn", "por", "pxor", "packsswb", "packssdw", "packuswb",
+    "punpcklbw", "punpcklwd", "punpckldq", "punpckhbw", "punpckhwd", "punpckhdq",
+    "pavgb", "pavgw", "pmaxub", "pminub", "pmaxsw", "pminsw", "psadbw"]]
+BODIES += ["movq mm0, [rsi+0x100]; movq mm1, [rsi+0x118]; " + op + " mm0, mm1; movq [rsi+64], mm0"
+           for op in ["psllw", "pslld", "psllq", "psrlw", "psrld", "psrlq", "psraw", "psrad"]]
+BODIES += ["movq mm3, [rsi+0x100]; " + op + "; movq [rsi+64], mm3" for op in [
+    "psllw mm3, 3", "psllw mm3, 16", "pslld mm3, 31", "psllq mm3, 64", "psrlw mm3, 15",
+    "psrld mm3, 40", "psrlq mm3, 63", "psraw mm3, 200", "psrad mm3, 31", "psrad mm3, 32",
+    "psrlq mm3, [rsi+0x118]", "psraw mm3, [rsi+0x118]"]]
+BODIES += [
+    "movq mm0, [rsi+0x100]; paddsw mm0, [rsi+0x108]; psubusb mm0, [rsi+0x110]; movq rax, mm0",
+    "movq mm0, [rsi+0x100]; punpcklbw mm0, dword ptr [rsi+0x108]; movq [rsi+64], mm0",
+    "movq mm0, [rsi+0x100]; punpckhdq mm0, [rsi+0x108]; movq [rsi+64], mm0",
+    "movq mm0, [rsi+0x100]; packssdw mm0, mm0; movq [rsi+64], mm0",
+    "movd mm0, eax; movq [rsi+64], mm0; movq mm1, rcx; movq [rsi+72], mm1",
+    "movd mm1, [rsi+0x100]; movq rax, mm1; movd ecx, mm1",
+    "movq mm2, [rsi+0x100]; movd [rsi+64], mm2; rex64 movd [rsi+72], mm2",
+    "movq mm3, [rsi+0x100]; movq mm4, mm3; {store} movq mm6, mm3; movq rax, mm4; movq rcx, mm6",
+    "movq mm5, [rsi+0x100]; movntq [rsi+64], mm5; {store} movq [rsi+72], mm5",
+    "movq mm1, [rsi+0x100]; pshufw mm0, mm1, 0x1b; pshufw mm2, [rsi+0x108], 0xb1; movq rax, mm0; movq rcx, mm2",
+    "movq mm0, [rsi+0x100]; pinsrw mm0, ecx, 2; pinsrw mm0, [rsi+0x110], 3; movq rax, mm0",
+    "movq mm1, [rsi+0x108]; pextrw eax, mm1, 3; pextrw ecx, mm1, 4",
+    "movq mm0, [rsi+0x100]; pmovmskb eax, mm0; pmovmskb rcx, mm0",
+    "push rdi; lea rdi, [rsi+64]; " + MM_LOAD + "maskmovq mm0, mm1; pop rdi",
+    "movq mm0, [rsi+0x100]; cvtpi2ps xmm0, mm0; cvtpi2ps xmm1, [rsi+0x108]",
+    "movq mm0, [rsi+0x100]; cvtpi2pd xmm0, mm0; cvtpi2pd xmm1, [rsi+0x108]",
+    "cvtps2pi mm0, xmm0; cvttps2pi mm1, xmm1; cvtps2pi mm2, [rsi+8]; movq rax, mm0; movq rcx, mm1; movq [rsi+64], mm2",
+    "cvtpd2pi mm0, xmm1; cvttpd2pi mm1, xmm2; cvttpd2pi mm2, [rsi+16]; movq rax, mm0; movq rcx, mm1; movq [rsi+64], mm2",
+    "movq mm0, [rsi+0x100]; movq2dq xmm3, mm0; movdq2q mm1, xmm1; movq rax, mm1",
+    # the x87 view of MMX state
+    MM_ALL + "paddb mm0, mm1; fxsave64 [rsi+128]",
+    "fld1; fldpi; " + "; ".join("movq mm%d, [rsi+0x%x]" % (i, 0x100 + 8 * i) for i in range(6)) + "; fxsave64 [rsi+128]",
+    MM_ALL + "emms; fxsave64 [rsi+128]",
+    MM_ALL + "fxsave64 [rsi+128]; fninit; fxrstor64 [rsi+128]; movq rax, mm3; movq rcx, mm7; fnstsw ax",
+    MM_ALL + "fnsave [rsi+16]; frstor [rsi+16]; movq rax, mm5; fnstsw ax",
+    "movq mm0, [rsi+0x100]; emms; fld qword ptr [rsi]; fstp qword ptr [rsi+64]; fnstsw ax",
+    "movq mm0, [rsi+0x100]; fld qword ptr [rsi]; fnstsw ax; fstp qword ptr [rsi+64]",
+    "movq mm0, [rsi+0x100]; fstp tbyte ptr [rsi+64]; fnstsw ax",
+    "movq mm0, [rsi+0x100]; fst qword ptr [rsi+64]; fnstsw ax; fninit",
+    "fninit; fld qword ptr [rsi]; fldpi; movq rax, mm7; movq rcx, mm6; fninit",
+    "fld1; cvtpi2ps xmm0, [rsi+0x100]; fnstsw ax; fninit",
+    "fld1; cvtpi2pd xmm0, [rsi+0x100]; fnstsw ax; fninit",
+    "fld1; fld1; cvtpi2pd xmm0, mm7; fnstsw ax; fninit",
+]
+
 def assemble(text):
     with tempfile.TemporaryDirectory() as d:
         src = os.path.join(d, "a.s")

@@ -68,8 +68,8 @@ static struct native_jit *create_native_backend(void)
         if (*kb && !*end && v >= 64 && v <= NATIVE_BUFFER_BYTES / 1024)
             bytes = v * 1024;
         else
-            qk_warn("QUOKKA_TCG_CODE_KB=%s is not a number of KiB from 64 to %u: using %u",
-                    kb, NATIVE_BUFFER_BYTES / 1024, NATIVE_BUFFER_BYTES / 1024);
+            qk_warn("QUOKKA_TCG_CODE_KB=%s is not a number of KiB from 64 to %u: using %u", kb,
+                    NATIVE_BUFFER_BYTES / 1024, NATIVE_BUFFER_BYTES / 1024);
     }
     char why[160];
     struct native_jit *jit = native_jit_create(&cfg, bytes, why, sizeof(why));
@@ -108,9 +108,10 @@ static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **ou
                          size_t errlen)
 {
     if (cfg->nr_vcpus != 1)
-        return qk_fail(err, errlen,
-                       "the translator runs one vCPU for now (--cpus %u requested with --accel tcg)",
-                       cfg->nr_vcpus);
+        return qk_fail(
+            err, errlen,
+            "the translator runs one vCPU for now (--cpus %u requested with --accel tcg)",
+            cfg->nr_vcpus);
     struct accel_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return qk_fail(err, errlen, "out of memory");
@@ -142,16 +143,16 @@ static void tcg_vm_destroy(struct accel_vm *vm)
     free(vm);
 }
 
-static void add_leaf(struct cpuid_model *m, uint32_t fn, uint32_t idx, uint32_t flags,
-                     uint32_t a, uint32_t b, uint32_t c, uint32_t d)
+static void add_leaf(struct cpuid_model *m, uint32_t fn, uint32_t idx, uint32_t flags, uint32_t a,
+                     uint32_t b, uint32_t c, uint32_t d)
 {
     if (m->nr < CPUID_MAX_ENTRIES)
         m->entry[m->nr++] = (struct cpuid_entry){fn, idx, flags, a, b, c, d};
 }
 
 /* Exactly what the translator implements: integer ISA, long mode, NX, PAE/PSE paging,
- * CMPXCHG8B/16B, CMOV, TSC/RDTSCP, MSRs, SYSCALL, POPCNT, LZCNT. x87, FXSR, SSE, SSE2
- * (fpu.c, sse.c), the local APIC with x2APIC and the TSC-deadline timer. */
+ * CMPXCHG8B/16B, CMOV, TSC/RDTSCP, MSRs, SYSCALL, POPCNT, LZCNT. x87, FXSR, MMX, SSE,
+ * SSE2 (fpu.c, mmx.c, sse.c), the local APIC with x2APIC and the TSC-deadline timer. */
 static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, char *err,
                                size_t errlen)
 {
@@ -161,14 +162,14 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
     unsigned a, vb = 0x756e6547, vc = 0x6c65746e, vd = 0x49656e69; /* "GenuineIntel" */
     __get_cpuid(0, &a, &vb, &vc, &vd);
     add_leaf(out, 0, 0, 0, 0x16, vb, vc, vd);
-    const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
-                          (1u << 13) | (1u << 15) | (1u << 19) | /* PSE TSC MSR PAE CX8 PGE CMOV
-                                                                   CLFSH */
+    const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 13) |
+                          (1u << 15) | (1u << 19) | /* PSE TSC MSR PAE CX8 PGE CMOV
+                                                      CLFSH */
                           (1u << 0) | (1u << 24) | (1u << 25) | (1u << 26) | /* FPU FXSR SSE SSE2
                                                                                 (fpu.c, sse.c) */
-                          (1u << 23); /* MMX: part of the x86-64 baseline glibc checks for */
-    const uint32_t ecx1 = (1u << 13) | (1u << 23) |                /* CX16 POPCNT */
-                          (1u << 21) | (1u << 24);                 /* x2APIC TSC-deadline */
+                          (1u << 23);                                        /* MMX (mmx.c) */
+    const uint32_t ecx1 = (1u << 13) | (1u << 23) |                          /* CX16 POPCNT */
+                          (1u << 21) | (1u << 24); /* x2APIC TSC-deadline */
     add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1,
              edx1 | (1u << 9)); /* family 6; CLFLUSH 64 B; APIC (lapic.c) */
     add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
@@ -188,8 +189,8 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
     add_leaf(out, 0x40000010, 0, 0, (uint32_t)(TCG_TSC_HZ / 1000ULL),
              (uint32_t)(LAPIC_TIMER_HZ / 1000ULL), 0, 0);
     add_leaf(out, 0x80000000, 0, 0, 0x80000008, 0, 0, 0);
-    add_leaf(out, 0x80000001, 0, 0, 0, 0, (1u << 0) | (1u << 5),   /* LAHF_LM ABM(LZCNT) */
-             (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29));   /* SYSCALL NX RDTSCP LM */
+    add_leaf(out, 0x80000001, 0, 0, 0, 0, (1u << 0) | (1u << 5), /* LAHF_LM ABM(LZCNT) */
+             (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29)); /* SYSCALL NX RDTSCP LM */
     static const char brand[48] = "quokka translator CPU";
     uint32_t w[12];
     memcpy(w, brand, sizeof(w));
@@ -220,8 +221,8 @@ static void reset_cpu(struct tcg_cpu *cpu)
     cpu->dr[7] = 0x400;
     for (unsigned i = 0; i < NR_SEGS; i++)
         cpu->seg[i] = (struct tcg_segment){0, 0xffff, 0, 0x3 | SEG_ATTR_S | SEG_ATTR_P};
-    cpu->seg[SEG_CS] = (struct tcg_segment){0xffff0000ULL, 0xffff, 0xf000,
-                                            0xb | SEG_ATTR_S | SEG_ATTR_P};
+    cpu->seg[SEG_CS] =
+        (struct tcg_segment){0xffff0000ULL, 0xffff, 0xf000, 0xb | SEG_ATTR_S | SEG_ATTR_P};
     for (unsigned i = 0; i < NR_SEGS; i++)
         cpu->seg_base[i] = cpu->seg[i].base;
     cpu->rip = 0xfff0;
@@ -329,8 +330,9 @@ static uint16_t attr_pack(const struct vcpu_segment *s)
 {
     if (s->unusable)
         return 0;
-    return (uint16_t)((s->type & 0xf) | (s->s & 1) << 4 | (s->dpl & 3) << 5 | (s->present & 1) << 7 |
-                      (s->avl & 1) << 12 | (s->l & 1) << 13 | (s->db & 1) << 14 | (s->g & 1) << 15);
+    return (uint16_t)((s->type & 0xf) | (s->s & 1) << 4 | (s->dpl & 3) << 5 |
+                      (s->present & 1) << 7 | (s->avl & 1) << 12 | (s->l & 1) << 13 |
+                      (s->db & 1) << 14 | (s->g & 1) << 15);
 }
 
 static void attr_unpack(struct vcpu_segment *s, uint16_t a)
@@ -354,8 +356,8 @@ static int tcg_get_state(struct accel_vcpu *v, struct vcpu_state *st)
     st->rflags = tcg_read_eflags(cpu);
     for (unsigned i = 0; i < NR_SEGS; i++) {
         const struct tcg_segment *s = &cpu->seg[i];
-        st->seg[i] = (struct vcpu_segment){.base = s->base, .limit = s->limit,
-                                           .selector = s->selector};
+        st->seg[i] =
+            (struct vcpu_segment){.base = s->base, .limit = s->limit, .selector = s->selector};
         attr_unpack(&st->seg[i], s->attr);
     }
     st->gdt = cpu->gdt;
@@ -442,7 +444,8 @@ static uint64_t tcg_guest_insns(struct accel_vcpu *v)
     return v->guest_insns + v->cpu.insn_count;
 }
 
-/* --- the run loop ------------------------------------------------------------------------------ */
+/* --- the run loop ------------------------------------------------------------------------------
+ */
 
 static bool is_contributory(int vector)
 {
@@ -595,8 +598,7 @@ static bool wait_for_interrupt(struct accel_vcpu *v)
         }
         if (clock_monotonic_ns() >= deadline)
             break;
-        struct timespec ts = {(time_t)(deadline / 1000000000ULL),
-                              (long)(deadline % 1000000000ULL)};
+        struct timespec ts = {(time_t)(deadline / 1000000000ULL), (long)(deadline % 1000000000ULL)};
         pthread_cond_timedwait(&v->wake, &v->lock, &ts);
     }
     pthread_mutex_unlock(&v->lock);
@@ -760,7 +762,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             cpu->chain_budget = CHAIN_BUDGET;
             why = native_exec(vm->tbs.jit, tb->native, cpu);
             /* Blocks run through chained jumps count towards the next timer poll. */
-            v->timer_poll += (unsigned)(CHAIN_BUDGET - (cpu->chain_budget < 0 ? 0 : cpu->chain_budget));
+            v->timer_poll +=
+                (unsigned)(CHAIN_BUDGET - (cpu->chain_budget < 0 ? 0 : cpu->chain_budget));
             if (why & INTERP_GOTO_TB(0)) {
                 struct native_code *from = cpu->last_exit;
                 chain_slot = why & 1;

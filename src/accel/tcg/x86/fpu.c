@@ -49,13 +49,27 @@ uint64_t x86_fpu_desc(const struct x86_decoded_insn *in)
 {
     unsigned kind;
     switch (in->mnemonic) {
-    case X86_MN_X87: kind = FK_X87; break;
-    case X86_MN_WAIT: kind = FK_WAIT; break;
-    case X86_MN_FXSAVE: kind = FK_FXSAVE; break;
-    case X86_MN_FXRSTOR: kind = FK_FXRSTOR; break;
-    case X86_MN_LDMXCSR: kind = FK_LDMXCSR; break;
-    case X86_MN_STMXCSR: kind = FK_STMXCSR; break;
-    default: kind = FK_SSE; break;
+    case X86_MN_X87:
+        kind = FK_X87;
+        break;
+    case X86_MN_WAIT:
+        kind = FK_WAIT;
+        break;
+    case X86_MN_FXSAVE:
+        kind = FK_FXSAVE;
+        break;
+    case X86_MN_FXRSTOR:
+        kind = FK_FXRSTOR;
+        break;
+    case X86_MN_LDMXCSR:
+        kind = FK_LDMXCSR;
+        break;
+    case X86_MN_STMXCSR:
+        kind = FK_STMXCSR;
+        break;
+    default:
+        kind = FK_SSE;
+        break;
     }
     /* 16-bit FSTENV/FSAVE images: 16-bit code without 66, or 32/64-bit code with it. */
     bool op16 = (in->mode == X86_MODE_16) != in->prefix.opsize;
@@ -213,7 +227,7 @@ static void push(struct x87 *x, long double v)
 
 static void pop(struct x87 *x)
 {
-    x->f->ftw &= (uint8_t)~(1u << phys(x, 0));
+    x->f->ftw &= (uint8_t) ~(1u << phys(x, 0));
     x->f->top = (x->f->top + 1) & 7;
 }
 
@@ -224,7 +238,7 @@ static uint16_t read_fsw(const struct tcg_fpu *f)
 
 static void write_fsw(struct tcg_fpu *f, uint16_t v)
 {
-    f->fsw = v & (uint16_t)~(7u << 11);
+    f->fsw = v & (uint16_t) ~(7u << 11);
     f->top = (v >> 11) & 7;
 }
 
@@ -248,7 +262,7 @@ static void update_es(struct tcg_fpu *f)
     if (f->fsw & ~f->fcw & 0x3f)
         f->fsw |= FSW_ES | FSW_B;
     else
-        f->fsw &= (uint16_t)~(FSW_ES | FSW_B);
+        f->fsw &= (uint16_t) ~(FSW_ES | FSW_B);
 }
 
 static void fninit(struct tcg_fpu *f)
@@ -271,12 +285,24 @@ static long double arith(struct x87 *x, unsigned op, long double a, long double 
     struct fp_host h;
     fp_host_begin(&h, (x->f->fcw >> 10) & 3);
     switch (op) {
-    case 0: vr = va + vb; break;
-    case 1: vr = va * vb; break;
-    case 4: vr = va - vb; break;
-    case 5: vr = vb - va; break;
-    case 6: vr = va / vb; break;
-    default: vr = vb / va; break;
+    case 0:
+        vr = va + vb;
+        break;
+    case 1:
+        vr = va * vb;
+        break;
+    case 4:
+        vr = va - vb;
+        break;
+    case 5:
+        vr = vb - va;
+        break;
+    case 6:
+        vr = va / vb;
+        break;
+    default:
+        vr = vb / va;
+        break;
     }
     x->exc |= fp_host_end(&h);
     return vr;
@@ -343,7 +369,8 @@ static long double load_mem_real(struct x87 *x, uint64_t addr, unsigned kind)
         x->exc |= fp_host_end(&h);
         return r;
     }
-    case 1: return (long double)(int32_t)mmu_load(x->cpu, addr, 4);
+    case 1:
+        return (long double)(int32_t)mmu_load(x->cpu, addr, 4);
     case 2: {
         uint64_t u = mmu_load(x->cpu, addr, 8);
         double dv;
@@ -355,7 +382,8 @@ static long double load_mem_real(struct x87 *x, uint64_t addr, unsigned kind)
         x->exc |= fp_host_end(&h);
         return r;
     }
-    default: return (long double)(int16_t)mmu_load(x->cpu, addr, 2);
+    default:
+        return (long double)(int16_t)mmu_load(x->cpu, addr, 2);
     }
 }
 
@@ -376,9 +404,12 @@ static void store_env(struct x87 *x, uint64_t addr, uint64_t desc)
         w[4] = f->fcs, w[5] = (uint16_t)f->fdp, w[6] = f->fds;
         memcpy(b, w, 14);
     } else {
-        uint32_t d[7] = {f->fcw | 0xffff0000u, read_fsw(f) | 0xffff0000u,
-                         full_tag(f) | 0xffff0000u, (uint32_t)f->fip,
-                         f->fcs | (uint32_t)(f->fop & 0x7ff) << 16, (uint32_t)f->fdp,
+        uint32_t d[7] = {f->fcw | 0xffff0000u,
+                         read_fsw(f) | 0xffff0000u,
+                         full_tag(f) | 0xffff0000u,
+                         (uint32_t)f->fip,
+                         f->fcs | (uint32_t)(f->fop & 0x7ff) << 16,
+                         (uint32_t)f->fdp,
                          f->fds | 0xffff0000u};
         memcpy(b, d, 28);
     }
@@ -514,7 +545,9 @@ static void fxam(struct x87 *x)
         long double v = x->f->st[phys(x, 0)];
         unsigned e = ld_sexp(v) & 0x7fff;
         uint64_t m = ld_mant(v);
-        if (e == 0x7fff)
+        if (e == 0x7fff && !(m >> 63))
+            cc = 0; /* pseudo-infinity / pseudo-NaN: unsupported */
+        else if (e == 0x7fff)
             cc = (m << 1) == 0 ? (FSW_C2 | FSW_C0) : FSW_C0; /* inf : NaN */
         else if (e == 0)
             cc = m == 0 ? FSW_C3 : (FSW_C3 | FSW_C2);
@@ -533,15 +566,33 @@ static long double transcend(struct x87 *x, unsigned low, long double a, long do
     struct fp_host h;
     fp_host_begin(&h, (x->f->fcw >> 10) & 3);
     switch (low) {
-    case 0x0: vr = expm1l(va * 0.693147180559945309417232121458176568L); break; /* F2XM1 */
-    case 0x1: vr = vb * log2l(va); break;                                      /* FYL2X */
-    case 0x2: vr = tanl(va); break;                                            /* FPTAN */
-    case 0x3: vr = atan2l(vb, va); break;                                      /* FPATAN */
-    case 0x9: vr = vb * (log1pl(va) / 0.693147180559945309417232121458176568L); break;
-    case 0xa: vr = sqrtl(va); break;
-    case 0xc: vr = rintl(va); break;
-    case 0xe: vr = sinl(va); break;
-    default: vr = cosl(va); break;
+    case 0x0:
+        vr = expm1l(va * 0.693147180559945309417232121458176568L);
+        break; /* F2XM1 */
+    case 0x1:
+        vr = vb * log2l(va);
+        break; /* FYL2X */
+    case 0x2:
+        vr = tanl(va);
+        break; /* FPTAN */
+    case 0x3:
+        vr = atan2l(vb, va);
+        break; /* FPATAN */
+    case 0x9:
+        vr = vb * (log1pl(va) / 0.693147180559945309417232121458176568L);
+        break;
+    case 0xa:
+        vr = sqrtl(va);
+        break;
+    case 0xc:
+        vr = rintl(va);
+        break;
+    case 0xe:
+        vr = sinl(va);
+        break;
+    default:
+        vr = cosl(va);
+        break;
     }
     x->exc |= fp_host_end(&h);
     return vr;
@@ -582,8 +633,8 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
             st_set(x, 0, arith(x, reg, st_get(x, 0), st_get(x, i)));
         }
         return;
-    case 4: /* DC: ST(i) = ST(i) op ST(0), SUB/SUBR and DIV/DIVR swapped */
-    case 6: /* DE: the same and pop */
+    case 4:                        /* DC: ST(i) = ST(i) op ST(0), SUB/SUBR and DIV/DIVR swapped */
+    case 6:                        /* DE: the same and pop */
         if (op == 6 && reg == 3) { /* FCOMPP (DE D9 only) */
             if (i != 1)
                 raise_ud(x->cpu);
@@ -604,8 +655,10 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
         return;
     case 1:
         switch (reg) {
-        case 0: push(x, st_get(x, i)); return; /* FLD ST(i): read before the push */
-        case 1: {                              /* FXCH */
+        case 0:
+            push(x, st_get(x, i));
+            return; /* FLD ST(i): read before the push */
+        case 1: {   /* FXCH */
             long double a = st_get(x, 0), b = st_get(x, i);
             st_set(x, 0, b);
             st_set(x, i, a);
@@ -622,10 +675,20 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
             return;
         case 4:
             switch (i) {
-            case 0: st_set(x, 0, -st_get(x, 0)); set_cc(x, 0); return; /* FCHS */
-            case 1: st_set(x, 0, fabsl(st_get(x, 0))); set_cc(x, 0); return;
-            case 4: set_cc(x, compare(x, st_get(x, 0), 0.0L, false)); return; /* FTST */
-            case 5: fxam(x); return;
+            case 0:
+                st_set(x, 0, -st_get(x, 0));
+                set_cc(x, 0);
+                return; /* FCHS */
+            case 1:
+                st_set(x, 0, fabsl(st_get(x, 0)));
+                set_cc(x, 0);
+                return;
+            case 4:
+                set_cc(x, compare(x, st_get(x, 0), 0.0L, false));
+                return; /* FTST */
+            case 5:
+                fxam(x);
+                return;
             }
             break;
         case 5: {
@@ -640,8 +703,8 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
             };
             if (i == 7)
                 break;
+            set_cc(x, 0); /* before the push: a stack overflow sets C1 */
             push(x, k[i]);
-            set_cc(x, 0);
             return;
         }
         case 6:
@@ -682,22 +745,34 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
                 push(x, m);
                 return;
             }
-            case 5: fprem(x, true); return;
-            case 6: f->top = (f->top - 1) & 7; set_cc(x, 0); return; /* FDECSTP */
-            case 7: f->top = (f->top + 1) & 7; set_cc(x, 0); return; /* FINCSTP */
+            case 5:
+                fprem(x, true);
+                return;
+            case 6:
+                f->top = (f->top - 1) & 7;
+                set_cc(x, 0);
+                return; /* FDECSTP */
+            case 7:
+                f->top = (f->top + 1) & 7;
+                set_cc(x, 0);
+                return; /* FINCSTP */
             }
             break;
         case 7:
             switch (i) {
-            case 0: fprem(x, false); return;
+            case 0:
+                fprem(x, false);
+                return;
             case 1: { /* FYL2XP1 */
                 long double r = transcend(x, 9, st_get(x, 0), st_get(x, 1));
                 st_set(x, 1, r);
                 pop(x);
                 return;
             }
-            case 2: st_set(x, 0, transcend(x, 0xa, st_get(x, 0), 0)); return; /* FSQRT */
-            case 3: {                                                         /* FSINCOS */
+            case 2:
+                st_set(x, 0, transcend(x, 0xa, st_get(x, 0), 0));
+                return; /* FSQRT */
+            case 3: {   /* FSINCOS */
                 long double a = st_get(x, 0);
                 if (trig_in_range(x, a)) {
                     long double s = transcend(x, 0xe, a, 0), c = transcend(x, 0xf, a, 0);
@@ -706,8 +781,12 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
                 }
                 return;
             }
-            case 4: st_set(x, 0, transcend(x, 0xc, st_get(x, 0), 0)); return; /* FRNDINT */
-            case 5: st_set(x, 0, fscale(x, st_get(x, 0), st_get(x, 1))); return;
+            case 4:
+                st_set(x, 0, transcend(x, 0xc, st_get(x, 0), 0));
+                return; /* FRNDINT */
+            case 5:
+                st_set(x, 0, fscale(x, st_get(x, 0), st_get(x, 1)));
+                return;
             case 6:
             case 7: {
                 long double a = st_get(x, 0);
@@ -723,8 +802,8 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
     case 3: /* DB: FCMOVNB/NE/NBE/NU, FNCLEX, FNINIT, FUCOMI, FCOMI */
         if (reg < 4) {
             static const uint8_t cc[4] = {2, 4, 6, 10}; /* B E BE P */
-            uint32_t fl = x86_flags_compute((uint32_t)x->cpu->cc_op, x->cpu->cc_dst,
-                                            x->cpu->cc_src, x->cpu->cc_src2);
+            uint32_t fl = x86_flags_compute((uint32_t)x->cpu->cc_op, x->cpu->cc_dst, x->cpu->cc_src,
+                                            x->cpu->cc_src2);
             bool take = x86_flags_condition(fl, cc[reg] | (op == 3 ? 1u : 0u)) != 0;
             long double v = st_get(x, i);
             if (take)
@@ -739,7 +818,7 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
         }
         if (op == 3 && reg == 4) {
             if (i == 2) { /* FNCLEX */
-                f->fsw &= (uint16_t)~(0xffu | FSW_B);
+                f->fsw &= (uint16_t) ~(0xffu | FSW_B);
                 return;
             }
             if (i == 3) {
@@ -757,15 +836,22 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
         break;
     case 5: /* DD: FFREE, FST, FSTP, FUCOM, FUCOMP */
         switch (reg) {
-        case 0: f->ftw &= (uint8_t)~(1u << phys(x, i)); return;
+        case 0:
+            f->ftw &= (uint8_t) ~(1u << phys(x, i));
+            return;
         case 1: { /* FXCH4 alias */
             long double a = st_get(x, 0), b = st_get(x, i);
             st_set(x, 0, b);
             st_set(x, i, a);
             return;
         }
-        case 2: st_set(x, i, st_get(x, 0)); return;
-        case 3: st_set(x, i, st_get(x, 0)); pop(x); return;
+        case 2:
+            st_set(x, i, st_get(x, 0));
+            return;
+        case 3:
+            st_set(x, i, st_get(x, 0));
+            pop(x);
+            return;
         case 4:
         case 5:
             set_cc(x, compare(x, st_get(x, 0), st_get(x, i), true));
@@ -776,7 +862,7 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
         break;
     case 7: /* DF: FFREEP, FNSTSW AX, FUCOMIP, FCOMIP */
         if (reg == 0) {
-            f->ftw &= (uint8_t)~(1u << phys(x, i));
+            f->ftw &= (uint8_t) ~(1u << phys(x, i));
             pop(x);
             return;
         }
@@ -845,11 +931,21 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
         return;
     }
     switch (op << 3 | reg) {
-    case 1 << 3 | 0: push(x, load_mem_real(x, addr, 0)); return;  /* FLD m32 */
-    case 5 << 3 | 0: push(x, load_mem_real(x, addr, 2)); return;  /* FLD m64 */
-    case 3 << 3 | 0: push(x, load_mem_real(x, addr, 1)); return;  /* FILD m32 */
-    case 7 << 3 | 0: push(x, load_mem_real(x, addr, 3)); return;  /* FILD m16 */
-    case 7 << 3 | 5: push(x, (long double)(int64_t)mmu_load(cpu, addr, 8)); return;
+    case 1 << 3 | 0:
+        push(x, load_mem_real(x, addr, 0));
+        return; /* FLD m32 */
+    case 5 << 3 | 0:
+        push(x, load_mem_real(x, addr, 2));
+        return; /* FLD m64 */
+    case 3 << 3 | 0:
+        push(x, load_mem_real(x, addr, 1));
+        return; /* FILD m32 */
+    case 7 << 3 | 0:
+        push(x, load_mem_real(x, addr, 3));
+        return; /* FILD m16 */
+    case 7 << 3 | 5:
+        push(x, (long double)(int64_t)mmu_load(cpu, addr, 8));
+        return;
     case 3 << 3 | 5: { /* FLD m80 */
         uint8_t b[10];
         fpu_load_bytes(cpu, addr, b, 10);
@@ -865,8 +961,10 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
         push(x, bcd_load(b));
         return;
     }
-    case 1 << 3 | 2: case 1 << 3 | 3: /* FST/FSTP m32 */
-    case 5 << 3 | 2: case 5 << 3 | 3: /* FST/FSTP m64 */
+    case 1 << 3 | 2:
+    case 1 << 3 | 3: /* FST/FSTP m32 */
+    case 5 << 3 | 2:
+    case 5 << 3 | 3: /* FST/FSTP m64 */
         store_real(x, addr, st_get(x, 0), op == 1 ? 4 : 8);
         if (reg == 3)
             pop(x);
@@ -889,15 +987,18 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
         return;
     }
     /* FIST/FISTP/FISTTP: DB m32, DD (FISTTP) m64, DF m16 and m64 */
-    case 3 << 3 | 1: case 3 << 3 | 2: case 3 << 3 | 3:
+    case 3 << 3 | 1:
+    case 3 << 3 | 2:
+    case 3 << 3 | 3:
     case 5 << 3 | 1:
-    case 7 << 3 | 1: case 7 << 3 | 2: case 7 << 3 | 3:
+    case 7 << 3 | 1:
+    case 7 << 3 | 2:
+    case 7 << 3 | 3:
     case 7 << 3 | 7: {
         unsigned bytes = op == 3 ? 4 : op == 5 ? 8 : reg == 7 ? 8 : 2;
         int64_t v = to_int(x, st_get(x, 0), bytes * 8, reg == 1);
         probe_write(cpu, addr, bytes);
-        mmu_store(cpu, addr, (uint64_t)v & (bytes == 8 ? ~0ULL : (1ULL << (bytes * 8)) - 1),
-                  bytes);
+        mmu_store(cpu, addr, (uint64_t)v & (bytes == 8 ? ~0ULL : (1ULL << (bytes * 8)) - 1), bytes);
         if (reg != 2)
             pop(x);
         return;
@@ -973,8 +1074,8 @@ static void x87_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
     struct x87 x = {cpu, &cpu->fpu, 0};
     bool control = is_control(op, modrm, mem);
     /* A pending unmasked exception is delivered by the next waiting instruction. */
-    bool no_wait = control && !(mem && op == 1 && (((modrm >> 3) & 7) == 4 ||
-                                                   ((modrm >> 3) & 7) == 5));
+    bool no_wait =
+        control && !(mem && op == 1 && (((modrm >> 3) & 7) == 4 || ((modrm >> 3) & 7) == 5));
     if (!no_wait && (x.f->fsw & FSW_ES) && (cpu->cr0 & X86_CR0_NE))
         tcg_raise_exception(cpu, X86_EXC_MF, 0, false);
     if (!control) {
@@ -996,7 +1097,8 @@ static void x87_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
     }
 }
 
-/* --- FXSAVE / FXRSTOR / LDMXCSR / STMXCSR ------------------------------------------------------ */
+/* --- FXSAVE / FXRSTOR / LDMXCSR / STMXCSR ------------------------------------------------------
+ */
 
 static void fxsave(struct tcg_cpu *cpu, uint64_t addr, uint64_t desc)
 {

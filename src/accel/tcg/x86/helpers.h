@@ -11,32 +11,32 @@
 
 /* X(name, flags) */
 #define X86_HELPERS(X)                                                                             \
-    X(compute_eflags, HF_PURE) /* (cc_op, dst, src, src2) -> arithmetic flags */                  \
-    X(compute_cf, HF_PURE)     /* (cc_op, dst, src, src2) -> CF */                                \
-    X(cond, HF_PURE)           /* (flags, cc) -> 0/1 */                                           \
-    X(read_eflags, IR_HELPER_READS_GLOBALS)     /* -> full RFLAGS */                               \
-    X(write_eflags, HF_RWX)    /* (value, opsize bytes): POPF/IRET rules for this CPL/IOPL */     \
-    X(raise, HF_RWX)           /* (vector, error code, has error code): never returns */          \
-    X(soft_int, HF_RWX)        /* (vector, next rip): INT n / INT3 / INTO */                      \
-    X(in, HF_RWX)              /* (port, size) -> value */                                         \
-    X(out, HF_RWX)             /* (port, value, size) */                                           \
-    X(string, HF_RWX)          /* (op | size << 8 | rep << 12 | addr size << 16, next rip) */     \
-    X(hlt, HF_RWX)             /* (next rip) */                                                    \
+    X(compute_eflags, HF_PURE)              /* (cc_op, dst, src, src2) -> arithmetic flags */      \
+    X(compute_cf, HF_PURE)                  /* (cc_op, dst, src, src2) -> CF */                    \
+    X(cond, HF_PURE)                        /* (flags, cc) -> 0/1 */                               \
+    X(read_eflags, IR_HELPER_READS_GLOBALS) /* -> full RFLAGS */                                   \
+    X(write_eflags, HF_RWX) /* (value, opsize bytes): POPF/IRET rules for this CPL/IOPL */         \
+    X(raise, HF_RWX)        /* (vector, error code, has error code): never returns */              \
+    X(soft_int, HF_RWX)     /* (vector, next rip): INT n / INT3 / INTO */                          \
+    X(in, HF_RWX)           /* (port, size) -> value */                                            \
+    X(out, HF_RWX)          /* (port, value, size) */                                              \
+    X(string, HF_RWX)       /* (op | size << 8 | rep << 12 | addr size << 16, next rip) */         \
+    X(hlt, HF_RWX)          /* (next rip) */                                                       \
     X(cli, HF_RWX)                                                                                 \
     X(sti, HF_RWX)                                                                                 \
     X(cpuid, HF_RW)                                                                                \
-    X(rdtsc, HF_RWX)           /* (with_aux) */                                                    \
+    X(rdtsc, HF_RWX) /* (with_aux) */                                                              \
     X(rdmsr, HF_RWX)                                                                               \
     X(wrmsr, HF_RWX)                                                                               \
-    X(mul, HF_RWX)             /* (value, size bytes, signed): one-operand MUL/IMUL */            \
-    X(div, HF_RWX)             /* (value, size bytes, signed): DIV/IDIV, #DE */                   \
-    X(shift, HF_RW)            /* (value, count, kind | size << 8, extra) -> result: rotates,     \
-                                  RCL/RCR, SHLD/SHRD (extra = other operand) */                   \
+    X(mul, HF_RWX)             /* (value, size bytes, signed): one-operand MUL/IMUL */             \
+    X(div, HF_RWX)             /* (value, size bytes, signed): DIV/IDIV, #DE */                    \
+    X(shift, HF_RW)            /* (value, count, kind | size << 8, extra) -> result: rotates,      \
+                                  RCL/RCR, SHLD/SHRD (extra = other operand) */                    \
     X(bitscan, HF_RW)          /* (src, old dest, kind | size << 8) -> result (BSF BSR TZCNT LZCNT \
                                   POPCNT) */                                                       \
-    X(bittest, HF_RW)          /* (value, bit, kind | size << 8) -> new value (BT BTS BTR BTC) */ \
+    X(bittest, HF_RW)          /* (value, bit, kind | size << 8) -> new value (BT BTS BTR BTC) */  \
     X(load_seg, HF_RWX)        /* (seg, selector) */                                               \
-    X(far_jump, HF_RWX)        /* (selector, offset, next rip, is_call | opsize << 8) */          \
+    X(far_jump, HF_RWX)        /* (selector, offset, next rip, is_call | opsize << 8) */           \
     X(far_ret, HF_RWX)         /* (opsize bytes, pop extra) */                                     \
     X(iret, HF_RWX)            /* (opsize bytes) */                                                \
     X(lgdt_lidt, HF_RWX)       /* (linear addr, which: 0 gdt 1 idt) */                             \
@@ -49,11 +49,12 @@
     X(enter, HF_RWX)           /* (frame size, level, opsize bytes) */                             \
     X(pusha, HF_RWX)           /* (opsize bytes) */                                                \
     X(popa, HF_RWX)            /* (opsize bytes) */                                                \
-    X(sysenter_family, HF_RWX) /* (kind, next rip): SYSCALL/SYSRET/SYSENTER/SYSEXIT/SWAPGS */     \
+    X(sysenter_family, HF_RWX) /* (kind, next rip): SYSCALL/SYSRET/SYSENTER/SYSEXIT/SWAPGS */      \
     X(ltr_lldt, HF_RWX)        /* (selector, which): 0 LLDT 1 LTR */                               \
     X(str_sldt, HF_RWX)        /* (which) -> selector */                                           \
-    X(fpu_sse, HF_RWX)         /* (x86_fpu_desc(), linear addr): x87, SSE, FXSAVE.. (fpu.c) */ \
-    X(mov_dr, HF_RWX)          /* (dr, value, is_write) -> value: MOV to/from DR0-7 */
+    X(fpu_sse, HF_RWX)         /* (x86_fpu_desc(), linear addr): x87, SSE, FXSAVE.. (fpu.c) */     \
+    X(mov_dr, HF_RWX)          /* (dr, value, is_write) -> value: MOV to/from DR0-7 */             \
+    X(mmx, HF_RWX)             /* (x86_fpu_desc(), linear addr): MMX register forms (mmx.c) */
 
 enum x86_helper_id {
 #define X86_HELPER_ENUM(name, flags) HELPER_##name,
@@ -63,6 +64,18 @@ enum x86_helper_id {
 };
 
 extern const struct ir_helper x86_helper_table[X86_NR_HELPERS];
+
+/* mmx.c: the instructions on MM registers that need no CR4.OSFXSR (x86_mmx_form picks them
+ * for HELPER_mmx), and the MMX register file (MMi = the mantissa of x87 R(i)) that sse.c's
+ * CVTPI2PS/MOVQ2DQ... share. sse.c: the 64-bit form of an SSE2 integer op. */
+struct tcg_cpu;
+uint64_t h_mmx(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t d);
+bool x86_mmx_form(uint64_t desc);
+uint64_t mmx_get(const struct tcg_cpu *cpu, unsigned i);
+void mmx_set(struct tcg_cpu *cpu, unsigned i, uint64_t v);
+void mmx_check_pending(struct tcg_cpu *cpu); /* #MF for a pending unmasked x87 exception */
+void mmx_enter(struct tcg_cpu *cpu);         /* TOP = 0, every tag valid */
+bool sse_int_op64(unsigned opc, uint64_t *a, uint64_t b);
 
 /* Shift helper kinds */
 enum { SHIFT_ROL, SHIFT_ROR, SHIFT_RCL, SHIFT_RCR, SHIFT_SHLD, SHIFT_SHRD };

@@ -1,6 +1,8 @@
 /* SSE and SSE2 (the x86-64 baseline) for the translator: one C helper per instruction,
- * dispatched on opcode + mandatory prefix (map 0F only; SSE3+ and the MMX forms are #UD,
- * and CPUID advertises neither MMX nor SSE3).
+ * dispatched on opcode + mandatory prefix (map 0F only; SSE3 and later are #UD and not
+ * advertised). The MMX forms without a mandatory prefix run in mmx.c (HELPER_mmx, no CR4.
+ * OSFXSR needed) on this file's integer lanes; the ones that also use an XMM register
+ * (CVTPI2PS/PD, CVT(T)PS2PI, CVT(T)PD2PI, MOVQ2DQ, MOVDQ2Q) run here, switching to MMX state.
  *
  * Floating point follows MXCSR: rounding control via the host's rounding mode around host
  * float/double operations (fpu_host.h), DAZ/FTZ and NaN propagation (first operand's NaN,
@@ -12,6 +14,7 @@
 #include "accel/tcg/tcg_internal.h"
 #include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/fpu_host.h"
+#include "accel/tcg/x86/helpers.h"
 
 #include <math.h>
 #include <string.h>
@@ -192,22 +195,42 @@ static uint64_t fp_binop(struct sse *s, unsigned op, uint64_t a, uint64_t b, boo
     if (dbl) {
         volatile double x = as_d(a, true), y = as_d(b, true), z;
         switch (op) {
-        case FOP_ADD: z = x + y; break;
-        case FOP_SUB: z = x - y; break;
-        case FOP_MUL: z = x * y; break;
-        case FOP_DIV: z = x / y; break;
-        default: z = sqrt(y); break;
+        case FOP_ADD:
+            z = x + y;
+            break;
+        case FOP_SUB:
+            z = x - y;
+            break;
+        case FOP_MUL:
+            z = x * y;
+            break;
+        case FOP_DIV:
+            z = x / y;
+            break;
+        default:
+            z = sqrt(y);
+            break;
         }
         double d = z;
         memcpy(&r, &d, 8);
     } else {
         volatile float x = (float)as_d(a, false), y = (float)as_d(b, false), z;
         switch (op) {
-        case FOP_ADD: z = x + y; break;
-        case FOP_SUB: z = x - y; break;
-        case FOP_MUL: z = x * y; break;
-        case FOP_DIV: z = x / y; break;
-        default: z = sqrtf(y); break;
+        case FOP_ADD:
+            z = x + y;
+            break;
+        case FOP_SUB:
+            z = x - y;
+            break;
+        case FOP_MUL:
+            z = x * y;
+            break;
+        case FOP_DIV:
+            z = x / y;
+            break;
+        default:
+            z = sqrtf(y);
+            break;
         }
         float f = z;
         uint32_t u;
@@ -228,10 +251,18 @@ static uint64_t fp_cmp(struct sse *s, unsigned pred, uint64_t a, uint64_t b, boo
     if (!unord) {
         double x = as_d(fp_in(s, a, dbl), dbl), y = as_d(fp_in(s, b, dbl), dbl);
         switch (pred & 3) {
-        case 0: r = x == y; break;
-        case 1: r = x < y; break;
-        case 2: r = x <= y; break;
-        default: r = false; break; /* UNORD */
+        case 0:
+            r = x == y;
+            break;
+        case 1:
+            r = x < y;
+            break;
+        case 2:
+            r = x <= y;
+            break;
+        default:
+            r = false;
+            break; /* UNORD */
         }
     } else {
         r = (pred & 3) == 3; /* only UNORD holds; NEQ/NLT/NLE/ORD via the inversion */
@@ -252,10 +283,18 @@ static uint64_t fp_to_int(struct sse *s, uint64_t v, bool dbl, unsigned ibits, b
     double x = as_d(v, dbl), r;
     /* Rounded explicitly: the host's rint() need not follow the rounding mode we set. */
     switch (chop ? 3 : (s->cpu->fpu.mxcsr >> 13) & 3) {
-    case 0: r = x - trunc(x) == 0.5 || x - trunc(x) == -0.5 ? 2 * round(x / 2) : round(x); break;
-    case 1: r = floor(x); break;
-    case 2: r = ceil(x); break;
-    default: r = trunc(x); break;
+    case 0:
+        r = x - trunc(x) == 0.5 || x - trunc(x) == -0.5 ? 2 * round(x / 2) : round(x);
+        break;
+    case 1:
+        r = floor(x);
+        break;
+    case 2:
+        r = ceil(x);
+        break;
+    default:
+        r = trunc(x);
+        break;
     }
     if (r != x && !isnan(r) && r >= -lim && r < lim)
         s->exc |= MX_PE;
@@ -335,7 +374,8 @@ static uint32_t fp_approx(uint32_t v, bool rsqrt)
     return u;
 }
 
-/* --- floating-point instruction shapes ---------------------------------------------------------- */
+/* --- floating-point instruction shapes ----------------------------------------------------------
+ */
 
 /* Lanes of an op: packed (all lanes of 128 bits) or scalar (lane 0, the rest of dst kept). */
 static void fp_arith(struct sse *s, unsigned op, bool dbl, bool scalar, union xmm_reg b,
@@ -420,14 +460,36 @@ static bool int_op(unsigned opc, union xmm_reg *d, const union xmm_reg *b)
     union xmm_reg a = *d, r;
     memset(&r, 0, sizeof(r));
     switch (opc) {
-    case 0x60: for (unsigned i = 0; i < 8; i++) r.b[2 * i] = a.b[i], r.b[2 * i + 1] = b->b[i]; break;
-    case 0x61: for (unsigned i = 0; i < 4; i++) r.w[2 * i] = a.w[i], r.w[2 * i + 1] = b->w[i]; break;
-    case 0x62: for (unsigned i = 0; i < 2; i++) r.d[2 * i] = a.d[i], r.d[2 * i + 1] = b->d[i]; break;
-    case 0x6c: r.q[0] = a.q[0], r.q[1] = b->q[0]; break;
-    case 0x68: for (unsigned i = 0; i < 8; i++) r.b[2 * i] = a.b[i + 8], r.b[2 * i + 1] = b->b[i + 8]; break;
-    case 0x69: for (unsigned i = 0; i < 4; i++) r.w[2 * i] = a.w[i + 4], r.w[2 * i + 1] = b->w[i + 4]; break;
-    case 0x6a: for (unsigned i = 0; i < 2; i++) r.d[2 * i] = a.d[i + 2], r.d[2 * i + 1] = b->d[i + 2]; break;
-    case 0x6d: r.q[0] = a.q[1], r.q[1] = b->q[1]; break;
+    case 0x60:
+        for (unsigned i = 0; i < 8; i++)
+            r.b[2 * i] = a.b[i], r.b[2 * i + 1] = b->b[i];
+        break;
+    case 0x61:
+        for (unsigned i = 0; i < 4; i++)
+            r.w[2 * i] = a.w[i], r.w[2 * i + 1] = b->w[i];
+        break;
+    case 0x62:
+        for (unsigned i = 0; i < 2; i++)
+            r.d[2 * i] = a.d[i], r.d[2 * i + 1] = b->d[i];
+        break;
+    case 0x6c:
+        r.q[0] = a.q[0], r.q[1] = b->q[0];
+        break;
+    case 0x68:
+        for (unsigned i = 0; i < 8; i++)
+            r.b[2 * i] = a.b[i + 8], r.b[2 * i + 1] = b->b[i + 8];
+        break;
+    case 0x69:
+        for (unsigned i = 0; i < 4; i++)
+            r.w[2 * i] = a.w[i + 4], r.w[2 * i + 1] = b->w[i + 4];
+        break;
+    case 0x6a:
+        for (unsigned i = 0; i < 2; i++)
+            r.d[2 * i] = a.d[i + 2], r.d[2 * i + 1] = b->d[i + 2];
+        break;
+    case 0x6d:
+        r.q[0] = a.q[1], r.q[1] = b->q[1];
+        break;
     case 0x63: /* PACKSSWB */
         for (unsigned i = 0; i < 8; i++) {
             r.b[i] = (uint8_t)clamp((int16_t)a.w[i], -128, 127);
@@ -446,29 +508,70 @@ static bool int_op(unsigned opc, union xmm_reg *d, const union xmm_reg *b)
             r.w[i + 4] = (uint16_t)clamp((int32_t)b->d[i], -32768, 32767);
         }
         break;
-    case 0x64: for (unsigned i = 0; i < 16; i++) r.b[i] = (int8_t)a.b[i] > (int8_t)b->b[i] ? 0xff : 0; break;
-    case 0x65: for (unsigned i = 0; i < 8; i++) r.w[i] = (int16_t)a.w[i] > (int16_t)b->w[i] ? 0xffff : 0; break;
-    case 0x66: for (unsigned i = 0; i < 4; i++) r.d[i] = (int32_t)a.d[i] > (int32_t)b->d[i] ? ~0u : 0; break;
-    case 0x74: for (unsigned i = 0; i < 16; i++) r.b[i] = a.b[i] == b->b[i] ? 0xff : 0; break;
-    case 0x75: for (unsigned i = 0; i < 8; i++) r.w[i] = a.w[i] == b->w[i] ? 0xffff : 0; break;
-    case 0x76: for (unsigned i = 0; i < 4; i++) r.d[i] = a.d[i] == b->d[i] ? ~0u : 0; break;
-    case 0xd1: case 0xd2: case 0xd3: case 0xe1: case 0xe2: case 0xf1: case 0xf2: case 0xf3: {
+    case 0x64:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = (int8_t)a.b[i] > (int8_t)b->b[i] ? 0xff : 0;
+        break;
+    case 0x65:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (int16_t)a.w[i] > (int16_t)b->w[i] ? 0xffff : 0;
+        break;
+    case 0x66:
+        for (unsigned i = 0; i < 4; i++)
+            r.d[i] = (int32_t)a.d[i] > (int32_t)b->d[i] ? ~0u : 0;
+        break;
+    case 0x74:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = a.b[i] == b->b[i] ? 0xff : 0;
+        break;
+    case 0x75:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = a.w[i] == b->w[i] ? 0xffff : 0;
+        break;
+    case 0x76:
+        for (unsigned i = 0; i < 4; i++)
+            r.d[i] = a.d[i] == b->d[i] ? ~0u : 0;
+        break;
+    case 0xd1:
+    case 0xd2:
+    case 0xd3:
+    case 0xe1:
+    case 0xe2:
+    case 0xf1:
+    case 0xf2:
+    case 0xf3: {
         unsigned bits = (opc & 3) == 1 ? 16 : (opc & 3) == 2 ? 32 : 64;
         unsigned kind = (opc >> 4) == 0xd ? 0 : (opc >> 4) == 0xe ? 1 : 2;
         r = a;
         shift_lanes(&r, bits, kind, b->q[0]);
         break;
     }
-    case 0xd4: r.q[0] = a.q[0] + b->q[0], r.q[1] = a.q[1] + b->q[1]; break;
-    case 0xfb: r.q[0] = a.q[0] - b->q[0], r.q[1] = a.q[1] - b->q[1]; break;
-    case 0xd5: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)((int32_t)(int16_t)a.w[i] * (int16_t)b->w[i]); break;
-    case 0xe5: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)(((int32_t)(int16_t)a.w[i] * (int16_t)b->w[i]) >> 16); break;
-    case 0xe4: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)(((uint32_t)a.w[i] * b->w[i]) >> 16); break;
-    case 0xf4: r.q[0] = (uint64_t)a.d[0] * b->d[0], r.q[1] = (uint64_t)a.d[2] * b->d[2]; break;
+    case 0xd4:
+        r.q[0] = a.q[0] + b->q[0], r.q[1] = a.q[1] + b->q[1];
+        break;
+    case 0xfb:
+        r.q[0] = a.q[0] - b->q[0], r.q[1] = a.q[1] - b->q[1];
+        break;
+    case 0xd5:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)((int32_t)(int16_t)a.w[i] * (int16_t)b->w[i]);
+        break;
+    case 0xe5:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)(((int32_t)(int16_t)a.w[i] * (int16_t)b->w[i]) >> 16);
+        break;
+    case 0xe4:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)(((uint32_t)a.w[i] * b->w[i]) >> 16);
+        break;
+    case 0xf4:
+        r.q[0] = (uint64_t)a.d[0] * b->d[0], r.q[1] = (uint64_t)a.d[2] * b->d[2];
+        break;
     case 0xf5: /* PMADDWD */
         for (unsigned i = 0; i < 4; i++)
-            r.d[i] = (uint32_t)((int32_t)(int16_t)a.w[2 * i] * (int16_t)b->w[2 * i] +
-                                (uint32_t)((int32_t)(int16_t)a.w[2 * i + 1] * (int16_t)b->w[2 * i + 1]));
+            r.d[i] =
+                (uint32_t)((int32_t)(int16_t)a.w[2 * i] * (int16_t)b->w[2 * i] +
+                           (uint32_t)((int32_t)(int16_t)a.w[2 * i + 1] * (int16_t)b->w[2 * i + 1]));
         break;
     case 0xf6: /* PSADBW */
         for (unsigned h = 0; h < 2; h++) {
@@ -480,33 +583,122 @@ static bool int_op(unsigned opc, union xmm_reg *d, const union xmm_reg *b)
             r.q[h] = sum;
         }
         break;
-    case 0xd8: for (unsigned i = 0; i < 16; i++) r.b[i] = (uint8_t)clamp((int)a.b[i] - b->b[i], 0, 255); break;
-    case 0xd9: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)clamp((int)a.w[i] - b->w[i], 0, 65535); break;
-    case 0xdc: for (unsigned i = 0; i < 16; i++) r.b[i] = (uint8_t)clamp((int)a.b[i] + b->b[i], 0, 255); break;
-    case 0xdd: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)clamp((int)a.w[i] + b->w[i], 0, 65535); break;
-    case 0xe8: for (unsigned i = 0; i < 16; i++) r.b[i] = (uint8_t)clamp((int8_t)a.b[i] - (int8_t)b->b[i], -128, 127); break;
-    case 0xe9: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)clamp((int16_t)a.w[i] - (int16_t)b->w[i], -32768, 32767); break;
-    case 0xec: for (unsigned i = 0; i < 16; i++) r.b[i] = (uint8_t)clamp((int8_t)a.b[i] + (int8_t)b->b[i], -128, 127); break;
-    case 0xed: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)clamp((int16_t)a.w[i] + (int16_t)b->w[i], -32768, 32767); break;
-    case 0xda: for (unsigned i = 0; i < 16; i++) r.b[i] = a.b[i] < b->b[i] ? a.b[i] : b->b[i]; break;
-    case 0xde: for (unsigned i = 0; i < 16; i++) r.b[i] = a.b[i] > b->b[i] ? a.b[i] : b->b[i]; break;
-    case 0xea: for (unsigned i = 0; i < 8; i++) r.w[i] = (int16_t)a.w[i] < (int16_t)b->w[i] ? a.w[i] : b->w[i]; break;
-    case 0xee: for (unsigned i = 0; i < 8; i++) r.w[i] = (int16_t)a.w[i] > (int16_t)b->w[i] ? a.w[i] : b->w[i]; break;
-    case 0xe0: for (unsigned i = 0; i < 16; i++) r.b[i] = (uint8_t)((a.b[i] + b->b[i] + 1) >> 1); break;
-    case 0xe3: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)((a.w[i] + b->w[i] + 1) >> 1); break;
-    case 0xdb: r.q[0] = a.q[0] & b->q[0], r.q[1] = a.q[1] & b->q[1]; break;
-    case 0xdf: r.q[0] = ~a.q[0] & b->q[0], r.q[1] = ~a.q[1] & b->q[1]; break;
-    case 0xeb: r.q[0] = a.q[0] | b->q[0], r.q[1] = a.q[1] | b->q[1]; break;
-    case 0xef: r.q[0] = a.q[0] ^ b->q[0], r.q[1] = a.q[1] ^ b->q[1]; break;
-    case 0xf8: for (unsigned i = 0; i < 16; i++) r.b[i] = (uint8_t)(a.b[i] - b->b[i]); break;
-    case 0xf9: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)(a.w[i] - b->w[i]); break;
-    case 0xfa: for (unsigned i = 0; i < 4; i++) r.d[i] = a.d[i] - b->d[i]; break;
-    case 0xfc: for (unsigned i = 0; i < 16; i++) r.b[i] = (uint8_t)(a.b[i] + b->b[i]); break;
-    case 0xfd: for (unsigned i = 0; i < 8; i++) r.w[i] = (uint16_t)(a.w[i] + b->w[i]); break;
-    case 0xfe: for (unsigned i = 0; i < 4; i++) r.d[i] = a.d[i] + b->d[i]; break;
-    default: return false;
+    case 0xd8:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = (uint8_t)clamp((int)a.b[i] - b->b[i], 0, 255);
+        break;
+    case 0xd9:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)clamp((int)a.w[i] - b->w[i], 0, 65535);
+        break;
+    case 0xdc:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = (uint8_t)clamp((int)a.b[i] + b->b[i], 0, 255);
+        break;
+    case 0xdd:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)clamp((int)a.w[i] + b->w[i], 0, 65535);
+        break;
+    case 0xe8:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = (uint8_t)clamp((int8_t)a.b[i] - (int8_t)b->b[i], -128, 127);
+        break;
+    case 0xe9:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)clamp((int16_t)a.w[i] - (int16_t)b->w[i], -32768, 32767);
+        break;
+    case 0xec:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = (uint8_t)clamp((int8_t)a.b[i] + (int8_t)b->b[i], -128, 127);
+        break;
+    case 0xed:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)clamp((int16_t)a.w[i] + (int16_t)b->w[i], -32768, 32767);
+        break;
+    case 0xda:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = a.b[i] < b->b[i] ? a.b[i] : b->b[i];
+        break;
+    case 0xde:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = a.b[i] > b->b[i] ? a.b[i] : b->b[i];
+        break;
+    case 0xea:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (int16_t)a.w[i] < (int16_t)b->w[i] ? a.w[i] : b->w[i];
+        break;
+    case 0xee:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (int16_t)a.w[i] > (int16_t)b->w[i] ? a.w[i] : b->w[i];
+        break;
+    case 0xe0:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = (uint8_t)((a.b[i] + b->b[i] + 1) >> 1);
+        break;
+    case 0xe3:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)((a.w[i] + b->w[i] + 1) >> 1);
+        break;
+    case 0xdb:
+        r.q[0] = a.q[0] & b->q[0], r.q[1] = a.q[1] & b->q[1];
+        break;
+    case 0xdf:
+        r.q[0] = ~a.q[0] & b->q[0], r.q[1] = ~a.q[1] & b->q[1];
+        break;
+    case 0xeb:
+        r.q[0] = a.q[0] | b->q[0], r.q[1] = a.q[1] | b->q[1];
+        break;
+    case 0xef:
+        r.q[0] = a.q[0] ^ b->q[0], r.q[1] = a.q[1] ^ b->q[1];
+        break;
+    case 0xf8:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = (uint8_t)(a.b[i] - b->b[i]);
+        break;
+    case 0xf9:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)(a.w[i] - b->w[i]);
+        break;
+    case 0xfa:
+        for (unsigned i = 0; i < 4; i++)
+            r.d[i] = a.d[i] - b->d[i];
+        break;
+    case 0xfc:
+        for (unsigned i = 0; i < 16; i++)
+            r.b[i] = (uint8_t)(a.b[i] + b->b[i]);
+        break;
+    case 0xfd:
+        for (unsigned i = 0; i < 8; i++)
+            r.w[i] = (uint16_t)(a.w[i] + b->w[i]);
+        break;
+    case 0xfe:
+        for (unsigned i = 0; i < 4; i++)
+            r.d[i] = a.d[i] + b->d[i];
+        break;
+    default:
+        return false;
     }
     *d = r;
+    return true;
+}
+
+/* The MMX (64-bit) form of an op of int_op, on 128-bit operands arranged so that one half of
+ * the result is the answer: the lane-wise ops and the low unpacks read the low halves; the
+ * high unpacks interleave the high halves of each 64-bit operand, so the operands go in the
+ * high halves; a 128-bit pack of {a, b} packs a, then b, into the low half. */
+bool sse_int_op64(unsigned opc, uint64_t *a, uint64_t b)
+{
+    union xmm_reg x = {.q = {*a, 0}}, y = {.q = {b, 0}};
+    unsigned half = 0;
+    if (opc >= 0x68 && opc <= 0x6a) {
+        x.q[1] = *a, y.q[1] = b;
+        half = 1;
+    } else if (opc == 0x63 || opc == 0x67 || opc == 0x6b) {
+        x.q[1] = b;
+    }
+    if (!int_op(opc, &x, &y))
+        return false;
+    *a = x.q[half];
     return true;
 }
 
@@ -519,8 +711,8 @@ static void fp_commit(struct sse *s, union xmm_reg *dst, const union xmm_reg *v)
     uint32_t *mx = &s->cpu->fpu.mxcsr;
     if (s->exc & ~(*mx >> 7) & 0x3f) {
         *mx |= s->exc;
-        tcg_raise_exception(s->cpu, (s->cpu->cr4 & CR4_OSXMMEXCPT) ? X86_EXC_XM : X86_EXC_UD,
-                            0, false);
+        tcg_raise_exception(s->cpu, (s->cpu->cr4 & CR4_OSXMMEXCPT) ? X86_EXC_XM : X86_EXC_UD, 0,
+                            false);
     }
     *mx |= s->exc;
     if (dst)
@@ -532,51 +724,157 @@ static void fp_begin(struct sse *s)
     fp_host_begin(&s->host, (s->cpu->fpu.mxcsr >> 13) & 3);
 }
 
+/* CVTPI2PS/CVTPI2PD xmm, mm/m64: two int32 to floats (CVTPI2PS keeps the high quadword). */
+static void cvtpi2p(struct sse *s, bool dbl)
+{
+    union xmm_reg *d = xr(s, s->reg), r = *d;
+    uint64_t v = s->mem ? mmu_load(s->cpu, s->addr, 8) : mmx_get(s->cpu, s->rm);
+    if (!s->mem)
+        mmx_enter(s->cpu);
+    fp_begin(s);
+    for (unsigned i = 0; i < 2; i++) {
+        int32_t x = (int32_t)(uint32_t)(v >> (32 * i));
+        if (dbl)
+            r.q[i] = int_to_fp(s, x, true);
+        else
+            r.d[i] = (uint32_t)int_to_fp(s, x, false);
+    }
+    fp_commit(s, d, &r);
+}
+
+/* CVT(T)PS2PI mm, xmm/m64 and CVT(T)PD2PI mm, xmm/m128 (aligned): two floats to int32. */
+static void cvtp2pi(struct sse *s, bool dbl, bool chop)
+{
+    union xmm_reg v = load_src(s, dbl ? 16 : 8, dbl);
+    mmx_enter(s->cpu);
+    fp_begin(s);
+    uint64_t lo = fp_to_int(s, dbl ? v.q[0] : v.d[0], dbl, 32, chop);
+    uint64_t hi = fp_to_int(s, dbl ? v.q[1] : v.d[1], dbl, 32, chop);
+    fp_commit(s, NULL, NULL);
+    mmx_set(s->cpu, s->reg, lo | hi << 32);
+}
+
+/* The forms with an MMX and an XMM operand: a pending x87 exception first; the switch to MMX
+ * state once the operands are read, even when an unmasked SIMD exception then faults (as an
+ * AMD Zen and Bochs do). CVTPI2PS/PD from memory touch no MMX state and take no #MF (the SDM
+ * says so of CVTPI2PD; that CPU and Bochs do the same for CVTPI2PS). */
+static void mmx_operand_forms(struct sse *s, unsigned opc, unsigned mp)
+{
+    if (!(opc == 0x2a && s->mem))
+        mmx_check_pending(s->cpu);
+    switch (K(opc, mp)) {
+    case K(0xd6, PF3): /* MOVQ2DQ xmm, mm */
+        *xr(s, s->reg) = (union xmm_reg){.q = {mmx_get(s->cpu, s->rm), 0}};
+        mmx_enter(s->cpu);
+        break;
+    case K(0xd6, PF2): /* MOVDQ2Q mm, xmm */
+        mmx_set(s->cpu, s->reg, xr(s, s->rm)->q[0]);
+        mmx_enter(s->cpu);
+        break;
+    case K(0x2a, NP):
+    case K(0x2a, P66):
+        cvtpi2p(s, mp == P66);
+        break;
+    default:
+        cvtp2pi(s, mp == P66, opc == 0x2c);
+        break;
+    }
+}
+
 void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
 {
-    struct sse s = {.cpu = cpu, .desc = desc, .addr = addr, .reg = FD_REG(desc),
-                    .rm = FD_RM(desc), .imm = FD_IMM8(desc), .mem = FD_HAS_MEM(desc),
-                    .daz = (cpu->fpu.mxcsr & MX_DAZ) != 0, .ftz = (cpu->fpu.mxcsr & MX_FTZ) != 0};
+    struct sse s = {.cpu = cpu,
+                    .desc = desc,
+                    .addr = addr,
+                    .reg = FD_REG(desc),
+                    .rm = FD_RM(desc),
+                    .imm = FD_IMM8(desc),
+                    .mem = FD_HAS_MEM(desc),
+                    .daz = (cpu->fpu.mxcsr & MX_DAZ) != 0,
+                    .ftz = (cpu->fpu.mxcsr & MX_FTZ) != 0};
     unsigned opc = FD_OPCODE(desc), mp = FD_MP(desc);
     bool w64 = FD_REX_W(desc) != 0;
     union xmm_reg *d = xr(&s, s.reg), v;
     if (FD_MAP(desc) != X86_MAP_0F)
         sse_ud(&s); /* SSSE3 / SSE4 are not advertised */
     switch (K(opc, mp)) {
+    case K(0x2a, NP):
+    case K(0x2a, P66):
+    case K(0x2c, NP):
+    case K(0x2c, P66):
+    case K(0x2d, NP):
+    case K(0x2d, P66):
+    case K(0xd6, PF3):
+    case K(0xd6, PF2):
+        mmx_operand_forms(&s, opc, mp);
+        return;
     /* --- moves --- */
-    case K(0x10, NP): case K(0x10, P66): *d = load_src(&s, 16, false); return;
-    case K(0x28, NP): case K(0x28, P66): *d = load_src(&s, 16, true); return;
-    case K(0x6f, P66): *d = load_src(&s, 16, true); return;
-    case K(0x6f, PF3): *d = load_src(&s, 16, false); return;
-    case K(0x11, NP): case K(0x11, P66): case K(0x7f, PF3): store_dst(&s, d, 16, false); return;
-    case K(0x29, NP): case K(0x29, P66): case K(0x7f, P66):
-    case K(0x2b, NP): case K(0x2b, P66): case K(0xe7, P66):
+    case K(0x10, NP):
+    case K(0x10, P66):
+        *d = load_src(&s, 16, false);
+        return;
+    case K(0x28, NP):
+    case K(0x28, P66):
+        *d = load_src(&s, 16, true);
+        return;
+    case K(0x6f, P66):
+        *d = load_src(&s, 16, true);
+        return;
+    case K(0x6f, PF3):
+        *d = load_src(&s, 16, false);
+        return;
+    case K(0x11, NP):
+    case K(0x11, P66):
+    case K(0x7f, PF3):
+        store_dst(&s, d, 16, false);
+        return;
+    case K(0x29, NP):
+    case K(0x29, P66):
+    case K(0x7f, P66):
+    case K(0x2b, NP):
+    case K(0x2b, P66):
+    case K(0xe7, P66):
         store_dst(&s, d, 16, true);
         return;
-    case K(0x10, PF3): v = load_src(&s, 4, false);
+    case K(0x10, PF3):
+        v = load_src(&s, 4, false);
         if (s.mem)
             *d = v;
         else
             d->d[0] = v.d[0];
         return;
-    case K(0x10, PF2): v = load_src(&s, 8, false);
+    case K(0x10, PF2):
+        v = load_src(&s, 8, false);
         if (s.mem)
             *d = v;
         else
             d->q[0] = v.q[0];
         return;
-    case K(0x11, PF3): store_dst(&s, d, 4, false); return;
-    case K(0x11, PF2): store_dst(&s, d, 8, false); return;
-    case K(0x12, NP): case K(0x12, P66): /* MOVLPS/MOVLPD m64, MOVHLPS */
+    case K(0x11, PF3):
+        store_dst(&s, d, 4, false);
+        return;
+    case K(0x11, PF2):
+        store_dst(&s, d, 8, false);
+        return;
+    case K(0x12, NP):
+    case K(0x12, P66): /* MOVLPS/MOVLPD m64, MOVHLPS */
         v = load_src(&s, 8, false);
         d->q[0] = s.mem ? v.q[0] : v.q[1];
         return;
-    case K(0x16, NP): case K(0x16, P66): /* MOVHPS/MOVHPD m64, MOVLHPS */
+    case K(0x16, NP):
+    case K(0x16, P66): /* MOVHPS/MOVHPD m64, MOVLHPS */
         v = load_src(&s, 8, false);
         d->q[1] = v.q[0];
         return;
-    case K(0x13, NP): case K(0x13, P66): store_dst(&s, d, 8, false); return;
-    case K(0x17, NP): case K(0x17, P66): v.q[0] = d->q[1]; store_dst(&s, &v, 8, false); return;
+    case K(0x13, NP):
+    case K(0x13, P66):
+        store_dst(&s, d, 8, false);
+        return;
+    case K(0x17, NP):
+    case K(0x17, P66):
+        v.q[0] = d->q[1];
+        store_dst(&s, &v, 8, false);
+        return;
     case K(0x6e, P66): /* MOVD/MOVQ xmm, r/m */
         memset(&v, 0, sizeof(v));
         v.q[0] = load_gpr_src(&s, w64 ? 8 : 4);
@@ -615,7 +913,8 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
                 fpu_store_bytes(cpu, addr + i, &d->b[i], 1);
         return;
     }
-    case K(0x50, NP): case K(0x50, P66): { /* MOVMSKPS/PD */
+    case K(0x50, NP):
+    case K(0x50, P66): { /* MOVMSKPS/PD */
         union xmm_reg *x = xr(&s, s.rm);
         uint64_t m = 0;
         if (mp == P66)
@@ -641,36 +940,51 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         cpu->gpr[s.reg] = xr(&s, s.rm)->w[s.imm & 7];
         return;
     /* --- shuffles --- */
-    case K(0x14, NP): v = load_src(&s, 16, true);
+    case K(0x14, NP):
+        v = load_src(&s, 16, true);
         *d = (union xmm_reg){.d = {d->d[0], v.d[0], d->d[1], v.d[1]}};
         return;
-    case K(0x15, NP): v = load_src(&s, 16, true);
+    case K(0x15, NP):
+        v = load_src(&s, 16, true);
         *d = (union xmm_reg){.d = {d->d[2], v.d[2], d->d[3], v.d[3]}};
         return;
-    case K(0x14, P66): v = load_src(&s, 16, true); d->q[1] = v.q[0]; return;
-    case K(0x15, P66): v = load_src(&s, 16, true); d->q[0] = d->q[1], d->q[1] = v.q[1]; return;
-    case K(0xc6, NP): v = load_src(&s, 16, true);
+    case K(0x14, P66):
+        v = load_src(&s, 16, true);
+        d->q[1] = v.q[0];
+        return;
+    case K(0x15, P66):
+        v = load_src(&s, 16, true);
+        d->q[0] = d->q[1], d->q[1] = v.q[1];
+        return;
+    case K(0xc6, NP):
+        v = load_src(&s, 16, true);
         *d = (union xmm_reg){.d = {d->d[s.imm & 3], d->d[(s.imm >> 2) & 3], v.d[(s.imm >> 4) & 3],
                                    v.d[(s.imm >> 6) & 3]}};
         return;
-    case K(0xc6, P66): v = load_src(&s, 16, true);
+    case K(0xc6, P66):
+        v = load_src(&s, 16, true);
         *d = (union xmm_reg){.q = {d->q[s.imm & 1], v.q[(s.imm >> 1) & 1]}};
         return;
-    case K(0x70, P66): v = load_src(&s, 16, true);
+    case K(0x70, P66):
+        v = load_src(&s, 16, true);
         for (unsigned i = 0; i < 4; i++)
             d->d[i] = v.d[(s.imm >> (2 * i)) & 3];
         return;
-    case K(0x70, PF3): v = load_src(&s, 16, true);
+    case K(0x70, PF3):
+        v = load_src(&s, 16, true);
         d->q[0] = v.q[0];
         for (unsigned i = 0; i < 4; i++)
             d->w[4 + i] = v.w[4 + ((s.imm >> (2 * i)) & 3)];
         return;
-    case K(0x70, PF2): v = load_src(&s, 16, true);
+    case K(0x70, PF2):
+        v = load_src(&s, 16, true);
         d->q[1] = v.q[1];
         for (unsigned i = 0; i < 4; i++)
             d->w[i] = v.w[(s.imm >> (2 * i)) & 3];
         return;
-    case K(0x71, P66): case K(0x72, P66): case K(0x73, P66): { /* shifts by imm8 */
+    case K(0x71, P66):
+    case K(0x72, P66):
+    case K(0x73, P66): { /* shifts by imm8 */
         unsigned r = FD_MODRM(desc) >> 3 & 7;
         union xmm_reg *x = xr(&s, s.rm);
         if (opc == 0x73 && (r == 3 || r == 7)) { /* PSRLDQ / PSLLDQ: bytes */
@@ -694,16 +1008,24 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         return;
     }
     /* --- logic --- */
-    case K(0x54, NP): case K(0x54, P66): v = load_src(&s, 16, true);
+    case K(0x54, NP):
+    case K(0x54, P66):
+        v = load_src(&s, 16, true);
         d->q[0] &= v.q[0], d->q[1] &= v.q[1];
         return;
-    case K(0x55, NP): case K(0x55, P66): v = load_src(&s, 16, true);
+    case K(0x55, NP):
+    case K(0x55, P66):
+        v = load_src(&s, 16, true);
         d->q[0] = ~d->q[0] & v.q[0], d->q[1] = ~d->q[1] & v.q[1];
         return;
-    case K(0x56, NP): case K(0x56, P66): v = load_src(&s, 16, true);
+    case K(0x56, NP):
+    case K(0x56, P66):
+        v = load_src(&s, 16, true);
         d->q[0] |= v.q[0], d->q[1] |= v.q[1];
         return;
-    case K(0x57, NP): case K(0x57, P66): v = load_src(&s, 16, true);
+    case K(0x57, NP):
+    case K(0x57, P66):
+        v = load_src(&s, 16, true);
         d->q[0] ^= v.q[0], d->q[1] ^= v.q[1];
         return;
     default:
@@ -720,7 +1042,13 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
     bool scalar = mp == PF3 || mp == PF2;
     union xmm_reg r;
     switch (opc) {
-    case 0x58: case 0x59: case 0x5c: case 0x5d: case 0x5e: case 0x5f: case 0x51: {
+    case 0x58:
+    case 0x59:
+    case 0x5c:
+    case 0x5d:
+    case 0x5e:
+    case 0x5f:
+    case 0x51: {
         static const uint8_t fop[8] = {FOP_ADD, FOP_MUL, 0, 0, FOP_SUB, FOP_MIN, FOP_DIV, FOP_MAX};
         unsigned op = opc == 0x51 ? FOP_SQRT : fop[opc - 0x58];
         v = load_src(&s, scalar ? (dbl ? 8 : 4) : 16, !scalar);
@@ -735,7 +1063,8 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         fp_compare_lanes(&s, dbl, scalar, v, &r);
         fp_commit(&s, d, &r);
         return;
-    case 0x2e: case 0x2f:
+    case 0x2e:
+    case 0x2f:
         if (scalar)
             break;
         v = load_src(&s, dbl ? 8 : 4, false);
@@ -743,7 +1072,8 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         comis(&s, dbl, opc == 0x2e, v);
         fp_commit(&s, NULL, NULL);
         return;
-    case 0x52: case 0x53: /* RSQRT / RCP: PS and SS only */
+    case 0x52:
+    case 0x53: /* RSQRT / RCP: PS and SS only */
         if (mp != NP && mp != PF3)
             break;
         v = load_src(&s, mp == PF3 ? 4 : 16, mp == NP);
@@ -763,7 +1093,8 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         fp_commit(&s, d, &r);
         return;
     }
-    case 0x2c: case 0x2d: { /* CVT(T)SS2SI / CVT(T)SD2SI */
+    case 0x2c:
+    case 0x2d: { /* CVT(T)SS2SI / CVT(T)SD2SI */
         if (!scalar)
             break;
         v = load_src(&s, dbl ? 8 : 4, false);
@@ -825,7 +1156,6 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         fp_commit(&s, d, &r);
         return;
     }
-    /* MMX forms, SSE3 (MOVSLDUP, HADDPS, LDDQU...) and the rest: not implemented, not
-     * advertised. */
+    /* SSE3 (MOVSLDUP, HADDPS, LDDQU...) and the rest: not implemented, not advertised. */
     sse_ud(&s);
 }

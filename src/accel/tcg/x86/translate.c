@@ -36,20 +36,42 @@ enum global_index {
 };
 
 #define GLOBAL(field, label)                                                                       \
-    {.kind = IR_TEMP_GLOBAL, .type = IR_I64, .env_offset = offsetof(struct tcg_cpu, field),         \
-     .name = label}
+    {                                                                                              \
+        .kind = IR_TEMP_GLOBAL, .type = IR_I64, .env_offset = offsetof(struct tcg_cpu, field),     \
+        .name = label                                                                              \
+    }
 
 static const struct ir_temp_info tcg_globals[NR_TCG_GLOBALS] = {
-    GLOBAL(gpr[0], "rax"),       GLOBAL(gpr[1], "rcx"),       GLOBAL(gpr[2], "rdx"),
-    GLOBAL(gpr[3], "rbx"),       GLOBAL(gpr[4], "rsp"),       GLOBAL(gpr[5], "rbp"),
-    GLOBAL(gpr[6], "rsi"),       GLOBAL(gpr[7], "rdi"),       GLOBAL(gpr[8], "r8"),
-    GLOBAL(gpr[9], "r9"),        GLOBAL(gpr[10], "r10"),      GLOBAL(gpr[11], "r11"),
-    GLOBAL(gpr[12], "r12"),      GLOBAL(gpr[13], "r13"),      GLOBAL(gpr[14], "r14"),
-    GLOBAL(gpr[15], "r15"),      GLOBAL(rip, "rip"),          GLOBAL(cc_op, "cc_op"),
-    GLOBAL(cc_dst, "cc_dst"),    GLOBAL(cc_src, "cc_src"),    GLOBAL(cc_src2, "cc_src2"),
-    GLOBAL(eflags, "eflags"),    GLOBAL(seg_base[0], "es_base"), GLOBAL(seg_base[1], "cs_base"),
-    GLOBAL(seg_base[2], "ss_base"), GLOBAL(seg_base[3], "ds_base"), GLOBAL(seg_base[4], "fs_base"),
-    GLOBAL(seg_base[5], "gs_base"), GLOBAL(seg_base[6], "ldt_base"), GLOBAL(seg_base[7], "tr_base"),
+    GLOBAL(gpr[0], "rax"),
+    GLOBAL(gpr[1], "rcx"),
+    GLOBAL(gpr[2], "rdx"),
+    GLOBAL(gpr[3], "rbx"),
+    GLOBAL(gpr[4], "rsp"),
+    GLOBAL(gpr[5], "rbp"),
+    GLOBAL(gpr[6], "rsi"),
+    GLOBAL(gpr[7], "rdi"),
+    GLOBAL(gpr[8], "r8"),
+    GLOBAL(gpr[9], "r9"),
+    GLOBAL(gpr[10], "r10"),
+    GLOBAL(gpr[11], "r11"),
+    GLOBAL(gpr[12], "r12"),
+    GLOBAL(gpr[13], "r13"),
+    GLOBAL(gpr[14], "r14"),
+    GLOBAL(gpr[15], "r15"),
+    GLOBAL(rip, "rip"),
+    GLOBAL(cc_op, "cc_op"),
+    GLOBAL(cc_dst, "cc_dst"),
+    GLOBAL(cc_src, "cc_src"),
+    GLOBAL(cc_src2, "cc_src2"),
+    GLOBAL(eflags, "eflags"),
+    GLOBAL(seg_base[0], "es_base"),
+    GLOBAL(seg_base[1], "cs_base"),
+    GLOBAL(seg_base[2], "ss_base"),
+    GLOBAL(seg_base[3], "ds_base"),
+    GLOBAL(seg_base[4], "fs_base"),
+    GLOBAL(seg_base[5], "gs_base"),
+    GLOBAL(seg_base[6], "ldt_base"),
+    GLOBAL(seg_base[7], "tr_base"),
 };
 
 /* Disassembly context: one block being translated. */
@@ -109,20 +131,36 @@ static unsigned stack_bits(const struct dc *s)
 static void gen_zext(struct dc *s, ir_temp d, ir_temp a, unsigned bits)
 {
     switch (bits) {
-    case 8: ir_unop(s->b, IR_EXT8U, IR_I64, d, a); break;
-    case 16: ir_unop(s->b, IR_EXT16U, IR_I64, d, a); break;
-    case 32: ir_unop(s->b, IR_EXT32U, IR_I64, d, a); break;
-    default: ir_mov(s->b, IR_I64, d, a); break;
+    case 8:
+        ir_unop(s->b, IR_EXT8U, IR_I64, d, a);
+        break;
+    case 16:
+        ir_unop(s->b, IR_EXT16U, IR_I64, d, a);
+        break;
+    case 32:
+        ir_unop(s->b, IR_EXT32U, IR_I64, d, a);
+        break;
+    default:
+        ir_mov(s->b, IR_I64, d, a);
+        break;
     }
 }
 
 static void gen_sext(struct dc *s, ir_temp d, ir_temp a, unsigned bits)
 {
     switch (bits) {
-    case 8: ir_unop(s->b, IR_EXT8S, IR_I64, d, a); break;
-    case 16: ir_unop(s->b, IR_EXT16S, IR_I64, d, a); break;
-    case 32: ir_unop(s->b, IR_EXT32S, IR_I64, d, a); break;
-    default: ir_mov(s->b, IR_I64, d, a); break;
+    case 8:
+        ir_unop(s->b, IR_EXT8S, IR_I64, d, a);
+        break;
+    case 16:
+        ir_unop(s->b, IR_EXT16S, IR_I64, d, a);
+        break;
+    case 32:
+        ir_unop(s->b, IR_EXT32S, IR_I64, d, a);
+        break;
+    default:
+        ir_mov(s->b, IR_I64, d, a);
+        break;
     }
 }
 
@@ -232,9 +270,10 @@ static ir_temp load_operand(struct dc *s, unsigned i, struct opref *ref)
     case X86_OPND_REG:
         if (o->reg_class == X86_RC_SEG) {
             ir_temp t = tmp(s);
-            ir_ldenv(s->b, t, (uint32_t)(offsetof(struct tcg_cpu, seg) +
-                                         o->reg * sizeof(struct tcg_segment) +
-                                         offsetof(struct tcg_segment, selector)));
+            ir_ldenv(s->b, t,
+                     (uint32_t)(offsetof(struct tcg_cpu, seg) +
+                                o->reg * sizeof(struct tcg_segment) +
+                                offsetof(struct tcg_segment, selector)));
             ir_unop(s->b, IR_EXT16U, IR_I64, t, t);
             return t;
         }
@@ -378,23 +417,34 @@ static ir_temp gen_condition(struct dc *s, unsigned cc)
             ir_temp sv = tmp(s);
             gen_sext(s, sv, G_CC_DST, bits);
             switch (test) {
-            case 0: a = sv, c = cst(s, 0), cond = IR_COND_NEVER; break; /* OF = 0 */
-            case 1: a = sv, c = cst(s, 0), cond = IR_COND_NEVER; break; /* CF = 0 */
-            case 3: a = sv, c = cst(s, 0), cond = IR_COND_EQ; break;    /* CF|ZF = ZF */
-            case 6: a = sv, c = cst(s, 0), cond = IR_COND_LT; break;    /* SF != 0 */
-            case 7: a = sv, c = cst(s, 0), cond = IR_COND_LE; break;
-            default: break;
+            case 0:
+                a = sv, c = cst(s, 0), cond = IR_COND_NEVER;
+                break; /* OF = 0 */
+            case 1:
+                a = sv, c = cst(s, 0), cond = IR_COND_NEVER;
+                break; /* CF = 0 */
+            case 3:
+                a = sv, c = cst(s, 0), cond = IR_COND_EQ;
+                break; /* CF|ZF = ZF */
+            case 6:
+                a = sv, c = cst(s, 0), cond = IR_COND_LT;
+                break; /* SF != 0 */
+            case 7:
+                a = sv, c = cst(s, 0), cond = IR_COND_LE;
+                break;
+            default:
+                break;
             }
         }
     }
     if (a != IR_NO_TEMP) {
         if (negate) {
             static const enum ir_cond inverse[] = {
-                [IR_COND_EQ] = IR_COND_NE,    [IR_COND_NE] = IR_COND_EQ,
-                [IR_COND_LT] = IR_COND_GE,    [IR_COND_GE] = IR_COND_LT,
-                [IR_COND_LE] = IR_COND_GT,    [IR_COND_GT] = IR_COND_LE,
-                [IR_COND_LTU] = IR_COND_GEU,  [IR_COND_GEU] = IR_COND_LTU,
-                [IR_COND_LEU] = IR_COND_GTU,  [IR_COND_GTU] = IR_COND_LEU,
+                [IR_COND_EQ] = IR_COND_NE,        [IR_COND_NE] = IR_COND_EQ,
+                [IR_COND_LT] = IR_COND_GE,        [IR_COND_GE] = IR_COND_LT,
+                [IR_COND_LE] = IR_COND_GT,        [IR_COND_GT] = IR_COND_LE,
+                [IR_COND_LTU] = IR_COND_GEU,      [IR_COND_GEU] = IR_COND_LTU,
+                [IR_COND_LEU] = IR_COND_GTU,      [IR_COND_GTU] = IR_COND_LEU,
                 [IR_COND_NEVER] = IR_COND_ALWAYS, [IR_COND_ALWAYS] = IR_COND_NEVER,
             };
             cond = inverse[cond];
@@ -529,12 +579,22 @@ static void gen_alu(struct dc *s, enum x86_mnemonic mn)
     if (mn != X86_MN_CMP && mn != X86_MN_TEST)
         store_operand(s, 0, &ref, r);
     switch (mn) {
-    case X86_MN_ADD: set_cc(s, CC_OP_ADD, bits, r, b, IR_NO_TEMP); break;
-    case X86_MN_ADC: set_cc(s, CC_OP_ADC, bits, r, b, carry); break;
+    case X86_MN_ADD:
+        set_cc(s, CC_OP_ADD, bits, r, b, IR_NO_TEMP);
+        break;
+    case X86_MN_ADC:
+        set_cc(s, CC_OP_ADC, bits, r, b, carry);
+        break;
     case X86_MN_SUB:
-    case X86_MN_CMP: set_cc(s, CC_OP_SUB, bits, r, b, IR_NO_TEMP); break;
-    case X86_MN_SBB: set_cc(s, CC_OP_SBB, bits, r, b, carry); break;
-    default: set_cc(s, CC_OP_LOGIC, bits, r, IR_NO_TEMP, IR_NO_TEMP); break;
+    case X86_MN_CMP:
+        set_cc(s, CC_OP_SUB, bits, r, b, IR_NO_TEMP);
+        break;
+    case X86_MN_SBB:
+        set_cc(s, CC_OP_SBB, bits, r, b, carry);
+        break;
+    default:
+        set_cc(s, CC_OP_LOGIC, bits, r, IR_NO_TEMP, IR_NO_TEMP);
+        break;
     }
 }
 
@@ -763,10 +823,10 @@ static void gen_cmpxchg(struct dc *s)
 
 static void gen_movs_family(struct dc *s, enum x86_mnemonic mn)
 {
-    static const int kinds[] = {[X86_MN_MOVS] = STR_MOVS, [X86_MN_CMPS] = STR_CMPS,
-                                [X86_MN_STOS] = STR_STOS, [X86_MN_LODS] = STR_LODS,
-                                [X86_MN_SCAS] = STR_SCAS, [X86_MN_INS] = STR_INS,
-                                [X86_MN_OUTS] = STR_OUTS};
+    static const int kinds[] = {
+        [X86_MN_MOVS] = STR_MOVS, [X86_MN_CMPS] = STR_CMPS, [X86_MN_STOS] = STR_STOS,
+        [X86_MN_LODS] = STR_LODS, [X86_MN_SCAS] = STR_SCAS, [X86_MN_INS] = STR_INS,
+        [X86_MN_OUTS] = STR_OUTS};
     gen_string(s, kinds[mn]);
 }
 
@@ -794,8 +854,8 @@ static void gen_loop(struct dc *s, enum x86_mnemonic mn)
     gen_branch_cond(s, take, rel_target(s), s->next_ip);
 }
 
-/* x87, SSE and their state instructions run in one helper (fpu.c/sse.c), given the packed
- * instruction and its memory operand's linear address (MASKMOVDQU: DS:rDI). */
+/* x87, SSE, MMX and their state instructions run in C helpers (fpu.c/sse.c/mmx.c), given the
+ * packed instruction and its memory operand's linear address (MASKMOVDQU/MASKMOVQ: DS:rDI). */
 static void gen_fpu_sse(struct dc *s)
 {
     const struct x86_decoded_insn *in = s->insn;
@@ -808,8 +868,10 @@ static void gen_fpu_sse(struct dc *s)
         addr = gen_linear(s, off, in->prefix.seg != X86_SEG_NONE ? in->prefix.seg : SEG_DS);
     }
     sync_cc_op(s);
-    gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(in)), addr, IR_NO_TEMP,
-             IR_NO_TEMP);
+    uint64_t desc = x86_fpu_desc(in);
+    /* MMX forms have their own availability rules (no CR4.OSFXSR): their own helper. */
+    gen_call(s, x86_mmx_form(desc) ? HELPER_mmx : HELPER_fpu_sse, IR_NO_TEMP, cst(s, desc), addr,
+             IR_NO_TEMP, IR_NO_TEMP);
     s->cc_op = CC_OP_DYNAMIC; /* COMISS/FCOMI write the flags */
 }
 
@@ -826,8 +888,15 @@ static void translate_insn(struct dc *s)
     enum x86_mnemonic mn = in->mnemonic;
     unsigned bits = in->opsize;
     switch (mn) {
-    case X86_MN_ADD: case X86_MN_OR: case X86_MN_ADC: case X86_MN_SBB:
-    case X86_MN_AND: case X86_MN_SUB: case X86_MN_XOR: case X86_MN_CMP: case X86_MN_TEST:
+    case X86_MN_ADD:
+    case X86_MN_OR:
+    case X86_MN_ADC:
+    case X86_MN_SBB:
+    case X86_MN_AND:
+    case X86_MN_SUB:
+    case X86_MN_XOR:
+    case X86_MN_CMP:
+    case X86_MN_TEST:
         gen_alu(s, mn);
         break;
     case X86_MN_INC:
@@ -850,10 +919,18 @@ static void translate_insn(struct dc *s)
         else
             gen_shift_helper(s, mn == X86_MN_ROL ? SHIFT_ROL : SHIFT_ROR);
         break;
-    case X86_MN_RCL: gen_shift_helper(s, SHIFT_RCL); break;
-    case X86_MN_RCR: gen_shift_helper(s, SHIFT_RCR); break;
-    case X86_MN_SHLD: gen_shift_helper(s, SHIFT_SHLD); break;
-    case X86_MN_SHRD: gen_shift_helper(s, SHIFT_SHRD); break;
+    case X86_MN_RCL:
+        gen_shift_helper(s, SHIFT_RCL);
+        break;
+    case X86_MN_RCR:
+        gen_shift_helper(s, SHIFT_RCR);
+        break;
+    case X86_MN_SHLD:
+        gen_shift_helper(s, SHIFT_SHLD);
+        break;
+    case X86_MN_SHRD:
+        gen_shift_helper(s, SHIFT_SHRD);
+        break;
     case X86_MN_MOV: {
         ir_temp v = load_operand(s, 1, NULL);
         store_operand(s, 0, NULL, v);
@@ -902,8 +979,8 @@ static void translate_insn(struct dc *s)
     case X86_MN_CMPXCHG8B:
     case X86_MN_CMPXCHG16B:
         sync_cc_op(s);
-        gen_call(s, HELPER_cmpxchg8b, IR_NO_TEMP, gen_mem_addr(s),
-                 cst(s, mn == X86_MN_CMPXCHG16B), IR_NO_TEMP, IR_NO_TEMP);
+        gen_call(s, HELPER_cmpxchg8b, IR_NO_TEMP, gen_mem_addr(s), cst(s, mn == X86_MN_CMPXCHG16B),
+                 IR_NO_TEMP, IR_NO_TEMP);
         s->cc_op = CC_OP_DYNAMIC;
         break;
     case X86_MN_BSWAP: {
@@ -942,14 +1019,19 @@ static void translate_insn(struct dc *s)
         ir_temp v = load_operand(s, 0, NULL);
         bool is_signed = mn == X86_MN_IMUL || mn == X86_MN_IDIV;
         sync_cc_op(s);
-        gen_call(s, (mn == X86_MN_MUL || mn == X86_MN_IMUL) ? HELPER_mul : HELPER_div,
-                 IR_NO_TEMP, v, cst(s, in->operand[0].size / 8), cst(s, is_signed), IR_NO_TEMP);
+        gen_call(s, (mn == X86_MN_MUL || mn == X86_MN_IMUL) ? HELPER_mul : HELPER_div, IR_NO_TEMP,
+                 v, cst(s, in->operand[0].size / 8), cst(s, is_signed), IR_NO_TEMP);
         s->cc_op = CC_OP_DYNAMIC;
         break;
     }
-    case X86_MN_BT: case X86_MN_BTS: case X86_MN_BTR: case X86_MN_BTC: {
-        int kind = mn == X86_MN_BT ? BITTEST_BT : mn == X86_MN_BTS ? BITTEST_BTS
-                   : mn == X86_MN_BTR ? BITTEST_BTR : BITTEST_BTC;
+    case X86_MN_BT:
+    case X86_MN_BTS:
+    case X86_MN_BTR:
+    case X86_MN_BTC: {
+        int kind = mn == X86_MN_BT    ? BITTEST_BT
+                   : mn == X86_MN_BTS ? BITTEST_BTS
+                   : mn == X86_MN_BTR ? BITTEST_BTR
+                                      : BITTEST_BTC;
         ir_temp bit = load_operand(s, 1, NULL);
         ir_temp addr = IR_NO_TEMP, v;
         if (in->operand[0].kind == X86_OPND_MEM && in->operand[1].kind == X86_OPND_REG) {
@@ -981,10 +1063,16 @@ static void translate_insn(struct dc *s)
         }
         break;
     }
-    case X86_MN_BSF: case X86_MN_BSR: case X86_MN_TZCNT: case X86_MN_LZCNT: case X86_MN_POPCNT: {
-        int kind = mn == X86_MN_BSF ? SCAN_BSF : mn == X86_MN_BSR ? SCAN_BSR
-                   : mn == X86_MN_TZCNT ? SCAN_TZCNT : mn == X86_MN_LZCNT ? SCAN_LZCNT
-                   : SCAN_POPCNT;
+    case X86_MN_BSF:
+    case X86_MN_BSR:
+    case X86_MN_TZCNT:
+    case X86_MN_LZCNT:
+    case X86_MN_POPCNT: {
+        int kind = mn == X86_MN_BSF     ? SCAN_BSF
+                   : mn == X86_MN_BSR   ? SCAN_BSR
+                   : mn == X86_MN_TZCNT ? SCAN_TZCNT
+                   : mn == X86_MN_LZCNT ? SCAN_LZCNT
+                                        : SCAN_POPCNT;
         ir_temp src = load_operand(s, 1, NULL);
         ir_temp old = load_operand(s, 0, NULL);
         /* BSF/BSR of 0 leave the whole destination unchanged (AMD documents it; Intel says
@@ -1056,7 +1144,9 @@ static void translate_insn(struct dc *s)
         ir_binop(s->b, IR_OR, IR_I64, G_CC_SRC, f, ah);
         break;
     }
-    case X86_MN_CLC: case X86_MN_STC: case X86_MN_CMC: {
+    case X86_MN_CLC:
+    case X86_MN_STC:
+    case X86_MN_CMC: {
         ir_temp f = gen_materialize_flags(s);
         if (mn == X86_MN_CLC)
             ir_binop(s->b, IR_AND, IR_I64, G_CC_SRC, f, cst(s, ~(uint64_t)X86_CF));
@@ -1125,10 +1215,13 @@ static void translate_insn(struct dc *s)
         break;
     case X86_MN_PUSHA:
     case X86_MN_POPA:
-        gen_call(s, mn == X86_MN_PUSHA ? HELPER_pusha : HELPER_popa, IR_NO_TEMP,
-                 cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        gen_call(s, mn == X86_MN_PUSHA ? HELPER_pusha : HELPER_popa, IR_NO_TEMP, cst(s, bits / 8),
+                 IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
         break;
-    case X86_MN_LOOP: case X86_MN_LOOPE: case X86_MN_LOOPNE: case X86_MN_JRCXZ:
+    case X86_MN_LOOP:
+    case X86_MN_LOOPE:
+    case X86_MN_LOOPNE:
+    case X86_MN_JRCXZ:
         gen_loop(s, mn);
         break;
     case X86_MN_SETCC: {
@@ -1156,8 +1249,13 @@ static void translate_insn(struct dc *s)
         store_reg(s, GPR_RAX, 8, false, v);
         break;
     }
-    case X86_MN_MOVS: case X86_MN_CMPS: case X86_MN_STOS: case X86_MN_LODS:
-    case X86_MN_SCAS: case X86_MN_INS: case X86_MN_OUTS:
+    case X86_MN_MOVS:
+    case X86_MN_CMPS:
+    case X86_MN_STOS:
+    case X86_MN_LODS:
+    case X86_MN_SCAS:
+    case X86_MN_INS:
+    case X86_MN_OUTS:
         gen_movs_family(s, mn);
         break;
     case X86_MN_IN:
@@ -1166,18 +1264,25 @@ static void translate_insn(struct dc *s)
         break;
     case X86_MN_NOP:
     case X86_MN_PAUSE:
-    case X86_MN_PREFETCH: case X86_MN_PREFETCHW: case X86_MN_PREFETCHNTA:
-    case X86_MN_PREFETCHT0: case X86_MN_PREFETCHT1: case X86_MN_PREFETCHT2:
-    case X86_MN_LFENCE: case X86_MN_MFENCE: case X86_MN_SFENCE:
-    case X86_MN_CLFLUSH: case X86_MN_CLFLUSHOPT: case X86_MN_CLWB:
+    case X86_MN_PREFETCH:
+    case X86_MN_PREFETCHW:
+    case X86_MN_PREFETCHNTA:
+    case X86_MN_PREFETCHT0:
+    case X86_MN_PREFETCHT1:
+    case X86_MN_PREFETCHT2:
+    case X86_MN_LFENCE:
+    case X86_MN_MFENCE:
+    case X86_MN_SFENCE:
+    case X86_MN_CLFLUSH:
+    case X86_MN_CLFLUSHOPT:
+    case X86_MN_CLWB:
         break; /* one vCPU thread at a time and no caches: nothing to model */
     case X86_MN_HLT:
         if (privileged(s)) {
             gen_raise(s, X86_EXC_GP);
             break;
         }
-        gen_call(s, HELPER_hlt, IR_NO_TEMP, cst(s, s->next_ip), IR_NO_TEMP, IR_NO_TEMP,
-                 IR_NO_TEMP);
+        gen_call(s, HELPER_hlt, IR_NO_TEMP, cst(s, s->next_ip), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
         ir_exit_tb(s->b, IR_EXIT_NEXT);
         s->end = true;
         break;
@@ -1186,8 +1291,8 @@ static void translate_insn(struct dc *s)
         break;
     case X86_MN_RDTSC:
     case X86_MN_RDTSCP:
-        gen_call(s, HELPER_rdtsc, IR_NO_TEMP, cst(s, mn == X86_MN_RDTSCP), IR_NO_TEMP,
-                 IR_NO_TEMP, IR_NO_TEMP);
+        gen_call(s, HELPER_rdtsc, IR_NO_TEMP, cst(s, mn == X86_MN_RDTSCP), IR_NO_TEMP, IR_NO_TEMP,
+                 IR_NO_TEMP);
         break;
     case X86_MN_RDMSR:
     case X86_MN_WRMSR:
@@ -1204,8 +1309,8 @@ static void translate_insn(struct dc *s)
             ir_temp of = gen_condition(s, 0);
             ir_label skip = ir_new_label(s->b);
             ir_brcond(s->b, IR_I64, IR_COND_EQ, of, cst(s, 0), skip);
-            gen_call(s, HELPER_soft_int, IR_NO_TEMP, cst(s, vector), cst(s, s->next_ip),
-                     IR_NO_TEMP, IR_NO_TEMP);
+            gen_call(s, HELPER_soft_int, IR_NO_TEMP, cst(s, vector), cst(s, s->next_ip), IR_NO_TEMP,
+                     IR_NO_TEMP);
             ir_label_here(s->b, skip);
             gen_jump_const(s, s->next_ip, 0);
             break;
@@ -1219,8 +1324,7 @@ static void translate_insn(struct dc *s)
     }
     case X86_MN_IRET:
         sync_cc_op(s);
-        gen_call(s, HELPER_iret, IR_NO_TEMP, cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP,
-                 IR_NO_TEMP);
+        gen_call(s, HELPER_iret, IR_NO_TEMP, cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
         s->cc_op = CC_OP_EFLAGS;
         ir_exit_tb(s->b, IR_EXIT_NEXT);
         s->end = true;
@@ -1268,9 +1372,16 @@ static void translate_insn(struct dc *s)
                 store_reg(s, in->operand[0].reg, bits, false, v);
         }
         break;
-    case X86_MN_LDS: case X86_MN_LES: case X86_MN_LFS: case X86_MN_LGS: case X86_MN_LSS: {
-        unsigned seg = mn == X86_MN_LDS ? SEG_DS : mn == X86_MN_LES ? SEG_ES
-                       : mn == X86_MN_LFS ? SEG_FS : mn == X86_MN_LGS ? SEG_GS : SEG_SS;
+    case X86_MN_LDS:
+    case X86_MN_LES:
+    case X86_MN_LFS:
+    case X86_MN_LGS:
+    case X86_MN_LSS: {
+        unsigned seg = mn == X86_MN_LDS   ? SEG_DS
+                       : mn == X86_MN_LES ? SEG_ES
+                       : mn == X86_MN_LFS ? SEG_FS
+                       : mn == X86_MN_LGS ? SEG_GS
+                                          : SEG_SS;
         ir_temp addr = gen_mem_addr(s);
         ir_temp off = gen_load(s, addr, bits);
         ir_temp a2 = tmp(s);
@@ -1282,7 +1393,10 @@ static void translate_insn(struct dc *s)
         gen_jump_const(s, s->next_ip, 0);
         break;
     }
-    case X86_MN_LGDT: case X86_MN_LIDT: case X86_MN_SGDT: case X86_MN_SIDT: {
+    case X86_MN_LGDT:
+    case X86_MN_LIDT:
+    case X86_MN_SGDT:
+    case X86_MN_SIDT: {
         bool load = mn == X86_MN_LGDT || mn == X86_MN_LIDT;
         unsigned which = (mn == X86_MN_LIDT || mn == X86_MN_SIDT) ? 1 : 0;
         if (load && privileged(s)) {
@@ -1294,13 +1408,15 @@ static void translate_insn(struct dc *s)
                  cst(s, which | (uint64_t)(bits / 8) << 8), IR_NO_TEMP, IR_NO_TEMP);
         break;
     }
-    case X86_MN_LLDT: case X86_MN_LTR: {
+    case X86_MN_LLDT:
+    case X86_MN_LTR: {
         ir_temp v = load_operand(s, 0, NULL);
         gen_call(s, HELPER_ltr_lldt, IR_NO_TEMP, v, cst(s, mn == X86_MN_LTR), IR_NO_TEMP,
                  IR_NO_TEMP);
         break;
     }
-    case X86_MN_SLDT: case X86_MN_STR: {
+    case X86_MN_SLDT:
+    case X86_MN_STR: {
         ir_temp v = tmp(s);
         gen_call(s, HELPER_str_sldt, v, cst(s, mn == X86_MN_STR), IR_NO_TEMP, IR_NO_TEMP,
                  IR_NO_TEMP);
@@ -1323,8 +1439,8 @@ static void translate_insn(struct dc *s)
             gen_jump_const(s, s->next_ip, 0); /* paging and mode bits change translation */
         } else {
             ir_temp v = tmp(s);
-            gen_call(s, HELPER_mov_from_cr, v, cst(s, in->operand[1].reg), IR_NO_TEMP,
-                     IR_NO_TEMP, IR_NO_TEMP);
+            gen_call(s, HELPER_mov_from_cr, v, cst(s, in->operand[1].reg), IR_NO_TEMP, IR_NO_TEMP,
+                     IR_NO_TEMP);
             store_reg(s, in->operand[0].reg, in->operand[0].size, false, v);
         }
         break;
@@ -1365,16 +1481,14 @@ static void translate_insn(struct dc *s)
             break;
         }
         /* CR number 0x100 asks the helper to clear CR0.TS only. */
-        gen_call(s, HELPER_mov_to_cr, IR_NO_TEMP, cst(s, 0x100), cst(s, 0), IR_NO_TEMP,
-                 IR_NO_TEMP);
+        gen_call(s, HELPER_mov_to_cr, IR_NO_TEMP, cst(s, 0x100), cst(s, 0), IR_NO_TEMP, IR_NO_TEMP);
         break;
     case X86_MN_INVLPG:
         if (privileged(s)) {
             gen_raise(s, X86_EXC_GP);
             break;
         }
-        gen_call(s, HELPER_invlpg, IR_NO_TEMP, gen_mem_addr(s), IR_NO_TEMP, IR_NO_TEMP,
-                 IR_NO_TEMP);
+        gen_call(s, HELPER_invlpg, IR_NO_TEMP, gen_mem_addr(s), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
         gen_jump_const(s, s->next_ip, 0);
         break;
     case X86_MN_WBINVD:
@@ -1382,15 +1496,20 @@ static void translate_insn(struct dc *s)
         if (privileged(s))
             gen_raise(s, X86_EXC_GP);
         break;
-    case X86_MN_SYSCALL: case X86_MN_SYSRET: case X86_MN_SYSENTER: case X86_MN_SYSEXIT:
+    case X86_MN_SYSCALL:
+    case X86_MN_SYSRET:
+    case X86_MN_SYSENTER:
+    case X86_MN_SYSEXIT:
     case X86_MN_SWAPGS: {
-        int kind = mn == X86_MN_SYSCALL ? SYS_SYSCALL : mn == X86_MN_SYSRET ? SYS_SYSRET
-                   : mn == X86_MN_SYSENTER ? SYS_SYSENTER : mn == X86_MN_SYSEXIT ? SYS_SYSEXIT
-                   : SYS_SWAPGS;
+        int kind = mn == X86_MN_SYSCALL    ? SYS_SYSCALL
+                   : mn == X86_MN_SYSRET   ? SYS_SYSRET
+                   : mn == X86_MN_SYSENTER ? SYS_SYSENTER
+                   : mn == X86_MN_SYSEXIT  ? SYS_SYSEXIT
+                                           : SYS_SWAPGS;
         sync_cc_op(s);
         gen_call(s, HELPER_sysenter_family, IR_NO_TEMP,
-                 cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8), cst(s, s->next_ip),
-                 IR_NO_TEMP, IR_NO_TEMP);
+                 cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8), cst(s, s->next_ip), IR_NO_TEMP,
+                 IR_NO_TEMP);
         if (kind == SYS_SWAPGS)
             break;
         s->cc_op = CC_OP_DYNAMIC;
@@ -1398,8 +1517,13 @@ static void translate_insn(struct dc *s)
         s->end = true;
         break;
     }
-    case X86_MN_SSE: case X86_MN_X87: case X86_MN_WAIT: case X86_MN_FXSAVE: case X86_MN_FXRSTOR:
-    case X86_MN_LDMXCSR: case X86_MN_STMXCSR:
+    case X86_MN_SSE:
+    case X86_MN_X87:
+    case X86_MN_WAIT:
+    case X86_MN_FXSAVE:
+    case X86_MN_FXRSTOR:
+    case X86_MN_LDMXCSR:
+    case X86_MN_STMXCSR:
         gen_fpu_sse(s);
         break;
     case X86_MN_UD0:
@@ -1419,9 +1543,8 @@ void x86_translate_init(struct ir_block *block)
     ir_block_init(block, tcg_globals, NR_TCG_GLOBALS, x86_helper_table, X86_NR_HELPERS);
 }
 
-int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base,
-                        uint64_t rip, uint32_t hflags, unsigned max_insns,
-                        struct x86_translate_info *info)
+int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base, uint64_t rip,
+                        uint32_t hflags, unsigned max_insns, struct x86_translate_info *info)
 {
     if (max_insns == 0 || max_insns > MAX_INSNS_PER_TB)
         max_insns = MAX_INSNS_PER_TB;
@@ -1432,7 +1555,9 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
         .cs_base = cs_base,
         .ip = rip,
         .hflags = hflags,
-        .mode = (hflags & HF_CS64) ? X86_MODE_64 : (hflags & HF_CS32) ? X86_MODE_32 : X86_MODE_16,
+        .mode = (hflags & HF_CS64)   ? X86_MODE_64
+                : (hflags & HF_CS32) ? X86_MODE_32
+                                     : X86_MODE_16,
         .cc_op = CC_OP_DYNAMIC,
     };
     uint64_t first_page = (cs_base + rip) & ~0xfffULL;
