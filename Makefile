@@ -14,7 +14,7 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS += -fsanitize=address,undefined
 endif
 CFLAGS := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS := -pthread -lm -luring
+LDLIBS := -pthread -lm -luring -lslirp
 
 LIB_SRCS := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -98,6 +98,7 @@ bench: deps all payloads
 	/usr/bin/python3 bench/boot.py
 	@$(MAKE) --no-print-directory debian
 	/usr/bin/python3 bench/disk.py
+	/usr/bin/python3 bench/net.py
 
 format:
 	clang-format -i $$(find src tests/unit -name '*.[ch]')

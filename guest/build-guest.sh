@@ -2,7 +2,8 @@
 # Build steps for the default test guest; guest/Makefile calls them. See guest/README.md.
 #   build-guest.sh fetch-kernel  BUILD   download + unpack Debian's linux-image-cloud-amd64
 #   build-guest.sh fetch-busybox BUILD   download + unpack Debian's busybox-static
-#   build-guest.sh initrd        BUILD   stage + pack BUILD/initrd.cpio.gz
+#   build-guest.sh initrd        BUILD   stage + pack BUILD/initrd.cpio.gz (with guest/tools/*.c
+#                                        built static into /usr/bin)
 # Downloads are kept in BUILD/debs and reused; set QUOKKA_GUEST_REFRESH=1 to fetch the
 # newest versions again.
 set -euo pipefail
@@ -73,13 +74,21 @@ initrd)
     done
     [ -L "$S/bin/sh" ] || die "busybox has no sh applet"
     install -m 0755 "$here/init" "$S/init"
+    # Small static test programs (guest/tools/*.c, e.g. vsock-test) go to /usr/bin.
+    for src in "$here"/tools/*.c; do
+        [ -e "$src" ] || continue
+        name=$(basename "$src" .c)
+        gcc -static -O2 -Wall -Wextra -Werror -o "$S/usr/bin/$name" "$src" || die "cannot build $src"
+    done
+    # udhcpc's default event script: /init brings eth0 up with DHCP (see udhcpc.script).
+    install -D -m 0755 "$here/udhcpc.script" "$S/etc/udhcpc/default.script"
     echo "root:x:0:0:root:/root:/bin/sh" >"$S/etc/passwd"
     echo "root:x:0:" >"$S/etc/group"
 
     # The virtio drivers (modules in the cloud kernel unless listed in modules.builtin) and
     # everything they depend on, from each module's .modinfo "depends=". ext4 and what it
     # needs mount a root= filesystem (built in, in the cloud kernel); vsock is for guest<->host
-    # sockets (not loaded by /init).
+    # sockets (/init loads it).
     want="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev virtio_mmio
           virtio_blk virtio_net net_failover failover virtio_console virtio_rng
           ext4 jbd2 mbcache crc16 crc32c_generic

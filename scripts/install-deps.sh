@@ -12,6 +12,8 @@ pkgs=(
   qemu-system-x86 time    # reference VMM and GNU time, for benchmarks only
   liburing-dev            # io_uring: asynchronous block I/O for virtio-blk
   acpica-tools            # iasl: unit tests disassemble the generated DSDT/MCFG to check them
+  libslirp-dev            # user-mode networking for virtio-net (--net user): libslirp
+  iperf3                  # network benchmark (bench/net.py): the host side of iperf3
 )
 missing=()
 for p in "${pkgs[@]}"; do
