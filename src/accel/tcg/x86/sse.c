@@ -37,7 +37,6 @@ struct sse {
     bool mem;
     uint32_t exc; /* MXCSR flag bits raised */
     bool daz, ftz;
-    struct fp_host host;
 };
 
 static noreturn void sse_ud(struct sse *s)
@@ -707,7 +706,7 @@ bool sse_int_op64(unsigned opc, uint64_t *a, uint64_t b)
 /* Finish an FP instruction: unmasked exceptions fault before the destination is written. */
 static void fp_commit(struct sse *s, union xmm_reg *dst, const union xmm_reg *v)
 {
-    s->exc |= fp_host_end(&s->host) & ~MX_DE;
+    s->exc |= fp_sse_end() & ~MX_DE;
     uint32_t *mx = &s->cpu->fpu.mxcsr;
     if (s->exc & ~(*mx >> 7) & 0x3f) {
         *mx |= s->exc;
@@ -721,7 +720,7 @@ static void fp_commit(struct sse *s, union xmm_reg *dst, const union xmm_reg *v)
 
 static void fp_begin(struct sse *s)
 {
-    fp_host_begin(&s->host, (s->cpu->fpu.mxcsr >> 13) & 3);
+    fp_sse_begin((s->cpu->fpu.mxcsr >> 13) & 3);
 }
 
 /* CVTPI2PS/CVTPI2PD xmm, mm/m64: two int32 to floats (CVTPI2PS keeps the high quadword). */
