@@ -15,6 +15,7 @@
 #include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/fpu_host.h"
 #include "accel/tcg/x86/helpers.h"
+#include "accel/tcg/x86/sse_host.h"
 
 #include <math.h>
 #include <string.h>
@@ -1040,6 +1041,7 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
     bool dbl = mp == P66 || mp == PF2;
     bool scalar = mp == PF3 || mp == PF2;
     union xmm_reg r;
+    uint32_t fl;
     switch (opc) {
     case 0x58:
     case 0x59:
@@ -1051,6 +1053,8 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         static const uint8_t fop[8] = {FOP_ADD, FOP_MUL, 0, 0, FOP_SUB, FOP_MIN, FOP_DIV, FOP_MAX};
         unsigned op = opc == 0x51 ? FOP_SQRT : fop[opc - 0x58];
         v = load_src(&s, scalar ? (dbl ? 8 : 4) : 16, !scalar);
+        if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
+            return;
         fp_begin(&s);
         fp_arith(&s, op, dbl, scalar, v, &r);
         fp_commit(&s, d, &r);
@@ -1067,6 +1071,11 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         if (scalar)
             break;
         v = load_src(&s, dbl ? 8 : 4, false);
+        if (sse_host_comis(&cpu->fpu.mxcsr, dbl, opc == 0x2e, d, &v, &fl)) {
+            cpu->cc_op = CC_OP_EFLAGS;
+            cpu->cc_src = fl;
+            return;
+        }
         fp_begin(&s);
         comis(&s, dbl, opc == 0x2e, v);
         fp_commit(&s, NULL, NULL);
@@ -1118,10 +1127,14 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
             r.q[1] = 0;
         } else if (mp == PF3) { /* CVTSS2SD */
             v = load_src(&s, 4, false);
+            if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
+                return;
             fp_begin(&s);
             r.q[0] = fp_convert(&s, v.d[0], true);
         } else { /* CVTSD2SS */
             v = load_src(&s, 8, false);
+            if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
+                return;
             fp_begin(&s);
             r.d[0] = (uint32_t)fp_convert(&s, v.q[0], false);
         }
