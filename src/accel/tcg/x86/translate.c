@@ -1088,6 +1088,66 @@ static void gen_sse_inline_body(struct dc *s, enum sse_inline_kind k, ir_temp ad
     }
 }
 
+/* PSRLDQ / PSLLDQ xmm, imm8 (left: toward the high byte) on the two halves. */
+static void gen_sse_byte_shift(struct dc *s, unsigned rm, unsigned n, bool left)
+{
+    ir_temp lo = xmm_ld(s, rm, 0), hi = xmm_ld(s, rm, 1);
+    ir_temp nlo = tmp(s), nhi = tmp(s), t = tmp(s);
+    unsigned k = n >= 8 ? (n - 8) * 8 : n * 8;
+    ir_temp src = left ? lo : hi; /* the half whose bytes move across */
+    if (n >= 16) {
+        ir_movi(s->b, IR_I64, nlo, 0), ir_movi(s->b, IR_I64, nhi, 0);
+    } else if (n >= 8) {
+        ir_binop(s->b, left ? IR_SHL : IR_SHR, IR_I64, t, src, cst(s, k));
+        ir_movi(s->b, IR_I64, left ? nlo : nhi, 0);
+        ir_mov(s->b, IR_I64, left ? nhi : nlo, t);
+    } else if (left) {
+        ir_binop(s->b, IR_SHL, IR_I64, nhi, hi, cst(s, k));
+        ir_binop(s->b, IR_SHR, IR_I64, t, lo, cst(s, 64 - k));
+        ir_binop(s->b, IR_OR, IR_I64, nhi, nhi, t);
+        ir_binop(s->b, IR_SHL, IR_I64, nlo, lo, cst(s, k));
+    } else {
+        ir_binop(s->b, IR_SHR, IR_I64, nlo, lo, cst(s, k));
+        ir_binop(s->b, IR_SHL, IR_I64, t, hi, cst(s, 64 - k));
+        ir_binop(s->b, IR_OR, IR_I64, nlo, nlo, t);
+        ir_binop(s->b, IR_SHR, IR_I64, nhi, hi, cst(s, k));
+    }
+    xmm_st(s, rm, 0, nlo), xmm_st(s, rm, 1, nhi);
+}
+
+/* 66 0F 71-73 register forms: PSRLW/D/Q (/2), PSLLW/D/Q (/6), PSRLDQ (/3), PSLLDQ (/7) by
+ * imm8; false for the rest (arithmetic shifts, #UD forms: the helper). */
+static bool gen_sse_shift_imm(struct dc *s)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    unsigned op = (in->modrm >> 3) & 7, rm = in->rm & 15, n = (unsigned)(in->imm & 0xff);
+    unsigned bits = in->opcode == 0x71 ? 16 : in->opcode == 0x72 ? 32 : 64;
+    if (in->has_mem || in->prefix.mandatory != X86_MP_66)
+        return false;
+    if (in->opcode == 0x73 && (op == 3 || op == 7)) {
+        if (n != 0)
+            gen_sse_byte_shift(s, rm, n, op == 7);
+        return true;
+    }
+    if (op != 2 && op != 6)
+        return false;
+    uint64_t lane = bits == 64 ? ~0ULL : (1ULL << bits) - 1;
+    uint64_t rep = bits == 16 ? 0x0001000100010001ULL : bits == 32 ? 0x0000000100000001ULL : 1;
+    for (unsigned h = 0; h < 2; h++) {
+        ir_temp v = tmp(s);
+        if (n >= bits) {
+            ir_movi(s->b, IR_I64, v, 0);
+        } else {
+            uint64_t keep = (op == 2 ? lane >> n : (lane << n) & lane) * rep;
+            ir_binop(s->b, op == 2 ? IR_SHR : IR_SHL, IR_I64, v, xmm_ld(s, rm, h), cst(s, n));
+            if (bits != 64)
+                ir_binop(s->b, IR_AND, IR_I64, v, v, cst(s, keep));
+        }
+        xmm_st(s, rm, h, v);
+    }
+    return true;
+}
+
 /* True if the instruction was translated inline. */
 static bool gen_sse_inline(struct dc *s)
 {
@@ -1095,6 +1155,8 @@ static bool gen_sse_inline(struct dc *s)
     bool aligned;
     if (in->mnemonic != X86_MN_SSE || in->map != X86_MAP_0F || !(s->hflags & HF_SSE))
         return false;
+    if (in->opcode >= 0x71 && in->opcode <= 0x73)
+        return gen_sse_shift_imm(s);
     enum sse_inline_kind k = sse_inline_kind(in->opcode, in->prefix.mandatory, &aligned);
     if (k == SI_NONE)
         return false;
