@@ -936,6 +936,7 @@ static enum sse_inline_kind sse_inline_kind(unsigned opc, unsigned mp, bool *ali
     case 0x57:
         *aligned = true;
         return np66 ? SI_LANES : SI_NONE;
+    case 0x74:
     case 0xdb:
     case 0xdf:
     case 0xeb:
@@ -980,6 +981,18 @@ static void gen_sse_lane(struct dc *s, unsigned opc, ir_temp d, ir_temp a, ir_te
     case 0xfb:
         ir_binop(s->b, IR_SUB, IR_I64, d, a, b);
         break;
+    case 0x74: { /* PCMPEQB: exact zero-byte test of a ^ b, then 0x80 -> 0xff per byte */
+        ir_temp x = tmp(s), y = tmp(s);
+        ir_binop(s->b, IR_XOR, IR_I64, x, a, b);
+        ir_binop(s->b, IR_AND, IR_I64, y, x, cst(s, 0x7f7f7f7f7f7f7f7fULL));
+        ir_binop(s->b, IR_ADD, IR_I64, y, y, cst(s, 0x7f7f7f7f7f7f7f7fULL));
+        ir_binop(s->b, IR_OR, IR_I64, y, y, x);
+        ir_binop(s->b, IR_OR, IR_I64, y, y, cst(s, 0x7f7f7f7f7f7f7f7fULL));
+        ir_unop(s->b, IR_NOT, IR_I64, y, y);
+        ir_binop(s->b, IR_SHR, IR_I64, y, y, cst(s, 7));
+        ir_binop(s->b, IR_MUL, IR_I64, d, y, cst(s, 0xff));
+        break;
+    }
     default: { /* 0xfe PADDD / 0xfa PSUBD: two 32-bit lanes, the low one's carry dropped */
         enum ir_opcode op = opc == 0xfe ? IR_ADD : IR_SUB;
         ir_temp lo = tmp(s), hi = tmp(s), ah = tmp(s), bh = tmp(s);
@@ -1148,6 +1161,23 @@ static bool gen_sse_shift_imm(struct dc *s)
     return true;
 }
 
+/* PMOVMSKB r, xmm: the top bit of each byte; per half, a multiply gathers bit 7 of byte i
+ * into bit 56 + i (the partial products land on distinct bits). */
+static void gen_pmovmskb(struct dc *s)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    ir_temp m[2];
+    for (unsigned h = 0; h < 2; h++) {
+        m[h] = tmp(s);
+        ir_binop(s->b, IR_AND, IR_I64, m[h], xmm_ld(s, in->rm & 15, h),
+                 cst(s, 0x8080808080808080ULL));
+        ir_binop(s->b, IR_MUL, IR_I64, m[h], m[h], cst(s, 0x0002040810204081ULL));
+        ir_binop(s->b, IR_SHR, IR_I64, m[h], m[h], cst(s, h ? 48 : 56));
+    }
+    ir_binop(s->b, IR_AND, IR_I64, m[1], m[1], cst(s, 0xff00));
+    ir_binop(s->b, IR_OR, IR_I64, gpr(in->reg & 15), m[0], m[1]);
+}
+
 /* True if the instruction was translated inline. */
 static bool gen_sse_inline(struct dc *s)
 {
@@ -1157,6 +1187,10 @@ static bool gen_sse_inline(struct dc *s)
         return false;
     if (in->opcode >= 0x71 && in->opcode <= 0x73)
         return gen_sse_shift_imm(s);
+    if (in->opcode == 0xd7 && in->prefix.mandatory == X86_MP_66 && !in->has_mem) {
+        gen_pmovmskb(s);
+        return true;
+    }
     enum sse_inline_kind k = sse_inline_kind(in->opcode, in->prefix.mandatory, &aligned);
     if (k == SI_NONE)
         return false;
