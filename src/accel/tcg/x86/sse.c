@@ -1171,3 +1171,32 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
     /* SSE3 (MOVSLDUP, HADDPS, LDDQU...) and the rest: not implemented, not advertised. */
     sse_ud(&s);
 }
+
+uint64_t h_sse_fp(void *env, uint64_t op, uint64_t lo, uint64_t hi, uint64_t unused)
+{
+    (void)unused;
+    struct tcg_cpu *cpu = env;
+    unsigned opc = (unsigned)op & 0xff, mp = (unsigned)(op >> 8) & 3,
+             reg = (unsigned)(op >> 10) & 15;
+    union xmm_reg v = {.q = {lo, hi}}, r, *d = &cpu->fpu.xmm[reg];
+    if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
+        return 0;
+    struct sse s = {.cpu = cpu,
+                    .reg = reg,
+                    .daz = (cpu->fpu.mxcsr & MX_DAZ) != 0,
+                    .ftz = (cpu->fpu.mxcsr & MX_FTZ) != 0};
+    bool dbl = mp == P66 || mp == PF2, scalar = mp == PF3 || mp == PF2;
+    fp_begin(&s);
+    if (opc == 0x5a) {
+        r = *d;
+        if (mp == PF3)
+            r.q[0] = fp_convert(&s, v.d[0], true);
+        else
+            r.d[0] = (uint32_t)fp_convert(&s, v.q[0], false);
+    } else {
+        static const uint8_t fop[8] = {FOP_ADD, FOP_MUL, 0, 0, FOP_SUB, FOP_MIN, FOP_DIV, FOP_MAX};
+        fp_arith(&s, opc == 0x51 ? FOP_SQRT : fop[(opc - 0x58) & 7], dbl, scalar, v, &r);
+    }
+    fp_commit(&s, d, &r);
+    return 0;
+}

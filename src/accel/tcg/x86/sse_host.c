@@ -14,6 +14,7 @@
 #if defined(__x86_64__)
 
 typedef double v2df __attribute__((vector_size(16)));
+typedef long long v2di __attribute__((vector_size(16)));
 
 /* Runs "OP src, dst" with MXCSR = m; returns the MXCSR after it. */
 #define HOST_OP(insn)                                                                              \
@@ -90,13 +91,20 @@ bool sse_host_fp(uint32_t *mxcsr, unsigned opc, unsigned mp, union xmm_reg *dst,
     uint32_t mx = *mxcsr;
     if ((mx & (MX_ALL_MASKS | MX_DAZ)) != MX_ALL_MASKS)
         return false;
-    v2df a, b;
+    /* Quadword by quadword: the translated code writes XMM registers 8 bytes at a time, and a
+     * 16-byte load of two fresh 8-byte stores stalls (no store forwarding). Scalar forms use
+     * and change lane 0 only. */
+    bool scalar = mp >= 2;
+    v2di ai = {(long long)dst->q[0], scalar ? 0 : (long long)dst->q[1]};
+    v2di bi = {(long long)src->q[0], scalar ? 0 : (long long)src->q[1]};
+    v2df a = (v2df)ai, b = (v2df)bi;
     uint32_t flags;
-    __builtin_memcpy(&a, dst->b, 16);
-    __builtin_memcpy(&b, src->b, 16);
     if (!host_arith(opc, mp, &a, b, mx & ~0x3fu, &flags))
         return false;
-    __builtin_memcpy(dst->b, &a, 16);
+    ai = (v2di)a;
+    dst->q[0] = (uint64_t)ai[0];
+    if (!scalar)
+        dst->q[1] = (uint64_t)ai[1];
     *mxcsr = mx | flags;
     return true;
 }
@@ -107,9 +115,8 @@ bool sse_host_comis(uint32_t *mxcsr, bool dbl, bool quiet, const union xmm_reg *
     uint32_t mx = *mxcsr;
     if ((mx & (MX_ALL_MASKS | MX_DAZ)) != MX_ALL_MASKS)
         return false;
-    v2df a, b;
-    __builtin_memcpy(&a, x->b, 16);
-    __builtin_memcpy(&b, y->b, 16);
+    v2di ai = {(long long)x->q[0], 0}, bi = {(long long)y->q[0], 0}; /* lane 0 (as above) */
+    v2df a = (v2df)ai, b = (v2df)bi;
     uint32_t m = mx & ~0x3fu, out = 0, host = MX_ALL_MASKS;
     bool zf, pf, cf;
 #define COMI(insn)                                                                                 \

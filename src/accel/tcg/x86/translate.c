@@ -1178,6 +1178,41 @@ static void gen_pmovmskb(struct dc *s)
     ir_binop(s->b, IR_OR, IR_I64, gpr(in->reg & 15), m[0], m[1]);
 }
 
+/* SSE arithmetic (and CVTSS2SD/CVTSD2SS): the source operand loaded here, the operation in
+ * HELPER_sse_fp (the host's SSE unit under the guest's MXCSR, or exact software). */
+static bool gen_sse_fp(struct dc *s)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    unsigned opc = in->opcode, mp = in->prefix.mandatory;
+    bool scalar = mp == X86_MP_F3 || mp == X86_MP_F2;
+    if (!((opc >= 0x58 && opc <= 0x5f && opc != 0x5a && opc != 0x5b) || opc == 0x51 ||
+          (opc == 0x5a && scalar)))
+        return false;
+    ir_temp arg = cst(s, opc | mp << 8 | (in->reg & 15u) << 10);
+    if (!in->has_mem) {
+        gen_call(s, HELPER_sse_fp, IR_NO_TEMP, arg, xmm_ld(s, in->rm & 15, 0),
+                 xmm_ld(s, in->rm & 15, 1), IR_NO_TEMP);
+        return true;
+    }
+    ir_temp addr = gen_mem_addr(s);
+    sync_cc_op(s); /* the load or an unmasked exception may fault */
+    if (scalar) {
+        ir_temp lo = gen_load(s, addr, mp == X86_MP_F3 ? 32 : 64);
+        gen_call(s, HELPER_sse_fp, IR_NO_TEMP, arg, lo, cst(s, 0), IR_NO_TEMP);
+        return true;
+    }
+    /* 16 aligned bytes (one page); misaligned: the helper raises #GP */
+    ir_label slow = ir_new_label(s->b), done = ir_new_label(s->b);
+    ir_brcond(s->b, IR_I64, IR_COND_TSTNE, addr, cst(s, 15), slow);
+    ir_temp lo = gen_load(s, addr, 64), hi = gen_load(s, addr_plus(s, addr, 8), 64);
+    gen_call(s, HELPER_sse_fp, IR_NO_TEMP, arg, lo, hi, IR_NO_TEMP);
+    ir_br(s->b, done);
+    ir_label_here(s->b, slow);
+    gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(in)), addr, IR_NO_TEMP, IR_NO_TEMP);
+    ir_label_here(s->b, done);
+    return true;
+}
+
 /* True if the instruction was translated inline. */
 static bool gen_sse_inline(struct dc *s)
 {
@@ -1187,6 +1222,8 @@ static bool gen_sse_inline(struct dc *s)
         return false;
     if (in->opcode >= 0x71 && in->opcode <= 0x73)
         return gen_sse_shift_imm(s);
+    if (gen_sse_fp(s))
+        return true;
     if (in->opcode == 0xd7 && in->prefix.mandatory == X86_MP_66 && !in->has_mem) {
         gen_pmovmskb(s);
         return true;
