@@ -314,11 +314,18 @@ static void set_cc_op(struct dc *s, int op)
 /* Record a flag-setting result: cc_dst = result (zero-extended at size). */
 static void set_cc(struct dc *s, int base, unsigned bits, ir_temp dst, ir_temp src, ir_temp src2)
 {
+    /* Every lazy-flags global is written (zero where this op has no operand for it), so the
+     * optimiser sees an earlier flag computation still held in one of them as dead: e.g. a
+     * rotate's merged flags (a compute_eflags call) followed by an XOR. */
     gen_zext(s, G_CC_DST, dst, bits);
     if (src != IR_NO_TEMP)
         ir_mov(s->b, IR_I64, G_CC_SRC, src);
+    else
+        ir_movi(s->b, IR_I64, G_CC_SRC, 0);
     if (src2 != IR_NO_TEMP)
         ir_mov(s->b, IR_I64, G_CC_SRC2, src2);
+    else
+        ir_movi(s->b, IR_I64, G_CC_SRC2, 0);
     set_cc_op(s, base + (int)cc_size(bits));
 }
 
