@@ -649,7 +649,7 @@ static const void *native_next_block(void *env, struct native_site *site)
     if (!tb || !tb->valid)
         return NULL;
     /* The exit's inline cache compares RIP alone: only for 64-bit code (no CS base). */
-    if (site && (cpu->hflags & HF_CS64)) {
+    if (site && (cpu->hflags & HF_CS64) && native_site_open(site, cpu->rip)) {
         note_chain_target(cpu, tb);
         bool global = code_on_global_page(cpu, tb);
         native_cache_target(vm->tbs.jit, site, cpu->rip, cpu->hflags,

@@ -43,12 +43,12 @@ enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12 };
 #define STACK_ALLOC ((FRAME_BYTES + 15u) & ~15u)
 
 struct native_site {
-    uint64_t pc;        /* inline caches: the guest pc of the target */
-    uint32_t guard;     /* inline caches: its mode word */
-    uint32_t epoch;     /* the epoch the target was set in */
-    const void *target; /* where to jump (executable address) */
-    int32_t epoch_disp; /* which epoch word (RBX-relative): every flush's, or global ones' */
-    uint32_t pad;
+    uint64_t pc;          /* inline caches: the guest pc of the target */
+    uint32_t guard;       /* inline caches: its mode word */
+    uint32_t epoch;       /* the epoch the target was set in */
+    const void *target;   /* where to jump (executable address) */
+    int32_t epoch_disp;   /* which epoch word (RBX-relative): every flush's, or global ones' */
+    uint32_t retargets;   /* inline caches: times re-aimed at a different pc (not read by code) */
     const void *fallback; /* the unchained path: the target again when the block dies */
 };
 _Static_assert(sizeof(struct native_site) == 40, "site layout used by generated code");
@@ -57,6 +57,7 @@ _Static_assert(sizeof(struct native_site) == 40, "site layout used by generated 
 #define SITE_EPOCH_OFF 12
 #define SITE_TARGET_OFF 16
 #define SITE_EPOCH_DISP_OFF 24
+#define SITE_MAX_RETARGETS 16
 
 struct native_jit {
     struct native_site *sites; /* data slots for the code's indirect jumps */
@@ -1148,6 +1149,16 @@ void native_chain(struct native_jit *jit, struct native_code *from, unsigned slo
     if (slot > 1 || !from->chain[slot] || from->dead || to->dead)
         return;
     set_site(jit, from->chain[slot], epoch, global, to);
+}
+
+bool native_site_open(struct native_site *site, uint64_t pc)
+{
+    /* A megamorphic site (a switch's jump table, a shared return) would be re-aimed at almost
+     * every miss, each time recording itself in the target: past a few, leave it alone and
+     * let its misses go to the lookup, which costs less than re-aiming. */
+    if (site->target != site->fallback && site->pc != pc && ++site->retargets > SITE_MAX_RETARGETS)
+        return false;
+    return true;
 }
 
 void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,

@@ -100,6 +100,9 @@ uint32_t native_exec(const struct native_jit *jit, const struct native_code *cod
 void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
                   struct native_code *to, uint32_t epoch, bool global);
 /* Point an inline cache at `to` for this pc, guard value and epoch (as native_chain). */
+/* False for an inline-cache site that keeps missing with new targets (megamorphic): the
+ * caller then leaves it unaimed (its misses keep going to the lookup). */
+bool native_site_open(struct native_site *site, uint64_t pc);
 void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
                          uint32_t guard, uint32_t epoch, bool global, struct native_code *to);
 /* The block must not run again: its entry now leaves for the run loop, and the chains and

@@ -11,7 +11,7 @@
 struct tcg_cpu;
 
 /* Descriptor fields */
-#define FD_OPCODE(d) ((unsigned)(d) & 0xffu)
+#define FD_OPCODE(d) ((unsigned)(d)&0xffu)
 #define FD_MODRM(d) ((unsigned)((d) >> 8) & 0xffu)
 #define FD_MAP(d) ((unsigned)((d) >> 16) & 3u)
 #define FD_MP(d) ((unsigned)((d) >> 18) & 3u) /* enum x86_mandatory_prefix */
@@ -30,6 +30,11 @@ uint64_t x86_fpu_desc(const struct x86_decoded_insn *insn);
 
 /* The HELPER_fpu_sse entry point: (desc, linear address of the memory operand). */
 uint64_t h_fpu_sse(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t d);
+
+/* HELPER_sse_fp: ADD/SUB/MUL/DIV/MIN/MAX/SQRT PS/PD/SS/SD and CVTSS2SD/CVTSD2SS (5A F3/F2)
+ * with the source operand already loaded (its 16 bytes as two quadwords, a scalar memory
+ * operand zero-extended) and availability checked at translation (HF_SSE). */
+uint64_t h_sse_fp(void *env, uint64_t op, uint64_t lo, uint64_t hi, uint64_t d);
 
 /* sse.c: one SSE/SSE2 instruction (availability already checked). */
 void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr);

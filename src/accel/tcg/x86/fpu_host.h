@@ -7,6 +7,7 @@
 #define QUOKKA_ACCEL_TCG_X86_FPU_HOST_H
 
 #include <fenv.h>
+#include <stdint.h>
 
 struct fp_host {
     int dummy; /* room for a saved host mode should the host ever run non-default */
@@ -32,5 +33,36 @@ static inline unsigned fp_host_end(struct fp_host *h)
            ((e & FE_OVERFLOW) ? 0x08u : 0) | ((e & FE_UNDERFLOW) ? 0x10u : 0) |
            ((e & FE_INEXACT) ? 0x20u : 0);
 }
+
+/* The SSE helpers' scope (sse.c): only MXCSR, the one register host SSE arithmetic reads
+ * and writes. glibc's fenv functions also save and reload the whole x87 environment (fnstenv/
+ * fldenv), which made the scope cost more than the SSE instruction it brackets. */
+#if defined(__x86_64__)
+static inline void fp_sse_begin(unsigned rc)
+{
+    uint32_t m = 0x1f80u | (rc & 3u) << 13; /* all exceptions masked, no DAZ/FTZ, flags clear */
+    __asm__ volatile("ldmxcsr %0" : : "m"(m) : "memory");
+}
+
+static inline unsigned fp_sse_end(void)
+{
+    uint32_t m, dflt = 0x1f80u;
+    __asm__ volatile("stmxcsr %0" : "=m"(m) : : "memory");
+    __asm__ volatile("ldmxcsr %0" : : "m"(dflt) : "memory");
+    return m & 0x3du; /* IE ZE OE UE PE: the same bit order as x86's flags (DE is explicit) */
+}
+#else
+static inline void fp_sse_begin(unsigned rc)
+{
+    struct fp_host h;
+    fp_host_begin(&h, rc);
+}
+
+static inline unsigned fp_sse_end(void)
+{
+    struct fp_host h;
+    return fp_host_end(&h);
+}
+#endif
 
 #endif

@@ -54,7 +54,9 @@
     X(str_sldt, HF_RWX)        /* (which) -> selector */                                           \
     X(fpu_sse, HF_RWX)         /* (x86_fpu_desc(), linear addr): x87, SSE, FXSAVE.. (fpu.c) */     \
     X(mov_dr, HF_RWX)          /* (dr, value, is_write) -> value: MOV to/from DR0-7 */             \
-    X(mmx, HF_RWX)             /* (x86_fpu_desc(), linear addr): MMX register forms (mmx.c) */
+    X(mmx, HF_RWX)             /* (x86_fpu_desc(), linear addr): MMX register forms (mmx.c) */     \
+    X(sse_fp, IR_HELPER_READS_GLOBALS | IR_HELPER_MAY_EXIT) /* (opc | mp << 8 | reg << 10,         \
+                                  source low, high): SSE arithmetic, operand loaded (sse.c) */
 
 enum x86_helper_id {
 #define X86_HELPER_ENUM(name, flags) HELPER_##name,

@@ -15,6 +15,7 @@
 #include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/fpu_host.h"
 #include "accel/tcg/x86/helpers.h"
+#include "accel/tcg/x86/sse_host.h"
 
 #include <math.h>
 #include <string.h>
@@ -37,7 +38,6 @@ struct sse {
     bool mem;
     uint32_t exc; /* MXCSR flag bits raised */
     bool daz, ftz;
-    struct fp_host host;
 };
 
 static noreturn void sse_ud(struct sse *s)
@@ -707,7 +707,7 @@ bool sse_int_op64(unsigned opc, uint64_t *a, uint64_t b)
 /* Finish an FP instruction: unmasked exceptions fault before the destination is written. */
 static void fp_commit(struct sse *s, union xmm_reg *dst, const union xmm_reg *v)
 {
-    s->exc |= fp_host_end(&s->host) & ~MX_DE;
+    s->exc |= fp_sse_end() & ~MX_DE;
     uint32_t *mx = &s->cpu->fpu.mxcsr;
     if (s->exc & ~(*mx >> 7) & 0x3f) {
         *mx |= s->exc;
@@ -721,7 +721,7 @@ static void fp_commit(struct sse *s, union xmm_reg *dst, const union xmm_reg *v)
 
 static void fp_begin(struct sse *s)
 {
-    fp_host_begin(&s->host, (s->cpu->fpu.mxcsr >> 13) & 3);
+    fp_sse_begin((s->cpu->fpu.mxcsr >> 13) & 3);
 }
 
 /* CVTPI2PS/CVTPI2PD xmm, mm/m64: two int32 to floats (CVTPI2PS keeps the high quadword). */
@@ -1041,6 +1041,7 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
     bool dbl = mp == P66 || mp == PF2;
     bool scalar = mp == PF3 || mp == PF2;
     union xmm_reg r;
+    uint32_t fl;
     switch (opc) {
     case 0x58:
     case 0x59:
@@ -1052,6 +1053,8 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         static const uint8_t fop[8] = {FOP_ADD, FOP_MUL, 0, 0, FOP_SUB, FOP_MIN, FOP_DIV, FOP_MAX};
         unsigned op = opc == 0x51 ? FOP_SQRT : fop[opc - 0x58];
         v = load_src(&s, scalar ? (dbl ? 8 : 4) : 16, !scalar);
+        if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
+            return;
         fp_begin(&s);
         fp_arith(&s, op, dbl, scalar, v, &r);
         fp_commit(&s, d, &r);
@@ -1068,6 +1071,11 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
         if (scalar)
             break;
         v = load_src(&s, dbl ? 8 : 4, false);
+        if (sse_host_comis(&cpu->fpu.mxcsr, dbl, opc == 0x2e, d, &v, &fl)) {
+            cpu->cc_op = CC_OP_EFLAGS;
+            cpu->cc_src = fl;
+            return;
+        }
         fp_begin(&s);
         comis(&s, dbl, opc == 0x2e, v);
         fp_commit(&s, NULL, NULL);
@@ -1119,10 +1127,14 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
             r.q[1] = 0;
         } else if (mp == PF3) { /* CVTSS2SD */
             v = load_src(&s, 4, false);
+            if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
+                return;
             fp_begin(&s);
             r.q[0] = fp_convert(&s, v.d[0], true);
         } else { /* CVTSD2SS */
             v = load_src(&s, 8, false);
+            if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
+                return;
             fp_begin(&s);
             r.d[0] = (uint32_t)fp_convert(&s, v.q[0], false);
         }
@@ -1158,4 +1170,33 @@ void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr)
     }
     /* SSE3 (MOVSLDUP, HADDPS, LDDQU...) and the rest: not implemented, not advertised. */
     sse_ud(&s);
+}
+
+uint64_t h_sse_fp(void *env, uint64_t op, uint64_t lo, uint64_t hi, uint64_t unused)
+{
+    (void)unused;
+    struct tcg_cpu *cpu = env;
+    unsigned opc = (unsigned)op & 0xff, mp = (unsigned)(op >> 8) & 3,
+             reg = (unsigned)(op >> 10) & 15;
+    union xmm_reg v = {.q = {lo, hi}}, r, *d = &cpu->fpu.xmm[reg];
+    if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
+        return 0;
+    struct sse s = {.cpu = cpu,
+                    .reg = reg,
+                    .daz = (cpu->fpu.mxcsr & MX_DAZ) != 0,
+                    .ftz = (cpu->fpu.mxcsr & MX_FTZ) != 0};
+    bool dbl = mp == P66 || mp == PF2, scalar = mp == PF3 || mp == PF2;
+    fp_begin(&s);
+    if (opc == 0x5a) {
+        r = *d;
+        if (mp == PF3)
+            r.q[0] = fp_convert(&s, v.d[0], true);
+        else
+            r.d[0] = (uint32_t)fp_convert(&s, v.q[0], false);
+    } else {
+        static const uint8_t fop[8] = {FOP_ADD, FOP_MUL, 0, 0, FOP_SUB, FOP_MIN, FOP_DIV, FOP_MAX};
+        fp_arith(&s, opc == 0x51 ? FOP_SQRT : fop[(opc - 0x58) & 7], dbl, scalar, v, &r);
+    }
+    fp_commit(&s, d, &r);
+    return 0;
 }
