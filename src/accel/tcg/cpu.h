@@ -152,6 +152,7 @@ struct tcg_cpu {
     uint32_t error_code;
     bool has_error_code;
     bool exception_soft;         /* INT n / INT3 / INTO: DPL checks, return past the insn */
+    bool exception_ext;          /* an external interrupt: no RF, EXT in error codes */
     uint64_t exception_next_rip; /* return address for software interrupts */
     uint64_t fault_addr; /* CR2 for #PF */
     atomic_uint interrupt_request; /* TCG_REQ_* bits, set from other threads; nonzero makes

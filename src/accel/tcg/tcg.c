@@ -460,13 +460,17 @@ static bool deliver_exception(struct tcg_cpu *cpu)
     for (unsigned attempts = 0; attempts < 4; attempts++) {
         int vector = cpu->exception;
         bool soft = cpu->exception_soft;
+        enum tcg_event kind = soft                 ? TCG_EVENT_SOFTWARE
+                              : cpu->exception_ext ? TCG_EVENT_EXTERNAL
+                                                   : TCG_EVENT_EXCEPTION;
         uint64_t next = soft ? cpu->exception_next_rip : cpu->rip;
         bool has_err = cpu->has_error_code;
         uint32_t err = cpu->error_code;
         cpu->exception = -1;
         cpu->exception_soft = false;
+        cpu->exception_ext = false;
         if (setjmp(cpu->exit_jmp) == 0) {
-            tcg_deliver_interrupt(cpu, vector, soft, has_err, err, next);
+            tcg_deliver_interrupt(cpu, vector, kind, has_err, err, next);
             return true;
         }
         /* A fault while delivering `vector`. */
@@ -719,6 +723,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 cpu->exception = vector;
                 cpu->has_error_code = false;
                 cpu->exception_soft = false;
+                cpu->exception_ext = true;
                 if (!deliver_exception(cpu)) {
                     exit->reason = ACCEL_EXIT_SHUTDOWN;
                     return 0;
