@@ -3,7 +3,7 @@
  * compatibility-mode user code; the handler (through sys64's recording stubs) copies the
  * frame it finds, skips the error code, points the frame's RIP past the trigger and IRETs;
  * the code then reports SS and RSP after that IRET through int SYS_VEC_BACK.  Checked per
- * case: the vector, where the frame lies (RSP0, IST or the current stack aligned to 16),
+ * case (INT n, faults, privileged instructions at CPL 3): the vector, where the frame lies (RSP0, IST or the current stack aligned to 16),
  * the error code, RIP (faults: the instruction; traps: the next), CS, RF in the pushed
  * RFLAGS (1 for faults, SDM 17.3.1.1), RSP and SS, IF in the handler (interrupt gates clear
  * it, trap gates keep it), CR2 for #PF, and SS:RSP after the IRET.  One line per case.
@@ -339,6 +339,10 @@ t_\name\()_next:
     TRIG64 gp, int $0x42
     TRIG64 np, int $0x43
     TRIG64 pf, movabsq UNMAPPED, %rax
+    TRIG64 hlt, hlt
+    TRIG64 movcr, movq %cr3, %rax
+    TRIG64 lidt, lidt 0
+    TRIG64 invlpg, invlpg 0
 
     .code32
 post32:
@@ -397,6 +401,11 @@ cases:
     /* SS and RSP fit below RSP0 = 0x10, RFLAGS wraps to 2^64 - 8 (not present): the #PF
      * must see the state from before the delivery began (user SS, CS, RSP). */
     CASE "user64 int 0x40, RSP0 0x10", 1, int40, 1, 14, 1, 2, sys64_ist2_top, 0, 0xfffffffffffffff8, 0x10
+    /* privileged instructions at CPL 3: #GP(0), with its error code */
+    CASE "user64 hlt", 1, hlt, 1, 13, 1, 0, sys64_kstack_top, 0
+    CASE "user64 mov from cr3", 1, movcr, 1, 13, 1, 0, sys64_kstack_top, 0
+    CASE "user64 lidt", 1, lidt, 1, 13, 1, 0, sys64_kstack_top, 0
+    CASE "user64 invlpg", 1, invlpg, 1, 13, 1, 0, sys64_kstack_top, 0
     CASE "kernel int 0x40", 0, int40, 0, 0x40, 0, 0, 0, 0
     CASE "kernel int 0x41, IST1", 0, int41, 0, 0x41, 0, 0, sys64_ist1_top, 0
     CASE "kernel ud2", 0, ud, 1, 6, 0, 0, 0, 0

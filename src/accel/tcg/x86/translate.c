@@ -537,10 +537,14 @@ static ir_temp gen_pop(struct dc *s, unsigned bits)
 
 /* --- instruction families ---------------------------------------------------------------- */
 
+/* Raise `vector` at this instruction. #DF, #TS, #NP, #SS, #GP, #PF, #AC and #CP push an error
+ * code (0 here): without it the handler's frame would be shifted by one slot. */
 static void gen_raise(struct dc *s, int vector)
 {
-    gen_call(s, HELPER_raise, IR_NO_TEMP, cst(s, (uint64_t)vector), cst(s, 0), cst(s, 0),
-             IR_NO_TEMP);
+    bool has_err = vector == X86_EXC_DF || (vector >= X86_EXC_TS && vector <= X86_EXC_PF) ||
+                   vector == X86_EXC_AC || vector == 21;
+    gen_call(s, HELPER_raise, IR_NO_TEMP, cst(s, (uint64_t)vector), cst(s, 0),
+             cst(s, has_err ? 1 : 0), IR_NO_TEMP);
     s->end = true;
 }
 
