@@ -9,10 +9,12 @@ import pytest
 
 from conftest import EXIT_PASS, accel_unusable_reason, describe, kvm_is_pvm, payload, run_quokka
 
-# name -> (quokka command line, QEMU command line). `qemu=1` tells a payload to accept QEMU
-# TCG's documented deviations from the SDM (see the payload's header comment).
+# name -> (quokka command line, QEMU command line, extra QEMU options). `qemu=1` tells a
+# payload to accept QEMU TCG's documented deviations from the SDM (see the payload's header
+# comment). QEMU gets the CPU features quokka's model has where a payload depends on them.
 PAYLOADS = {
-    "exc64": ("", "qemu=1"),
+    "exc64": ("", "qemu=1", []),
+    "pf64": ("", "qemu=1", ["-cpu", "qemu64,+pdpe1gb"]),
 }
 
 TARGETS = ["tcg-native", "tcg-interp", "kvm"]
@@ -26,7 +28,7 @@ def qemu_lines(name):
         return None
     cmd = [qemu, "-accel", "tcg", "-m", "256M", "-display", "none", "-nodefaults", "-serial",
            "stdio", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-           "-kernel", payload(name)]
+           "-kernel", payload(name)] + PAYLOADS[name][2]
     if PAYLOADS[name][1]:
         cmd += ["-append", PAYLOADS[name][1]]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)

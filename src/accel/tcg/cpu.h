@@ -145,6 +145,9 @@ struct tcg_cpu {
     uint64_t pat, misc_enable;
     int64_t tsc_offset;
     uint32_t hflags;
+    /* From the CPU model (tcg_set_cpuid): paging's reserved bits depend on these. */
+    uint8_t phys_bits; /* MAXPHYADDR; 0 until a model is set (no address-bit check) */
+    bool page_1g;      /* 1 GiB pages (CPUID 8000_0001h EDX[26]) */
     struct tcg_fpu fpu; /* x87, SSE (fpu.c, sse.c) */
 
     /* --- exceptions and interrupts --- */

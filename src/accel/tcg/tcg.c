@@ -13,6 +13,7 @@
 #include "accel/tcg/x86/seg.h"
 #include "accel/tcg/x86/translate.h"
 #include "util/log.h"
+#include "vm/cpuid.h"
 #include "vm/memory.h"
 #include "vm/timers.h"
 
@@ -190,7 +191,8 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
              (uint32_t)(LAPIC_TIMER_HZ / 1000ULL), 0, 0);
     add_leaf(out, 0x80000000, 0, 0, 0x80000008, 0, 0, 0);
     add_leaf(out, 0x80000001, 0, 0, 0, 0, (1u << 0) | (1u << 5), /* LAHF_LM ABM(LZCNT) */
-             (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29)); /* SYSCALL NX RDTSCP LM */
+             (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) |
+                 (1u << 29)); /* SYSCALL NX Page1GB RDTSCP LM */
     static const char brand[48] = "quokka translator CPU";
     uint32_t w[12];
     memcpy(w, brand, sizeof(w));
@@ -323,6 +325,11 @@ static struct ir_block *vcpu_block(struct accel_vcpu *v)
 static int tcg_set_cpuid(struct accel_vcpu *v, const struct cpuid_model *model)
 {
     v->cpuid = *model;
+    const struct cpuid_entry *ext = cpuid_find(model, 0x80000001, 0);
+    const struct cpuid_entry *size = cpuid_find(model, 0x80000008, 0);
+    unsigned bits = size ? size->eax & 0xff : 36;
+    v->cpu.phys_bits = (uint8_t)(bits < 32 ? 32 : bits > 52 ? 52 : bits);
+    v->cpu.page_1g = ext && (ext->edx & (1u << 26));
     return 0;
 }
 
