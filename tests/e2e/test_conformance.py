@@ -15,7 +15,13 @@ from conftest import EXIT_PASS, accel_unusable_reason, describe, kvm_is_pvm, pay
 PAYLOADS = {
     "exc64": ("", "qemu=1", []),
     "pf64": ("", "qemu=1", ["-cpu", "qemu64,+pdpe1gb"]),
+    "msr64": ("", "qemu=1", ["-cpu", "qemu64,vendor=GenuineIntel"]),
+    "lapic64": ("", "", []),
 }
+
+# Lines a payload prints only where it checks what QEMU TCG does not model (unknown MSRs
+# #GP, reserved bits in MSR writes): checked by the payload itself, not compared.
+SDM_ONLY = "sdm-only: "
 
 TARGETS = ["tcg-native", "tcg-interp", "kvm"]
 
@@ -59,6 +65,7 @@ def test_conformance_payload(name, target):
     assert lines[-1] == "PASS", describe(res)
     ref = qemu_lines(name)
     if ref is not None:
+        lines = [line for line in lines if not line.startswith(SDM_ONLY)]
         assert lines == ref, "differs from QEMU TCG:\n%s\n--- QEMU ---\n%s" % (
             describe(res), "\n".join(ref))
 

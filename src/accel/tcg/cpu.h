@@ -143,6 +143,7 @@ struct tcg_cpu {
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
     uint64_t pat, misc_enable;
+    uint64_t mcg_status; /* IA32_MCG_STATUS (RIPV, EIPV, MCIP, LMCE_S) */
     int64_t tsc_offset;
     uint32_t hflags;
     /* From the CPU model (tcg_set_cpuid): paging's reserved bits depend on these. */
@@ -162,6 +163,7 @@ struct tcg_cpu {
                                       chained native code return to the run loop */
     bool halted;
     bool inhibit_irq; /* STI / MOV SS shadow: no interrupt before the next instruction */
+    bool nmi_blocked; /* an NMI handler runs: no NMI until the next IRET */
     bool in_block;    /* generated code is running (stores may restart it, see softmmu.c) */
     uint8_t smc;      /* TCG_SMC_*: a store rewrote code of the block that was running */
 

@@ -17,7 +17,6 @@
 #include "vm/memory.h"
 #include "vm/timers.h"
 
-#include <cpuid.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -151,7 +150,8 @@ static void add_leaf(struct cpuid_model *m, uint32_t fn, uint32_t idx, uint32_t 
         m->entry[m->nr++] = (struct cpuid_entry){fn, idx, flags, a, b, c, d};
 }
 
-/* Exactly what the translator implements: integer ISA, long mode, NX, PAE/PSE paging,
+/* Exactly what the translator implements: integer ISA, long mode, NX, PAE/PSE paging (1 GiB
+ * pages too), machine-check architecture without banks,
  * CMPXCHG8B/16B, CMOV, TSC/RDTSCP, MSRs, SYSCALL, POPCNT, LZCNT. x87, FXSR, MMX, SSE,
  * SSE2 (fpu.c, mmx.c, sse.c), the local APIC with x2APIC and the TSC-deadline timer. */
 static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, char *err,
@@ -159,13 +159,13 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
 {
     (void)vm, (void)err, (void)errlen;
     out->nr = 0;
-    /* Same vendor as the host, so guests print the same identity as under KVM here. */
-    unsigned a, vb = 0x756e6547, vc = 0x6c65746e, vd = 0x49656e69; /* "GenuineIntel" */
-    __get_cpuid(0, &a, &vb, &vc, &vd);
-    add_leaf(out, 0, 0, 0, 0x16, vb, vc, vd);
+    /* One fixed model whatever the host: an Intel family-6 CPU, so the MSRs a guest may
+     * expect are Intel's (tcg_msr_read); an AMD host's vendor here would promise AMD's. */
+    add_leaf(out, 0, 0, 0, 0x16, 0x756e6547, 0x6c65746e, 0x49656e69); /* "GenuineIntel" */
     const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 13) |
                           (1u << 15) | (1u << 19) | /* PSE TSC MSR PAE CX8 PGE CMOV
                                                       CLFSH */
+                          (1u << 7) | (1u << 14) |  /* MCE MCA: MCG_CAP with no banks */
                           (1u << 0) | (1u << 24) | (1u << 25) | (1u << 26) | /* FPU FXSR SSE SSE2
                                                                                 (fpu.c, sse.c) */
                           (1u << 23);                                        /* MMX (mmx.c) */
@@ -593,6 +593,12 @@ static bool interrupt_pending(struct accel_vcpu *v)
            lapic_has_interrupt(&v->lapic);
 }
 
+/* An NMI the CPU would take now (IF does not matter; a running NMI handler does). */
+static bool nmi_pending(struct accel_vcpu *v)
+{
+    return !v->cpu.nmi_blocked && lapic_nmi_pending(&v->lapic);
+}
+
 /* Wait while halted, at most until the LAPIC timer's deadline (the run loop fires it);
  * returns false when asked to stop. Wakers change the state before taking v->lock, so
  * testing it under the lock loses no wake-up. */
@@ -601,7 +607,7 @@ static bool wait_for_interrupt(struct accel_vcpu *v)
     struct tcg_cpu *cpu = &v->cpu;
     pthread_mutex_lock(&v->lock);
     while (!(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) &&
-           !((cpu->eflags & X86_IF) && interrupt_pending(v))) {
+           !((cpu->eflags & X86_IF) && interrupt_pending(v)) && !nmi_pending(v)) {
         uint64_t deadline = lapic_timer_deadline(&v->lapic);
         if (!deadline) {
             pthread_cond_wait(&v->wake, &v->lock);
@@ -716,6 +722,24 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         poll_lapic_timer(v, cpu->halted);
         bool inhibit = cpu->inhibit_irq;
         cpu->inhibit_irq = false;
+        if (!inhibit && nmi_pending(v) && lapic_take_nmi(&v->lapic)) {
+            chain_from = NULL;
+            cpu->halted = false;
+            cpu->nmi_blocked = true;
+            cpu->exception = X86_EXC_NMI;
+            cpu->has_error_code = false;
+            cpu->exception_soft = false;
+            cpu->exception_ext = true;
+            if (!deliver_exception(cpu)) {
+                exit->reason = ACCEL_EXIT_SHUTDOWN;
+                return 0;
+            }
+            continue;
+        }
+        /* In an STI / MOV SS shadow with an interrupt waiting: run just the one instruction,
+         * then take it (a whole block would run past a CLI right after the STI). */
+        bool one_insn =
+            inhibit && (((cpu->eflags & X86_IF) && interrupt_pending(v)) || nmi_pending(v));
         if (!inhibit && (cpu->eflags & X86_IF)) {
             int vector = -1;
             /* ExtINT (the PIC through LINT0) first, as KVM does; it answers its own
@@ -738,8 +762,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 continue;
             }
         } else if (inhibit && (cpu->eflags & X86_IF) && interrupt_pending(v)) {
-            /* The STI / MOV SS shadow ends with the next instruction: look again after the
-             * next block. (With IF clear, setting IF asks for that look itself.) */
+            /* The STI / MOV SS shadow ends with the next instruction (run alone, one_insn):
+             * look again after it. (With IF clear, setting IF asks for that look itself.) */
             tcg_recheck_interrupts(cpu);
         }
         if (cpu->halted) {
@@ -751,9 +775,10 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
         uint64_t phys = code_phys(cpu, pc);
         bool alone = cpu->smc == TCG_SMC_ONE_INSN;
-        struct tb *tb = alone ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
+        struct tb *tb =
+            alone || one_insn ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
         if (!tb) {
-            tb = translate_block(v, pc, phys, cs_base, alone);
+            tb = translate_block(v, pc, phys, cs_base, alone || one_insn);
             if (!tb) {
                 exit->reason = ACCEL_EXIT_ERROR;
                 snprintf(exit->error.msg, sizeof(exit->error.msg),

@@ -372,6 +372,9 @@ static uint64_t h_rdtsc(void *env, uint64_t with_aux, uint64_t b, uint64_t c, ui
 #define MSR_TSC 0x10
 #define MSR_APIC_BASE 0x1b
 #define MSR_TSC_DEADLINE 0x6e0
+#define MSR_BIOS_SIGN_ID 0x8b
+#define MSR_MCG_CAP 0x179
+#define MSR_MCG_STATUS 0x17a
 #define MSR_SYSENTER_CS 0x174
 #define MSR_SYSENTER_ESP 0x175
 #define MSR_SYSENTER_EIP 0x176
@@ -397,6 +400,9 @@ bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value)
     case MSR_SYSENTER_ESP: *value = cpu->sysenter_esp; return true;
     case MSR_SYSENTER_EIP: *value = cpu->sysenter_eip; return true;
     case MSR_MISC_ENABLE: *value = cpu->misc_enable; return true;
+    case MSR_BIOS_SIGN_ID: *value = 0; return true; /* microcode revision 0 */
+    case MSR_MCG_CAP: *value = 0; return true;      /* MCA without banks (CPUID.1:EDX) */
+    case MSR_MCG_STATUS: *value = cpu->mcg_status; return true;
     case MSR_PAT: *value = cpu->pat; return true;
     case MSR_EFER: *value = cpu->efer; return true;
     case MSR_STAR: *value = cpu->star; return true;
@@ -431,6 +437,17 @@ static bool canonical(uint64_t v)
     return (uint64_t)((int64_t)(v << 16) >> 16) == v;
 }
 
+/* Every PAT entry must name a memory type: 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB), 7 (UC-). */
+static bool pat_valid(uint64_t value)
+{
+    for (unsigned i = 0; i < 8; i++) {
+        unsigned type = (unsigned)(value >> (i * 8)) & 0xff;
+        if (type == 2 || type == 3 || type > 7)
+            return false;
+    }
+    return true;
+}
+
 bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
 {
     switch (index) {
@@ -451,7 +468,17 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
     case MSR_SYSENTER_ESP: cpu->sysenter_esp = value; return true;
     case MSR_SYSENTER_EIP: cpu->sysenter_eip = value; return true;
     case MSR_MISC_ENABLE: cpu->misc_enable = value; return true;
-    case MSR_PAT: cpu->pat = value; return true;
+    case MSR_BIOS_SIGN_ID: return true; /* the "clear, then CPUID" sequence: nothing to load */
+    case MSR_MCG_STATUS:
+        if (value & ~0xfULL)
+            return false;
+        cpu->mcg_status = value;
+        return true;
+    case MSR_PAT:
+        if (!pat_valid(value))
+            return false;
+        cpu->pat = value;
+        return true;
     case MSR_EFER: {
         uint64_t allowed = X86_EFER_SCE | X86_EFER_LME | X86_EFER_NXE;
         if (value & ~(allowed | X86_EFER_LMA))
@@ -833,6 +860,16 @@ static uint64_t h_str_sldt(void *env, uint64_t is_tr, uint64_t b, uint64_t c, ui
     if (!protected_mode(cpu))
         tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
     return cpu->seg[is_tr ? SEG_TR : SEG_LDTR].selector;
+}
+
+static uint64_t h_verr_verw(void *env, uint64_t sel, uint64_t write, uint64_t c, uint64_t d)
+{
+    (void)c, (void)d;
+    struct tcg_cpu *cpu = CPU(env);
+    if (!protected_mode(cpu) || (cpu->eflags & X86_VM))
+        tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
+    tcg_verify_seg(cpu, (uint16_t)sel, write != 0);
+    return 0;
 }
 
 /* --- control registers ---------------------------------------------------------------------- */

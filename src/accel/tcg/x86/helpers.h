@@ -52,6 +52,7 @@
     X(sysenter_family, HF_RWX) /* (kind, next rip): SYSCALL/SYSRET/SYSENTER/SYSEXIT/SWAPGS */      \
     X(ltr_lldt, HF_RWX)        /* (selector, which): 0 LLDT 1 LTR */                               \
     X(str_sldt, HF_RWX)        /* (which) -> selector */                                           \
+    X(verr_verw, HF_RWX)       /* (selector, write): ZF */                                         \
     X(fpu_sse, HF_RWX)         /* (x86_fpu_desc(), linear addr): x87, SSE, FXSAVE.. (fpu.c) */     \
     X(mov_dr, HF_RWX)          /* (dr, value, is_write) -> value: MOV to/from DR0-7 */             \
     X(mmx, HF_RWX)             /* (x86_fpu_desc(), linear addr): MMX register forms (mmx.c) */

@@ -515,6 +515,10 @@ void tcg_far_ret(struct tcg_cpu *cpu, unsigned opsize, uint64_t extra_pop)
 
 void tcg_iret(struct tcg_cpu *cpu, unsigned opsize)
 {
+    if (cpu->nmi_blocked) {
+        cpu->nmi_blocked = false; /* IRET ends NMI blocking, even if it then faults */
+        tcg_recheck_interrupts(cpu);
+    }
     struct stack st = current_stack(cpu);
     uint64_t rip = stack_pop(cpu, &st, opsize);
     uint16_t cs_sel = (uint16_t)stack_pop(cpu, &st, opsize);
@@ -530,6 +534,33 @@ void tcg_iret(struct tcg_cpu *cpu, unsigned opsize)
     if (cpu->eflags & X86_NT)
         fault_gp(cpu, 0); /* nested task return needs task switching: not supported */
     return_to(cpu, &st, cs_sel, rip, opsize, 0, true, flags);
+}
+
+/* VERR / VERW: ZF = the segment is readable / writable at the current privilege. Selectors
+ * beyond the table give ZF = 0, not #GP (the descriptor is looked at without faulting). */
+void tcg_verify_seg(struct tcg_cpu *cpu, uint16_t selector, bool write)
+{
+    bool ok = false;
+    bool ldt = selector & 4;
+    uint64_t base = ldt ? cpu->seg[SEG_LDTR].base : cpu->gdt.base;
+    uint32_t limit = ldt ? cpu->seg[SEG_LDTR].limit : cpu->gdt.limit;
+    bool table = !ldt || (cpu->seg[SEG_LDTR].attr & SEG_ATTR_P);
+    if ((selector & 0xfffc) && table && (uint32_t)(selector & 0xfff8u) + 7 <= limit) {
+        uint64_t addr = base + (selector & 0xfff8u);
+        if (!(cpu->hflags & HF_LMA))
+            addr &= 0xffffffffULL;
+        uint32_t w1 = (uint32_t)(mmu_load_kernel(cpu, addr, 8) >> 32);
+        uint16_t attr = desc_attr(w1);
+        unsigned type = ATTR_TYPE(attr), dpl = SEG_ATTR_DPL(attr);
+        unsigned cpl = cpu->hflags & HF_CPL_MASK, rpl = selector & 3u;
+        bool code = type & TYPE_CODE;
+        bool conforming = code && (type & TYPE_CONFORMING);
+        bool priv = conforming || (dpl >= cpl && dpl >= rpl);
+        bool access = write ? !code && (type & TYPE_WRITABLE) : !code || (type & TYPE_READABLE);
+        ok = (attr & SEG_ATTR_S) && priv && access;
+    }
+    uint64_t f = tcg_read_eflags(cpu);
+    tcg_write_eflags(cpu, ok ? f | X86_ZF : f & ~(uint64_t)X86_ZF, X86_ZF);
 }
 
 void tcg_load_system_seg(struct tcg_cpu *cpu, bool is_tr, uint16_t selector)

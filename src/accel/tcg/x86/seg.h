@@ -16,6 +16,7 @@ void tcg_set_seg(struct tcg_cpu *cpu, unsigned seg, uint16_t selector, uint64_t 
                  uint32_t limit, uint16_t attr);
 void tcg_load_seg(struct tcg_cpu *cpu, unsigned seg, uint16_t selector);
 void tcg_load_system_seg(struct tcg_cpu *cpu, bool is_tr, uint16_t selector);
+void tcg_verify_seg(struct tcg_cpu *cpu, uint16_t selector, bool write); /* VERR / VERW */
 
 /* What is being delivered: an exception the CPU raised, a software interrupt (INT n,
  * INT3, INTO: gate DPL checked) or an external interrupt (PIC, LAPIC). */

@@ -1419,6 +1419,15 @@ static void translate_insn(struct dc *s)
                  IR_NO_TEMP);
         break;
     }
+    case X86_MN_VERR:
+    case X86_MN_VERW: {
+        ir_temp v = load_operand(s, 0, NULL);
+        sync_cc_op(s);
+        gen_call(s, HELPER_verr_verw, IR_NO_TEMP, v, cst(s, mn == X86_MN_VERW), IR_NO_TEMP,
+                 IR_NO_TEMP);
+        s->cc_op = CC_OP_EFLAGS;
+        break;
+    }
     case X86_MN_SLDT:
     case X86_MN_STR: {
         ir_temp v = tmp(s);
