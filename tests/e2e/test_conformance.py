@@ -17,10 +17,11 @@ PAYLOADS = {
     "pf64": ("", "qemu=1", ["-cpu", "qemu64,+pdpe1gb"]),
     "msr64": ("", "qemu=1", ["-cpu", "qemu64,vendor=GenuineIntel"]),
     "lapic64": ("", "", []),
+    "tf64": ("", "qemu=1", []),
 }
 
 # Lines a payload prints only where it checks what QEMU TCG does not model (unknown MSRs
-# #GP, reserved bits in MSR writes): checked by the payload itself, not compared.
+# #GP, reserved bits in MSR writes, ICEBP): checked by the payload itself, not compared.
 SDM_ONLY = "sdm-only: "
 
 TARGETS = ["tcg-native", "tcg-interp", "kvm"]

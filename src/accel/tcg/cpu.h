@@ -44,6 +44,7 @@ enum cc_op {
 #define X86_ZF (1u << 6)
 #define X86_SF (1u << 7)
 #define X86_TF (1u << 8)
+#define X86_DR6_BS (1u << 14) /* DR6: single-step trap */
 #define X86_IF (1u << 9)
 #define X86_DF (1u << 10)
 #define X86_OF (1u << 11)
@@ -164,6 +165,8 @@ struct tcg_cpu {
     bool halted;
     bool inhibit_irq; /* STI / MOV SS shadow: no interrupt before the next instruction */
     bool nmi_blocked; /* an NMI handler runs: no NMI until the next IRET */
+    bool single_step; /* TF was set when this instruction began: #DB after it (one insn runs) */
+    bool inhibit_db;  /* MOV SS / POP SS: the single-step trap waits one more instruction */
     bool in_block;    /* generated code is running (stores may restart it, see softmmu.c) */
     uint8_t smc;      /* TCG_SMC_*: a store rewrote code of the block that was running */
 

@@ -499,6 +499,23 @@ static bool deliver_exception(struct tcg_cpu *cpu)
     return false;
 }
 
+/* The single-step trap after an instruction that began with TF set: DR6.BS and #DB, unless
+ * the instruction was MOV SS / POP SS (the trap comes after the next one). Returns false on
+ * triple fault. */
+static bool deliver_single_step(struct tcg_cpu *cpu)
+{
+    if (cpu->inhibit_db) {
+        cpu->inhibit_db = false;
+        return true;
+    }
+    cpu->dr[6] |= X86_DR6_BS;
+    cpu->exception = X86_EXC_DB;
+    cpu->has_error_code = false;
+    cpu->exception_soft = false;
+    cpu->exception_ext = false;
+    return deliver_exception(cpu);
+}
+
 /* Translate the block at pc. `alone`: just the one instruction, for the interpreter, not
  * cached (after a store rewrote the running block, see before_code_write). */
 static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t phys_pc,
@@ -658,7 +675,7 @@ static bool code_on_global_page(const struct tcg_cpu *cpu, const struct tb *tb)
 static const void *native_next_block(void *env, struct native_site *site)
 {
     struct tcg_cpu *cpu = env;
-    if (cpu->inhibit_irq)
+    if (cpu->inhibit_irq || cpu->single_step || (cpu->eflags & X86_TF))
         return NULL;
     uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
@@ -711,6 +728,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             /* Back from generated code: an exception to deliver, or a helper's exit. */
             chain_from = NULL;
             cpu->in_block = false;
+            cpu->single_step = false; /* a fault (no trap after it) or an exit */
             if (cpu->smc == TCG_SMC_RUNNING)
                 cpu->smc = 0;
             if (cpu->exception >= 0 && !deliver_exception(cpu)) {
@@ -740,6 +758,9 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
          * then take it (a whole block would run past a CLI right after the STI). */
         bool one_insn =
             inhibit && (((cpu->eflags & X86_IF) && interrupt_pending(v)) || nmi_pending(v));
+        /* TF: one instruction, then the single-step #DB (before any interrupt). */
+        bool step = (cpu->eflags & X86_TF) != 0;
+        one_insn |= step;
         if (!inhibit && (cpu->eflags & X86_IF)) {
             int vector = -1;
             /* ExtINT (the PIC through LINT0) first, as KVM does; it answers its own
@@ -774,6 +795,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         }
         uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
         uint64_t phys = code_phys(cpu, pc);
+        cpu->single_step = step;
+        cpu->inhibit_db = false;
         bool alone = cpu->smc == TCG_SMC_ONE_INSN;
         struct tb *tb =
             alone || one_insn ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
@@ -814,6 +837,11 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         cpu->in_block = false;
         if (alone)
             cpu->smc = 0;
+        cpu->single_step = false;
+        if (step && !deliver_single_step(cpu)) {
+            exit->reason = ACCEL_EXIT_SHUTDOWN;
+            return 0;
+        }
         (void)why;
         if (!cached) {
             /* Blocks from outside RAM are not cached: drop after one run. */

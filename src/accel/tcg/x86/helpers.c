@@ -128,6 +128,15 @@ static uint64_t h_soft_int(void *env, uint64_t vector, uint64_t next_rip, uint64
     tcg_raise_exception(cpu, (int)vector, 0, false);
 }
 
+/* ICEBP / INT1: a #DB trap (no gate DPL check, unlike INT n), returning past it. */
+static uint64_t h_icebp(void *env, uint64_t next_rip, uint64_t b, uint64_t c, uint64_t d)
+{
+    (void)b, (void)c, (void)d;
+    struct tcg_cpu *cpu = CPU(env);
+    cpu->rip = next_rip;
+    tcg_raise_exception(cpu, X86_EXC_DB, 0, false);
+}
+
 static uint64_t h_hlt(void *env, uint64_t next_rip, uint64_t b, uint64_t c, uint64_t d)
 {
     (void)b, (void)c, (void)d;
@@ -266,8 +275,9 @@ static uint64_t h_string(void *env, uint64_t desc, uint64_t next_rip, uint64_t c
     unsigned cc = bytes == 1 ? 0 : bytes == 2 ? 1 : bytes == 4 ? 2 : 3;
     if (kind == STR_INS || kind == STR_OUTS)
         check_io(cpu);
-    unsigned budget = STRING_ITERATIONS_PER_CALL;
-    if (rep == REP_REP && (kind == STR_MOVS || kind == STR_STOS) && step > 0 && abytes == 8 &&
+    /* Single-stepping: one iteration per trap, RIP at the instruction while RCX lasts. */
+    unsigned budget = cpu->single_step ? 1 : STRING_ITERATIONS_PER_CALL;
+    if (!cpu->single_step && rep == REP_REP && (kind == STR_MOVS || kind == STR_STOS) && step > 0 && abytes == 8 &&
         (cpu->hflags & HF_CS64) && string_fast(cpu, kind, bytes, seg, &budget)) {
         if (cpu->gpr[GPR_RCX])
             return 0; /* budget spent: RIP still here, resumes after the loop looks */
@@ -786,8 +796,10 @@ static uint64_t h_load_seg(void *env, uint64_t seg, uint64_t selector, uint64_t 
     if (seg == SEG_CS || seg >= SEG_LDTR)
         tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
     tcg_load_seg(cpu, (unsigned)seg, (uint16_t)selector);
-    if (seg == SEG_SS)
-        cpu->inhibit_irq = true; /* MOV SS / POP SS shadow */
+    if (seg == SEG_SS) {
+        cpu->inhibit_irq = true; /* MOV SS / POP SS shadow, for single-step traps too */
+        cpu->inhibit_db = true;
+    }
     return 0;
 }
 

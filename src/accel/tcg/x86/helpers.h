@@ -18,6 +18,7 @@
     X(write_eflags, HF_RWX) /* (value, opsize bytes): POPF/IRET rules for this CPL/IOPL */         \
     X(raise, HF_RWX)        /* (vector, error code, has error code): never returns */              \
     X(soft_int, HF_RWX)     /* (vector, next rip): INT n / INT3 / INTO */                          \
+    X(icebp, HF_RWX)        /* (next rip): INT1, a #DB trap */                                     \
     X(in, HF_RWX)           /* (port, size) -> value */                                            \
     X(out, HF_RWX)          /* (port, value, size) */                                              \
     X(string, HF_RWX)       /* (op | size << 8 | rep << 12 | addr size << 16, next rip) */         \

@@ -22,8 +22,8 @@ void tcg_write_eflags(struct tcg_cpu *cpu, uint64_t value, uint64_t mask)
 {
     uint64_t cur = tcg_read_eflags(cpu);
     uint64_t v = (cur & ~mask) | (value & mask);
-    if (v & ~cur & X86_IF)
-        tcg_recheck_interrupts(cpu); /* POPF, IRET, SYSRET setting IF */
+    if (v & ~cur & (X86_IF | X86_TF))
+        tcg_recheck_interrupts(cpu); /* POPF, IRET, SYSRET setting IF or TF: see the loop */
     cpu->cc_op = CC_OP_EFLAGS;
     cpu->cc_src = v & X86_ARITH_FLAGS;
     cpu->eflags = (v & ~(uint64_t)X86_ARITH_FLAGS) | 2;

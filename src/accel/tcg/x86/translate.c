@@ -1305,6 +1305,13 @@ static void translate_insn(struct dc *s)
         if (mn == X86_MN_WRMSR)
             gen_jump_const(s, s->next_ip, 0); /* EFER and friends change modes */
         break;
+    case X86_MN_INT1:
+        sync_cc_op(s);
+        gen_call(s, HELPER_icebp, IR_NO_TEMP, cst(s, s->next_ip), IR_NO_TEMP, IR_NO_TEMP,
+                 IR_NO_TEMP);
+        ir_exit_tb(s->b, IR_EXIT_NEXT);
+        s->end = true;
+        break;
     case X86_MN_INT:
     case X86_MN_INT3:
     case X86_MN_INTO: {
