@@ -76,6 +76,13 @@ main64:
 next_case:
     cmpq $0, C_NAME(%rbp)
     je all_done
+    cmpq $-1, C_NAME(%rbp)          /* the sdm-only cases follow */
+    jne 1f
+    cmpl $0, qemu_mode(%rip)
+    jne all_done
+    addq $8, %rbp
+    jmp next_case
+1:
     movq %rbp, cur_case(%rip)
     movl $0xff, %eax
     movq %rax, sys64_exc_vec(%rip)
@@ -343,6 +350,8 @@ t_\name\()_next:
     TRIG64 movcr, movq %cr3, %rax
     TRIG64 lidt, lidt 0
     TRIG64 invlpg, invlpg 0
+    TRIG64 lgdtnc, lgdt bad_dtr(%rip)
+    TRIG64 lidtnc, lidt bad_dtr(%rip)
 
     .code32
 post32:
@@ -368,6 +377,10 @@ frame: .skip 48
 handler_flags: .quad 0
 seen_cr2: .quad 0
 good_rsp0: .quad 0
+    .balign 8
+    .word 0, 0, 0
+bad_dtr: .word 0xfff
+    .quad 0x0000800000000000
 qemu_mode: .long 0
     .section .rodata
 rf_key: .asciz "qemu="
@@ -414,4 +427,9 @@ cases:
     CASE "compat int 0x42, DPL 0 gate", 2, c_gp, 1, 13, 1, 0x212, sys64_kstack_top, 0
     CASE "compat ud2", 2, c_ud, 1, 6, 0, 0, sys64_kstack_top, 0
     CASE "compat page fault, IST2", 2, c_pf, 1, 14, 1, 5, sys64_ist2_top, 0, 0xc0000000
+    /* What QEMU TCG does not check (it loads the base): not run with qemu=1 */
+    .quad -1
+    /* non-canonical bases (4-level paging): #GP(0), the tables unchanged */
+    CASE "sdm-only: kernel lgdt with a non-canonical base", 0, lgdtnc, 1, 13, 1, 0, 0, 0
+    CASE "sdm-only: kernel lidt with a non-canonical base", 0, lidtnc, 1, 13, 1, 0, 0, 0
     .quad 0

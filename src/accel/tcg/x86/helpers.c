@@ -830,9 +830,11 @@ static uint64_t h_lgdt_lidt(void *env, uint64_t addr, uint64_t which_size, uint6
     unsigned opbytes = (unsigned)(which_size >> 8);
     uint16_t limit = (uint16_t)mmu_load(cpu, addr, 2);
     uint64_t base;
-    if (cpu->hflags & HF_CS64)
+    if (cpu->hflags & HF_CS64) {
         base = mmu_load(cpu, addr + 2, 8);
-    else
+        if (!canonical(base))
+            gp0(cpu); /* with 4-level paging, bits 63:47 must be equal */
+    } else
         base = mmu_load(cpu, addr + 2, 4) & (opbytes == 2 ? 0xffffffULL : 0xffffffffULL);
     struct vcpu_dtable *t = (which_size & 0xff) ? &cpu->idt : &cpu->gdt;
     t->base = base;

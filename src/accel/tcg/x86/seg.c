@@ -584,8 +584,11 @@ void tcg_load_system_seg(struct tcg_cpu *cpu, bool is_tr, uint16_t selector)
     if (!(attr & SEG_ATTR_P))
         tcg_raise_exception(cpu, X86_EXC_NP, selector & 0xfffc, true);
     uint64_t base = desc_base(w0, w1);
-    if (cpu->hflags & HF_LMA)
+    if (cpu->hflags & HF_LMA) {
         base |= (mmu_load_kernel(cpu, addr + 8, 8) & 0xffffffffULL) << 32;
+        if ((uint64_t)((int64_t)(base << 16) >> 16) != base)
+            fault_gp(cpu, selector & 0xfffc); /* non-canonical TSS/LDT base */
+    }
     if (is_tr) {
         /* Mark the TSS busy in the GDT, as LTR does. */
         mmu_store_kernel(cpu, addr + 4, w1 | (2u << 8), 4);
