@@ -351,6 +351,25 @@ t_\name\()_next:
     TRIG64 lidt, lidt 0
     TRIG64 invlpg, invlpg 0
     TRIG64 lgdtnc, lgdt bad_dtr(%rip)
+/* non-canonical data addresses: RAX = 2^47 first */
+e_nc:
+    movabsq $0x0000800000000000, %rax
+    jmp *nc_target(%rip)
+    TRIG64 ncrsp, movq (%rsp,%rax), %rbx
+    TRIG64 ncrbp, movq 8(%rbp,%rax), %rbx
+    TRIG64 ncds, movq (%rax), %rbx
+e_ncrsp:
+    leaq t_ncrsp(%rip), %rbx
+    movq %rbx, nc_target(%rip)
+    jmp e_nc
+e_ncrbp:
+    leaq t_ncrbp(%rip), %rbx
+    movq %rbx, nc_target(%rip)
+    jmp e_nc
+e_ncds:
+    leaq t_ncds(%rip), %rbx
+    movq %rbx, nc_target(%rip)
+    jmp e_nc
     TRIG64 lidtnc, lidt bad_dtr(%rip)
 
     .code32
@@ -377,6 +396,7 @@ frame: .skip 48
 handler_flags: .quad 0
 seen_cr2: .quad 0
 good_rsp0: .quad 0
+nc_target: .quad 0
     .balign 8
     .word 0, 0, 0
 bad_dtr: .word 0xfff
@@ -387,13 +407,17 @@ rf_key: .asciz "qemu="
     .data
 
 /* CASE name, mode, trigger, fault(1)/trap(0), vector, has_err, err, stack, IF, cr2, badrsp0 */
-.macro CASE name, mode, trig, fault, vec, haserr, err, stack, if, cr2=0, bad=0
+.macro CASE name, mode, trig, fault, vec, haserr, err, stack, if, cr2=0, bad=0, entry=
     .pushsection .rodata
 .Lname\@: .asciz "\name"
     .popsection
     .long .Lname\@, 0
     .quad \mode
+    .ifb \entry
     .long t_\trig, 0, t_\trig\()_next, 0
+    .else
+    .long \entry, 0, t_\trig\()_next, 0
+    .endif
     .if \fault
     .long t_\trig, 0
     .else
@@ -427,8 +451,12 @@ cases:
     CASE "compat int 0x42, DPL 0 gate", 2, c_gp, 1, 13, 1, 0x212, sys64_kstack_top, 0
     CASE "compat ud2", 2, c_ud, 1, 6, 0, 0, sys64_kstack_top, 0
     CASE "compat page fault, IST2", 2, c_pf, 1, 14, 1, 5, sys64_ist2_top, 0, 0xc0000000
-    /* What QEMU TCG does not check (it loads the base): not run with qemu=1 */
+    CASE "kernel load from a non-canonical address", 0, ncds, 1, 13, 1, 0, 0, 0, 0, 0, e_ncds
+    /* What QEMU TCG does not check (it loads the base; stack references give #GP there):
+     * not run with qemu=1 */
     .quad -1
+    CASE "sdm-only: kernel load (%rsp,%rax) non-canonical: #SS", 0, ncrsp, 1, 12, 1, 0, 0, 0, 0, 0, e_ncrsp
+    CASE "sdm-only: kernel load 8(%rbp,%rax) non-canonical: #SS", 0, ncrbp, 1, 12, 1, 0, 0, 0, 0, 0, e_ncrbp
     /* non-canonical bases (4-level paging): #GP(0), the tables unchanged */
     CASE "sdm-only: kernel lgdt with a non-canonical base", 0, lgdtnc, 1, 13, 1, 0, 0, 0
     CASE "sdm-only: kernel lidt with a non-canonical base", 0, lidtnc, 1, 13, 1, 0, 0, 0

@@ -3,6 +3,7 @@
  * pointers for RAM. Accesses that are not RAM go to the MMIO bus (reads of nothing give
  * all-ones, writes are dropped); no guest address ever reaches host memory unchecked. */
 #include "accel/tcg/tcg_internal.h"
+#include "accel/tcg/x86/translate.h"
 
 #include "vm/bus.h"
 #include "vm/memory.h"
@@ -229,8 +230,12 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
 
 uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, bool user)
 {
-    if ((cpu->hflags & HF_LMA) && !canonical(vaddr))
-        tcg_raise_exception(cpu, X86_EXC_GP, 0, true);
+    if ((cpu->hflags & HF_LMA) && !canonical(vaddr)) {
+        /* Stack-segment references fault with #SS(0), the others with #GP(0) (SDM 3.3.7.1):
+         * decided from the instruction, on this slow path only. */
+        bool stack = access != MMU_EXEC && x86_noncanonical_is_stack(cpu, vaddr);
+        tcg_raise_exception(cpu, stack ? X86_EXC_SS : X86_EXC_GP, 0, true);
+    }
     struct walk w;
     unsigned fault = page_walk(cpu, vaddr, access, user, true, &w);
     if (fault) {

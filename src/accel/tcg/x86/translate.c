@@ -236,6 +236,36 @@ static ir_temp gen_ea(struct dc *s)
     return ea;
 }
 
+bool x86_noncanonical_is_stack(struct tcg_cpu *cpu, uint64_t vaddr)
+{
+    if (!(cpu->hflags & HF_CS64))
+        return false; /* only 64-bit code forms non-canonical addresses */
+    uint8_t bytes[16];
+    size_t got = mmu_fetch_code(cpu, cpu->rip, bytes, sizeof(bytes));
+    struct x86_decoded_insn insn;
+    if (x86_decode(bytes, got, X86_MODE_64, &insn) < 0)
+        return false;
+    switch (insn.mnemonic) {
+    case X86_MN_PUSH:
+    case X86_MN_POP:
+    case X86_MN_PUSHF:
+    case X86_MN_POPF:
+    case X86_MN_CALL:
+    case X86_MN_RET:
+    case X86_MN_ENTER:
+    case X86_MN_LEAVE:
+    case X86_MN_IRET: {
+        if (!insn.has_mem || insn.mem.seg == SEG_SS)
+            return true;
+        /* PUSH/POP/CALL with a DS-type memory operand: the stack side is the one near RSP. */
+        uint64_t d = vaddr - cpu->gpr[GPR_RSP];
+        return d + 64 <= 128;
+    }
+    default:
+        return insn.has_mem && insn.mem.seg == SEG_SS;
+    }
+}
+
 static ir_temp gen_mem_addr(struct dc *s)
 {
     return gen_linear(s, gen_ea(s), s->insn->mem.seg);
