@@ -2,11 +2,14 @@
  *
  * The clock is computed on each read: the host wall clock sampled at creation plus
  * CLOCK_MONOTONIC time elapsed since, plus an offset the guest creates by setting the time.
- * Register C's update-ended and periodic flags are likewise derived from elapsed time when it
- * is read. Interrupts on IRQ_RTC (periodic, alarm, update) are not generated: quokka has no
- * device timers yet, and guests poll or use the PIT/HPET/TSC instead.
+ * Register C's update-ended, periodic and alarm flags are likewise derived from elapsed time,
+ * when it is read and, while register B enables any of their interrupts, from a device timer
+ * at each second boundary (and periodic boundary, at most every RTC_MIN_TICK_NS): a flag that
+ * is enabled sets IRQF and pulses IRQ_RTC once until register C is read. The alarm matches
+ * seconds, minutes and hours ("don't care" values 0xC0-0xFF match any).
  *
- * Locking: one mutex; the device calls nothing in the machine while holding it. */
+ * Locking: one mutex; timer_arm is called with it held (as in i8254.c), set_irq after it is
+ * released. */
 #include "hw/device.h"
 #include "util/log.h"
 #include "vm/platform.h"
@@ -50,13 +53,16 @@ enum {
 #define A_RATE_MASK 0x0f
 #define B_SET 0x80
 #define B_PIE 0x40
+#define B_AIE 0x20
 #define B_UIE 0x10
 #define B_BINARY 0x04
 #define B_24H 0x02
 #define C_IRQF 0x80
 #define C_PF 0x40
+#define C_AF 0x20
 #define C_UF 0x10
-#define D_VRT 0x80 /* battery good */
+#define RTC_MIN_TICK_NS 500000LL /* periodic interrupts: at most 2 kHz of timer callbacks */
+#define D_VRT 0x80               /* battery good */
 
 #define INDEX_NMI_DISABLE 0x80
 
@@ -76,7 +82,9 @@ struct cmos {
     int64_t guest_offset;      /* guest time - host time, seconds, set by the guest */
     bool frozen;               /* register B SET: the clock stands still while it is set */
     struct rtc_fields frozen_time;
-    int64_t flags_seen_ns; /* host time of the last register C read */
+    int64_t flags_seen_ns;      /* host time flags were last collected */
+    uint8_t pending_c;          /* flags collected since the last register C read */
+    struct device_timer *timer; /* NULL without device timers (unit tests) */
 };
 
 static int64_t floor_div(int64_t a, int64_t b)
@@ -264,19 +272,87 @@ static int64_t periodic_interval_ns(const struct cmos *c)
     return (NS_PER_SEC << (rate - 1)) / 32768;
 }
 
-/* Flags of events since the last read of register C, cleared by this read. */
-static uint8_t read_register_c(struct cmos *c)
+/* An alarm register matches `v` (0xC0-0xFF: any value). */
+static bool alarm_matches(const struct cmos *c, uint8_t alarm, int v, bool hours)
+{
+    if ((alarm & 0xc0) == 0xc0)
+        return true;
+    return (hours ? decode_hour(c, alarm) : decode(c, alarm)) == v;
+}
+
+/* Collect the flags of events since the last collection into pending_c. Returns true when
+ * IRQF became set (the caller pulses IRQ_RTC once the lock is released). */
+static bool collect_flags(struct cmos *c)
 {
     int64_t now = host_now_ns(c);
     uint8_t flags = 0;
-    if (!c->frozen && floor_div(now, NS_PER_SEC) != floor_div(c->flags_seen_ns, NS_PER_SEC))
+    if (!c->frozen && floor_div(now, NS_PER_SEC) != floor_div(c->flags_seen_ns, NS_PER_SEC)) {
         flags |= C_UF;
+        struct rtc_fields f = guest_now(c);
+        if (alarm_matches(c, c->ram[REG_SECONDS_ALARM], f.sec, false) &&
+            alarm_matches(c, c->ram[REG_MINUTES_ALARM], f.min, false) &&
+            alarm_matches(c, c->ram[REG_HOURS_ALARM], f.hour, true))
+            flags |= C_AF;
+    }
     int64_t period = periodic_interval_ns(c);
     if (period && floor_div(now, period) != floor_div(c->flags_seen_ns, period))
         flags |= C_PF;
-    if (flags & c->ram[REG_B] & (B_PIE | B_UIE))
-        flags |= C_IRQF;
     c->flags_seen_ns = now;
+    uint8_t was = c->pending_c;
+    c->pending_c |= flags;
+    if (c->pending_c & c->ram[REG_B] & (B_PIE | B_AIE | B_UIE))
+        c->pending_c |= C_IRQF;
+    return (c->pending_c & ~was & C_IRQF) != 0;
+}
+
+/* Arm the timer for the next event an enabled interrupt needs, or disarm it. */
+static void rearm(struct cmos *c)
+{
+    if (!c->timer)
+        return;
+    uint64_t deadline = 0;
+    uint8_t enabled = c->ram[REG_B] & (B_PIE | B_AIE | B_UIE);
+    if (enabled) {
+        int64_t now = host_now_ns(c);
+        int64_t wait = NS_PER_SEC - (now - floor_div(now, NS_PER_SEC) * NS_PER_SEC);
+        int64_t period = periodic_interval_ns(c);
+        if ((enabled & B_PIE) && period) {
+            int64_t p = period - (now - floor_div(now, period) * period);
+            if (p < wait)
+                wait = p;
+        }
+        if (wait < RTC_MIN_TICK_NS)
+            wait = RTC_MIN_TICK_NS;
+        deadline = c->host.clock_ns(c->host.timer_ctx) + (uint64_t)wait + 1000; /* past it */
+    }
+    c->host.timer_arm(c->host.timer_ctx, c->timer, deadline);
+}
+
+static void pulse_irq(struct cmos *c)
+{
+    if (c->host.set_irq) {
+        c->host.set_irq(c->host.irq_ctx, IRQ_RTC, 1);
+        c->host.set_irq(c->host.irq_ctx, IRQ_RTC, 0);
+    }
+}
+
+static void rtc_tick(void *opaque)
+{
+    struct cmos *c = opaque;
+    pthread_mutex_lock(&c->lock);
+    bool irq = collect_flags(c);
+    rearm(c);
+    pthread_mutex_unlock(&c->lock);
+    if (irq)
+        pulse_irq(c);
+}
+
+/* Register C: the flags of events since its last read, cleared by this read. */
+static uint8_t read_register_c(struct cmos *c)
+{
+    collect_flags(c);
+    uint8_t flags = c->pending_c;
+    c->pending_c = 0;
     return flags;
 }
 
@@ -294,6 +370,7 @@ static void write_register_b(struct cmos *c, uint8_t value)
         set_guest_time(c, &c->frozen_time);
     }
     c->ram[REG_B] = value;
+    rearm(c);
 }
 
 static uint8_t read_data(struct cmos *c)
@@ -323,6 +400,7 @@ static void write_data(struct cmos *c, uint8_t value)
     switch (reg) {
     case REG_A:
         c->ram[REG_A] = value & (uint8_t)~A_UIP;
+        rearm(c); /* the periodic rate */
         break;
     case REG_B:
         write_register_b(c, value);
@@ -392,8 +470,8 @@ static void fill_memory_sizes(struct cmos *c, uint64_t below_4g, uint64_t above_
     put_le(&c->ram[REG_MEM_ABOVE_4G], min_u64(above_4g >> 16, 0xffffff), 3);
 }
 
-static int cmos_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int cmos_create(const struct device_host *host, const struct device_args *args, void **state,
+                       char *err, size_t errlen)
 {
     struct cmos *c = calloc(1, sizeof(*c));
     if (!c)
@@ -410,7 +488,11 @@ static int cmos_create(const struct device_host *host, const struct device_args 
         free(c);
         return qk_fail(err, errlen, "cannot create the CMOS lock");
     }
+    if (host->clock_ns && host->timer_new && host->timer_arm)
+        c->timer = host->timer_new(host->timer_ctx, rtc_tick, c);
     if (bus_register(host->pio, PORT_CMOS_BASE, 2, &cmos_ops, c, "cmos", err, errlen) < 0) {
+        if (c->timer)
+            host->timer_arm(host->timer_ctx, c->timer, 0);
         pthread_mutex_destroy(&c->lock);
         free(c);
         return -1;
@@ -424,6 +506,9 @@ static void cmos_destroy(void *state)
     struct cmos *c = state;
     if (!c)
         return;
+    /* The I/O thread has stopped by now; disarm so the timer list never calls freed state. */
+    if (c->timer)
+        c->host.timer_arm(c->host.timer_ctx, c->timer, 0);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

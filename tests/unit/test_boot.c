@@ -819,6 +819,8 @@ static void test_elf_errors(void **state)
     expect_error(f, k, len, "wraps");
     set_ph64(k, 24, 0x7000); /* over the zero page */
     expect_error(f, k, len, "boot area");
+    set_ph64(k, 24, 0xdf000); /* over the ACPI tables */
+    expect_error(f, k, len, "ACPI");
     set_ph64(k, 24, ELF64_LOAD);
 
     w16(k + 56, 0xfffe); /* phnum huge */
@@ -861,6 +863,15 @@ static void test_elf_errors(void **state)
     w32(k + 64, 1);
 
     assert_int_equal(load(f, k, len), 0);
+    /* Below 1 MiB but clear of the loader's own data: loaded, as QEMU does. */
+    set_ph64(k, 16, 0x40000); /* p_vaddr */
+    set_ph64(k, 24, 0x40000); /* p_paddr */
+    w64(k + 24, 0x40010);
+    assert_int_equal(load(f, k, len), 0);
+    assert_memory_equal(guest(f, 0x40000, sizeof(text)), text, sizeof(text));
+    set_ph64(k, 16, ELF64_LOAD);
+    set_ph64(k, 24, ELF64_LOAD);
+    w64(k + 24, ELF64_ENTRY);
     expect_error(f, k, 40, "ELF header truncated");
     free(k);
 

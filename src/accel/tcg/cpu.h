@@ -44,6 +44,7 @@ enum cc_op {
 #define X86_ZF (1u << 6)
 #define X86_SF (1u << 7)
 #define X86_TF (1u << 8)
+#define X86_DR6_BS (1u << 14) /* DR6: single-step trap */
 #define X86_IF (1u << 9)
 #define X86_DF (1u << 10)
 #define X86_OF (1u << 11)
@@ -145,21 +146,29 @@ struct tcg_cpu {
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
     uint64_t pat, misc_enable;
+    uint64_t mcg_status; /* IA32_MCG_STATUS (RIPV, EIPV, MCIP, LMCE_S) */
     int64_t tsc_offset;
     uint32_t hflags;
+    /* From the CPU model (tcg_set_cpuid): paging's reserved bits depend on these. */
+    uint8_t phys_bits; /* MAXPHYADDR; 0 until a model is set (no address-bit check) */
+    bool page_1g;      /* 1 GiB pages (CPUID 8000_0001h EDX[26]) */
     struct tcg_fpu fpu; /* x87, SSE (fpu.c, sse.c) */
 
     /* --- exceptions and interrupts --- */
     int32_t exception; /* pending exception vector or -1 */
     uint32_t error_code;
     bool has_error_code;
-    bool exception_soft;           /* INT n / INT3 / INTO: DPL checks, return past the insn */
-    uint64_t exception_next_rip;   /* return address for software interrupts */
-    uint64_t fault_addr;           /* CR2 for #PF */
+    bool exception_soft;         /* INT n / INT3 / INTO: DPL checks, return past the insn */
+    bool exception_ext;          /* an external interrupt: no RF, EXT in error codes */
+    uint64_t exception_next_rip; /* return address for software interrupts */
+    uint64_t fault_addr; /* CR2 for #PF */
     atomic_uint interrupt_request; /* TCG_REQ_* bits, set from other threads; nonzero makes
                                       chained native code return to the run loop */
     bool halted;
     bool inhibit_irq; /* STI / MOV SS shadow: no interrupt before the next instruction */
+    bool nmi_blocked; /* an NMI handler runs: no NMI until the next IRET */
+    bool single_step; /* TF was set when this instruction began: #DB after it (one insn runs) */
+    bool inhibit_db;  /* MOV SS / POP SS: the single-step trap waits one more instruction */
     bool in_block;    /* generated code is running (stores may restart it, see softmmu.c) */
     uint8_t smc;      /* TCG_SMC_*: a store rewrote code of the block that was running */
 

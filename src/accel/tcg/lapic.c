@@ -4,9 +4,9 @@
  * Modelled: ID, version (0x14, 6 LVT entries, no EOI-broadcast suppression), TPR, PPR, EOI,
  * LDR, DFR (flat and cluster), SVR software enable (disabling masks every LVT), ISR/TMR/IRR,
  * ESR (latched on write), ICR (fixed and lowest-priority IPIs to this APIC by destination or
- * shorthand), the LVT entries, timer initial/current count and divide configuration, the
+ * shorthand; NMIs to this CPU), NMI messages from the IOAPIC/MSI, the LVT entries, timer initial/current count and divide configuration, the
  * TSC-deadline MSR, x2APIC mode and its SELF IPI register.
- * Not modelled: other CPUs (one vCPU: IPIs to others go nowhere; INIT, SIPI, NMI, SMI
+ * Not modelled: other CPUs (one vCPU: IPIs to others go nowhere; INIT, SIPI, SMI
  * messages are dropped), the thermal/performance/CMCI sources, the error LVT interrupt
  * (errors are only recorded in ESR), LINT0/LINT1 inputs other than the PIC's ExtINT,
  * interrupts accepted while the APIC is software-disabled (dropped, as KVM does). */
@@ -195,6 +195,7 @@ void lapic_reset(struct lapic *l)
     l->base = LAPIC_DEFAULT_BASE | LAPIC_BASE_EN | (bsp ? LAPIC_BASE_BSP : 0);
     l->id = l->initial_id;
     reset_registers(l);
+    atomic_store(&l->nmi_pending, false);
     if (bsp)
         l->lvt[LVT_LINT0] = APIC_DM_EXTINT << 8;
     pthread_mutex_unlock(&l->lock);
@@ -328,8 +329,8 @@ void lapic_set_tsc_deadline(struct lapic *l, uint64_t tsc_value, uint64_t deadli
 static bool send_ipi(struct lapic *l, uint32_t lo, uint32_t dest)
 {
     unsigned mode = LVT_DM(lo);
-    if (mode != APIC_DM_FIXED && mode != APIC_DM_LOWEST)
-        return false; /* INIT, SIPI, NMI, SMI: no other CPUs, not modelled for this one */
+    if (mode != APIC_DM_FIXED && mode != APIC_DM_LOWEST && mode != APIC_DM_NMI)
+        return false; /* INIT, SIPI, SMI: no other CPUs, not modelled for this one */
     bool self;
     switch (ICR_SHORTHAND(lo)) {
     case 1: /* self */
@@ -342,6 +343,12 @@ static bool send_ipi(struct lapic *l, uint32_t lo, uint32_t dest)
     default:
         self = dest_match(l, dest, (lo & ICR_LOGICAL) != 0);
         break;
+    }
+    if (mode == APIC_DM_NMI) {
+        /* The vector is ignored; NMIs to other CPUs go nowhere (one vCPU). */
+        if (self)
+            atomic_store(&l->nmi_pending, true);
+        return self;
     }
     if ((lo & 0xffu) < 16) {
         l->esr_pending |= ESR_SEND_ILLEGAL_VECTOR;
@@ -589,8 +596,15 @@ void lapic_set_cr8(struct lapic *l, uint64_t value)
 
 void lapic_deliver(struct lapic *l, const struct apic_msg *msg)
 {
+    if (msg->delivery_mode == APIC_DM_NMI) {
+        if (dest_match(l, msg->dest, msg->dest_logical)) {
+            atomic_store(&l->nmi_pending, true);
+            kick(l);
+        }
+        return;
+    }
     if (msg->delivery_mode != APIC_DM_FIXED && msg->delivery_mode != APIC_DM_LOWEST)
-        return; /* NMI, SMI, INIT, SIPI, ExtINT through the IOAPIC: not modelled */
+        return; /* SMI, INIT, SIPI, ExtINT through the IOAPIC: not modelled */
     pthread_mutex_lock(&l->lock);
     bool d = false;
     if (dest_match(l, msg->dest, msg->dest_logical))

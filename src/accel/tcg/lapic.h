@@ -56,6 +56,7 @@ struct lapic {
     uint32_t timer_initial, timer_dcr;
     uint64_t timer_period_ns, timer_deadline_ns, tsc_deadline;
     atomic_bool deliverable; /* an IRR vector beats the processor priority */
+    atomic_bool nmi_pending; /* an NMI message arrived (ICR, IOAPIC/MSI); taken by the CPU */
 };
 
 /* bsp: the bootstrap processor, whose LINT0 starts in ExtINT mode (virtual wire to the PIC,
@@ -97,6 +98,17 @@ static inline bool lapic_has_interrupt(struct lapic *l)
 }
 /* Interrupt acknowledge: the highest deliverable vector, now in service; -1 if none. */
 int lapic_ack(struct lapic *l);
+
+/* An NMI is waiting (lapic_take_nmi claims it). */
+static inline bool lapic_nmi_pending(struct lapic *l)
+{
+    return atomic_load_explicit(&l->nmi_pending, memory_order_acquire);
+}
+
+static inline bool lapic_take_nmi(struct lapic *l)
+{
+    return atomic_exchange(&l->nmi_pending, false);
+}
 /* When the timer fires next (clock ns), 0 when it is not running. */
 static inline uint64_t lapic_timer_deadline(const struct lapic *l)
 {

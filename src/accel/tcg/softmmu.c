@@ -3,6 +3,7 @@
  * pointers for RAM. Accesses that are not RAM go to the MMIO bus (reads of nothing give
  * all-ones, writes are dropped); no guest address ever reaches host memory unchecked. */
 #include "accel/tcg/tcg_internal.h"
+#include "accel/tcg/x86/translate.h"
 
 #include "vm/bus.h"
 #include "vm/memory.h"
@@ -30,9 +31,9 @@
 struct walk {
     uint64_t paddr;
     bool writable, user, exec, dirty;
-    bool large;  /* from a 2 MiB / 4 MiB / 1 GiB page */
+    bool large;         /* from a 2 MiB / 4 MiB / 1 GiB page */
     uint8_t page_shift; /* log2 of the page size */
-    bool global; /* G in the leaf entry with CR4.PGE: survives CR3 writes */
+    bool global;        /* G in the leaf entry with CR4.PGE: survives CR3 writes */
 };
 
 static inline bool cpu_user_mode(const struct tcg_cpu *cpu)
@@ -41,8 +42,7 @@ static inline bool cpu_user_mode(const struct tcg_cpu *cpu)
 }
 
 /* Read a page-table entry; tables outside RAM read as not-present. */
-static bool read_pte(struct tcg_cpu *cpu, uint64_t paddr, unsigned size, uint64_t *pte,
-                     void **host)
+static bool read_pte(struct tcg_cpu *cpu, uint64_t paddr, unsigned size, uint64_t *pte, void **host)
 {
     struct guest_memory *mem = cpu_vcpu(cpu)->vm->mem;
     void *p = gpa_to_host(mem, paddr, size);
@@ -60,6 +60,29 @@ static void set_pte_bits(void *host, unsigned size, uint64_t pte, uint64_t bits)
         return;
     pte |= bits;
     memcpy(host, &pte, size);
+}
+
+/* Reserved bits of a present 8-byte (PAE / 4-level) entry at `level` of a 4-level walk
+ * (levels == 4) or a PAE page directory / table (levels == 2): physical-address bits from
+ * MAXPHYADDR up, NX without EFER.NXE, PS in a PML4E, PS in a PDPTE without 1 GiB pages, and
+ * the low address bits of 1 GiB (29:13) and 2 MiB (20:13) pages. */
+static uint64_t reserved_bits(const struct tcg_cpu *cpu, uint64_t pte, unsigned level,
+                              unsigned levels, bool nxe)
+{
+    uint64_t rsvd = 0;
+    if (cpu->phys_bits)
+        rsvd |= PTE_ADDR & ~((1ULL << cpu->phys_bits) - 1);
+    if (!nxe)
+        rsvd |= PTE_NX;
+    bool top = levels == 4 && level == 0, pdpte = levels == 4 && level == 1;
+    bool leaf_table = level == levels - 1;
+    if (top)
+        rsvd |= PTE_PS;
+    else if (pdpte && (pte & PTE_PS))
+        rsvd |= cpu->page_1g ? 0x3fffe000ULL : PTE_PS;
+    else if (!leaf_table && (pte & PTE_PS))
+        rsvd |= 0x1fe000ULL;
+    return pte & rsvd;
 }
 
 /* Walk the page tables. Returns 0 or the #PF error code bits (PF_PRESENT etc.) | 0x100 to
@@ -113,6 +136,8 @@ static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access a
         uint64_t index = (vaddr >> shift) & ((1u << index_bits) - 1);
         if (!read_pte(cpu, table + index * entry_size, entry_size, &pte, &host) || !(pte & PTE_P))
             return err | 0x100;
+        if (entry_size == 8 && reserved_bits(cpu, pte, level, levels, nxe))
+            return err | PF_PRESENT | PF_RSVD | 0x100;
         hosts[depth] = host;
         ptes[depth++] = pte;
         w->writable &= (pte & PTE_W) != 0;
@@ -205,8 +230,12 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
 
 uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, bool user)
 {
-    if ((cpu->hflags & HF_LMA) && !canonical(vaddr))
-        tcg_raise_exception(cpu, X86_EXC_GP, 0, true);
+    if ((cpu->hflags & HF_LMA) && !canonical(vaddr)) {
+        /* Stack-segment references fault with #SS(0), the others with #GP(0) (SDM 3.3.7.1):
+         * decided from the instruction, on this slow path only. */
+        bool stack = access != MMU_EXEC && x86_noncanonical_is_stack(cpu, vaddr);
+        tcg_raise_exception(cpu, stack ? X86_EXC_SS : X86_EXC_GP, 0, true);
+    }
     struct walk w;
     unsigned fault = page_walk(cpu, vaddr, access, user, true, &w);
     if (fault) {
@@ -502,8 +531,8 @@ static inline uint64_t load_access(struct tcg_cpu *cpu, uint64_t vaddr, unsigned
     return load_slow(cpu, vaddr, size, user);
 }
 
-static inline void store_access(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value,
-                                unsigned size, bool user)
+static inline void store_access(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsigned size,
+                                bool user)
 {
     const struct tlb_entry *e = &cpu->tlb[user][(vaddr >> 12) & (TLB_SIZE - 1)];
     if (e->write_tag == (vaddr & ~0xfffULL) && (vaddr & 0xfff) + size <= 0x1000) {

@@ -13,10 +13,10 @@
 #include "accel/tcg/x86/seg.h"
 #include "accel/tcg/x86/translate.h"
 #include "util/log.h"
+#include "vm/cpuid.h"
 #include "vm/memory.h"
 #include "vm/timers.h"
 
-#include <cpuid.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -150,7 +150,8 @@ static void add_leaf(struct cpuid_model *m, uint32_t fn, uint32_t idx, uint32_t 
         m->entry[m->nr++] = (struct cpuid_entry){fn, idx, flags, a, b, c, d};
 }
 
-/* Exactly what the translator implements: integer ISA, long mode, NX, PAE/PSE paging,
+/* Exactly what the translator implements: integer ISA, long mode, NX, PAE/PSE paging (1 GiB
+ * pages too), machine-check architecture without banks,
  * CMPXCHG8B/16B, CMOV, TSC/RDTSCP, MSRs, SYSCALL, POPCNT, LZCNT. x87, FXSR, MMX, SSE,
  * SSE2 (fpu.c, mmx.c, sse.c), the local APIC with x2APIC and the TSC-deadline timer. */
 static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, char *err,
@@ -158,13 +159,13 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
 {
     (void)vm, (void)err, (void)errlen;
     out->nr = 0;
-    /* Same vendor as the host, so guests print the same identity as under KVM here. */
-    unsigned a, vb = 0x756e6547, vc = 0x6c65746e, vd = 0x49656e69; /* "GenuineIntel" */
-    __get_cpuid(0, &a, &vb, &vc, &vd);
-    add_leaf(out, 0, 0, 0, 0x16, vb, vc, vd);
+    /* One fixed model whatever the host: an Intel family-6 CPU, so the MSRs a guest may
+     * expect are Intel's (tcg_msr_read); an AMD host's vendor here would promise AMD's. */
+    add_leaf(out, 0, 0, 0, 0x16, 0x756e6547, 0x6c65746e, 0x49656e69); /* "GenuineIntel" */
     const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 13) |
                           (1u << 15) | (1u << 19) | /* PSE TSC MSR PAE CX8 PGE CMOV
                                                       CLFSH */
+                          (1u << 7) | (1u << 14) |  /* MCE MCA: MCG_CAP with no banks */
                           (1u << 0) | (1u << 24) | (1u << 25) | (1u << 26) | /* FPU FXSR SSE SSE2
                                                                                 (fpu.c, sse.c) */
                           (1u << 23);                                        /* MMX (mmx.c) */
@@ -190,7 +191,8 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
              (uint32_t)(LAPIC_TIMER_HZ / 1000ULL), 0, 0);
     add_leaf(out, 0x80000000, 0, 0, 0x80000008, 0, 0, 0);
     add_leaf(out, 0x80000001, 0, 0, 0, 0, (1u << 0) | (1u << 5), /* LAHF_LM ABM(LZCNT) */
-             (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29)); /* SYSCALL NX RDTSCP LM */
+             (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) |
+                 (1u << 29)); /* SYSCALL NX Page1GB RDTSCP LM */
     static const char brand[48] = "quokka translator CPU";
     uint32_t w[12];
     memcpy(w, brand, sizeof(w));
@@ -323,6 +325,11 @@ static struct ir_block *vcpu_block(struct accel_vcpu *v)
 static int tcg_set_cpuid(struct accel_vcpu *v, const struct cpuid_model *model)
 {
     v->cpuid = *model;
+    const struct cpuid_entry *ext = cpuid_find(model, 0x80000001, 0);
+    const struct cpuid_entry *size = cpuid_find(model, 0x80000008, 0);
+    unsigned bits = size ? size->eax & 0xff : 36;
+    v->cpu.phys_bits = (uint8_t)(bits < 32 ? 32 : bits > 52 ? 52 : bits);
+    v->cpu.page_1g = ext && (ext->edx & (1u << 26));
     return 0;
 }
 
@@ -460,13 +467,17 @@ static bool deliver_exception(struct tcg_cpu *cpu)
     for (unsigned attempts = 0; attempts < 4; attempts++) {
         int vector = cpu->exception;
         bool soft = cpu->exception_soft;
+        enum tcg_event kind = soft                 ? TCG_EVENT_SOFTWARE
+                              : cpu->exception_ext ? TCG_EVENT_EXTERNAL
+                                                   : TCG_EVENT_EXCEPTION;
         uint64_t next = soft ? cpu->exception_next_rip : cpu->rip;
         bool has_err = cpu->has_error_code;
         uint32_t err = cpu->error_code;
         cpu->exception = -1;
         cpu->exception_soft = false;
+        cpu->exception_ext = false;
         if (setjmp(cpu->exit_jmp) == 0) {
-            tcg_deliver_interrupt(cpu, vector, soft, has_err, err, next);
+            tcg_deliver_interrupt(cpu, vector, kind, has_err, err, next);
             return true;
         }
         /* A fault while delivering `vector`. */
@@ -486,6 +497,23 @@ static bool deliver_exception(struct tcg_cpu *cpu)
     }
     (void)first;
     return false;
+}
+
+/* The single-step trap after an instruction that began with TF set: DR6.BS and #DB, unless
+ * the instruction was MOV SS / POP SS (the trap comes after the next one). Returns false on
+ * triple fault. */
+static bool deliver_single_step(struct tcg_cpu *cpu)
+{
+    if (cpu->inhibit_db) {
+        cpu->inhibit_db = false;
+        return true;
+    }
+    cpu->dr[6] |= X86_DR6_BS;
+    cpu->exception = X86_EXC_DB;
+    cpu->has_error_code = false;
+    cpu->exception_soft = false;
+    cpu->exception_ext = false;
+    return deliver_exception(cpu);
 }
 
 /* Translate the block at pc. `alone`: just the one instruction, for the interpreter, not
@@ -582,6 +610,12 @@ static bool interrupt_pending(struct accel_vcpu *v)
            lapic_has_interrupt(&v->lapic);
 }
 
+/* An NMI the CPU would take now (IF does not matter; a running NMI handler does). */
+static bool nmi_pending(struct accel_vcpu *v)
+{
+    return !v->cpu.nmi_blocked && lapic_nmi_pending(&v->lapic);
+}
+
 /* Wait while halted, at most until the LAPIC timer's deadline (the run loop fires it);
  * returns false when asked to stop. Wakers change the state before taking v->lock, so
  * testing it under the lock loses no wake-up. */
@@ -590,7 +624,7 @@ static bool wait_for_interrupt(struct accel_vcpu *v)
     struct tcg_cpu *cpu = &v->cpu;
     pthread_mutex_lock(&v->lock);
     while (!(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) &&
-           !((cpu->eflags & X86_IF) && interrupt_pending(v))) {
+           !((cpu->eflags & X86_IF) && interrupt_pending(v)) && !nmi_pending(v)) {
         uint64_t deadline = lapic_timer_deadline(&v->lapic);
         if (!deadline) {
             pthread_cond_wait(&v->wake, &v->lock);
@@ -641,7 +675,7 @@ static bool code_on_global_page(const struct tcg_cpu *cpu, const struct tb *tb)
 static const void *native_next_block(void *env, struct native_site *site)
 {
     struct tcg_cpu *cpu = env;
-    if (cpu->inhibit_irq)
+    if (cpu->inhibit_irq || cpu->single_step || (cpu->eflags & X86_TF))
         return NULL;
     uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
@@ -694,6 +728,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             /* Back from generated code: an exception to deliver, or a helper's exit. */
             chain_from = NULL;
             cpu->in_block = false;
+            cpu->single_step = false; /* a fault (no trap after it) or an exit */
             if (cpu->smc == TCG_SMC_RUNNING)
                 cpu->smc = 0;
             if (cpu->exception >= 0 && !deliver_exception(cpu)) {
@@ -705,6 +740,27 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         poll_lapic_timer(v, cpu->halted);
         bool inhibit = cpu->inhibit_irq;
         cpu->inhibit_irq = false;
+        if (!inhibit && nmi_pending(v) && lapic_take_nmi(&v->lapic)) {
+            chain_from = NULL;
+            cpu->halted = false;
+            cpu->nmi_blocked = true;
+            cpu->exception = X86_EXC_NMI;
+            cpu->has_error_code = false;
+            cpu->exception_soft = false;
+            cpu->exception_ext = true;
+            if (!deliver_exception(cpu)) {
+                exit->reason = ACCEL_EXIT_SHUTDOWN;
+                return 0;
+            }
+            continue;
+        }
+        /* In an STI / MOV SS shadow with an interrupt waiting: run just the one instruction,
+         * then take it (a whole block would run past a CLI right after the STI). */
+        bool one_insn =
+            inhibit && (((cpu->eflags & X86_IF) && interrupt_pending(v)) || nmi_pending(v));
+        /* TF: one instruction, then the single-step #DB (before any interrupt). */
+        bool step = (cpu->eflags & X86_TF) != 0;
+        one_insn |= step;
         if (!inhibit && (cpu->eflags & X86_IF)) {
             int vector = -1;
             /* ExtINT (the PIC through LINT0) first, as KVM does; it answers its own
@@ -719,6 +775,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 cpu->exception = vector;
                 cpu->has_error_code = false;
                 cpu->exception_soft = false;
+                cpu->exception_ext = true;
                 if (!deliver_exception(cpu)) {
                     exit->reason = ACCEL_EXIT_SHUTDOWN;
                     return 0;
@@ -726,8 +783,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 continue;
             }
         } else if (inhibit && (cpu->eflags & X86_IF) && interrupt_pending(v)) {
-            /* The STI / MOV SS shadow ends with the next instruction: look again after the
-             * next block. (With IF clear, setting IF asks for that look itself.) */
+            /* The STI / MOV SS shadow ends with the next instruction (run alone, one_insn):
+             * look again after it. (With IF clear, setting IF asks for that look itself.) */
             tcg_recheck_interrupts(cpu);
         }
         if (cpu->halted) {
@@ -738,10 +795,13 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         }
         uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
         uint64_t phys = code_phys(cpu, pc);
+        cpu->single_step = step;
+        cpu->inhibit_db = false;
         bool alone = cpu->smc == TCG_SMC_ONE_INSN;
-        struct tb *tb = alone ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
+        struct tb *tb =
+            alone || one_insn ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
         if (!tb) {
-            tb = translate_block(v, pc, phys, cs_base, alone);
+            tb = translate_block(v, pc, phys, cs_base, alone || one_insn);
             if (!tb) {
                 exit->reason = ACCEL_EXIT_ERROR;
                 snprintf(exit->error.msg, sizeof(exit->error.msg),
@@ -777,6 +837,11 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         cpu->in_block = false;
         if (alone)
             cpu->smc = 0;
+        cpu->single_step = false;
+        if (step && !deliver_single_step(cpu)) {
+            exit->reason = ACCEL_EXIT_SHUTDOWN;
+            return 0;
+        }
         (void)why;
         if (!cached) {
             /* Blocks from outside RAM are not cached: drop after one run. */

@@ -116,15 +116,34 @@ int boot_cpu_long64(struct vcpu_state *cpu, struct guest_memory *mem)
     return 0;
 }
 
+/* What the loaders themselves write below 1 MiB (boot.h). Kernel segments may use the rest of
+ * low RAM, as under QEMU: binutils puts the ELF headers of a kernel linked at 1 MiB in a
+ * segment at 0xff000, and test kernels link low. */
+static const struct {
+    uint64_t start, end;
+    const char *what;
+} boot_reserved[] = {
+    {BOOT_GDT_ADDR, BOOT_GDT_ADDR + GDT_BYTES, "the boot GDT"},
+    {BOOT_INFO_ADDR, BOOT_PD + BOOT_PD_PAGES * BOOT_PAGE_SIZE,
+     "the boot information, stack and page tables"},
+    {BOOT_CMDLINE, BOOT_CMDLINE + BOOT_CMDLINE_MAX, "the command line"},
+    {BOOT_ACPI_BASE, BOOT_ACPI_BASE + BOOT_ACPI_SIZE, "the ACPI tables"},
+};
+
 int boot_check_kernel_range(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
                             const char *what, char *err, size_t errlen)
 {
     if (len > UINT64_MAX - gpa)
         return qk_fail(err, errlen, "%s at 0x%llx with size 0x%llx wraps around the address space",
                        what, (unsigned long long)gpa, (unsigned long long)len);
-    if (gpa < BOOT_KERNEL_MIN_ADDR)
-        return qk_fail(err, errlen, "%s [0x%llx, 0x%llx) overlaps the boot area below 1 MiB", what,
-                       (unsigned long long)gpa, (unsigned long long)(gpa + len));
+    for (size_t i = 0; i < sizeof(boot_reserved) / sizeof(boot_reserved[0]); i++)
+        if (len && gpa < boot_reserved[i].end && gpa + len > boot_reserved[i].start)
+            return qk_fail(err, errlen,
+                           "%s [0x%llx, 0x%llx) overlaps the boot area below 1 MiB (%s at "
+                           "[0x%llx, 0x%llx))",
+                           what, (unsigned long long)gpa, (unsigned long long)(gpa + len),
+                           boot_reserved[i].what, (unsigned long long)boot_reserved[i].start,
+                           (unsigned long long)boot_reserved[i].end);
     if (!gpa_to_host(mem, gpa, len))
         return qk_fail(err, errlen,
                        "%s [0x%llx, 0x%llx) is outside guest RAM (%llu MiB below 4 GiB)", what,

@@ -53,8 +53,9 @@ static inline uint64_t align_up_u64(uint64_t v, uint64_t align) /* align: power 
     return (v + align - 1) & ~(align - 1);
 }
 
-/* Check that [gpa, gpa+len) is guest RAM at or above BOOT_KERNEL_MIN_ADDR; `what` names the
- * piece for the message. */
+/* Check that [gpa, gpa+len) is guest RAM clear of what the loaders place below 1 MiB (boot
+ * GDT, boot information and page tables, command line, ACPI); `what` names the piece for the
+ * message. */
 int boot_check_kernel_range(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
                             const char *what, char *err, size_t errlen);
 

@@ -180,6 +180,8 @@ static int load_module(const struct boot_request *req, uint64_t kernel_end, uint
                        char *err, size_t errlen)
 {
     uint64_t at = align_up_u64(kernel_end, BOOT_PAGE_SIZE);
+    if (at < BOOT_KERNEL_MIN_ADDR)
+        at = BOOT_KERNEL_MIN_ADDR; /* a kernel below 1 MiB: not over the boot area */
     uint64_t size = req->initrd_size;
     if (at > UINT32_MAX || size > UINT32_MAX - at || !gpa_to_host(req->mem, at, size))
         return qk_fail(err, errlen,

@@ -131,6 +131,15 @@ static uint64_t h_soft_int(void *env, uint64_t vector, uint64_t next_rip, uint64
     tcg_raise_exception(cpu, (int)vector, 0, false);
 }
 
+/* ICEBP / INT1: a #DB trap (no gate DPL check, unlike INT n), returning past it. */
+static uint64_t h_icebp(void *env, uint64_t next_rip, uint64_t b, uint64_t c, uint64_t d)
+{
+    (void)b, (void)c, (void)d;
+    struct tcg_cpu *cpu = CPU(env);
+    cpu->rip = next_rip;
+    tcg_raise_exception(cpu, X86_EXC_DB, 0, false);
+}
+
 static uint64_t h_hlt(void *env, uint64_t next_rip, uint64_t b, uint64_t c, uint64_t d)
 {
     (void)b, (void)c, (void)d;
@@ -269,8 +278,9 @@ static uint64_t h_string(void *env, uint64_t desc, uint64_t next_rip, uint64_t c
     unsigned cc = bytes == 1 ? 0 : bytes == 2 ? 1 : bytes == 4 ? 2 : 3;
     if (kind == STR_INS || kind == STR_OUTS)
         check_io(cpu);
-    unsigned budget = STRING_ITERATIONS_PER_CALL;
-    if (rep == REP_REP && (kind == STR_MOVS || kind == STR_STOS) && step > 0 && abytes == 8 &&
+    /* Single-stepping: one iteration per trap, RIP at the instruction while RCX lasts. */
+    unsigned budget = cpu->single_step ? 1 : STRING_ITERATIONS_PER_CALL;
+    if (!cpu->single_step && rep == REP_REP && (kind == STR_MOVS || kind == STR_STOS) && step > 0 && abytes == 8 &&
         (cpu->hflags & HF_CS64) && string_fast(cpu, kind, bytes, seg, &budget)) {
         if (cpu->gpr[GPR_RCX])
             return 0; /* budget spent: RIP still here, resumes after the loop looks */
@@ -375,6 +385,9 @@ static uint64_t h_rdtsc(void *env, uint64_t with_aux, uint64_t b, uint64_t c, ui
 #define MSR_TSC 0x10
 #define MSR_APIC_BASE 0x1b
 #define MSR_TSC_DEADLINE 0x6e0
+#define MSR_BIOS_SIGN_ID 0x8b
+#define MSR_MCG_CAP 0x179
+#define MSR_MCG_STATUS 0x17a
 #define MSR_SYSENTER_CS 0x174
 #define MSR_SYSENTER_ESP 0x175
 #define MSR_SYSENTER_EIP 0x176
@@ -393,59 +406,27 @@ static uint64_t h_rdtsc(void *env, uint64_t with_aux, uint64_t b, uint64_t c, ui
 bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value)
 {
     switch (index) {
-    case MSR_TSC:
-        *value = tcg_read_tsc(cpu);
-        return true;
-    case MSR_APIC_BASE:
-        *value = lapic_get_base(&cpu_vcpu(cpu)->lapic);
-        return true;
-    case MSR_TSC_DEADLINE:
-        *value = lapic_get_tsc_deadline(&cpu_vcpu(cpu)->lapic);
-        return true;
-    case MSR_SYSENTER_CS:
-        *value = cpu->sysenter_cs;
-        return true;
-    case MSR_SYSENTER_ESP:
-        *value = cpu->sysenter_esp;
-        return true;
-    case MSR_SYSENTER_EIP:
-        *value = cpu->sysenter_eip;
-        return true;
-    case MSR_MISC_ENABLE:
-        *value = cpu->misc_enable;
-        return true;
-    case MSR_PAT:
-        *value = cpu->pat;
-        return true;
-    case MSR_EFER:
-        *value = cpu->efer;
-        return true;
-    case MSR_STAR:
-        *value = cpu->star;
-        return true;
-    case MSR_LSTAR:
-        *value = cpu->lstar;
-        return true;
-    case MSR_CSTAR:
-        *value = cpu->cstar;
-        return true;
-    case MSR_SFMASK:
-        *value = cpu->sfmask;
-        return true;
-    case MSR_FS_BASE:
-        *value = cpu->seg[SEG_FS].base;
-        return true;
-    case MSR_GS_BASE:
-        *value = cpu->seg[SEG_GS].base;
-        return true;
-    case MSR_KERNEL_GS_BASE:
-        *value = cpu->kernel_gs_base;
-        return true;
-    case MSR_TSC_AUX:
-        *value = cpu->tsc_aux;
-        return true;
-    default:
-        return lapic_msr_read(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
+    case MSR_TSC: *value = tcg_read_tsc(cpu); return true;
+    case MSR_APIC_BASE: *value = lapic_get_base(&cpu_vcpu(cpu)->lapic); return true;
+    case MSR_TSC_DEADLINE: *value = lapic_get_tsc_deadline(&cpu_vcpu(cpu)->lapic); return true;
+    case MSR_SYSENTER_CS: *value = cpu->sysenter_cs; return true;
+    case MSR_SYSENTER_ESP: *value = cpu->sysenter_esp; return true;
+    case MSR_SYSENTER_EIP: *value = cpu->sysenter_eip; return true;
+    case MSR_MISC_ENABLE: *value = cpu->misc_enable; return true;
+    case MSR_BIOS_SIGN_ID: *value = 0; return true; /* microcode revision 0 */
+    case MSR_MCG_CAP: *value = 0; return true;      /* MCA without banks (CPUID.1:EDX) */
+    case MSR_MCG_STATUS: *value = cpu->mcg_status; return true;
+    case MSR_PAT: *value = cpu->pat; return true;
+    case MSR_EFER: *value = cpu->efer; return true;
+    case MSR_STAR: *value = cpu->star; return true;
+    case MSR_LSTAR: *value = cpu->lstar; return true;
+    case MSR_CSTAR: *value = cpu->cstar; return true;
+    case MSR_SFMASK: *value = cpu->sfmask; return true;
+    case MSR_FS_BASE: *value = cpu->seg[SEG_FS].base; return true;
+    case MSR_GS_BASE: *value = cpu->seg[SEG_GS].base; return true;
+    case MSR_KERNEL_GS_BASE: *value = cpu->kernel_gs_base; return true;
+    case MSR_TSC_AUX: *value = cpu->tsc_aux; return true;
+    default: return lapic_msr_read(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
     }
 }
 
@@ -469,6 +450,17 @@ static bool canonical(uint64_t v)
     return (uint64_t)((int64_t)(v << 16) >> 16) == v;
 }
 
+/* Every PAT entry must name a memory type: 0 (UC), 1 (WC), 4 (WT), 5 (WP), 6 (WB), 7 (UC-). */
+static bool pat_valid(uint64_t value)
+{
+    for (unsigned i = 0; i < 8; i++) {
+        unsigned type = (unsigned)(value >> (i * 8)) & 0xff;
+        if (type == 2 || type == 3 || type > 7)
+            return false;
+    }
+    return true;
+}
+
 bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
 {
     switch (index) {
@@ -484,22 +476,20 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
             tlb_flush(cpu); /* the register page moved, appeared or went */
         return true;
     }
-    case MSR_TSC_DEADLINE:
-        write_tsc_deadline(cpu, value);
-        return true;
-    case MSR_SYSENTER_CS:
-        cpu->sysenter_cs = value & 0xffff;
-        return true;
-    case MSR_SYSENTER_ESP:
-        cpu->sysenter_esp = value;
-        return true;
-    case MSR_SYSENTER_EIP:
-        cpu->sysenter_eip = value;
-        return true;
-    case MSR_MISC_ENABLE:
-        cpu->misc_enable = value;
+    case MSR_TSC_DEADLINE: write_tsc_deadline(cpu, value); return true;
+    case MSR_SYSENTER_CS: cpu->sysenter_cs = value & 0xffff; return true;
+    case MSR_SYSENTER_ESP: cpu->sysenter_esp = value; return true;
+    case MSR_SYSENTER_EIP: cpu->sysenter_eip = value; return true;
+    case MSR_MISC_ENABLE: cpu->misc_enable = value; return true;
+    case MSR_BIOS_SIGN_ID: return true; /* the "clear, then CPUID" sequence: nothing to load */
+    case MSR_MCG_STATUS:
+        if (value & ~0xfULL)
+            return false;
+        cpu->mcg_status = value;
         return true;
     case MSR_PAT:
+        if (!pat_valid(value))
+            return false;
         cpu->pat = value;
         return true;
     case MSR_EFER: {
@@ -817,8 +807,10 @@ static uint64_t h_load_seg(void *env, uint64_t seg, uint64_t selector, uint64_t 
     if (seg == SEG_CS || seg >= SEG_LDTR)
         tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
     tcg_load_seg(cpu, (unsigned)seg, (uint16_t)selector);
-    if (seg == SEG_SS)
-        cpu->inhibit_irq = true; /* MOV SS / POP SS shadow */
+    if (seg == SEG_SS) {
+        cpu->inhibit_irq = true; /* MOV SS / POP SS shadow, for single-step traps too */
+        cpu->inhibit_db = true;
+    }
     return 0;
 }
 
@@ -849,9 +841,11 @@ static uint64_t h_lgdt_lidt(void *env, uint64_t addr, uint64_t which_size, uint6
     unsigned opbytes = (unsigned)(which_size >> 8);
     uint16_t limit = (uint16_t)mmu_load(cpu, addr, 2);
     uint64_t base;
-    if (cpu->hflags & HF_CS64)
+    if (cpu->hflags & HF_CS64) {
         base = mmu_load(cpu, addr + 2, 8);
-    else
+        if (!canonical(base))
+            gp0(cpu); /* with 4-level paging, bits 63:47 must be equal */
+    } else
         base = mmu_load(cpu, addr + 2, 4) & (opbytes == 2 ? 0xffffffULL : 0xffffffffULL);
     struct vcpu_dtable *t = (which_size & 0xff) ? &cpu->idt : &cpu->gdt;
     t->base = base;
@@ -891,6 +885,16 @@ static uint64_t h_str_sldt(void *env, uint64_t is_tr, uint64_t b, uint64_t c, ui
     if (!protected_mode(cpu))
         tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
     return cpu->seg[is_tr ? SEG_TR : SEG_LDTR].selector;
+}
+
+static uint64_t h_verr_verw(void *env, uint64_t sel, uint64_t write, uint64_t c, uint64_t d)
+{
+    (void)c, (void)d;
+    struct tcg_cpu *cpu = CPU(env);
+    if (!protected_mode(cpu) || (cpu->eflags & X86_VM))
+        tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
+    tcg_verify_seg(cpu, (uint16_t)sel, write != 0);
+    return 0;
 }
 
 /* --- control registers ---------------------------------------------------------------------- */

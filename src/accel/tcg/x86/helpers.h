@@ -18,6 +18,7 @@
     X(write_eflags, HF_RWX) /* (value, opsize bytes): POPF/IRET rules for this CPL/IOPL */         \
     X(raise, HF_RWX)        /* (vector, error code, has error code): never returns */              \
     X(soft_int, HF_RWX)     /* (vector, next rip): INT n / INT3 / INTO */                          \
+    X(icebp, HF_RWX)        /* (next rip): INT1, a #DB trap */                                     \
     X(in, HF_RWX)           /* (port, size) -> value */                                            \
     X(out, HF_RWX)          /* (port, value, size) */                                              \
     X(string, HF_RWX)       /* (op | size << 8 | rep << 12 | addr size << 16, next rip) */         \
@@ -52,6 +53,7 @@
     X(sysenter_family, HF_RWX) /* (kind, next rip): SYSCALL/SYSRET/SYSENTER/SYSEXIT/SWAPGS */      \
     X(ltr_lldt, HF_RWX)        /* (selector, which): 0 LLDT 1 LTR */                               \
     X(str_sldt, HF_RWX)        /* (which) -> selector */                                           \
+    X(verr_verw, HF_RWX)       /* (selector, write): ZF */                                         \
     X(fpu_sse, HF_RWX)         /* (x86_fpu_desc(), linear addr): x87, SSE, FXSAVE.. (fpu.c) */     \
     X(mov_dr, HF_RWX)          /* (dr, value, is_write) -> value: MOV to/from DR0-7 */             \
     X(mmx, HF_RWX)             /* (x86_fpu_desc(), linear addr): MMX register forms (mmx.c) */     \

@@ -22,8 +22,8 @@ void tcg_write_eflags(struct tcg_cpu *cpu, uint64_t value, uint64_t mask)
 {
     uint64_t cur = tcg_read_eflags(cpu);
     uint64_t v = (cur & ~mask) | (value & mask);
-    if (v & ~cur & X86_IF)
-        tcg_recheck_interrupts(cpu); /* POPF, IRET, SYSRET setting IF */
+    if (v & ~cur & (X86_IF | X86_TF))
+        tcg_recheck_interrupts(cpu); /* POPF, IRET, SYSRET setting IF or TF: see the loop */
     cpu->cc_op = CC_OP_EFLAGS;
     cpu->cc_src = v & X86_ARITH_FLAGS;
     cpu->eflags = (v & ~(uint64_t)X86_ARITH_FLAGS) | 2;
@@ -267,13 +267,55 @@ static uint64_t tss_read(struct tcg_cpu *cpu, uint64_t offset, unsigned size)
     return mmu_load_kernel(cpu, tr->base + offset, size);
 }
 
-void tcg_deliver_interrupt(struct tcg_cpu *cpu, int vector, bool software, bool has_error,
+/* Fault-class exceptions: the pushed RFLAGS has RF set (SDM 17.3.1.1), so that IRET back
+ * to the instruction does not report its instruction breakpoint again. #DB is left out:
+ * its instruction-breakpoint form is the exception to the rule, the others are traps. */
+static bool is_fault(int vector)
+{
+    switch (vector) {
+    case X86_EXC_DE:
+    case X86_EXC_BR:
+    case X86_EXC_UD:
+    case X86_EXC_NM:
+    case X86_EXC_TS:
+    case X86_EXC_NP:
+    case X86_EXC_SS:
+    case X86_EXC_GP:
+    case X86_EXC_PF:
+    case X86_EXC_MF:
+    case X86_EXC_AC:
+    case X86_EXC_XM:
+    case 20: /* #VE */
+    case 21: /* #CP */
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The stack an inner-privilege 32-bit gate switches to: SS:ESP for new_dpl from the TSS.
+ * Nothing is committed yet (delivery must be atomic). */
+static struct stack inner_stack32(struct tcg_cpu *cpu, unsigned new_dpl, uint16_t *ss_sel,
+                                  uint32_t *s0, uint32_t *s1)
+{
+    uint64_t esp = tss_read(cpu, 4 + (uint64_t)new_dpl * 8, 4);
+    *ss_sel = (uint16_t)tss_read(cpu, 8 + (uint64_t)new_dpl * 8, 2);
+    if ((*ss_sel & 0xfffc) == 0)
+        tcg_raise_exception(cpu, X86_EXC_TS, 0, true);
+    read_descriptor(cpu, *ss_sel, s0, s1, NULL);
+    uint16_t sattr = desc_attr(*s1);
+    uint64_t mask = (sattr & SEG_ATTR_DB) ? 0xffffffffULL : 0xffffULL;
+    return (struct stack){esp & mask, desc_base(*s0, *s1), mask};
+}
+
+void tcg_deliver_interrupt(struct tcg_cpu *cpu, int vector, enum tcg_event kind, bool has_error,
                            uint32_t error_code, uint64_t next_rip)
 {
     if (!(cpu->hflags & HF_PE)) {
         deliver_real(cpu, vector, next_rip);
         return;
     }
+    bool software = kind == TCG_EVENT_SOFTWARE;
     bool long_mode = (cpu->hflags & HF_LMA) != 0;
     unsigned gate_size = long_mode ? 16 : 8;
     uint32_t idt_err = (uint32_t)vector * 8 + 2 + (software ? 0 : 1);
@@ -312,34 +354,28 @@ void tcg_deliver_interrupt(struct tcg_cpu *cpu, int vector, bool software, bool 
         fault_gp(cpu, selector & 0xfffc); /* long-mode handlers must be 64-bit code */
 
     uint64_t old_flags = tcg_read_eflags(cpu);
+    if (kind == TCG_EVENT_EXCEPTION && is_fault(vector))
+        old_flags |= X86_RF;
     uint16_t old_cs = cpu->seg[SEG_CS].selector, old_ss = cpu->seg[SEG_SS].selector;
     uint64_t old_sp = cpu->gpr[GPR_RSP];
     unsigned push = long_mode ? 8 : gate32 ? 4 : 2;
+    bool inner = new_dpl < cpl;
+    /* Every push happens before any register changes: a fault on the new stack (#PF,
+     * #SS) is then delivered from the interrupted context, as on hardware. */
     struct stack st;
+    uint16_t ss_sel = 0;
+    uint32_t s0 = 0, s1 = 0;
     if (long_mode) {
         uint64_t sp = old_sp;
         if (ist)
             sp = tss_read(cpu, 0x24 + (uint64_t)(ist - 1) * 8, 8);
-        else if (new_dpl < cpl)
+        else if (inner)
             sp = tss_read(cpu, 4 + (uint64_t)new_dpl * 8, 8);
         st = (struct stack){sp & ~0xfULL, 0, ~0ULL};
         stack_push(cpu, &st, old_ss, 8);
         stack_push(cpu, &st, old_sp, 8);
-        if (new_dpl < cpl)
-            tcg_set_seg(cpu, SEG_SS, (uint16_t)new_dpl, 0, 0, (uint16_t)(new_dpl << 5));
-    } else if (new_dpl < cpl) {
-        /* Inner privilege: the stack comes from the 32-bit TSS. */
-        uint64_t esp = tss_read(cpu, 4 + (uint64_t)new_dpl * 8, 4);
-        uint16_t ss_sel = (uint16_t)tss_read(cpu, 8 + (uint64_t)new_dpl * 8, 2);
-        uint32_t s0, s1;
-        if ((ss_sel & 0xfffc) == 0)
-            tcg_raise_exception(cpu, X86_EXC_TS, 0, true);
-        read_descriptor(cpu, ss_sel, &s0, &s1, NULL);
-        uint16_t sattr = desc_attr(s1);
-        cpu->hflags = (cpu->hflags & ~HF_CPL_MASK) | new_dpl;
-        tcg_set_seg(cpu, SEG_SS, ss_sel, desc_base(s0, s1), desc_limit(s0, s1), sattr);
-        st = current_stack(cpu);
-        st.sp = esp & st.mask;
+    } else if (inner) {
+        st = inner_stack32(cpu, new_dpl, &ss_sel, &s0, &s1);
         stack_push(cpu, &st, old_ss, push);
         stack_push(cpu, &st, old_sp, push);
     } else {
@@ -350,8 +386,17 @@ void tcg_deliver_interrupt(struct tcg_cpu *cpu, int vector, bool software, bool 
     stack_push(cpu, &st, next_rip, push);
     if (has_error)
         stack_push(cpu, &st, error_code, push);
+
+    /* Commit. */
+    if (long_mode && inner)
+        tcg_set_seg(cpu, SEG_SS, (uint16_t)new_dpl, 0, 0, (uint16_t)(new_dpl << 5));
+    else if (inner)
+        tcg_set_seg(cpu, SEG_SS, ss_sel, desc_base(s0, s1), desc_limit(s0, s1), desc_attr(s1));
     load_cs(cpu, selector, w0, w1, new_dpl);
-    set_sp(cpu, &st);
+    if (long_mode)
+        cpu->gpr[GPR_RSP] = st.sp;
+    else
+        set_sp(cpu, &st);
     cpu->rip = gate16 ? (offset & 0xffff) : offset;
     uint64_t clear = X86_TF | X86_NT | X86_RF | X86_VM;
     if (type == 0xe || type == 0x6)
@@ -474,6 +519,10 @@ void tcg_far_ret(struct tcg_cpu *cpu, unsigned opsize, uint64_t extra_pop)
 
 void tcg_iret(struct tcg_cpu *cpu, unsigned opsize)
 {
+    if (cpu->nmi_blocked) {
+        cpu->nmi_blocked = false; /* IRET ends NMI blocking, even if it then faults */
+        tcg_recheck_interrupts(cpu);
+    }
     struct stack st = current_stack(cpu);
     uint64_t rip = stack_pop(cpu, &st, opsize);
     uint16_t cs_sel = (uint16_t)stack_pop(cpu, &st, opsize);
@@ -489,6 +538,33 @@ void tcg_iret(struct tcg_cpu *cpu, unsigned opsize)
     if (cpu->eflags & X86_NT)
         fault_gp(cpu, 0); /* nested task return needs task switching: not supported */
     return_to(cpu, &st, cs_sel, rip, opsize, 0, true, flags);
+}
+
+/* VERR / VERW: ZF = the segment is readable / writable at the current privilege. Selectors
+ * beyond the table give ZF = 0, not #GP (the descriptor is looked at without faulting). */
+void tcg_verify_seg(struct tcg_cpu *cpu, uint16_t selector, bool write)
+{
+    bool ok = false;
+    bool ldt = selector & 4;
+    uint64_t base = ldt ? cpu->seg[SEG_LDTR].base : cpu->gdt.base;
+    uint32_t limit = ldt ? cpu->seg[SEG_LDTR].limit : cpu->gdt.limit;
+    bool table = !ldt || (cpu->seg[SEG_LDTR].attr & SEG_ATTR_P);
+    if ((selector & 0xfffc) && table && (uint32_t)(selector & 0xfff8u) + 7 <= limit) {
+        uint64_t addr = base + (selector & 0xfff8u);
+        if (!(cpu->hflags & HF_LMA))
+            addr &= 0xffffffffULL;
+        uint32_t w1 = (uint32_t)(mmu_load_kernel(cpu, addr, 8) >> 32);
+        uint16_t attr = desc_attr(w1);
+        unsigned type = ATTR_TYPE(attr), dpl = SEG_ATTR_DPL(attr);
+        unsigned cpl = cpu->hflags & HF_CPL_MASK, rpl = selector & 3u;
+        bool code = type & TYPE_CODE;
+        bool conforming = code && (type & TYPE_CONFORMING);
+        bool priv = conforming || (dpl >= cpl && dpl >= rpl);
+        bool access = write ? !code && (type & TYPE_WRITABLE) : !code || (type & TYPE_READABLE);
+        ok = (attr & SEG_ATTR_S) && priv && access;
+    }
+    uint64_t f = tcg_read_eflags(cpu);
+    tcg_write_eflags(cpu, ok ? f | X86_ZF : f & ~(uint64_t)X86_ZF, X86_ZF);
 }
 
 void tcg_load_system_seg(struct tcg_cpu *cpu, bool is_tr, uint16_t selector)
@@ -512,8 +588,11 @@ void tcg_load_system_seg(struct tcg_cpu *cpu, bool is_tr, uint16_t selector)
     if (!(attr & SEG_ATTR_P))
         tcg_raise_exception(cpu, X86_EXC_NP, selector & 0xfffc, true);
     uint64_t base = desc_base(w0, w1);
-    if (cpu->hflags & HF_LMA)
+    if (cpu->hflags & HF_LMA) {
         base |= (mmu_load_kernel(cpu, addr + 8, 8) & 0xffffffffULL) << 32;
+        if ((uint64_t)((int64_t)(base << 16) >> 16) != base)
+            fault_gp(cpu, selector & 0xfffc); /* non-canonical TSS/LDT base */
+    }
     if (is_tr) {
         /* Mark the TSS busy in the GDT, as LTR does. */
         mmu_store_kernel(cpu, addr + 4, w1 | (2u << 8), 4);

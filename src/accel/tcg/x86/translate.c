@@ -236,6 +236,36 @@ static ir_temp gen_ea(struct dc *s)
     return ea;
 }
 
+bool x86_noncanonical_is_stack(struct tcg_cpu *cpu, uint64_t vaddr)
+{
+    if (!(cpu->hflags & HF_CS64))
+        return false; /* only 64-bit code forms non-canonical addresses */
+    uint8_t bytes[16];
+    size_t got = mmu_fetch_code(cpu, cpu->rip, bytes, sizeof(bytes));
+    struct x86_decoded_insn insn;
+    if (x86_decode(bytes, got, X86_MODE_64, &insn) < 0)
+        return false;
+    switch (insn.mnemonic) {
+    case X86_MN_PUSH:
+    case X86_MN_POP:
+    case X86_MN_PUSHF:
+    case X86_MN_POPF:
+    case X86_MN_CALL:
+    case X86_MN_RET:
+    case X86_MN_ENTER:
+    case X86_MN_LEAVE:
+    case X86_MN_IRET: {
+        if (!insn.has_mem || insn.mem.seg == SEG_SS)
+            return true;
+        /* PUSH/POP/CALL with a DS-type memory operand: the stack side is the one near RSP. */
+        uint64_t d = vaddr - cpu->gpr[GPR_RSP];
+        return d + 64 <= 128;
+    }
+    default:
+        return insn.has_mem && insn.mem.seg == SEG_SS;
+    }
+}
+
 static ir_temp gen_mem_addr(struct dc *s)
 {
     return gen_linear(s, gen_ea(s), s->insn->mem.seg);
@@ -544,10 +574,14 @@ static ir_temp gen_pop(struct dc *s, unsigned bits)
 
 /* --- instruction families ---------------------------------------------------------------- */
 
+/* Raise `vector` at this instruction. #DF, #TS, #NP, #SS, #GP, #PF, #AC and #CP push an error
+ * code (0 here): without it the handler's frame would be shifted by one slot. */
 static void gen_raise(struct dc *s, int vector)
 {
-    gen_call(s, HELPER_raise, IR_NO_TEMP, cst(s, (uint64_t)vector), cst(s, 0), cst(s, 0),
-             IR_NO_TEMP);
+    bool has_err = vector == X86_EXC_DF || (vector >= X86_EXC_TS && vector <= X86_EXC_PF) ||
+                   vector == X86_EXC_AC || vector == 21;
+    gen_call(s, HELPER_raise, IR_NO_TEMP, cst(s, (uint64_t)vector), cst(s, 0),
+             cst(s, has_err ? 1 : 0), IR_NO_TEMP);
     s->end = true;
 }
 
@@ -1715,6 +1749,13 @@ static void translate_insn(struct dc *s)
         if (mn == X86_MN_WRMSR)
             gen_jump_const(s, s->next_ip, 0); /* EFER and friends change modes */
         break;
+    case X86_MN_INT1:
+        sync_cc_op(s);
+        gen_call(s, HELPER_icebp, IR_NO_TEMP, cst(s, s->next_ip), IR_NO_TEMP, IR_NO_TEMP,
+                 IR_NO_TEMP);
+        ir_exit_tb(s->b, IR_EXIT_NEXT);
+        s->end = true;
+        break;
     case X86_MN_INT:
     case X86_MN_INT3:
     case X86_MN_INTO: {
@@ -1827,6 +1868,15 @@ static void translate_insn(struct dc *s)
         ir_temp v = load_operand(s, 0, NULL);
         gen_call(s, HELPER_ltr_lldt, IR_NO_TEMP, v, cst(s, mn == X86_MN_LTR), IR_NO_TEMP,
                  IR_NO_TEMP);
+        break;
+    }
+    case X86_MN_VERR:
+    case X86_MN_VERW: {
+        ir_temp v = load_operand(s, 0, NULL);
+        sync_cc_op(s);
+        gen_call(s, HELPER_verr_verw, IR_NO_TEMP, v, cst(s, mn == X86_MN_VERW), IR_NO_TEMP,
+                 IR_NO_TEMP);
+        s->cc_op = CC_OP_EFLAGS;
         break;
     }
     case X86_MN_SLDT:

@@ -20,4 +20,9 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
                         uint64_t rip, uint32_t hflags, unsigned max_insns,
                         struct x86_translate_info *info);
 
+/* A data access of the instruction at RIP (64-bit code) reached the non-canonical vaddr: true
+ * when that access goes through SS (an RSP/RBP-based or SS-overridden operand, or the stack
+ * of PUSH/POP/CALL/RET/ENTER/LEAVE/PUSHF/POPF/IRET), which raises #SS(0) instead of #GP(0). */
+bool x86_noncanonical_is_stack(struct tcg_cpu *cpu, uint64_t vaddr);
+
 #endif
