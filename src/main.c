@@ -48,5 +48,6 @@ int main(int argc, char **argv)
     case CLI_RUN:
         break;
     }
+    accel_settings_from_env(&cfg.accel_settings);
     return machine_run(&cfg);
 }

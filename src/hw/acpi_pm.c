@@ -48,23 +48,27 @@ struct acpi_pm {
     uint16_t status;
     uint16_t enable;
     uint16_t control;
-    struct timespec timer_base;
+    uint64_t timer_base; /* guest clock (host.clock_ns) at creation */
 };
 
 enum pm_action { PM_NONE, PM_POWEROFF, PM_REBOOT };
 
+static uint64_t pm_clock(const struct acpi_pm *pm)
+{
+    if (pm->host.clock_ns)
+        return pm->host.clock_ns(pm->host.timer_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 static uint32_t read_timer(const struct acpi_pm *pm)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t sec = (int64_t)(now.tv_sec - pm->timer_base.tv_sec);
-    int64_t nsec = now.tv_nsec - pm->timer_base.tv_nsec;
-    if (nsec < 0) {
-        nsec += 1000000000;
-        sec--;
-    }
+    /* The guest clock: the timer stands still while the VM is paused. */
+    uint64_t elapsed = pm_clock(pm) - pm->timer_base;
+    uint64_t sec = elapsed / 1000000000ULL, nsec = elapsed % 1000000000ULL;
     /* Split so neither product overflows however long the guest runs. */
-    uint64_t ticks = (uint64_t)sec * PM_TIMER_HZ + (uint64_t)nsec * PM_TIMER_HZ / 1000000000ULL;
+    uint64_t ticks = sec * PM_TIMER_HZ + nsec * PM_TIMER_HZ / 1000000000ULL;
     return (uint32_t)(ticks & PM_TIMER_MASK);
 }
 
@@ -145,15 +149,15 @@ static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t valu
 
 static const struct bus_device_ops pm_ops = {.read = pm_read, .write = pm_write};
 
-static int pm_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int pm_create(const struct device_host *host, const struct device_args *args, void **state,
+                     char *err, size_t errlen)
 {
     struct acpi_pm *pm = calloc(1, sizeof(*pm));
     if (!pm)
         return qk_fail(err, errlen, "out of memory");
     pm->host = *host;
     pm->control = CNT_SCI_EN;
-    clock_gettime(CLOCK_MONOTONIC, &pm->timer_base);
+    pm->timer_base = pm_clock(pm);
     if (pthread_mutex_init(&pm->lock, NULL) != 0) {
         free(pm);
         return qk_fail(err, errlen, "cannot create the ACPI PM lock");

@@ -71,10 +71,10 @@ struct cmos {
     uint8_t index; /* < CMOS_SIZE */
     uint8_t ram[CMOS_SIZE];
 
-    int64_t base_wall_ns;      /* host wall clock at creation */
-    struct timespec base_mono; /* CLOCK_MONOTONIC at creation */
-    int64_t guest_offset;      /* guest time - host time, seconds, set by the guest */
-    bool frozen;               /* register B SET: the clock stands still while it is set */
+    int64_t base_wall_ns; /* host wall clock at creation */
+    uint64_t base_mono;   /* guest clock (host.clock_ns) at creation */
+    int64_t guest_offset; /* guest time - host time, seconds, set by the guest */
+    bool frozen;          /* register B SET: the clock stands still while it is set */
     struct rtc_fields frozen_time;
     int64_t flags_seen_ns; /* host time of the last register C read */
 };
@@ -128,13 +128,19 @@ static int clamp(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* The guest clock (stands still while the VM is paused); CLOCK_MONOTONIC without one. */
+static uint64_t cmos_clock(const struct cmos *c)
+{
+    if (c->host.clock_ns)
+        return c->host.clock_ns(c->host.timer_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
 static int64_t host_now_ns(const struct cmos *c)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t elapsed = (int64_t)(now.tv_sec - c->base_mono.tv_sec) * NS_PER_SEC +
-                      (now.tv_nsec - c->base_mono.tv_nsec);
-    return c->base_wall_ns + elapsed;
+    return c->base_wall_ns + (int64_t)(cmos_clock(c) - c->base_mono);
 }
 
 static struct rtc_fields guest_now(const struct cmos *c)
@@ -392,8 +398,8 @@ static void fill_memory_sizes(struct cmos *c, uint64_t below_4g, uint64_t above_
     put_le(&c->ram[REG_MEM_ABOVE_4G], min_u64(above_4g >> 16, 0xffffff), 3);
 }
 
-static int cmos_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int cmos_create(const struct device_host *host, const struct device_args *args, void **state,
+                       char *err, size_t errlen)
 {
     struct cmos *c = calloc(1, sizeof(*c));
     if (!c)
@@ -401,7 +407,7 @@ static int cmos_create(const struct device_host *host, const struct device_args 
     c->host = *host;
     time_t wall = host->wall_clock ? host->wall_clock() : time(NULL);
     c->base_wall_ns = (int64_t)wall * NS_PER_SEC;
-    clock_gettime(CLOCK_MONOTONIC, &c->base_mono);
+    c->base_mono = cmos_clock(c);
     c->flags_seen_ns = c->base_wall_ns;
     c->ram[REG_A] = 0x26; /* 32.768 kHz time base, 1024 Hz periodic rate */
     c->ram[REG_B] = B_24H;
