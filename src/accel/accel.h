@@ -12,6 +12,8 @@
 
 struct guest_memory;
 struct bus;
+struct snap_writer;
+struct snap_reader;
 
 enum accel_kind { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
 
@@ -128,6 +130,11 @@ struct accel_ops {
     void (*kick)(struct accel_vcpu *vcpu);
     /* Prepare the calling thread to be this vCPU's thread (signal setup etc.). */
     int (*vcpu_thread_init)(struct accel_vcpu *vcpu);
+    /* Optional (snapshots): the vCPU's whole state (registers, FPU/SSE, MSRs, local APIC),
+     * called while it is stopped between two run() calls. load returns -1 with a message on
+     * malformed data. NULL: this accelerator cannot snapshot yet. */
+    void (*save_vcpu)(struct accel_vcpu *vcpu, struct snap_writer *w);
+    int (*load_vcpu)(struct accel_vcpu *vcpu, struct snap_reader *r, char *err, size_t errlen);
     /* Optional: guest instructions executed so far (for benchmarks); NULL when unknown. */
     uint64_t (*guest_insns)(struct accel_vcpu *vcpu);
 };

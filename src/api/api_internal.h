@@ -26,9 +26,15 @@ struct api_server {
     enum api_state state;
     struct machine *machine; /* NULL before start and after the VM ended */
 
-    /* InstanceStart, handed from the HTTP thread to the main thread. */
+    /* InstanceStart or a snapshot load, handed from the HTTP thread to the main thread. */
     bool start_requested, start_done;
     char start_error[1200];
+    bool load; /* the request is a snapshot load: */
+    char load_state[FC_PATH_MAX], load_mem[FC_PATH_MAX];
+    bool load_resume;
+    uint64_t load_ns;                 /* how long the restore took (to paused or running) */
+    struct snapshot_config *snap_cfg; /* a restored machine's configuration (outlives it) */
+    bool configured;                  /* a boot resource was PUT: snapshot loads are refused */
 
     int log_fd, log_level; /* level: 0 Off .. 5 Trace */
     bool log_show_level;

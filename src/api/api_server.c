@@ -9,6 +9,7 @@
 
 #include "api/api_internal.h"
 #include "util/log.h"
+#include "vm/snapshot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -199,6 +200,9 @@ static void flush_metrics(struct api_server *api)
         json_object_object_add(vm, "guest_clock_ns",
                                json_object_new_int64((int64_t)machine_guest_ns(api->machine)));
     }
+    if (api->load_ns)
+        json_object_object_add(vm, "snapshot_load_us",
+                               json_object_new_int64((int64_t)(api->load_ns / 1000)));
     json_object_object_add(o, "vm", vm);
     const char *s =
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -217,11 +221,20 @@ static void flush_metrics(struct api_server *api)
 
 /* --- actions and state ---------------------------------------------------------------------- */
 
+static struct reply hand_to_main(struct api_server *api);
+
 /* Hands the start to the main thread and waits for its answer. Called with api->lock held. */
 static struct reply instance_start(struct api_server *api)
 {
     if (api->state != API_NOT_STARTED)
         return reply_bad(MSG_POST_BOOT);
+    api->load = false;
+    return hand_to_main(api);
+}
+
+/* Called with api->lock held: the main thread boots or restores, this thread waits. */
+static struct reply hand_to_main(struct api_server *api)
+{
     api->state = API_STARTING;
     api->start_requested = true;
     api->start_done = false;
@@ -231,6 +244,81 @@ static struct reply instance_start(struct api_server *api)
     if (api->state == API_NOT_STARTED)
         return reply_bad(api->start_error);
     return reply_empty();
+}
+
+/* PUT /snapshot/create: a paused VM's state and memory files (Full only). */
+static struct reply snapshot_create(struct api_server *api, struct json_object *body)
+{
+    struct json_object *v;
+    const char *state = NULL, *mem = NULL;
+    if (json_object_object_get_ex(body, "snapshot_path", &v))
+        state = json_object_get_string(v);
+    if (json_object_object_get_ex(body, "mem_file_path", &v))
+        mem = json_object_get_string(v);
+    if (!state || !mem)
+        return reply_bad("An error occurred when deserializing the json body of a request: "
+                         "missing field `snapshot_path` or `mem_file_path`.");
+    if (json_object_object_get_ex(body, "snapshot_type", &v) &&
+        strcmp(json_object_get_string(v), "Full") != 0)
+        return reply_bad("The requested operation is not supported: Diff snapshots");
+    if (!api->machine)
+        return reply_bad(MSG_PRE_BOOT);
+    char why[FC_PATH_MAX + 200], msg[FC_PATH_MAX + 300];
+    if (machine_snapshot_create(api->machine, state, mem, why, sizeof(why)) < 0) {
+        snprintf(msg, sizeof(msg), "Create snapshot error: %s", why);
+        return reply_bad(msg);
+    }
+    api_log(api, 3, "Snapshot created: %s (memory %s)", state, mem);
+    return reply_empty();
+}
+
+/* PUT /snapshot/load: before anything was configured, as on Firecracker. */
+static struct reply snapshot_load(struct api_server *api, struct json_object *body)
+{
+    struct json_object *v, *backend;
+    const char *state = NULL, *mem = NULL;
+    if (json_object_object_get_ex(body, "snapshot_path", &v))
+        state = json_object_get_string(v);
+    if (json_object_object_get_ex(body, "mem_file_path", &v))
+        mem = json_object_get_string(v);
+    if (json_object_object_get_ex(body, "mem_backend", &backend)) {
+        if (mem)
+            return reply_bad(
+                "An error occurred when deserializing the json body of a request: "
+                "too many fields: either `mem_backend` or `mem_file_path` exclusively.");
+        if (json_object_object_get_ex(backend, "backend_type", &v) &&
+            strcmp(json_object_get_string(v), "File") != 0)
+            return reply_bad("The requested operation is not supported: memory backend "
+                             "other than File");
+        if (json_object_object_get_ex(backend, "backend_path", &v))
+            mem = json_object_get_string(v);
+    }
+    if (!state || !mem)
+        return reply_bad("An error occurred when deserializing the json body of a request: "
+                         "missing field: either `mem_backend` or `mem_file_path` is required.");
+    if (api->state != API_NOT_STARTED)
+        return reply_bad(MSG_POST_BOOT);
+    if (api->configured)
+        return reply_bad("Load snapshot error: Loading a microVM snapshot not allowed after "
+                         "configuring boot-specific resources.");
+    if (strlen(state) >= sizeof(api->load_state) || strlen(mem) >= sizeof(api->load_mem))
+        return reply_bad("Load snapshot error: path too long");
+    snprintf(api->load_state, sizeof(api->load_state), "%s", state);
+    snprintf(api->load_mem, sizeof(api->load_mem), "%s", mem);
+    api->load_resume =
+        json_object_object_get_ex(body, "resume_vm", &v) && json_object_get_boolean(v);
+    api->load = true;
+    return hand_to_main(api);
+}
+
+static struct reply api_put_snapshot(struct api_server *api, const char *what,
+                                     struct json_object *body)
+{
+    if (!strcmp(what, "create"))
+        return snapshot_create(api, body);
+    if (!strcmp(what, "load"))
+        return snapshot_load(api, body);
+    return (struct reply){0, NULL};
 }
 
 static struct reply put_actions(struct api_server *api, struct json_object *body)
@@ -303,16 +391,6 @@ static struct reply get_instance_info(struct api_server *api)
     return reply_json(MHD_HTTP_OK, o);
 }
 
-/* PUT /snapshot/create and /snapshot/load: not yet (returns Firecracker's NotSupported). */
-static struct reply api_put_snapshot(struct api_server *api, const char *what,
-                                     struct json_object *body)
-{
-    (void)api, (void)body;
-    if (strcmp(what, "create") && strcmp(what, "load"))
-        return (struct reply){0, NULL};
-    return reply_bad("The requested operation is not supported: snapshots");
-}
-
 /* --- routing ------------------------------------------------------------------------------- */
 
 typedef int (*fc_put_fn)(struct fc_config *, struct json_object *, char *, size_t);
@@ -325,6 +403,7 @@ static struct reply put_config(struct api_server *api, fc_put_fn put, struct jso
     char err[FC_PATH_MAX + 300];
     if (put(api->fc, body, err, sizeof(err)) < 0)
         return reply_bad(err);
+    api->configured = true;
     return reply_empty();
 }
 
@@ -338,6 +417,7 @@ static struct reply put_with_id(struct api_server *api, const char *id,
     char err[FC_PATH_MAX + 300];
     if (put(api->fc, id, body, err, sizeof(err)) < 0)
         return reply_bad(err);
+    api->configured = true;
     return reply_empty();
 }
 
@@ -399,6 +479,17 @@ static struct reply route(struct api_server *api, const char *method, const char
         return reply_bad(put ? "Empty PUT request." : "Empty PATCH request.");
     if (get && !res[0])
         return get_instance_info(api);
+    if (get && !strcmp(res, "machine-config") && api->snap_cfg) {
+        /* a restored machine: what the snapshot says */
+        struct json_object *o = fc_get_machine_config(api->fc);
+        json_object_object_add(o, "vcpu_count",
+                               json_object_new_int((int)api->snap_cfg->cfg.nr_vcpus));
+        json_object_object_add(o, "mem_size_mib",
+                               json_object_new_int64((int64_t)(api->snap_cfg->cfg.mem_size >> 20)));
+        json_object_object_add(o, "accelerator",
+                               json_object_new_string(machine_accel_name(api->machine)));
+        return reply_json(MHD_HTTP_OK, o);
+    }
     if (get && !strcmp(res, "machine-config"))
         return reply_json(MHD_HTTP_OK, fc_get_machine_config(api->fc));
     if (get && !strcmp(res, "version")) {
@@ -569,13 +660,63 @@ static struct machine *boot(struct api_server *api, struct machine_config *cfg, 
         return NULL;
     char why[1024];
     struct machine *m = machine_create(cfg, status, why, sizeof(why));
-    if (m && machine_start(m, why, sizeof(why)) < 0) {
+    if (m && machine_start(m, false, why, sizeof(why)) < 0) {
         machine_destroy(m, true);
         *status = EXIT_HOST_FAILURE;
         m = NULL;
     }
     if (!m)
         qk_fail(err, errlen, "Start microvm error: %s", why);
+    return m;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* A snapshot into a fresh machine, started paused (resumed when asked). */
+static struct machine *restore(struct api_server *api, int *status, char *err, size_t errlen)
+{
+    uint64_t t0 = mono_ns();
+    struct snap_file f;
+    char why[FC_PATH_MAX + 300];
+    struct machine *m = NULL;
+    *status = EXIT_USAGE;
+    if (snap_file_load(&f, api->load_state, why, sizeof(why)) < 0) {
+        qk_fail(err, errlen, "Load snapshot error: %s", why);
+        return NULL;
+    }
+    struct snapshot_config *sc = calloc(1, sizeof(*sc));
+    if (!sc || snapshot_config_read(&f, api->base, sc, why, sizeof(why)) < 0) {
+        free(sc);
+        snap_file_free(&f);
+        qk_fail(err, errlen, "Load snapshot error: %s", sc ? why : "out of memory");
+        return NULL;
+    }
+    sc->cfg.restore_mem_path = api->load_mem;
+    m = machine_create(&sc->cfg, status, why, sizeof(why));
+    sc->cfg.restore = NULL; /* only read while creating */
+    snap_file_free(&f);
+    if (m && machine_start(m, true, why, sizeof(why)) < 0) {
+        machine_destroy(m, true);
+        m = NULL;
+    }
+    if (m && api->load_resume && machine_resume(m, why, sizeof(why)) < 0) {
+        machine_stop(m, VM_STOP_ERROR, 0);
+        machine_destroy(m, true);
+        m = NULL;
+    }
+    if (!m) {
+        snapshot_config_free(sc);
+        free(sc);
+        qk_fail(err, errlen, "Load snapshot error: %s", why);
+        return NULL;
+    }
+    api->snap_cfg = sc;
+    api->load_ns = mono_ns() - t0;
     return m;
 }
 
@@ -613,10 +754,16 @@ static struct machine *wait_for_start(struct api_server *api, struct machine_con
         }
         pthread_mutex_unlock(&api->lock);
         char err[sizeof(api->start_error)];
-        struct machine *m = boot(api, cfg, status, err, sizeof(err));
+        struct machine *m = api->load ? restore(api, status, err, sizeof(err))
+                                      : boot(api, cfg, status, err, sizeof(err));
         pthread_mutex_lock(&api->lock);
         api->machine = m;
-        api->state = m ? API_RUNNING : API_NOT_STARTED;
+        api->state = !m                                       ? API_NOT_STARTED
+                     : machine_get_state(m) == MACHINE_PAUSED ? API_PAUSED
+                                                              : API_RUNNING;
+        if (m && api->load)
+            api_log(api, 3, "Snapshot loaded in %llu us",
+                    (unsigned long long)(api->load_ns / 1000));
         if (!m)
             snprintf(api->start_error, sizeof(api->start_error), "%s", err);
         api_log(api, 3, m ? "Successfully started microvm" : "%s", err);
@@ -681,6 +828,9 @@ static void api_free(struct api_server *api)
         close(api->metrics_fd);
     pthread_mutex_destroy(&api->lock);
     pthread_cond_destroy(&api->cond);
+    if (api->snap_cfg)
+        snapshot_config_free(api->snap_cfg);
+    free(api->snap_cfg);
     free(api->fc);
     free(api->cfg);
     free(api);

@@ -11,12 +11,14 @@
  *
  * Locking: one mutex; request_stop is called only after it is released. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define PM_BASE PORT_ACPI_PM1A_EVT
@@ -180,10 +182,42 @@ static void pm_destroy(void *state)
     free(pm);
 }
 
+static void pm_save(void *state, struct snap_writer *w)
+{
+    struct acpi_pm *pm = state;
+    pthread_mutex_lock(&pm->lock);
+    snap_put(w, &pm->status, sizeof(pm->status));
+    snap_put(w, &pm->enable, sizeof(pm->enable));
+    snap_put(w, &pm->control, sizeof(pm->control));
+    snap_put_u64(w, pm->timer_base);
+    pthread_mutex_unlock(&pm->lock);
+}
+
+static int pm_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct acpi_pm *pm = state;
+    uint16_t status, enable, control;
+    snap_get(r, &status, sizeof(status));
+    snap_get(r, &enable, sizeof(enable));
+    snap_get(r, &control, sizeof(control));
+    uint64_t base = snap_get_u64(r);
+    if (!snap_done(r))
+        return qk_fail(err, errlen, "acpi_pm state is malformed");
+    pthread_mutex_lock(&pm->lock);
+    pm->status = status;
+    pm->enable = enable;
+    pm->control = control;
+    pm->timer_base = base;
+    pthread_mutex_unlock(&pm->lock);
+    return 0;
+}
+
 DEVICE_MODEL(acpi_pm_model) = {
     .name = "acpi_pm",
     .level = DEVICE_LEVEL_PLATFORM,
     .default_instance = true,
     .create = pm_create,
     .destroy = pm_destroy,
+    .save = pm_save,
+    .load = pm_load,
 };

@@ -8,12 +8,14 @@
  *
  * Locking: one mutex; the device calls nothing in the machine while holding it. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define CMOS_SIZE 128
@@ -434,10 +436,37 @@ static void cmos_destroy(void *state)
     free(c);
 }
 
+/* Registers, RAM and the clock's bases (guest-clock ns, which a restore continues). */
+#define CMOS_STATE_OFFSET offsetof(struct cmos, index)
+#define CMOS_STATE_SIZE (sizeof(struct cmos) - CMOS_STATE_OFFSET)
+
+static void cmos_save(void *state, struct snap_writer *w)
+{
+    struct cmos *c = state;
+    pthread_mutex_lock(&c->lock);
+    snap_put(w, (uint8_t *)c + CMOS_STATE_OFFSET, CMOS_STATE_SIZE);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int cmos_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct cmos *c = state, saved;
+    snap_get(r, (uint8_t *)&saved + CMOS_STATE_OFFSET, CMOS_STATE_SIZE);
+    if (!snap_done(r) || saved.index >= CMOS_SIZE)
+        return qk_fail(err, errlen, "cmos_rtc state is malformed");
+    pthread_mutex_lock(&c->lock);
+    memcpy((uint8_t *)c + CMOS_STATE_OFFSET, (uint8_t *)&saved + CMOS_STATE_OFFSET,
+           CMOS_STATE_SIZE);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
 DEVICE_MODEL(cmos_rtc_model) = {
     .name = "cmos_rtc",
     .level = DEVICE_LEVEL_PLATFORM,
     .default_instance = true,
     .create = cmos_create,
     .destroy = cmos_destroy,
+    .save = cmos_save,
+    .load = cmos_load,
 };

@@ -123,6 +123,8 @@ struct device_host {
 
 struct device_timer;
 struct aml_buf;
+struct snap_writer;
+struct snap_reader;
 
 /* Creation order: every device of a lower level exists before any of the next. */
 enum device_level {
@@ -157,6 +159,14 @@ struct device_model {
     void (*destroy)(void *state);
     /* Optional: AML for the DSDT's \_SB scope (e.g. the PCI root bridge, COM ports). */
     void (*describe_acpi)(void *state, struct aml_buf *aml);
+    /* Snapshots (vm/snapshot.h), called while every vCPU is parked: save writes the
+     * guest-visible state; load puts it into a freshly created instance (re-arming timers,
+     * re-driving lines) and returns -1 with a message when the data is malformed (it is
+     * bounded like guest input). A model with neither, unless `stateless`, cannot be
+     * snapshotted yet. */
+    void (*save)(void *state, struct snap_writer *w);
+    int (*load)(void *state, struct snap_reader *r, char *err, size_t errlen);
+    bool stateless;
 };
 
 #define DEVICE_MODEL(ident)                                                                        \

@@ -9,12 +9,14 @@
  * Locking: one mutex; set_irq is called with it held (the callee never calls back into a
  * device), request_stop only after it is released. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define STATUS_OBF 0x01      /* output buffer full */
 #define STATUS_SYS 0x04      /* system flag (POST passed), mirrors the command byte */
@@ -317,10 +319,39 @@ static void i8042_destroy(void *state)
     free(c);
 }
 
+/* The output queue, controller RAM and lines: the bytes from `queue` to the end. */
+#define I8042_STATE_OFFSET offsetof(struct i8042, queue)
+#define I8042_STATE_SIZE (sizeof(struct i8042) - I8042_STATE_OFFSET)
+
+static void i8042_save(void *state, struct snap_writer *w)
+{
+    struct i8042 *c = state;
+    pthread_mutex_lock(&c->lock);
+    snap_put(w, (uint8_t *)c + I8042_STATE_OFFSET, I8042_STATE_SIZE);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int i8042_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct i8042 *c = state, saved;
+    snap_get(r, (uint8_t *)&saved + I8042_STATE_OFFSET, I8042_STATE_SIZE);
+    if (!snap_done(r) || saved.head >= OUT_QUEUE_SIZE || saved.count > OUT_QUEUE_SIZE)
+        return qk_fail(err, errlen, "i8042 state is malformed");
+    pthread_mutex_lock(&c->lock);
+    memcpy((uint8_t *)c + I8042_STATE_OFFSET, (uint8_t *)&saved + I8042_STATE_OFFSET,
+           I8042_STATE_SIZE);
+    c->kbd_irq = c->aux_irq = false;
+    update_irqs(c);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
 DEVICE_MODEL(i8042_model) = {
     .name = "i8042",
     .level = DEVICE_LEVEL_PLATFORM,
     .default_instance = true,
     .create = i8042_create,
     .destroy = i8042_destroy,
+    .save = i8042_save,
+    .load = i8042_load,
 };

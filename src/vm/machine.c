@@ -1,4 +1,5 @@
 #include "vm/machine.h"
+#include "vm/machine_internal.h"
 
 #include "hw/device.h"
 #include "hw/pci/pci.h"
@@ -33,85 +34,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MACHINE_MAX_IRQ_ROUTERS 4
-
-struct machine;
-
-struct vcpu_slot {
-    struct machine *machine;
-    struct accel_vcpu *accel;
-    unsigned index;
-    pthread_t thread;
-    bool thread_started;
-};
-
-struct machine {
-    const struct machine_config *cfg;
-    struct guest_memory mem;
-    struct bus pio, mmio;
-    const struct accel_ops *accel;
-    struct accel_vm *accel_vm;
-    struct vcpu_slot vcpus[MACHINE_MAX_VCPUS];
-    unsigned nr_vcpus;
-    struct device_manager devices;
-    struct pci_bus *pci;
-    struct vm_resources resources;
-    bool resources_ready;
-    struct dma_space dma;
-    struct event_loop *loop;
-    struct device_host host;
-    struct console console;
-    bool console_open;
-
-    struct boot_result boot;
-
-    atomic_bool stop_requested;
-    int exit_status;
-    int stop_event_fd; /* wakes the I/O loop when a stop is requested */
-    int timer_wake_fd; /* wakes the I/O loop when a timer deadline moves earlier */
-    struct timer_list timers;
-    bool timers_ready;
-    struct guest_clock clock; /* what every timer device counts in; stops while paused */
-
-    /* Lifecycle (machine.h). `state` changes under state_lock, taken by the controlling
-     * threads (main, API), never by a vCPU. */
-    pthread_mutex_t state_lock;
-    _Atomic int state;
-    /* The vCPU rendezvous: a pause request makes every vCPU leave run() at an instruction
-     * boundary and park here, counted in `parked`, until resumed or stopped. */
-    pthread_mutex_t park_lock;
-    pthread_cond_t park_cond; /* parked changed, or the pause ended */
-    unsigned parked;
-    atomic_bool pause_requested;
-    int signal_fd;
-    sigset_t old_sigmask;
-    bool sigmask_saved;
-    int (*ctrl_alt_del)(void *opaque);
-    void *ctrl_alt_del_opaque;
-
-    /* User-space interrupt controllers (accelerators without an in-kernel irqchip): every
-     * router sees every line (PIC and IOAPIC in parallel). Registered while devices are
-     * created, before any thread runs, so the lists are read without a lock. */
-    struct irq_router {
-        void (*route)(void *opaque, uint32_t gsi, int level);
-        void *opaque;
-    } routers[MACHINE_MAX_IRQ_ROUTERS];
-    unsigned nr_routers;
-    int (*intack)(void *opaque, unsigned vcpu);
-    void *intack_opaque;
-    void (*eoi)(void *opaque, uint8_t vector);
-    void *eoi_opaque;
-
-    /* MSI routes handed to devices (msi_alloc); with KVM each is an irqfd. */
-    pthread_mutex_t msi_lock;
-    unsigned nr_msi_routes;
-    struct machine_msi {
-        _Atomic uint64_t address;
-        _Atomic uint32_t data;
-        _Atomic int irqfd; /* KVM: write to raise; -1: deliver through apic_msg */
-    } msi[ACCEL_MAX_MSI_ROUTES];
-};
 
 /* --- files --------------------------------------------------------------------------------- */
 
@@ -546,7 +468,7 @@ static int create_vcpus(struct machine *m, const struct vcpu_state *boot_cpu, ch
     }
     /* The bootstrap processor starts at the kernel entry; application processors stay in
      * wait-for-SIPI until the guest starts them. */
-    if (m->accel->set_state(m->vcpus[0].accel, boot_cpu) < 0) {
+    if (boot_cpu && m->accel->set_state(m->vcpus[0].accel, boot_cpu) < 0) {
         qk_fail(err, errlen, "cannot set the boot vCPU registers");
         goto out;
     }
@@ -902,7 +824,7 @@ static int build_firmware(struct machine *m, char *err, size_t errlen)
 
 /* SIGINT/SIGTERM/SIGHUP arrive through a signalfd on the I/O loop; every thread created from
  * here on inherits the blocked mask (teardown restores it). */
-int machine_start(struct machine *m, char *err, size_t errlen)
+int machine_start(struct machine *m, bool paused, char *err, size_t errlen)
 {
     pthread_mutex_lock(&m->state_lock);
     int rc = -1;
@@ -923,9 +845,13 @@ int machine_start(struct machine *m, char *err, size_t errlen)
         goto out;
     }
     console_enter_raw(&m->console);
+    if (paused) {
+        guest_clock_freeze(&m->clock);
+        atomic_store(&m->pause_requested, true);
+    }
     if (start_vcpu_threads(m, err, errlen) < 0)
         goto out;
-    atomic_store(&m->state, MACHINE_RUNNING);
+    atomic_store(&m->state, paused ? MACHINE_PAUSED : MACHINE_RUNNING);
     rc = 0;
 out:
     pthread_mutex_unlock(&m->state_lock);
@@ -1062,8 +988,10 @@ struct machine *machine_create(const struct machine_config *cfg, int *status, ch
     }
     /* User errors first: devices and their options, memory size, kernel, initrd, console. */
     if (devices_prepare(&m->devices, cfg->devices, cfg->nr_devices, err, errlen) < 0 ||
-        guest_memory_init(&m->mem, cfg->mem_size, err, errlen) < 0 ||
-        load_guest(m, err, errlen) < 0)
+        guest_memory_init(&m->mem, cfg->mem_size, err, errlen) < 0)
+        goto fail;
+    if (cfg->restore ? guest_memory_map_file(&m->mem, cfg->restore_mem_path, err, errlen) < 0
+                     : load_guest(m, err, errlen) < 0)
         goto fail;
     if (console_open(&m->console, &cfg->console, err, errlen) < 0)
         goto fail;
@@ -1093,7 +1021,10 @@ struct machine *machine_create(const struct machine_config *cfg, int *status, ch
     if (create_devices(m, err, errlen) < 0)
         goto fail;
     *status = EXIT_HOST_FAILURE;
-    if (build_firmware(m, err, errlen) < 0 || create_vcpus(m, &m->boot.cpu, err, errlen) < 0)
+    /* A snapshot's memory has the firmware tables; its vCPUs and devices their state. */
+    if ((!cfg->restore && build_firmware(m, err, errlen) < 0) ||
+        create_vcpus(m, cfg->restore ? NULL : &m->boot.cpu, err, errlen) < 0 ||
+        (cfg->restore && machine_restore_state(m, err, errlen) < 0))
         goto fail;
     *status = 0;
     return m;
@@ -1121,7 +1052,7 @@ int machine_run(const struct machine_config *cfg)
         qk_error("%s", err);
         return status;
     }
-    if (machine_start(m, err, sizeof(err)) < 0) {
+    if (machine_start(m, false, err, sizeof(err)) < 0) {
         qk_error("%s", err);
         machine_destroy(m, true);
         return EXIT_HOST_FAILURE;

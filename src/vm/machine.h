@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+struct snap_file;
+
 #define MACHINE_MAX_VCPUS 64
 
 /* Process exit statuses (the CLI contract). */
@@ -29,6 +31,10 @@ struct machine_config {
     struct device_request devices[MACHINE_MAX_DEVICE_REQUESTS]; /* --disk, --rng, --device */
     unsigned nr_devices;
     struct accel_settings accel_settings; /* translator backend, code buffer */
+    /* Restore a snapshot instead of booting (kernel, initrd and cmdline unused): the parsed
+     * state file and the guest memory file, mapped MAP_PRIVATE. */
+    const struct snap_file *restore;
+    const char *restore_mem_path;
 };
 
 /* The lifecycle: machine_create (configure: memory, kernel, devices, firmware, vCPUs) ->
@@ -45,7 +51,9 @@ struct vcpu_state;
 /* NULL on failure, with *status the exit status (EXIT_USAGE for the user's mistakes) and err. */
 struct machine *machine_create(const struct machine_config *cfg, int *status, char *err,
                                size_t errlen);
-int machine_start(struct machine *m, char *err, size_t errlen);
+/* paused: the vCPUs park at once and the guest clock stands still until machine_resume
+ * (a restored snapshot). */
+int machine_start(struct machine *m, bool paused, char *err, size_t errlen);
 /* Runs the I/O loop until the VM stops; returns the process exit status. */
 int machine_wait(struct machine *m);
 void machine_destroy(struct machine *m, bool failed);
@@ -60,6 +68,21 @@ uint64_t machine_guest_ns(struct machine *m);
 int machine_send_ctrl_alt_del(struct machine *m, char *err, size_t errlen);
 /* Stop the VM from outside (any thread); the first stop request sets the exit status. */
 void machine_stop(struct machine *m, enum vm_stop_kind kind, uint32_t value);
+
+/* Snapshots (machine_snapshot.c). Create needs a paused machine: the state file (config,
+ * guest clock, vCPUs, devices) and the memory file. */
+int machine_snapshot_create(struct machine *m, const char *state_path, const char *mem_path,
+                            char *err, size_t errlen);
+/* A snapshot's machine configuration: cfg starts from base (console, settings) and gets the
+ * snapshot's memory, vCPUs, accelerator and devices; free with snapshot_config_free. */
+struct snapshot_config {
+    struct machine_config cfg;
+    char *strings[2 * MACHINE_MAX_DEVICE_REQUESTS];
+    unsigned nr_strings;
+};
+int snapshot_config_read(const struct snap_file *f, const struct machine_config *base,
+                         struct snapshot_config *out, char *err, size_t errlen);
+void snapshot_config_free(struct snapshot_config *sc);
 
 /* Build and run the VM; returns the process exit status. */
 int machine_run(const struct machine_config *cfg);

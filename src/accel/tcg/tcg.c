@@ -801,4 +801,6 @@ const struct accel_ops tcg_accel_ops = {
     .kick = tcg_kick,
     .vcpu_thread_init = tcg_vcpu_thread_init,
     .guest_insns = tcg_guest_insns,
+    .save_vcpu = tcg_save_vcpu,
+    .load_vcpu = tcg_load_vcpu,
 };

@@ -85,6 +85,9 @@ noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu);
 /* --- TSC, MSRs, CR0 (helpers.c), shared with the accelerator's get/set_msrs --- */
 #define TCG_TSC_HZ 1000000000ULL /* 1 GHz nominal, from CLOCK_MONOTONIC */
 uint64_t tcg_read_tsc(const struct tcg_cpu *cpu);
+/* Snapshots (tcg_snapshot.c). */
+void tcg_save_vcpu(struct accel_vcpu *v, struct snap_writer *w);
+int tcg_load_vcpu(struct accel_vcpu *v, struct snap_reader *r, char *err, size_t errlen);
 bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value);
 bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value);
 void tcg_write_cr0(struct tcg_cpu *cpu, uint64_t value);

@@ -5,6 +5,7 @@
  * in msix.c, the ACPI description in pci_acpi.c. */
 #include "hw/pci/pci_internal.h"
 
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
@@ -383,6 +384,41 @@ struct pci_bus *pci_bus_new(const struct device_host *host, char *err, size_t er
 }
 
 /* Devices still on the bus are removed and freed with it. */
+/* Snapshots: the CONFIG_ADDRESS latch and the host bridge's configuration space. Devices
+ * with BARs snapshot themselves (none can yet: their models refuse). */
+void pci_bus_save(struct pci_bus *bus, struct snap_writer *w)
+{
+    struct pci_device *bridge = bus->devices[PCI_HOST_BRIDGE_SLOT];
+    pthread_mutex_lock(&bus->access_lock);
+    snap_put_u32(w, bus->config_address);
+    pthread_mutex_unlock(&bus->access_lock);
+    pthread_mutex_lock(&bridge->lock);
+    snap_put(w, bridge->config, PCI_CONFIG_SIZE);
+    pthread_mutex_unlock(&bridge->lock);
+}
+
+int pci_bus_load(struct pci_bus *bus, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct pci_device *bridge = bus->devices[PCI_HOST_BRIDGE_SLOT];
+    uint32_t address = snap_get_u32(r);
+    uint8_t *config = malloc(PCI_CONFIG_SIZE);
+    if (!config)
+        return qk_fail(err, errlen, "out of memory");
+    snap_get(r, config, PCI_CONFIG_SIZE);
+    if (!snap_done(r)) {
+        free(config);
+        return qk_fail(err, errlen, "PCI state is malformed");
+    }
+    pthread_mutex_lock(&bus->access_lock);
+    bus->config_address = address;
+    pthread_mutex_unlock(&bus->access_lock);
+    pthread_mutex_lock(&bridge->lock);
+    memcpy(bridge->config, config, PCI_CONFIG_SIZE);
+    pthread_mutex_unlock(&bridge->lock);
+    free(config);
+    return 0;
+}
+
 void pci_bus_free(struct pci_bus *bus)
 {
     if (!bus)
