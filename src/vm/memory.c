@@ -110,14 +110,26 @@ int guest_memory_save(const struct guest_memory *mem, const char *path, char *er
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return qk_fail(err, errlen, "cannot write memory file '%s': %s", path, strerror(errno));
+    /* Runs of non-zero pages in one write each; zero pages stay holes (read back as 0). */
     static const uint8_t zero[4096];
     int rc = 0;
-    for (uint64_t off = 0; off < mem->ram_size && rc == 0; off += sizeof(zero)) {
-        const uint8_t *page = mem->mapping + off;
-        if (!memcmp(page, zero, sizeof(zero)))
-            continue; /* a hole: reads back as zeros */
-        if (pwrite(fd, page, sizeof(zero), (off_t)off) != (ssize_t)sizeof(zero))
-            rc = -1;
+    uint64_t run = 0, run_len = 0;
+    for (uint64_t off = 0; off <= mem->ram_size && rc == 0; off += sizeof(zero)) {
+        bool data = off < mem->ram_size && memcmp(mem->mapping + off, zero, sizeof(zero)) != 0;
+        if (data) {
+            if (!run_len)
+                run = off;
+            run_len += sizeof(zero);
+            continue;
+        }
+        for (uint64_t done = 0; run_len && done < run_len && rc == 0;) {
+            ssize_t n = pwrite(fd, mem->mapping + run + done, run_len - done, (off_t)(run + done));
+            if (n <= 0)
+                rc = -1;
+            else
+                done += (uint64_t)n;
+        }
+        run_len = 0;
     }
     if (rc == 0 && ftruncate(fd, (off_t)mem->ram_size) < 0)
         rc = -1;
