@@ -178,8 +178,11 @@ static int index_sections(struct snap_file *f, const char *path, char *err, size
             return qk_fail(err, errlen, "snapshot '%s' is truncated or corrupt", path);
         s->data = f->buf + pos + SECTION_HEADER_LEN;
         if (!strcmp(s->name, "end")) {
+            /* The hash covers what precedes this header: the header itself must be exact. */
+            static const char end_name[SNAPSHOT_NAME_MAX] = "end";
             uint64_t want;
-            if (s->length != 8 || pos + SECTION_HEADER_LEN + 8 != f->len)
+            if (memcmp(f->buf + pos, end_name, SNAPSHOT_NAME_MAX) != 0 || s->index != 0 ||
+                s->length != 8 || pos + SECTION_HEADER_LEN + 8 != f->len)
                 return qk_fail(err, errlen, "snapshot '%s' is truncated or corrupt", path);
             memcpy(&want, s->data, 8);
             if (fnv1a(f->buf, pos) != want)

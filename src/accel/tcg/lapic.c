@@ -665,6 +665,9 @@ int lapic_load(struct lapic *l, struct snap_reader *r)
         return -1;
     pthread_mutex_lock(&l->lock);
     memcpy((uint8_t *)l + LAPIC_STATE_OFFSET, saved, sizeof(saved));
+    /* A hostile file must not make a periodic timer fire back to back. */
+    if (l->timer_period_ns && l->timer_period_ns < LAPIC_MIN_PERIOD_NS)
+        l->timer_period_ns = LAPIC_MIN_PERIOD_NS;
     update_deliverable(l);
     pthread_mutex_unlock(&l->lock);
     return 0;
