@@ -165,6 +165,9 @@ struct device_model {
      * bounded like guest input). A model with neither, unless `stateless`, cannot be
      * snapshotted yet. */
     void (*save)(void *state, struct snap_writer *w);
+    /* Optional, before save: finish the I/O in flight (-1 with a message when it does not
+     * finish in time). */
+    int (*quiesce)(void *state, char *err, size_t errlen);
     int (*load)(void *state, struct snap_reader *r, char *err, size_t errlen);
     bool stateless;
 };

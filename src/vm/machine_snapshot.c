@@ -62,6 +62,11 @@ int machine_snapshot_create(struct machine *m, const char *state_path, const cha
     }
     if (check_devices(m, err, errlen) < 0)
         goto out;
+    for (size_t i = 0; i < m->devices.nr; i++) {
+        const struct device_instance *d = &m->devices.list[i];
+        if (d->created && d->model->quiesce && d->model->quiesce(d->state, err, errlen) < 0)
+            goto out;
+    }
     save_config(m, &w);
     snap_begin(&w, "clock", 0);
     snap_put_u64(&w, guest_clock_now(&m->clock));

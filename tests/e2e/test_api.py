@@ -107,6 +107,11 @@ def ticks(text):
     return [(int(n), float(u)) for n, u in re.findall(r"tick (\d+) ([\d.]+)", text)]
 
 
+def max_gap(t):
+    """The longest guest-clock interval between consecutive ticks."""
+    return max(b[1] - a[1] for a, b in zip(t, t[1:]))
+
+
 def test_boot_pause_resume_ctrl_alt_del(vmm):
     assert vmm.api("GET", "/") == (200, {"id": "anonymous-instance", "state": "Not started",
                                         "vmm_version": vmm.api("GET", "/version")[1][
@@ -142,8 +147,8 @@ def test_boot_pause_resume_ctrl_alt_del(vmm):
     nxt = after[len(before)]
     assert nxt[0] == last[0] + 1, "the counter went on from where it stopped"
     # The guest clock stood still for the 2 s pause: the next tick is one period (0.2 s plus
-    # the loop's own time) later, not 2 s.
-    assert nxt[1] - last[1] < 1.2, (last, nxt)
+    # the loop's own time, longest under the sanitizers) later, not 2 s more.
+    assert nxt[1] - last[1] < max_gap(before) + 1.0, (last, nxt)
 
     assert vmm.api("PUT", "/actions", {"action_type": "FlushMetrics"}) == (204, None)
     assert vmm.api("PUT", "/actions", {"action_type": "SendCtrlAltDel"}) == (204, None)

@@ -419,6 +419,40 @@ int pci_bus_load(struct pci_bus *bus, struct snap_reader *r, char *err, size_t e
     return 0;
 }
 
+/* A function's configuration space and MSI-X table/PBA; load moves its BARs to where the
+ * configuration says and hands every unmasked vector to its route again. */
+void pci_device_save(struct pci_device *dev, struct snap_writer *w)
+{
+    pthread_mutex_lock(&dev->lock);
+    snap_put(w, dev->config, PCI_CONFIG_SIZE);
+    pci_msix_save_locked(dev, w);
+    pthread_mutex_unlock(&dev->lock);
+}
+
+int pci_device_load(struct pci_device *dev, struct snap_reader *r)
+{
+    uint8_t *config = malloc(PCI_CONFIG_SIZE);
+    if (!config)
+        return -1;
+    snap_get(r, config, PCI_CONFIG_SIZE);
+    struct pci_bar_event ev[PCI_NUM_BARS];
+    unsigned n = 0;
+    int rc = -1;
+    pthread_mutex_lock(&dev->lock);
+    if (!r->failed) {
+        /* Read-only bits (IDs, BAR sizes, capabilities) stay this build's own. */
+        for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++)
+            dev->config[i] =
+                (uint8_t)((dev->config[i] & ~dev->wmask[i]) | (config[i] & dev->wmask[i]));
+        rc = pci_msix_load_locked(dev, r);
+        n = pci_bars_update(dev, ev);
+    }
+    pthread_mutex_unlock(&dev->lock);
+    pci_bars_notify(dev, ev, n);
+    free(config);
+    return rc;
+}
+
 void pci_bus_free(struct pci_bus *bus)
 {
     if (!bus)
