@@ -96,6 +96,7 @@ bench: deps all payloads
 	/usr/bin/python3 bench/cpu.py
 	@$(MAKE) --no-print-directory guest
 	/usr/bin/python3 bench/boot.py
+	/usr/bin/python3 bench/api.py
 	@$(MAKE) --no-print-directory debian
 	/usr/bin/python3 bench/disk.py
 	/usr/bin/python3 bench/net.py
