@@ -231,3 +231,30 @@ def test_restore_with_a_disk(tmp_path):
         assert written >= last + 3, written
     finally:
         v.close()
+
+
+def test_snapshot_of_a_restored_vm(snapshot, tmp_path):
+    """A restored VM snapshots again (its configuration came from the first snapshot) and
+    that snapshot restores too: the count goes on across both."""
+    state, mem, before = snapshot
+    (tmp_path / "a").mkdir()
+    v = Vmm(tmp_path / "a")
+    try:
+        assert load(v, state, mem, resume=True)[0] == (204, None)
+        v.wait_for(rf"tick {before[-1][0] + 2} ", timeout=30)
+        assert v.api("PATCH", "/vm", {"state": "Paused"}) == (204, None)
+        assert v.api("PUT", "/snapshot/create", {"snapshot_path": str(tmp_path / "2.snap"),
+                                                 "mem_file_path": str(tmp_path / "2.mem")}) == (
+            204, None)
+        middle = ticks(v.console())
+        v.proc.kill()
+    finally:
+        v.close()
+    (tmp_path / "b").mkdir()
+    v = Vmm(tmp_path / "b")
+    try:
+        assert load(v, tmp_path / "2.snap", tmp_path / "2.mem", resume=True)[0] == (204, None)
+        v.wait_for(rf"tick {middle[-1][0] + 2} ", timeout=30)
+        assert ticks(v.console())[0][0] == middle[-1][0] + 1
+    finally:
+        v.close()
