@@ -486,8 +486,9 @@ static struct reply route(struct api_server *api, const char *method, const char
                                json_object_new_int((int)api->snap_cfg->cfg.nr_vcpus));
         json_object_object_add(o, "mem_size_mib",
                                json_object_new_int64((int64_t)(api->snap_cfg->cfg.mem_size >> 20)));
+        static const char *const names[] = {"auto", "kvm", "tcg"};
         json_object_object_add(o, "accelerator",
-                               json_object_new_string(machine_accel_name(api->machine)));
+                               json_object_new_string(names[api->snap_cfg->cfg.accel]));
         return reply_json(MHD_HTTP_OK, o);
     }
     if (get && !strcmp(res, "machine-config"))

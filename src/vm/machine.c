@@ -877,7 +877,7 @@ enum machine_state machine_get_state(struct machine *m)
 
 const char *machine_accel_name(const struct machine *m)
 {
-    return m->accel ? m->accel->name : "none";
+    return m && m->accel ? m->accel->name : "none";
 }
 
 /* Waits (bounded) for every vCPU to park. */
