@@ -12,6 +12,9 @@ import pytest
 from test_api import COUNTER, POST_BOOT, PRE_BOOT, Vmm, configure, max_gap, ticks
 
 
+SNAPSHOT_TAKEN = {}  # monotonic time the module's snapshot was made
+
+
 def boot_counter(tmp_path):
     v = Vmm(tmp_path)
     configure(v, COUNTER)
@@ -38,6 +41,7 @@ def snapshot(tmp_path_factory):
         print(f"\nsnapshot create (256 MiB guest): {(time.monotonic() - t0) * 1000:.0f} ms "
               f"(memory file {os.stat(d / 'vm.mem').st_blocks * 512 >> 20} MiB on disk)")
         before = ticks(v.console())
+        SNAPSHOT_TAKEN["at"] = time.monotonic()
         v.proc.kill()  # kill -9: nothing of the old process survives
     finally:
         v.close()
@@ -60,7 +64,7 @@ def test_restore_continues_counting(snapshot, tmp_path):
         reply, took = load(v, state, mem, resume=False)
         assert reply == (204, None)
         assert v.api("GET", "/")[1]["state"] == "Paused"
-        time.sleep(1.0)
+        time.sleep(3.0)
         assert ticks(v.console()) == [], "the restored guest ran while paused"
         assert v.api("PATCH", "/vm", {"state": "Resumed"}) == (204, None)
         last = before[-1]
@@ -68,7 +72,11 @@ def test_restore_continues_counting(snapshot, tmp_path):
         after = ticks(v.console())
         assert after[0][0] == last[0] + 1, (last, after[:3])
         # The guest clock went on from the snapshot's time, not from a new boot or the host.
-        assert last[1] < after[0][1] < last[1] + max_gap(before) + 1.0, (last, after[0])
+        # The guest clock went on from the snapshot's time: it did not count the seconds
+        # between the snapshot and the resume (3 s of them paused here), only the time the
+        # guest ran since (retranslating its code first: slow under the sanitizers).
+        wall = time.monotonic() - SNAPSHOT_TAKEN["at"]
+        assert last[1] < after[0][1] < last[1] + wall - 2.5, (last, after[0], wall)
         assert v.api("PUT", "/actions", {"action_type": "FlushMetrics"}) == (204, None)
         status, mc = v.api("GET", "/machine-config")
         assert status == 200 and mc["mem_size_mib"] == 256 and mc["accelerator"] == "tcg"
