@@ -266,3 +266,30 @@ def test_snapshot_of_a_restored_vm(snapshot, tmp_path):
         assert ticks(v.console())[0][0] == middle[-1][0] + 1
     finally:
         v.close()
+
+
+def test_restore_with_a_virtio_console(tmp_path):
+    """The console on virtio-console (hvc0): the guest's output queue goes on after the
+    restore, in a process started without --console virtio (the snapshot says so)."""
+    (tmp_path / "a").mkdir()
+    v = Vmm(tmp_path / "a", "--console", "virtio")
+    try:
+        configure(v, COUNTER.replace("console=ttyS0", "console=hvc0 quiet"))
+        assert v.api("PUT", "/actions", {"action_type": "InstanceStart"}) == (204, None)
+        v.wait_for(r"tick 4 ")
+        assert v.api("PATCH", "/vm", {"state": "Paused"}) == (204, None)
+        assert v.api("PUT", "/snapshot/create", {"snapshot_path": str(tmp_path / "vm.snap"),
+                                                 "mem_file_path": str(tmp_path / "vm.mem")}) == (
+            204, None)
+        before = ticks(v.console())
+        v.proc.kill()
+    finally:
+        v.close()
+    (tmp_path / "b").mkdir()
+    v = Vmm(tmp_path / "b")
+    try:
+        assert load(v, tmp_path / "vm.snap", tmp_path / "vm.mem", resume=True)[0] == (204, None)
+        v.wait_for(rf"tick {before[-1][0] + 2} ", timeout=30)
+        assert ticks(v.console())[0][0] == before[-1][0] + 1
+    finally:
+        v.close()
