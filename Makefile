@@ -14,7 +14,7 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS += -fsanitize=address,undefined
 endif
 CFLAGS := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS := -pthread -lm -luring -lslirp
+LDLIBS := -pthread -lm -luring -lslirp -lmicrohttpd -ljson-c
 
 LIB_SRCS := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -97,6 +97,7 @@ bench: deps all payloads
 	@$(MAKE) --no-print-directory guest
 	/usr/bin/python3 bench/boot.py
 	/usr/bin/python3 bench/programs.py
+	/usr/bin/python3 bench/api.py
 	@$(MAKE) --no-print-directory debian
 	/usr/bin/python3 bench/disk.py
 	/usr/bin/python3 bench/net.py

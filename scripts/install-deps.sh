@@ -14,6 +14,9 @@ pkgs=(
   acpica-tools            # iasl: unit tests disassemble the generated DSDT/MCFG to check them
   libslirp-dev            # user-mode networking for virtio-net (--net user): libslirp
   iperf3                  # network benchmark (bench/net.py): the host side of iperf3
+  libmicrohttpd-dev       # the control plane's HTTP/1.1 server (Firecracker API, --api-sock)
+  libjson-c-dev           # JSON bodies of the API and --config-file
+  curl                    # API e2e tests drive the socket as Firecracker's guide does
 )
 missing=()
 for p in "${pkgs[@]}"; do

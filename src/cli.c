@@ -17,6 +17,8 @@ const char cli_usage[] =
     "                  [--net user[,hostfwd=RULE]...|tap=NAME[,queues=N]|tap-fd=N[:N...]\n"
     "                         [,mac=MAC][,mtu=N]]...\n"
     "                  [--vsock cid=N,path=SOCK] [--device MODEL[,KEY=VALUE...]]...\n"
+    "                  [--api-sock PATH] [--config-file FILE]\n"
+    "       quokka --api-sock PATH [--config-file FILE] [run options...]\n"
     "       quokka --help | --version\n"
     "\n"
     "  --kernel PATH    Linux bzImage, vmlinux with a PVH note, Multiboot v1 ELF, or ELF64\n"
@@ -45,6 +47,11 @@ const char cli_usage[] =
     "                   path=SOCK (host connects and writes \"CONNECT <port>\\n\"; guest\n"
     "                   connections to CID 2 port P reach SOCK_P)\n"
     "  --device D       any device model with options, e.g. virtio-rng, uart16550\n"
+    "  --api-sock PATH  serve Firecracker's REST API on the Unix socket PATH (created; an\n"
+    "                   existing file is an error): configure with PUT /boot-source,\n"
+    "                   /machine-config, /drives/ID..., boot with PUT /actions InstanceStart;\n"
+    "                   PATCH /vm pauses and resumes. The options above are the defaults\n"
+    "  --config-file F  boot right away from Firecracker's JSON configuration file F\n"
     "\n"
     "Exit status: 0 guest powered off or rebooted; (V<<1)|1 guest wrote V to port 0xf4;\n"
     "1 quokka could not start the VM; 2 usage error; 3 guest crashed (triple fault);\n"
@@ -65,6 +72,8 @@ enum {
     OPT_DEVICE,
     OPT_NET,
     OPT_VSOCK,
+    OPT_API_SOCK,
+    OPT_CONFIG_FILE,
 };
 
 /* [virtio[:]]stdio|none|file:PATH; "virtio" alone is virtio:stdio. */
@@ -140,8 +149,13 @@ static int add_device(struct machine_config *cfg, const char *flag, int opt, con
 }
 
 int cli_parse(int argc, char **argv, const char *default_kernel, const char *default_initrd,
-              enum cli_action *action, struct machine_config *cfg, char *err, size_t errlen)
+              enum cli_action *action, struct machine_config *cfg, struct cli_extra *extra,
+              char *err, size_t errlen)
 {
+    struct cli_extra unused;
+    if (!extra)
+        extra = &unused;
+    memset(extra, 0, sizeof(*extra));
     memset(cfg, 0, sizeof(*cfg));
     cfg->mem_size = 256ULL << 20;
     cfg->nr_vcpus = 1;
@@ -159,7 +173,10 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         *action = CLI_VERSION;
         return 0;
     }
-    if (strcmp(argv[1], "run") != 0)
+    /* Firecracker is started as `firecracker --api-sock PATH`: options without a command
+     * word are run's. */
+    bool implicit_run = argv[1][0] == '-' && argv[1][1] == '-';
+    if (strcmp(argv[1], "run") != 0 && !implicit_run)
         return qk_fail(err, errlen, "unknown command '%s' (try 'quokka --help')", argv[1]);
     *action = CLI_RUN;
 
@@ -176,11 +193,13 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"device", required_argument, NULL, OPT_DEVICE},
         {"net", required_argument, NULL, OPT_NET},
         {"vsock", required_argument, NULL, OPT_VSOCK},
+        {"api-sock", required_argument, NULL, OPT_API_SOCK},
+        {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     bool kernel_given = false, initrd_given = false;
-    optind = 2;
+    optind = implicit_run ? 1 : 2;
     opterr = 0;
     for (;;) {
         int prev = optind;
@@ -233,6 +252,12 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
             if (add_device(cfg, device_flag(opt), opt, arg, err, errlen) < 0)
                 return -1;
             break;
+        case OPT_API_SOCK:
+            extra->api_sock = arg;
+            break;
+        case OPT_CONFIG_FILE:
+            extra->config_file = arg;
+            break;
         case 'h':
             *action = CLI_HELP;
             return 0;
@@ -247,6 +272,10 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
     if (cfg->virtio_console && !has_device(cfg, "virtio-console") &&
         add_device(cfg, "--console", OPT_DEVICE, "virtio-console", err, errlen) < 0)
         return -1;
+    extra->kernel_given = kernel_given;
+    /* The API and the config file give the kernel themselves. */
+    if (!kernel_given && (extra->api_sock || extra->config_file))
+        return 0;
     if (!kernel_given) {
         if (!default_kernel || access(default_kernel, R_OK) != 0)
             return qk_fail(err, errlen,

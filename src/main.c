@@ -1,4 +1,5 @@
 /* quokka: a virtual machine monitor for x86-64 guests on KVM or quokka's own translator. */
+#include "api/api.h"
 #include "cli.h"
 #include "util/log.h"
 
@@ -34,7 +35,8 @@ int main(int argc, char **argv)
     default_guest_paths(kernel, initrd, sizeof(kernel));
     enum cli_action action;
     struct machine_config cfg;
-    if (cli_parse(argc, argv, kernel, initrd, &action, &cfg, err, sizeof(err)) < 0) {
+    struct cli_extra extra;
+    if (cli_parse(argc, argv, kernel, initrd, &action, &cfg, &extra, err, sizeof(err)) < 0) {
         qk_error("%s", err);
         return EXIT_USAGE;
     }
@@ -47,6 +49,12 @@ int main(int argc, char **argv)
         return 0;
     case CLI_RUN:
         break;
+    }
+    accel_settings_from_env(&cfg.accel_settings);
+    if (extra.api_sock || extra.config_file) {
+        const struct api_options api = {extra.api_sock, extra.config_file, &cfg,
+                                        extra.kernel_given};
+        return api_main(&api);
     }
     return machine_run(&cfg);
 }

@@ -2,6 +2,7 @@
 
 #include "util/log.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,6 +19,37 @@ int accel_parse_kind(const char *text, enum accel_kind *out)
         }
     }
     return -1;
+}
+
+int accel_parse_tcg_backend(const char *text, enum tcg_backend_choice *out)
+{
+    if (!strcmp(text, "native"))
+        *out = TCG_BACKEND_NATIVE;
+    else if (!strcmp(text, "interp"))
+        *out = TCG_BACKEND_INTERP;
+    else
+        return -1;
+    return 0;
+}
+
+void accel_settings_from_env(struct accel_settings *s)
+{
+    const char *choice = getenv("QUOKKA_TCG_BACKEND");
+    if (choice && accel_parse_tcg_backend(choice, &s->tcg_backend) < 0) {
+        qk_warn("QUOKKA_TCG_BACKEND=%s is neither 'native' nor 'interp': using native", choice);
+        s->tcg_backend = TCG_BACKEND_NATIVE;
+    }
+    /* QUOKKA_TCG_CODE_KB shrinks the code buffer (tests: fills, flushes and restarts). */
+    const char *kb = getenv("QUOKKA_TCG_CODE_KB");
+    if (kb) {
+        char *end;
+        unsigned long v = strtoul(kb, &end, 10);
+        if (*kb && !*end && v >= TCG_CODE_KB_MIN && v <= TCG_CODE_KB_MAX)
+            s->tcg_code_kb = (unsigned)v;
+        else
+            qk_warn("QUOKKA_TCG_CODE_KB=%s is not a number of KiB from %u to %u: using %u", kb,
+                    TCG_CODE_KB_MIN, TCG_CODE_KB_MAX, TCG_CODE_KB_MAX);
+    }
 }
 
 /* The translator runs anywhere; it is kept behind a function so a build without it can

@@ -12,8 +12,25 @@
 
 struct guest_memory;
 struct bus;
+struct snap_writer;
+struct snap_reader;
 
 enum accel_kind { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
+
+/* Accelerator settings, part of the machine's configuration (CLI, config file and API fill
+ * it; QUOKKA_TCG_BACKEND and QUOKKA_TCG_CODE_KB override it, see accel_settings_from_env). */
+enum tcg_backend_choice { TCG_BACKEND_NATIVE, TCG_BACKEND_INTERP };
+struct accel_settings {
+    enum tcg_backend_choice tcg_backend; /* native falls back to interp where unavailable */
+    unsigned tcg_code_kb;                /* native code buffer in KiB; 0: the default */
+};
+
+#define TCG_CODE_KB_MIN 64u
+#define TCG_CODE_KB_MAX (128u << 10)
+
+/* Environment overrides of *s; a bad value is named on stderr and ignored. */
+void accel_settings_from_env(struct accel_settings *s);
+int accel_parse_tcg_backend(const char *text, enum tcg_backend_choice *out);
 
 enum accel_exit_reason {
     ACCEL_EXIT_IO,       /* port access; reads are completed by filling io.data before run() */
@@ -29,7 +46,7 @@ struct accel_exit {
     union {
         struct {
             uint16_t port;
-            uint8_t size;  /* 1, 2 or 4 */
+            uint8_t size; /* 1, 2 or 4 */
             bool is_write;
             uint32_t count; /* >1 for string I/O: count items of size bytes in data */
             uint8_t *data;
@@ -48,7 +65,7 @@ struct accel_exit {
 
 struct accel_vm_config {
     struct guest_memory *mem;
-    struct bus *pio;  /* the translator dispatches accesses itself; KVM returns exits */
+    struct bus *pio; /* the translator dispatches accesses itself; KVM returns exits */
     struct bus *mmio;
     unsigned nr_vcpus;
     /* Accelerators without an in-kernel irqchip ask the machine's interrupt controller model
@@ -58,6 +75,9 @@ struct accel_vm_config {
     /* Same accelerators: a local APIC retired a level-triggered vector (EOI broadcast to the
      * IOAPIC). Called on the vCPU thread; may send APIC messages back. NULL: nobody listens. */
     void (*eoi)(void *ctx, uint8_t vector);
+    /* The guest clock timers count in (NULL: the host's monotonic clock). */
+    struct guest_clock *clock;
+    const struct accel_settings *settings; /* NULL: defaults */
 };
 
 struct accel_vm;
@@ -81,7 +101,7 @@ struct accel_ops {
     /* CPUID leaves this accelerator can run; the machine filters them into its model. */
     int (*supported_cpuid)(struct accel_vm *vm, struct cpuid_model *out, char *err, size_t errlen);
     int (*set_irq)(struct accel_vm *vm, uint32_t gsi, int level); /* in-kernel irqchip */
-    void (*set_intr)(struct accel_vcpu *vcpu, int level); /* user irqchip: the INTR pin */
+    void (*set_intr)(struct accel_vcpu *vcpu, int level);         /* user irqchip: the INTR pin */
     /* User irqchip with local APICs in the accelerator: deliver an IOAPIC message. Any thread;
      * NULL when the accelerator has no local APIC. */
     void (*apic_msg)(struct accel_vm *vm, const struct apic_msg *msg);
@@ -91,8 +111,7 @@ struct accel_ops {
     /* Optional (KVM): route MSI number `route` (0..ACCEL_MAX_MSI_ROUTES-1) to address/data
      * and return in *fd an eventfd that raises it when written (irqfd), created on first
      * use. -1 when routing failed (the caller then delivers through apic_msg or drops). */
-    int (*msi_route)(struct accel_vm *vm, unsigned route, uint64_t address, uint32_t data,
-                     int *fd);
+    int (*msi_route)(struct accel_vm *vm, unsigned route, uint64_t address, uint32_t data, int *fd);
     /* Optional (KVM): writes of len bytes at addr signal fd without an exit (ioeventfd). */
     int (*ioeventfd)(struct accel_vm *vm, bool mmio, uint64_t addr, unsigned len, int fd,
                      bool assign);
@@ -111,6 +130,11 @@ struct accel_ops {
     void (*kick)(struct accel_vcpu *vcpu);
     /* Prepare the calling thread to be this vCPU's thread (signal setup etc.). */
     int (*vcpu_thread_init)(struct accel_vcpu *vcpu);
+    /* Optional (snapshots): the vCPU's whole state (registers, FPU/SSE, MSRs, local APIC),
+     * called while it is stopped between two run() calls. load returns -1 with a message on
+     * malformed data. NULL: this accelerator cannot snapshot yet. */
+    void (*save_vcpu)(struct accel_vcpu *vcpu, struct snap_writer *w);
+    int (*load_vcpu)(struct accel_vcpu *vcpu, struct snap_reader *r, char *err, size_t errlen);
     /* Optional: guest instructions executed so far (for benchmarks); NULL when unknown. */
     uint64_t (*guest_insns)(struct accel_vcpu *vcpu);
 };

@@ -11,12 +11,14 @@
  *
  * Locking: one mutex; request_stop is called only after it is released. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define PM_BASE PORT_ACPI_PM1A_EVT
@@ -48,23 +50,27 @@ struct acpi_pm {
     uint16_t status;
     uint16_t enable;
     uint16_t control;
-    struct timespec timer_base;
+    uint64_t timer_base; /* guest clock (host.clock_ns) at creation */
 };
 
 enum pm_action { PM_NONE, PM_POWEROFF, PM_REBOOT };
 
+static uint64_t pm_clock(const struct acpi_pm *pm)
+{
+    if (pm->host.clock_ns)
+        return pm->host.clock_ns(pm->host.timer_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 static uint32_t read_timer(const struct acpi_pm *pm)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t sec = (int64_t)(now.tv_sec - pm->timer_base.tv_sec);
-    int64_t nsec = now.tv_nsec - pm->timer_base.tv_nsec;
-    if (nsec < 0) {
-        nsec += 1000000000;
-        sec--;
-    }
+    /* The guest clock: the timer stands still while the VM is paused. */
+    uint64_t elapsed = pm_clock(pm) - pm->timer_base;
+    uint64_t sec = elapsed / 1000000000ULL, nsec = elapsed % 1000000000ULL;
     /* Split so neither product overflows however long the guest runs. */
-    uint64_t ticks = (uint64_t)sec * PM_TIMER_HZ + (uint64_t)nsec * PM_TIMER_HZ / 1000000000ULL;
+    uint64_t ticks = sec * PM_TIMER_HZ + nsec * PM_TIMER_HZ / 1000000000ULL;
     return (uint32_t)(ticks & PM_TIMER_MASK);
 }
 
@@ -145,15 +151,15 @@ static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t valu
 
 static const struct bus_device_ops pm_ops = {.read = pm_read, .write = pm_write};
 
-static int pm_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int pm_create(const struct device_host *host, const struct device_args *args, void **state,
+                     char *err, size_t errlen)
 {
     struct acpi_pm *pm = calloc(1, sizeof(*pm));
     if (!pm)
         return qk_fail(err, errlen, "out of memory");
     pm->host = *host;
     pm->control = CNT_SCI_EN;
-    clock_gettime(CLOCK_MONOTONIC, &pm->timer_base);
+    pm->timer_base = pm_clock(pm);
     if (pthread_mutex_init(&pm->lock, NULL) != 0) {
         free(pm);
         return qk_fail(err, errlen, "cannot create the ACPI PM lock");
@@ -176,10 +182,42 @@ static void pm_destroy(void *state)
     free(pm);
 }
 
+static void pm_save(void *state, struct snap_writer *w)
+{
+    struct acpi_pm *pm = state;
+    pthread_mutex_lock(&pm->lock);
+    snap_put(w, &pm->status, sizeof(pm->status));
+    snap_put(w, &pm->enable, sizeof(pm->enable));
+    snap_put(w, &pm->control, sizeof(pm->control));
+    snap_put_u64(w, pm->timer_base);
+    pthread_mutex_unlock(&pm->lock);
+}
+
+static int pm_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct acpi_pm *pm = state;
+    uint16_t status, enable, control;
+    snap_get(r, &status, sizeof(status));
+    snap_get(r, &enable, sizeof(enable));
+    snap_get(r, &control, sizeof(control));
+    uint64_t base = snap_get_u64(r);
+    if (!snap_done(r))
+        return qk_fail(err, errlen, "acpi_pm state is malformed");
+    pthread_mutex_lock(&pm->lock);
+    pm->status = status;
+    pm->enable = enable;
+    pm->control = control;
+    pm->timer_base = base;
+    pthread_mutex_unlock(&pm->lock);
+    return 0;
+}
+
 DEVICE_MODEL(acpi_pm_model) = {
     .name = "acpi_pm",
     .level = DEVICE_LEVEL_PLATFORM,
     .default_instance = true,
     .create = pm_create,
     .destroy = pm_destroy,
+    .save = pm_save,
+    .load = pm_load,
 };

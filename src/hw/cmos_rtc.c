@@ -11,12 +11,14 @@
  * Locking: one mutex; timer_arm is called with it held (as in i8254.c), set_irq after it is
  * released. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #define CMOS_SIZE 128
@@ -77,10 +79,10 @@ struct cmos {
     uint8_t index; /* < CMOS_SIZE */
     uint8_t ram[CMOS_SIZE];
 
-    int64_t base_wall_ns;      /* host wall clock at creation */
-    struct timespec base_mono; /* CLOCK_MONOTONIC at creation */
-    int64_t guest_offset;      /* guest time - host time, seconds, set by the guest */
-    bool frozen;               /* register B SET: the clock stands still while it is set */
+    int64_t base_wall_ns; /* host wall clock at creation */
+    uint64_t base_mono;   /* guest clock (host.clock_ns) at creation */
+    int64_t guest_offset; /* guest time - host time, seconds, set by the guest */
+    bool frozen;          /* register B SET: the clock stands still while it is set */
     struct rtc_fields frozen_time;
     int64_t flags_seen_ns;      /* host time flags were last collected */
     uint8_t pending_c;          /* flags collected since the last register C read */
@@ -136,13 +138,19 @@ static int clamp(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* The guest clock (stands still while the VM is paused); CLOCK_MONOTONIC without one. */
+static uint64_t cmos_clock(const struct cmos *c)
+{
+    if (c->host.clock_ns)
+        return c->host.clock_ns(c->host.timer_ctx);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
 static int64_t host_now_ns(const struct cmos *c)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t elapsed = (int64_t)(now.tv_sec - c->base_mono.tv_sec) * NS_PER_SEC +
-                      (now.tv_nsec - c->base_mono.tv_nsec);
-    return c->base_wall_ns + elapsed;
+    return c->base_wall_ns + (int64_t)(cmos_clock(c) - c->base_mono);
 }
 
 static struct rtc_fields guest_now(const struct cmos *c)
@@ -479,7 +487,7 @@ static int cmos_create(const struct device_host *host, const struct device_args 
     c->host = *host;
     time_t wall = host->wall_clock ? host->wall_clock() : time(NULL);
     c->base_wall_ns = (int64_t)wall * NS_PER_SEC;
-    clock_gettime(CLOCK_MONOTONIC, &c->base_mono);
+    c->base_mono = cmos_clock(c);
     c->flags_seen_ns = c->base_wall_ns;
     c->ram[REG_A] = 0x26; /* 32.768 kHz time base, 1024 Hz periodic rate */
     c->ram[REG_B] = B_24H;
@@ -513,10 +521,37 @@ static void cmos_destroy(void *state)
     free(c);
 }
 
+/* Registers, RAM and the clock's bases (guest-clock ns, which a restore continues). */
+#define CMOS_STATE_OFFSET offsetof(struct cmos, index)
+#define CMOS_STATE_SIZE (sizeof(struct cmos) - CMOS_STATE_OFFSET)
+
+static void cmos_save(void *state, struct snap_writer *w)
+{
+    struct cmos *c = state;
+    pthread_mutex_lock(&c->lock);
+    snap_put(w, (uint8_t *)c + CMOS_STATE_OFFSET, CMOS_STATE_SIZE);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int cmos_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct cmos *c = state, saved;
+    snap_get(r, (uint8_t *)&saved + CMOS_STATE_OFFSET, CMOS_STATE_SIZE);
+    if (!snap_done(r) || saved.index >= CMOS_SIZE)
+        return qk_fail(err, errlen, "cmos_rtc state is malformed");
+    pthread_mutex_lock(&c->lock);
+    memcpy((uint8_t *)c + CMOS_STATE_OFFSET, (uint8_t *)&saved + CMOS_STATE_OFFSET,
+           CMOS_STATE_SIZE);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
 DEVICE_MODEL(cmos_rtc_model) = {
     .name = "cmos_rtc",
     .level = DEVICE_LEVEL_PLATFORM,
     .default_instance = true,
     .create = cmos_create,
     .destroy = cmos_destroy,
+    .save = cmos_save,
+    .load = cmos_load,
 };

@@ -23,11 +23,11 @@
 #include <time.h>
 
 enum vm_stop_kind {
-    VM_STOP_POWEROFF, /* guest asked to power off: exit 0 */
-    VM_STOP_REBOOT,   /* guest asked to reset: quokka has no warm reset, exit 0 */
+    VM_STOP_POWEROFF,   /* guest asked to power off: exit 0 */
+    VM_STOP_REBOOT,     /* guest asked to reset: quokka has no warm reset, exit 0 */
     VM_STOP_DEBUG_EXIT, /* isa-debug-exit: status (V << 1) | 1 */
-    VM_STOP_ERROR,    /* triple fault, accelerator error: exit 3 */
-    VM_STOP_SIGNAL,   /* host SIGINT/SIGTERM */
+    VM_STOP_ERROR,      /* triple fault, accelerator error: exit 3 */
+    VM_STOP_SIGNAL,     /* host SIGINT/SIGTERM */
 };
 
 /* Console the guest's serial port talks to. Output is written synchronously; input is pushed
@@ -86,6 +86,9 @@ struct device_host {
      * callback runs on a vCPU thread with no APIC lock held. */
     void (*send_apic_msg)(void *ctx, const struct apic_msg *msg);
     void (*register_eoi)(void *ctx, void (*eoi)(void *opaque, uint8_t vector), void *opaque);
+    /* Optional: the keyboard controller offers a Ctrl+Alt+Del key press (the API's
+     * SendCtrlAltDel); `press` returns 0, or -1 when the guest cannot take it now. */
+    void (*register_ctrl_alt_del)(void *ctx, int (*press)(void *opaque), void *opaque);
     void *irqchip_ctx;
 
     /* Guest memory for DMA (never NULL in a machine; unit tests may give a fake RAM). */
@@ -120,6 +123,8 @@ struct device_host {
 
 struct device_timer;
 struct aml_buf;
+struct snap_writer;
+struct snap_reader;
 
 /* Creation order: every device of a lower level exists before any of the next. */
 enum device_level {
@@ -130,8 +135,8 @@ enum device_level {
 
 /* Per-instance configuration. */
 struct device_args {
-    unsigned instance;        /* 0 for the first instance of its model, then 1, 2... */
-    const struct opts *opts;  /* the command line's key=value options (never NULL) */
+    unsigned instance;       /* 0 for the first instance of its model, then 1, 2... */
+    const struct opts *opts; /* the command line's key=value options (never NULL) */
     /* The host console this instance talks to (the first UART, or virtio-console with
      * `--console virtio`), or NULL: output dropped, no input. */
     const struct device_console *console;
@@ -154,6 +159,17 @@ struct device_model {
     void (*destroy)(void *state);
     /* Optional: AML for the DSDT's \_SB scope (e.g. the PCI root bridge, COM ports). */
     void (*describe_acpi)(void *state, struct aml_buf *aml);
+    /* Snapshots (vm/snapshot.h), called while every vCPU is parked: save writes the
+     * guest-visible state; load puts it into a freshly created instance (re-arming timers,
+     * re-driving lines) and returns -1 with a message when the data is malformed (it is
+     * bounded like guest input). A model with neither, unless `stateless`, cannot be
+     * snapshotted yet. */
+    void (*save)(void *state, struct snap_writer *w);
+    /* Optional, before save: finish the I/O in flight (-1 with a message when it does not
+     * finish in time). */
+    int (*quiesce)(void *state, char *err, size_t errlen);
+    int (*load)(void *state, struct snap_reader *r, char *err, size_t errlen);
+    bool stateless;
 };
 
 #define DEVICE_MODEL(ident)                                                                        \

@@ -9,12 +9,14 @@
  * Locking: one mutex; set_irq is called with it held (the callee never calls back into a
  * device), request_stop only after it is released. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define STATUS_OBF 0x01      /* output buffer full */
 #define STATUS_SYS 0x04      /* system flag (POST passed), mirrors the command byte */
@@ -254,11 +256,34 @@ static void cmd_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
     i8042_write(opaque, offset, size, value, true);
 }
 
+/* Ctrl+Alt+Del as key presses into the keyboard's output queue, as Firecracker's i8042 does
+ * (no releases). With translation on (command byte bit 6, what Linux keeps), the controller
+ * would hand the guest scan code set 1: Ctrl 1D, Alt 38, Del E0 53; else set 2: 14, 11,
+ * E0 71. Linux needs an AT keyboard driver bound to port 1 (i8042.dumbkbd binds it to this
+ * keyboard-less controller) and reboots on the sequence. */
+static int i8042_ctrl_alt_del(void *opaque)
+{
+    struct i8042 *c = opaque;
+    static const uint8_t set1[] = {0x1d, 0x38, 0xe0, 0x53};
+    static const uint8_t set2[] = {0x14, 0x11, 0xe0, 0x71};
+    pthread_mutex_lock(&c->lock);
+    if (OUT_QUEUE_SIZE - c->count < sizeof(set1) || (c->ram[0] & CTR_KBD_DISABLE)) {
+        pthread_mutex_unlock(&c->lock);
+        return -1;
+    }
+    const uint8_t *keys = (c->ram[0] & CTR_XLATE) ? set1 : set2;
+    for (unsigned i = 0; i < sizeof(set1); i++)
+        push(c, keys[i], false, false);
+    update_irqs(c);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
 static const struct bus_device_ops data_ops = {.read = data_read, .write = data_write};
 static const struct bus_device_ops cmd_ops = {.read = cmd_read, .write = cmd_write};
 
 static int i8042_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+                        void **state, char *err, size_t errlen)
 {
     struct i8042 *c = calloc(1, sizeof(*c));
     if (!c)
@@ -279,6 +304,8 @@ static int i8042_create(const struct device_host *host, const struct device_args
      * allocated (the machine is being torn down anyway) rather than dangling. */
     if (bus_register(host->pio, PORT_I8042_CMD, 1, &cmd_ops, c, "i8042-cmd", err, errlen) < 0)
         return -1;
+    if (host->register_ctrl_alt_del)
+        host->register_ctrl_alt_del(host->irqchip_ctx, i8042_ctrl_alt_del, c);
     *state = c;
     return 0;
 }
@@ -292,10 +319,39 @@ static void i8042_destroy(void *state)
     free(c);
 }
 
+/* The output queue, controller RAM and lines: the bytes from `queue` to the end. */
+#define I8042_STATE_OFFSET offsetof(struct i8042, queue)
+#define I8042_STATE_SIZE (sizeof(struct i8042) - I8042_STATE_OFFSET)
+
+static void i8042_save(void *state, struct snap_writer *w)
+{
+    struct i8042 *c = state;
+    pthread_mutex_lock(&c->lock);
+    snap_put(w, (uint8_t *)c + I8042_STATE_OFFSET, I8042_STATE_SIZE);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int i8042_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct i8042 *c = state, saved;
+    snap_get(r, (uint8_t *)&saved + I8042_STATE_OFFSET, I8042_STATE_SIZE);
+    if (!snap_done(r) || saved.head >= OUT_QUEUE_SIZE || saved.count > OUT_QUEUE_SIZE)
+        return qk_fail(err, errlen, "i8042 state is malformed");
+    pthread_mutex_lock(&c->lock);
+    memcpy((uint8_t *)c + I8042_STATE_OFFSET, (uint8_t *)&saved + I8042_STATE_OFFSET,
+           I8042_STATE_SIZE);
+    c->kbd_irq = c->aux_irq = false;
+    update_irqs(c);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
 DEVICE_MODEL(i8042_model) = {
     .name = "i8042",
     .level = DEVICE_LEVEL_PLATFORM,
     .default_instance = true,
     .create = i8042_create,
     .destroy = i8042_destroy,
+    .save = i8042_save,
+    .load = i8042_load,
 };

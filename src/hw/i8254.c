@@ -31,12 +31,14 @@
  * timer_arm is called with it held (the timer list lock nests inside, callbacks run without
  * the list lock, so there is no cycle). set_irq is called after releasing it. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define PORT_PIT_CONTROL (PORT_PIT_BASE + 3)
 #define PORT_SYSTEM_B 0x61
@@ -444,8 +446,8 @@ static void sysb_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
 static const struct bus_device_ops pit_ops = {.read = pit_read, .write = pit_write};
 static const struct bus_device_ops sysb_ops = {.read = sysb_read, .write = sysb_write};
 
-static int pit_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int pit_create(const struct device_host *host, const struct device_args *args, void **state,
+                      char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)
@@ -506,10 +508,45 @@ static void pit_destroy(void *state)
     free(p);
 }
 
+static void pit_save(void *state, struct snap_writer *w)
+{
+    struct i8254 *p = state;
+    pthread_mutex_lock(&p->lock);
+    snap_put(w, p->ch, sizeof(p->ch));
+    snap_put_u64(w, p->next_irq_tick);
+    snap_put(w, &p->port61, 1);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Counts and times are in guest-clock ns, which a restore continues: channel 0's timer is
+ * armed again for its next edge. */
+static int pit_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct i8254 *p = state;
+    struct pit_channel ch[PIT_NR_CHANNELS];
+    uint8_t port61;
+    snap_get(r, ch, sizeof(ch));
+    snap_get_u64(r);
+    snap_get(r, &port61, 1);
+    bool ok = snap_done(r);
+    for (unsigned i = 0; ok && i < PIT_NR_CHANNELS; i++)
+        ok = ch[i].count >= 1 && ch[i].count <= 65536 && ch[i].mode <= 7;
+    if (!ok)
+        return qk_fail(err, errlen, "i8254 state is malformed");
+    pthread_mutex_lock(&p->lock);
+    memcpy(p->ch, ch, sizeof(ch));
+    p->port61 = port61;
+    schedule(p, now_ns(p));
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
 DEVICE_MODEL(i8254_model) = {
     .name = "i8254",
     .level = DEVICE_LEVEL_PLATFORM,
     .default_instance = true,
     .create = pit_create,
     .destroy = pit_destroy,
+    .save = pit_save,
+    .load = pit_load,
 };

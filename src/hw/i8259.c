@@ -24,11 +24,13 @@
  * lock held: it only records the pin and kicks the vCPU, never calling back into the PIC, so
  * the order PIC -> accelerator cannot deadlock and INTR changes reach the CPU in order. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define PORT_PIC_MASTER 0x20
 #define PORT_PIC_SLAVE 0xa0
@@ -443,8 +445,8 @@ static void pic_reset(struct pic_chip *c, bool master)
     };
 }
 
-static int pic_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int pic_create(const struct device_host *host, const struct device_args *args, void **state,
+                      char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)
@@ -498,10 +500,36 @@ static void pic_destroy(void *state)
     free(p);
 }
 
+static void pic_save(void *state, struct snap_writer *w)
+{
+    struct i8259 *p = state;
+    pthread_mutex_lock(&p->lock);
+    snap_put(w, p->chip, sizeof(p->chip));
+    pthread_mutex_unlock(&p->lock);
+}
+
+static int pic_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct i8259 *p = state;
+    struct pic_chip chip[2];
+    snap_get(r, chip, sizeof(chip));
+    if (!snap_done(r) || chip[0].lowest_priority > 7 || chip[1].lowest_priority > 7 ||
+        chip[0].init_state > 3 || chip[1].init_state > 3)
+        return qk_fail(err, errlen, "i8259 state is malformed");
+    pthread_mutex_lock(&p->lock);
+    memcpy(p->chip, chip, sizeof(chip));
+    p->intr = false;
+    update(p);
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
 DEVICE_MODEL(i8259_model) = {
     .name = "i8259",
     .level = DEVICE_LEVEL_IRQCHIP,
     .default_instance = true,
     .create = pic_create,
     .destroy = pic_destroy,
+    .save = pic_save,
+    .load = pic_load,
 };

@@ -21,12 +21,14 @@
  * Locking: one mutex. Messages go to the local APICs with it held (their locks nest inside);
  * the EOI broadcast arrives on a vCPU thread with no local APIC lock held. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define IOAPIC_NR_PINS 24
 #define IOAPIC_MMIO_LEN 0x1000
@@ -47,8 +49,8 @@
 #define RTE_MASKED (1ULL << 16)
 #define RTE_DEST_SHIFT 56
 /* Guest-writable bits: all but delivery status (12), remote IRR (14) and reserved ones. */
-#define RTE_WRITABLE (0xff000000000000ffULL | (7ULL << 8) | (1ULL << 11) | (1ULL << 13) | \
-                      RTE_LEVEL | RTE_MASKED)
+#define RTE_WRITABLE                                                                               \
+    (0xff000000000000ffULL | (7ULL << 8) | (1ULL << 11) | (1ULL << 13) | RTE_LEVEL | RTE_MASKED)
 
 struct ioapic {
     pthread_mutex_t lock;
@@ -131,7 +133,7 @@ static void write_reg(struct ioapic *io, uint32_t value)
     *e = (v & RTE_WRITABLE) | (*e & RTE_REMOTE_IRR);
     if (!(*e & RTE_LEVEL))
         *e &= ~RTE_REMOTE_IRR; /* remote IRR is undefined for edge entries: keep it clear */
-    service_level(io, pin); /* an asserted level line unmasked now is delivered now */
+    service_level(io, pin);    /* an asserted level line unmasked now is delivered now */
 }
 
 /* 32-bit registers at 0x00 and 0x10; narrower accesses see their bytes of the register,
@@ -201,7 +203,7 @@ static void ioapic_eoi(void *opaque, uint8_t vector)
 static const struct bus_device_ops ioapic_ops = {.read = ioapic_read, .write = ioapic_write};
 
 static int ioapic_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+                         void **state, char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)
@@ -241,10 +243,41 @@ static void ioapic_destroy(void *state)
     free(io);
 }
 
+static void ioapic_save(void *state, struct snap_writer *w)
+{
+    struct ioapic *io = state;
+    pthread_mutex_lock(&io->lock);
+    snap_put_u32(w, io->regsel);
+    snap_put_u32(w, io->id);
+    snap_put(w, io->rte, sizeof(io->rte));
+    snap_put_u32(w, io->lines);
+    pthread_mutex_unlock(&io->lock);
+}
+
+static int ioapic_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct ioapic *io = state;
+    uint64_t rte[IOAPIC_NR_PINS];
+    uint32_t regsel = snap_get_u32(r), id = snap_get_u32(r);
+    snap_get(r, rte, sizeof(rte));
+    uint32_t lines = snap_get_u32(r);
+    if (!snap_done(r))
+        return qk_fail(err, errlen, "ioapic state is malformed");
+    pthread_mutex_lock(&io->lock);
+    io->regsel = regsel;
+    io->id = id;
+    memcpy(io->rte, rte, sizeof(rte));
+    io->lines = lines;
+    pthread_mutex_unlock(&io->lock);
+    return 0;
+}
+
 DEVICE_MODEL(ioapic_model) = {
     .name = "ioapic",
     .level = DEVICE_LEVEL_IRQCHIP,
     .default_instance = true,
     .create = ioapic_create,
     .destroy = ioapic_destroy,
+    .save = ioapic_save,
+    .load = ioapic_load,
 };

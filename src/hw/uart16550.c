@@ -10,6 +10,7 @@
  * uart). While holding it we call console->write (which takes no console lock) and set_irq
  * (which never calls back into a device), so neither can deadlock. */
 #include "hw/device.h"
+#include "vm/snapshot.h"
 #include "vm/boot/aml.h"
 #include "util/log.h"
 #include "vm/platform.h"
@@ -18,6 +19,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define UART_NR_PORTS 8
 #define UART_FIFO_SIZE 16
@@ -374,16 +376,18 @@ static const struct bus_device_ops uart_ops = {
     .write = uart_bus_write,
 };
 
-static int uart_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int uart_create(const struct device_host *host, const struct device_args *args, void **state,
+                       char *err, size_t errlen)
 {
     /* The PC's COM1..COM4 resources, by instance. */
     static const struct {
         uint16_t port;
         uint8_t irq;
         const char *name;
-    } com[] = {{PORT_COM1, IRQ_COM1, "com1"}, {PORT_COM2, IRQ_COM2, "com2"},
-               {0x3e8, IRQ_COM1, "com3"}, {0x2e8, IRQ_COM2, "com4"}};
+    } com[] = {{PORT_COM1, IRQ_COM1, "com1"},
+               {PORT_COM2, IRQ_COM2, "com2"},
+               {0x3e8, IRQ_COM1, "com3"},
+               {0x2e8, IRQ_COM2, "com4"}};
     if (args->instance >= sizeof(com) / sizeof(com[0]))
         return qk_fail(err, errlen, "at most %zu serial ports", sizeof(com) / sizeof(com[0]));
     struct uart *u = calloc(1, sizeof(*u));
@@ -441,6 +445,33 @@ static void uart_describe_acpi(void *state, struct aml_buf *aml)
     aml_end(aml);
 }
 
+/* The registers and receive FIFO: the bytes from rx_fifo to the end of the struct. */
+#define UART_STATE_OFFSET offsetof(struct uart, rx_fifo)
+#define UART_STATE_SIZE (sizeof(struct uart) - UART_STATE_OFFSET)
+
+static void uart_save(void *state, struct snap_writer *w)
+{
+    struct uart *u = state;
+    pthread_mutex_lock(&u->lock);
+    snap_put(w, (uint8_t *)u + UART_STATE_OFFSET, UART_STATE_SIZE);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static int uart_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct uart *u = state, saved;
+    snap_get(r, (uint8_t *)&saved + UART_STATE_OFFSET, UART_STATE_SIZE);
+    if (!snap_done(r) || saved.rx_head >= UART_FIFO_SIZE || saved.rx_count > UART_FIFO_SIZE)
+        return qk_fail(err, errlen, "uart16550 state is malformed");
+    pthread_mutex_lock(&u->lock);
+    memcpy((uint8_t *)u + UART_STATE_OFFSET, (uint8_t *)&saved + UART_STATE_OFFSET,
+           UART_STATE_SIZE);
+    u->irq_level = false;
+    update_irq(u);
+    pthread_mutex_unlock(&u->lock);
+    return 0;
+}
+
 DEVICE_MODEL(uart16550_model) = {
     .name = "uart16550",
     .level = DEVICE_LEVEL_PLATFORM,
@@ -448,4 +479,6 @@ DEVICE_MODEL(uart16550_model) = {
     .create = uart_create,
     .destroy = uart_destroy,
     .describe_acpi = uart_describe_acpi,
+    .save = uart_save,
+    .load = uart_load,
 };

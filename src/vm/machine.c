@@ -1,4 +1,5 @@
 #include "vm/machine.h"
+#include "vm/machine_internal.h"
 
 #include "hw/device.h"
 #include "hw/pci/pci.h"
@@ -14,6 +15,7 @@
 #include "vm/resources.h"
 #include "vm/e820.h"
 #include "vm/memory.h"
+#include "vm/guest_clock.h"
 #include "vm/timers.h"
 
 #include <errno.h>
@@ -32,68 +34,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#define MACHINE_MAX_IRQ_ROUTERS 4
-
-struct machine;
-
-struct vcpu_slot {
-    struct machine *machine;
-    struct accel_vcpu *accel;
-    unsigned index;
-    pthread_t thread;
-    bool thread_started;
-};
-
-struct machine {
-    const struct machine_config *cfg;
-    struct guest_memory mem;
-    struct bus pio, mmio;
-    const struct accel_ops *accel;
-    struct accel_vm *accel_vm;
-    struct vcpu_slot vcpus[MACHINE_MAX_VCPUS];
-    unsigned nr_vcpus;
-    struct device_manager devices;
-    struct pci_bus *pci;
-    struct vm_resources resources;
-    bool resources_ready;
-    struct dma_space dma;
-    struct event_loop *loop;
-    struct device_host host;
-    struct console console;
-    bool console_open;
-
-    struct boot_result boot;
-
-    atomic_bool stop_requested;
-    int exit_status;
-    int stop_event_fd; /* wakes the I/O loop when a stop is requested */
-    int timer_wake_fd; /* wakes the I/O loop when a timer deadline moves earlier */
-    struct timer_list timers;
-    bool timers_ready;
-
-    /* User-space interrupt controllers (accelerators without an in-kernel irqchip): every
-     * router sees every line (PIC and IOAPIC in parallel). Registered while devices are
-     * created, before any thread runs, so the lists are read without a lock. */
-    struct irq_router {
-        void (*route)(void *opaque, uint32_t gsi, int level);
-        void *opaque;
-    } routers[MACHINE_MAX_IRQ_ROUTERS];
-    unsigned nr_routers;
-    int (*intack)(void *opaque, unsigned vcpu);
-    void *intack_opaque;
-    void (*eoi)(void *opaque, uint8_t vector);
-    void *eoi_opaque;
-
-    /* MSI routes handed to devices (msi_alloc); with KVM each is an irqfd. */
-    pthread_mutex_t msi_lock;
-    unsigned nr_msi_routes;
-    struct machine_msi {
-        _Atomic uint64_t address;
-        _Atomic uint32_t data;
-        _Atomic int irqfd; /* KVM: write to raise; -1: deliver through apic_msg */
-    } msi[ACCEL_MAX_MSI_ROUTES];
-};
 
 /* --- files --------------------------------------------------------------------------------- */
 
@@ -170,6 +110,14 @@ static void machine_request_stop(void *ctx, enum vm_stop_kind kind, uint32_t val
     for (unsigned i = 0; i < m->nr_vcpus; i++)
         if (m->vcpus[i].accel)
             m->accel->kick(m->vcpus[i].accel);
+    pthread_mutex_lock(&m->park_lock);
+    pthread_cond_broadcast(&m->park_cond);
+    pthread_mutex_unlock(&m->park_lock);
+}
+
+void machine_stop(struct machine *m, enum vm_stop_kind kind, uint32_t value)
+{
+    machine_request_stop(m, kind, value);
 }
 
 static void machine_set_irq(void *ctx, uint32_t gsi, int level)
@@ -243,8 +191,15 @@ static int machine_intack(void *ctx, unsigned vcpu)
 
 static uint64_t machine_clock_ns(void *ctx)
 {
-    (void)ctx;
-    return clock_monotonic_ns();
+    struct machine *m = ctx;
+    return guest_clock_now(&m->clock);
+}
+
+static void machine_register_ctrl_alt_del(void *ctx, int (*press)(void *), void *opaque)
+{
+    struct machine *m = ctx;
+    m->ctrl_alt_del = press;
+    m->ctrl_alt_del_opaque = opaque;
 }
 
 static struct device_timer *machine_timer_new(void *ctx, void (*callback)(void *), void *opaque)
@@ -395,6 +350,20 @@ static void handle_mmio(struct machine *m, struct accel_exit *ex)
     }
 }
 
+/* The rendezvous: between two run() calls (an instruction boundary, with any I/O exit
+ * completed) the vCPU waits while a pause is requested; its registers are readable then. */
+static void vcpu_park(struct machine *m)
+{
+    pthread_mutex_lock(&m->park_lock);
+    m->parked++;
+    pthread_cond_broadcast(&m->park_cond);
+    while (atomic_load(&m->pause_requested) && !atomic_load(&m->stop_requested))
+        pthread_cond_wait(&m->park_cond, &m->park_lock);
+    m->parked--;
+    pthread_cond_broadcast(&m->park_cond);
+    pthread_mutex_unlock(&m->park_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu_slot *slot = arg;
@@ -406,6 +375,10 @@ static void *vcpu_thread(void *arg)
     }
     struct accel_exit ex;
     while (!atomic_load(&m->stop_requested)) {
+        if (atomic_load(&m->pause_requested)) {
+            vcpu_park(m);
+            continue;
+        }
         if (m->accel->run(slot->accel, &ex) < 0) {
             qk_error("vCPU %u: run failed", slot->index);
             machine_request_stop(m, VM_STOP_ERROR, 0);
@@ -495,7 +468,7 @@ static int create_vcpus(struct machine *m, const struct vcpu_state *boot_cpu, ch
     }
     /* The bootstrap processor starts at the kernel entry; application processors stay in
      * wait-for-SIPI until the guest starts them. */
-    if (m->accel->set_state(m->vcpus[0].accel, boot_cpu) < 0) {
+    if (boot_cpu && m->accel->set_state(m->vcpus[0].accel, boot_cpu) < 0) {
         qk_fail(err, errlen, "cannot set the boot vCPU registers");
         goto out;
     }
@@ -590,13 +563,14 @@ static void io_loop(struct machine *m, int signal_fd)
     }
     while (!atomic_load(&m->stop_requested)) {
         struct timespec storage;
-        const struct timespec *wait = timers_wait_time(&m->timers, clock_monotonic_ns(), &storage);
+        const struct timespec *wait =
+            timers_wait_time(&m->timers, guest_clock_now(&m->clock), &storage);
         int64_t timeout = wait ? (int64_t)wait->tv_sec * 1000000000 + wait->tv_nsec : -1;
         if (io.input_paused && (timeout < 0 || timeout > CONSOLE_RETRY_NS))
             timeout = CONSOLE_RETRY_NS;
         if (event_loop_run_once(m->loop, timeout) < 0)
             break;
-        timers_run_expired(&m->timers, clock_monotonic_ns());
+        timers_run_expired(&m->timers, guest_clock_now(&m->clock));
         if (io.input_paused) {
             console_retry_pending(&m->console);
             if (!console_has_pending(&m->console)) {
@@ -680,7 +654,14 @@ static void teardown(struct machine *m, bool failed)
         timers_destroy(&m->timers);
     if (m->timer_wake_fd >= 0)
         close(m->timer_wake_fd);
+    if (m->signal_fd >= 0)
+        close(m->signal_fd);
+    if (m->sigmask_saved)
+        pthread_sigmask(SIG_SETMASK, &m->old_sigmask, NULL);
     pthread_mutex_destroy(&m->msi_lock);
+    pthread_mutex_destroy(&m->state_lock);
+    pthread_mutex_destroy(&m->park_lock);
+    pthread_cond_destroy(&m->park_cond);
 }
 
 static struct machine *machine_alloc(const struct machine_config *cfg)
@@ -691,12 +672,21 @@ static struct machine *machine_alloc(const struct machine_config *cfg)
     m->cfg = cfg;
     m->stop_event_fd = -1;
     m->timer_wake_fd = -1;
+    m->signal_fd = -1;
+    guest_clock_init(&m->clock);
+    atomic_init(&m->state, MACHINE_CREATED);
     pthread_mutex_init(&m->msi_lock, NULL);
+    pthread_mutex_init(&m->state_lock, NULL);
+    pthread_mutex_init(&m->park_lock, NULL);
+    pthread_cond_init(&m->park_cond, NULL);
     for (unsigned i = 0; i < ACCEL_MAX_MSI_ROUTES; i++)
         atomic_init(&m->msi[i].irqfd, -1);
     if (bus_init(&m->pio, "port bus", 0x10000) < 0 || bus_init(&m->mmio, "MMIO bus", 0) < 0) {
         bus_destroy(&m->pio);
         pthread_mutex_destroy(&m->msi_lock);
+        pthread_mutex_destroy(&m->state_lock);
+        pthread_mutex_destroy(&m->park_lock);
+        pthread_cond_destroy(&m->park_cond);
         free(m);
         return NULL;
     }
@@ -790,6 +780,7 @@ static int setup_host(struct machine *m, char *err, size_t errlen)
         .register_intack = machine_register_intack,
         .send_apic_msg = machine_send_apic_msg,
         .register_eoi = machine_register_eoi,
+        .register_ctrl_alt_del = machine_register_ctrl_alt_del,
         .irqchip_ctx = m,
         .dma = &m->dma,
         .loop = m->loop,
@@ -829,64 +820,186 @@ static int build_firmware(struct machine *m, char *err, size_t errlen)
     return 0;
 }
 
+/* --- lifecycle ----------------------------------------------------------------------------- */
+
 /* SIGINT/SIGTERM/SIGHUP arrive through a signalfd on the I/O loop; every thread created from
- * here on inherits the blocked mask. Runs the VM to its end. */
-static int run_until_stop(struct machine *m, char *err, size_t errlen)
+ * here on inherits the blocked mask (teardown restores it). */
+int machine_start(struct machine *m, bool paused, char *err, size_t errlen)
 {
-    sigset_t sigs, old;
+    pthread_mutex_lock(&m->state_lock);
+    int rc = -1;
+    if (atomic_load(&m->state) != MACHINE_CREATED) {
+        qk_fail(err, errlen, "the machine was already started");
+        goto out;
+    }
+    sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, &old);
-    int signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (signal_fd < 0) {
+    pthread_sigmask(SIG_BLOCK, &sigs, &m->old_sigmask);
+    m->sigmask_saved = true;
+    m->signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (m->signal_fd < 0) {
         qk_fail(err, errlen, "signalfd: %s", strerror(errno));
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        return -1;
+        goto out;
     }
     console_enter_raw(&m->console);
-    int rc = start_vcpu_threads(m, err, errlen);
-    if (rc == 0)
-        io_loop(m, signal_fd);
-    else
-        teardown(m, true);
-    if (rc == 0)
-        teardown(m, false);
-    close(signal_fd);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (paused) {
+        guest_clock_freeze(&m->clock);
+        atomic_store(&m->pause_requested, true);
+    }
+    if (start_vcpu_threads(m, err, errlen) < 0)
+        goto out;
+    atomic_store(&m->state, paused ? MACHINE_PAUSED : MACHINE_RUNNING);
+    rc = 0;
+out:
+    pthread_mutex_unlock(&m->state_lock);
     return rc;
 }
 
-int machine_run(const struct machine_config *cfg)
+int machine_wait(struct machine *m)
 {
-    char err[512] = "";
-    int status = EXIT_USAGE;
+    io_loop(m, m->signal_fd);
+    pthread_mutex_lock(&m->state_lock);
+    atomic_store(&m->state, MACHINE_STOPPED);
+    pthread_mutex_unlock(&m->state_lock);
+    int status = m->exit_status;
+    if (status >= 128)
+        qk_error("terminated by signal %d", status - 128);
+    return status;
+}
+
+enum machine_state machine_get_state(struct machine *m)
+{
+    return (enum machine_state)atomic_load(&m->state);
+}
+
+const char *machine_accel_name(const struct machine *m)
+{
+    return m && m->accel ? m->accel->name : "none";
+}
+
+/* Waits (bounded) for every vCPU to park. */
+#define PAUSE_TIMEOUT_NS 5000000000ULL
+int machine_pause(struct machine *m, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&m->state_lock);
+    int rc = 0;
+    if (atomic_load(&m->state) == MACHINE_PAUSED)
+        goto out;
+    if (atomic_load(&m->state) != MACHINE_RUNNING) {
+        rc = qk_fail(err, errlen, "the machine is not running");
+        goto out;
+    }
+    atomic_store(&m->pause_requested, true);
+    for (unsigned i = 0; i < m->nr_vcpus; i++)
+        m->accel->kick(m->vcpus[i].accel);
+    struct timespec limit;
+    clock_gettime(CLOCK_REALTIME, &limit);
+    limit.tv_sec += (time_t)(PAUSE_TIMEOUT_NS / 1000000000ULL);
+    pthread_mutex_lock(&m->park_lock);
+    while (m->parked < m->nr_vcpus && !atomic_load(&m->stop_requested))
+        if (pthread_cond_timedwait(&m->park_cond, &m->park_lock, &limit) != 0)
+            break;
+    bool all = m->parked == m->nr_vcpus;
+    pthread_mutex_unlock(&m->park_lock);
+    if (!all) {
+        atomic_store(&m->pause_requested, false);
+        pthread_mutex_lock(&m->park_lock);
+        pthread_cond_broadcast(&m->park_cond);
+        pthread_mutex_unlock(&m->park_lock);
+        rc = qk_fail(err, errlen, "the vCPUs did not stop");
+        goto out;
+    }
+    guest_clock_freeze(&m->clock);
+    atomic_store(&m->state, MACHINE_PAUSED);
+out:
+    pthread_mutex_unlock(&m->state_lock);
+    return rc;
+}
+
+int machine_resume(struct machine *m, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&m->state_lock);
+    int rc = 0;
+    if (atomic_load(&m->state) == MACHINE_RUNNING)
+        goto out;
+    if (atomic_load(&m->state) != MACHINE_PAUSED) {
+        rc = qk_fail(err, errlen, "the machine is not paused");
+        goto out;
+    }
+    guest_clock_thaw(&m->clock);
+    pthread_mutex_lock(&m->park_lock);
+    atomic_store(&m->pause_requested, false);
+    pthread_cond_broadcast(&m->park_cond);
+    pthread_mutex_unlock(&m->park_lock);
+    atomic_store(&m->state, MACHINE_RUNNING);
+    /* Timer deadlines are guest time: the I/O loop recomputes its wait. */
+    uint64_t one = 1;
+    if (write(m->timer_wake_fd, &one, sizeof(one)) < 0) {
+        /* saturated: the loop wakes anyway */
+    }
+out:
+    pthread_mutex_unlock(&m->state_lock);
+    return rc;
+}
+
+int machine_vcpu_state(struct machine *m, unsigned index, struct vcpu_state *out)
+{
+    if (machine_get_state(m) != MACHINE_PAUSED || index >= m->nr_vcpus)
+        return -1;
+    return m->accel->get_state(m->vcpus[index].accel, out);
+}
+
+uint64_t machine_guest_ns(struct machine *m)
+{
+    return guest_clock_now(&m->clock);
+}
+
+int machine_send_ctrl_alt_del(struct machine *m, char *err, size_t errlen)
+{
+    if (machine_get_state(m) != MACHINE_RUNNING)
+        return qk_fail(err, errlen, "the machine is not running");
+    if (!m->ctrl_alt_del)
+        return qk_fail(err, errlen, "the machine has no i8042 keyboard controller");
+    if (m->ctrl_alt_del(m->ctrl_alt_del_opaque) < 0)
+        return qk_fail(err, errlen, "the i8042 keyboard buffer is full or disabled");
+    return 0;
+}
+
+/* Everything up to the vCPUs ready to run: user errors come back as EXIT_USAGE in *status. */
+struct machine *machine_create(const struct machine_config *cfg, int *status, char *err,
+                               size_t errlen)
+{
+    *status = EXIT_HOST_FAILURE;
     struct machine *m = machine_alloc(cfg);
     if (!m) {
-        qk_error("out of memory");
-        return EXIT_HOST_FAILURE;
+        qk_fail(err, errlen, "out of memory");
+        return NULL;
     }
+    *status = EXIT_USAGE;
     m->devices.console_model = cfg->virtio_console ? "virtio-console" : "uart16550";
     m->devices.console = &m->console.device;
 
     if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > MACHINE_MAX_VCPUS) {
-        qk_fail(err, sizeof(err), "--cpus %u is out of range (1..%d)", cfg->nr_vcpus,
-                MACHINE_MAX_VCPUS);
+        qk_fail(err, errlen, "--cpus %u is out of range (1..%d)", cfg->nr_vcpus, MACHINE_MAX_VCPUS);
         goto fail;
     }
     /* User errors first: devices and their options, memory size, kernel, initrd, console. */
-    if (devices_prepare(&m->devices, cfg->devices, cfg->nr_devices, err, sizeof(err)) < 0 ||
-        guest_memory_init(&m->mem, cfg->mem_size, err, sizeof(err)) < 0 ||
-        load_guest(m, err, sizeof(err)) < 0)
+    if (devices_prepare(&m->devices, cfg->devices, cfg->nr_devices, err, errlen) < 0 ||
+        guest_memory_init(&m->mem, cfg->mem_size, err, errlen) < 0)
         goto fail;
-    if (console_open(&m->console, &cfg->console, err, sizeof(err)) < 0)
+    if (cfg->restore ? guest_memory_map_file(&m->mem, cfg->restore_mem_path, err, errlen) < 0
+                     : load_guest(m, err, errlen) < 0)
+        goto fail;
+    if (console_open(&m->console, &cfg->console, err, errlen) < 0)
         goto fail;
     m->console_open = true;
 
     /* Host failures from here on. */
-    status = EXIT_HOST_FAILURE;
-    m->accel = accel_select(cfg->accel, err, sizeof(err));
+    *status = EXIT_HOST_FAILURE;
+    m->accel = accel_select(cfg->accel, err, errlen);
     if (!m->accel)
         goto fail;
     struct accel_vm_config vm_cfg = {
@@ -897,32 +1010,54 @@ int machine_run(const struct machine_config *cfg)
         .intack = machine_intack,
         .intack_ctx = m,
         .eoi = machine_eoi,
+        .clock = &m->clock,
+        .settings = &cfg->accel_settings,
     };
-    if (m->accel->vm_create(&vm_cfg, &m->accel_vm, err, sizeof(err)) < 0 ||
-        setup_host(m, err, sizeof(err)) < 0)
+    if (m->accel->vm_create(&vm_cfg, &m->accel_vm, err, errlen) < 0 ||
+        setup_host(m, err, errlen) < 0)
         goto fail;
     /* A device that cannot be created is the user's disk, image or option. */
-    status = EXIT_USAGE;
-    if (create_devices(m, err, sizeof(err)) < 0)
+    *status = EXIT_USAGE;
+    if (create_devices(m, err, errlen) < 0)
         goto fail;
-    status = EXIT_HOST_FAILURE;
-    if (build_firmware(m, err, sizeof(err)) < 0 ||
-        create_vcpus(m, &m->boot.cpu, err, sizeof(err)) < 0)
+    *status = EXIT_HOST_FAILURE;
+    /* A snapshot's memory has the firmware tables; its vCPUs and devices their state. */
+    if ((!cfg->restore && build_firmware(m, err, errlen) < 0) ||
+        create_vcpus(m, cfg->restore ? NULL : &m->boot.cpu, err, errlen) < 0 ||
+        (cfg->restore && machine_restore_state(m, err, errlen) < 0))
         goto fail;
-    if (run_until_stop(m, err, sizeof(err)) < 0) {
-        qk_error("%s", err);
-        free(m);
-        return EXIT_HOST_FAILURE;
-    }
-    status = m->exit_status;
-    if (status >= 128)
-        qk_error("terminated by signal %d", status - 128);
-    free(m);
-    return status;
+    *status = 0;
+    return m;
 
 fail:
-    qk_error("%s", err);
     teardown(m, true);
     free(m);
+    return NULL;
+}
+
+void machine_destroy(struct machine *m, bool failed)
+{
+    if (!m)
+        return;
+    teardown(m, failed);
+    free(m);
+}
+
+int machine_run(const struct machine_config *cfg)
+{
+    char err[512] = "";
+    int status;
+    struct machine *m = machine_create(cfg, &status, err, sizeof(err));
+    if (!m) {
+        qk_error("%s", err);
+        return status;
+    }
+    if (machine_start(m, false, err, sizeof(err)) < 0) {
+        qk_error("%s", err);
+        machine_destroy(m, true);
+        return EXIT_HOST_FAILURE;
+    }
+    status = machine_wait(m);
+    machine_destroy(m, false);
     return status;
 }

@@ -4,9 +4,12 @@
 
 #include "accel/accel.h"
 #include "vm/console.h"
+#include "hw/device.h"
 #include "vm/devices.h"
 
 #include <stdint.h>
+
+struct snap_file;
 
 #define MACHINE_MAX_VCPUS 64
 
@@ -27,7 +30,59 @@ struct machine_config {
     bool virtio_console; /* the host console is hvc0 (virtio-console) instead of COM1 */
     struct device_request devices[MACHINE_MAX_DEVICE_REQUESTS]; /* --disk, --rng, --device */
     unsigned nr_devices;
+    struct accel_settings accel_settings; /* translator backend, code buffer */
+    /* Restore a snapshot instead of booting (kernel, initrd and cmdline unused): the parsed
+     * state file and the guest memory file, mapped MAP_PRIVATE. */
+    const struct snap_file *restore;
+    const char *restore_mem_path;
 };
+
+/* The lifecycle: machine_create (configure: memory, kernel, devices, firmware, vCPUs) ->
+ * machine_start (vCPU threads) -> machine_wait (the I/O loop on the calling thread, until the
+ * guest or a signal stops it) -> machine_destroy. machine_pause/resume may be called from
+ * another thread (the API's) while machine_wait runs; the vCPUs meet in a rendezvous where all
+ * are stopped at an instruction boundary and their registers readable, and the guest clock
+ * (every timer device's time) stands still until resume. */
+enum machine_state { MACHINE_CREATED, MACHINE_RUNNING, MACHINE_PAUSED, MACHINE_STOPPED };
+
+struct machine;
+struct vcpu_state;
+
+/* NULL on failure, with *status the exit status (EXIT_USAGE for the user's mistakes) and err. */
+struct machine *machine_create(const struct machine_config *cfg, int *status, char *err,
+                               size_t errlen);
+/* paused: the vCPUs park at once and the guest clock stands still until machine_resume
+ * (a restored snapshot). */
+int machine_start(struct machine *m, bool paused, char *err, size_t errlen);
+/* Runs the I/O loop until the VM stops; returns the process exit status. */
+int machine_wait(struct machine *m);
+void machine_destroy(struct machine *m, bool failed);
+int machine_pause(struct machine *m, char *err, size_t errlen);
+int machine_resume(struct machine *m, char *err, size_t errlen);
+enum machine_state machine_get_state(struct machine *m);
+const char *machine_accel_name(const struct machine *m);
+/* Paused only: vCPU `index`'s registers. */
+int machine_vcpu_state(struct machine *m, unsigned index, struct vcpu_state *out);
+uint64_t machine_guest_ns(struct machine *m);
+/* Ctrl+Alt+Del key presses through the i8042 (Firecracker's SendCtrlAltDel). */
+int machine_send_ctrl_alt_del(struct machine *m, char *err, size_t errlen);
+/* Stop the VM from outside (any thread); the first stop request sets the exit status. */
+void machine_stop(struct machine *m, enum vm_stop_kind kind, uint32_t value);
+
+/* Snapshots (machine_snapshot.c). Create needs a paused machine: the state file (config,
+ * guest clock, vCPUs, devices) and the memory file. */
+int machine_snapshot_create(struct machine *m, const char *state_path, const char *mem_path,
+                            char *err, size_t errlen);
+/* A snapshot's machine configuration: cfg starts from base (console, settings) and gets the
+ * snapshot's memory, vCPUs, accelerator and devices; free with snapshot_config_free. */
+struct snapshot_config {
+    struct machine_config cfg;
+    char *strings[2 * MACHINE_MAX_DEVICE_REQUESTS];
+    unsigned nr_strings;
+};
+int snapshot_config_read(const struct snap_file *f, const struct machine_config *base,
+                         struct snapshot_config *out, char *err, size_t errlen);
+void snapshot_config_free(struct snapshot_config *sc);
 
 /* Build and run the VM; returns the process exit status. */
 int machine_run(const struct machine_config *cfg);

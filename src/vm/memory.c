@@ -3,8 +3,11 @@
 #include "util/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int guest_memory_init(struct guest_memory *mem, uint64_t size, char *err, size_t errlen)
 {
@@ -81,4 +84,57 @@ uint64_t guest_low_ram(const struct guest_memory *mem)
 uint64_t guest_high_ram(const struct guest_memory *mem)
 {
     return mem->nr_regions > 1 ? mem->region[1].size : 0;
+}
+
+int guest_memory_map_file(struct guest_memory *mem, const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return qk_fail(err, errlen, "cannot open memory file '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != mem->ram_size) {
+        close(fd);
+        return qk_fail(err, errlen, "memory file '%s' is not %llu bytes of guest RAM", path,
+                       (unsigned long long)mem->ram_size);
+    }
+    void *p = mmap(mem->mapping, mem->ram_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return qk_fail(err, errlen, "cannot map memory file '%s': %s", path, strerror(errno));
+    return 0;
+}
+
+int guest_memory_save(const struct guest_memory *mem, const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return qk_fail(err, errlen, "cannot write memory file '%s': %s", path, strerror(errno));
+    /* Runs of non-zero pages in one write each; zero pages stay holes (read back as 0). */
+    static const uint8_t zero[4096];
+    int rc = 0;
+    uint64_t run = 0, run_len = 0;
+    for (uint64_t off = 0; off <= mem->ram_size && rc == 0; off += sizeof(zero)) {
+        bool data = off < mem->ram_size && memcmp(mem->mapping + off, zero, sizeof(zero)) != 0;
+        if (data) {
+            if (!run_len)
+                run = off;
+            run_len += sizeof(zero);
+            continue;
+        }
+        for (uint64_t done = 0; run_len && done < run_len && rc == 0;) {
+            ssize_t n = pwrite(fd, mem->mapping + run + done, run_len - done, (off_t)(run + done));
+            if (n <= 0)
+                rc = -1;
+            else
+                done += (uint64_t)n;
+        }
+        run_len = 0;
+    }
+    if (rc == 0 && ftruncate(fd, (off_t)mem->ram_size) < 0)
+        rc = -1;
+    if (rc < 0)
+        qk_fail(err, errlen, "cannot write memory file '%s': %s", path, strerror(errno));
+    close(fd);
+    return rc;
 }

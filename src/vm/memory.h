@@ -27,6 +27,11 @@ struct guest_memory {
 /* Reserve host memory for `size` bytes of guest RAM (lazily backed). */
 int guest_memory_init(struct guest_memory *mem, uint64_t size, char *err, size_t errlen);
 void guest_memory_destroy(struct guest_memory *mem);
+/* Snapshots: back the whole of guest RAM by `path` (exactly ram_size bytes), MAP_PRIVATE so
+ * pages fault in from the file as the guest touches them and its writes stay private. */
+int guest_memory_map_file(struct guest_memory *mem, const char *path, char *err, size_t errlen);
+/* Write guest RAM to path (holes where pages are zero). */
+int guest_memory_save(const struct guest_memory *mem, const char *path, char *err, size_t errlen);
 
 /* Host pointer for [gpa, gpa+len) if the whole range is RAM inside one region, else NULL.
  * The only way host code turns a guest address into a pointer. */

@@ -195,8 +195,8 @@ static int parse(const char *const *args, int n, enum cli_action *action,
     for (int i = 0; i < n; i++)
         argv[i] = (char *)args[i];
     argv[n] = NULL;
-    return cli_parse(n, argv, "/nonexistent/bzImage", "/nonexistent/initrd", action, cfg, err,
-                     len);
+    return cli_parse(n, argv, "/nonexistent/bzImage", "/nonexistent/initrd", action, cfg, NULL,
+                     err, len);
 }
 
 static void test_cli_run(void **state)

@@ -11,6 +11,7 @@
  * (errors are only recorded in ESR), LINT0/LINT1 inputs other than the PIC's ExtINT,
  * interrupts accepted while the APIC is software-disabled (dropped, as KVM does). */
 #include "accel/tcg/lapic.h"
+#include "vm/snapshot.h"
 
 #include <string.h>
 
@@ -58,7 +59,7 @@ static const uint32_t lvt_writable[LAPIC_NR_LVT] = {
     [LVT_TIMER] = 0x000700ffu,   /* vector, mask, mode (one-shot/periodic/TSC-deadline) */
     [LVT_THERMAL] = 0x000107ffu, /* vector, delivery mode, mask */
     [LVT_PERF] = 0x000107ffu,
-    [LVT_LINT0] = 0x0001a7ffu,   /* vector, delivery mode, polarity, trigger, mask */
+    [LVT_LINT0] = 0x0001a7ffu, /* vector, delivery mode, polarity, trigger, mask */
     [LVT_LINT1] = 0x0001a7ffu,
     [LVT_ERROR] = 0x000100ffu,
 };
@@ -270,8 +271,8 @@ static void timer_start(struct lapic *l)
     l->timer_period_ns = 0;
     if (l->timer_initial == 0 || LVT_TIMER_MODE(l->lvt[LVT_TIMER]) == TIMER_TSC_DEADLINE)
         return;
-    uint64_t period = (uint64_t)l->timer_initial * timer_divisor(l->timer_dcr) *
-                      (1000000000ULL / LAPIC_TIMER_HZ);
+    uint64_t period =
+        (uint64_t)l->timer_initial * timer_divisor(l->timer_dcr) * (1000000000ULL / LAPIC_TIMER_HZ);
     if (LVT_TIMER_MODE(l->lvt[LVT_TIMER]) == TIMER_PERIODIC && period < LAPIC_MIN_PERIOD_NS)
         period = LAPIC_MIN_PERIOD_NS;
     l->timer_period_ns = period;
@@ -374,19 +375,35 @@ static bool reg_read(struct lapic *l, unsigned reg, uint64_t *value)
     bool x2 = x2apic_mode(l);
     uint32_t v;
     switch (reg) {
-    case REG_ID: v = x2 ? l->id : l->id << 24; break;
-    case REG_VERSION: v = LAPIC_VERSION; break;
-    case REG_TPR: v = l->tpr; break;
-    case REG_APR: v = 0; break;
-    case REG_PPR: v = ppr(l); break;
-    case REG_LDR: v = l->ldr; break;
+    case REG_ID:
+        v = x2 ? l->id : l->id << 24;
+        break;
+    case REG_VERSION:
+        v = LAPIC_VERSION;
+        break;
+    case REG_TPR:
+        v = l->tpr;
+        break;
+    case REG_APR:
+        v = 0;
+        break;
+    case REG_PPR:
+        v = ppr(l);
+        break;
+    case REG_LDR:
+        v = l->ldr;
+        break;
     case REG_DFR:
         if (x2)
             return false;
         v = l->dfr;
         break;
-    case REG_SVR: v = l->svr; break;
-    case REG_ESR: v = l->esr; break;
+    case REG_SVR:
+        v = l->svr;
+        break;
+    case REG_ESR:
+        v = l->esr;
+        break;
     case REG_ICR:
         if (x2) {
             *value = ((uint64_t)l->icr_hi << 32) | l->icr_lo;
@@ -399,9 +416,15 @@ static bool reg_read(struct lapic *l, unsigned reg, uint64_t *value)
             return false;
         v = l->icr_hi;
         break;
-    case REG_TIMER_INITIAL: v = l->timer_initial; break;
-    case REG_TIMER_CURRENT: v = timer_current(l); break;
-    case REG_TIMER_DCR: v = l->timer_dcr; break;
+    case REG_TIMER_INITIAL:
+        v = l->timer_initial;
+        break;
+    case REG_TIMER_CURRENT:
+        v = timer_current(l);
+        break;
+    case REG_TIMER_DCR:
+        v = l->timer_dcr;
+        break;
     default:
         if (reg >= REG_ISR && reg < REG_ISR + 8)
             v = l->isr[reg - REG_ISR];
@@ -632,4 +655,34 @@ int lapic_ack(struct lapic *l)
     }
     pthread_mutex_unlock(&l->lock);
     return v;
+}
+
+/* --- snapshots ------------------------------------------------------------------------------ */
+
+/* The registers and timer: from initial_id up to (not including) `deliverable`, which is
+ * recomputed. Timer deadlines are guest-clock ns, which a restore continues. */
+#define LAPIC_STATE_OFFSET offsetof(struct lapic, initial_id)
+#define LAPIC_STATE_SIZE (offsetof(struct lapic, deliverable) - LAPIC_STATE_OFFSET)
+
+void lapic_save(struct lapic *l, struct snap_writer *w)
+{
+    pthread_mutex_lock(&l->lock);
+    snap_put(w, (uint8_t *)l + LAPIC_STATE_OFFSET, LAPIC_STATE_SIZE);
+    pthread_mutex_unlock(&l->lock);
+}
+
+int lapic_load(struct lapic *l, struct snap_reader *r)
+{
+    uint8_t saved[LAPIC_STATE_SIZE];
+    snap_get(r, saved, sizeof(saved));
+    if (r->failed)
+        return -1;
+    pthread_mutex_lock(&l->lock);
+    memcpy((uint8_t *)l + LAPIC_STATE_OFFSET, saved, sizeof(saved));
+    /* A hostile file must not make a periodic timer fire back to back. */
+    if (l->timer_period_ns && l->timer_period_ns < LAPIC_MIN_PERIOD_NS)
+        l->timer_period_ns = LAPIC_MIN_PERIOD_NS;
+    update_deliverable(l);
+    pthread_mutex_unlock(&l->lock);
+    return 0;
 }

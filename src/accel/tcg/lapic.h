@@ -117,4 +117,10 @@ static inline uint64_t lapic_timer_deadline(const struct lapic *l)
 /* Fire the timer if its deadline is at or before now. */
 void lapic_poll_timer(struct lapic *l, uint64_t now);
 
+struct snap_writer;
+struct snap_reader;
+/* Snapshots: registers, pending vectors and the timer (vCPU stopped). */
+void lapic_save(struct lapic *l, struct snap_writer *w);
+int lapic_load(struct lapic *l, struct snap_reader *r);
+
 #endif

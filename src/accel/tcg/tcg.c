@@ -34,13 +34,10 @@ static const void *native_next_block(void *env, struct native_site *site);
 
 /* The native backend where the host can run it and it is not turned off; NULL means the
  * interpreter. */
-static struct native_jit *create_native_backend(void)
+static struct native_jit *create_native_backend(const struct accel_settings *settings)
 {
-    const char *choice = getenv("QUOKKA_TCG_BACKEND");
-    if (choice && strcmp(choice, "interp") == 0)
+    if (settings && settings->tcg_backend == TCG_BACKEND_INTERP)
         return NULL;
-    if (choice && strcmp(choice, "native") != 0)
-        qk_warn("QUOKKA_TCG_BACKEND=%s is neither 'native' nor 'interp': using native", choice);
     const struct native_config cfg = {
         .mem = {mmu_load, mmu_store},
         .tlb_offset = {offsetof(struct tcg_cpu, tlb[0]), offsetof(struct tcg_cpu, tlb[1])},
@@ -59,18 +56,9 @@ static struct native_jit *create_native_backend(void)
         .lookup_next = native_next_block,
         .pc_offset = offsetof(struct tcg_cpu, rip),
     };
-    /* QUOKKA_TCG_CODE_KB shrinks the code buffer (tests: fills, flushes and restarts). */
     size_t bytes = NATIVE_BUFFER_BYTES;
-    const char *kb = getenv("QUOKKA_TCG_CODE_KB");
-    if (kb) {
-        char *end;
-        unsigned long v = strtoul(kb, &end, 10);
-        if (*kb && !*end && v >= 64 && v <= NATIVE_BUFFER_BYTES / 1024)
-            bytes = v * 1024;
-        else
-            qk_warn("QUOKKA_TCG_CODE_KB=%s is not a number of KiB from 64 to %u: using %u", kb,
-                    NATIVE_BUFFER_BYTES / 1024, NATIVE_BUFFER_BYTES / 1024);
-    }
+    if (settings && settings->tcg_code_kb)
+        bytes = (size_t)settings->tcg_code_kb * 1024;
     char why[160];
     struct native_jit *jit = native_jit_create(&cfg, bytes, why, sizeof(why));
     if (!jit)
@@ -127,7 +115,9 @@ static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **ou
         free(vm);
         return qk_fail(err, errlen, "out of memory for the translation cache");
     }
-    vm->tbs.jit = create_native_backend();
+    vm->clock = cfg->clock;
+    vm->settings = cfg->settings;
+    vm->tbs.jit = create_native_backend(cfg->settings);
     *out = vm;
     return 0;
 }
@@ -236,8 +226,8 @@ static void reset_cpu(struct tcg_cpu *cpu)
 
 static uint64_t lapic_clock(void *ctx)
 {
-    (void)ctx;
-    return clock_monotonic_ns();
+    const struct accel_vcpu *v = ctx;
+    return tcg_clock_ns(v->vm);
 }
 
 static void lapic_eoi(void *ctx, uint8_t vector)
@@ -269,7 +259,7 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
         return qk_fail(err, errlen, "out of memory");
     v->vm = vm;
     v->index = index;
-    /* HLT sleeps until the LAPIC timer's deadline, which is on CLOCK_MONOTONIC. */
+    /* HLT sleeps until the LAPIC timer's deadline, converted to CLOCK_MONOTONIC. */
     pthread_condattr_t attr;
     const struct lapic_ops lops = {lapic_clock, lapic_eoi, lapic_kick, v};
     if (pthread_condattr_init(&attr) != 0) {
@@ -630,9 +620,11 @@ static bool wait_for_interrupt(struct accel_vcpu *v)
             pthread_cond_wait(&v->wake, &v->lock);
             continue;
         }
-        if (clock_monotonic_ns() >= deadline)
+        if (tcg_clock_ns(v->vm) >= deadline)
             break;
-        struct timespec ts = {(time_t)(deadline / 1000000000ULL), (long)(deadline % 1000000000ULL)};
+        /* The deadline is guest time; the wait is on the host's monotonic clock. */
+        uint64_t host = v->vm->clock ? guest_clock_to_host(v->vm->clock, deadline) : deadline;
+        struct timespec ts = {(time_t)(host / 1000000000ULL), (long)(host % 1000000000ULL)};
         pthread_cond_timedwait(&v->wake, &v->lock, &ts);
     }
     pthread_mutex_unlock(&v->lock);
@@ -649,7 +641,7 @@ static void poll_lapic_timer(struct accel_vcpu *v, bool now)
     if (!now && ++v->timer_poll < TIMER_POLL_BLOCKS)
         return;
     v->timer_poll = 0;
-    lapic_poll_timer(&v->lapic, clock_monotonic_ns());
+    lapic_poll_timer(&v->lapic, tcg_clock_ns(v->vm));
 }
 
 /* Before a chained jump or cache leads to `tb`: remember its pages for INVLPG. */
@@ -874,4 +866,6 @@ const struct accel_ops tcg_accel_ops = {
     .kick = tcg_kick,
     .vcpu_thread_init = tcg_vcpu_thread_init,
     .guest_insns = tcg_guest_insns,
+    .save_vcpu = tcg_save_vcpu,
+    .load_vcpu = tcg_load_vcpu,
 };

@@ -7,6 +7,8 @@
 #include "accel/tcg/cpu.h"
 #include "accel/tcg/lapic.h"
 #include "accel/tcg/tb.h"
+#include "vm/guest_clock.h"
+#include "vm/timers.h"
 
 #include <pthread.h>
 #include <stdnoreturn.h>
@@ -22,6 +24,10 @@ struct accel_vm {
     /* The vCPU whose local APIC receives IOAPIC messages (one vCPU for now); set once the
      * vCPU exists, read from device threads. */
     _Atomic(struct accel_vcpu *) vcpu0;
+    /* The machine's guest clock (stands still while paused): the TSC and the LAPIC timer
+     * count in it. NULL (unit tests): the host's monotonic clock. */
+    struct guest_clock *clock;
+    const struct accel_settings *settings; /* backend choice, code buffer size */
     /* Code pages devices wrote (DMA), dropped by the vCPU before its next block: the block
      * cache belongs to the vCPU thread. Overflow drops every block. */
     pthread_mutex_t dma_lock;
@@ -30,6 +36,12 @@ struct accel_vm {
     bool dma_overflow;
 };
 
+/* Guest nanoseconds: the guest clock, or the host's monotonic clock without one. */
+static inline uint64_t tcg_clock_ns(const struct accel_vm *vm)
+{
+    return vm->clock ? guest_clock_now(vm->clock) : clock_monotonic_ns();
+}
+
 struct accel_vcpu {
     struct accel_vm *vm;
     unsigned index;
@@ -37,8 +49,8 @@ struct accel_vcpu {
     pthread_mutex_t lock; /* guards the wake-up condition for HLT */
     pthread_cond_t wake;
     atomic_int intr_level; /* the INTR pin, driven by the interrupt controller model */
-    struct lapic lapic; /* this CPU's local APIC */
-    unsigned timer_poll; /* blocks run since the LAPIC timer deadline was last compared */
+    struct lapic lapic;    /* this CPU's local APIC */
+    unsigned timer_poll;   /* blocks run since the LAPIC timer deadline was last compared */
     struct cpuid_model cpuid;
     uint64_t guest_insns; /* instructions of blocks run to their end (benchmarks) */
 };
@@ -73,6 +85,9 @@ noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu);
 /* --- TSC, MSRs, CR0 (helpers.c), shared with the accelerator's get/set_msrs --- */
 #define TCG_TSC_HZ 1000000000ULL /* 1 GHz nominal, from CLOCK_MONOTONIC */
 uint64_t tcg_read_tsc(const struct tcg_cpu *cpu);
+/* Snapshots (tcg_snapshot.c). */
+void tcg_save_vcpu(struct accel_vcpu *v, struct snap_writer *w);
+int tcg_load_vcpu(struct accel_vcpu *v, struct snap_reader *r, char *err, size_t errlen);
 bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value);
 bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value);
 void tcg_write_cr0(struct tcg_cpu *cpu, uint64_t value);

@@ -9,6 +9,7 @@
  * signal an eventfd/APIC message, never call back into PCI). */
 #include "hw/pci/pci_internal.h"
 
+#include "vm/snapshot.h"
 #include "util/log.h"
 
 #include <stdlib.h>
@@ -146,6 +147,31 @@ void pci_msix_control_written(struct pci_device *dev, uint16_t old)
         return;
     for (unsigned v = 0; v < dev->msix->nr; v++)
         deliver_pending(dev, v);
+}
+
+void pci_msix_save_locked(struct pci_device *dev, struct snap_writer *w)
+{
+    struct pci_msix *m = dev->msix;
+    if (!m)
+        return;
+    snap_put(w, m->table, m->table_size);
+    snap_put(w, m->pba, m->pba_size);
+}
+
+int pci_msix_load_locked(struct pci_device *dev, struct snap_reader *r)
+{
+    struct pci_msix *m = dev->msix;
+    if (!m)
+        return 0;
+    snap_get(r, m->table, m->table_size);
+    snap_get(r, m->pba, m->pba_size);
+    if (r->failed)
+        return -1;
+    for (unsigned v = 0; v < m->nr; v++) {
+        m->routes[v].programmed = false;
+        program(dev, v);
+    }
+    return 0;
 }
 
 /* --- the table BAR ---------------------------------------------------------------------- */

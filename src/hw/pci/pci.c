@@ -5,6 +5,7 @@
  * in msix.c, the ACPI description in pci_acpi.c. */
 #include "hw/pci/pci_internal.h"
 
+#include "vm/snapshot.h"
 #include "util/log.h"
 #include "vm/platform.h"
 
@@ -383,6 +384,75 @@ struct pci_bus *pci_bus_new(const struct device_host *host, char *err, size_t er
 }
 
 /* Devices still on the bus are removed and freed with it. */
+/* Snapshots: the CONFIG_ADDRESS latch and the host bridge's configuration space. Devices
+ * with BARs snapshot themselves (none can yet: their models refuse). */
+void pci_bus_save(struct pci_bus *bus, struct snap_writer *w)
+{
+    struct pci_device *bridge = bus->devices[PCI_HOST_BRIDGE_SLOT];
+    pthread_mutex_lock(&bus->access_lock);
+    snap_put_u32(w, bus->config_address);
+    pthread_mutex_unlock(&bus->access_lock);
+    pthread_mutex_lock(&bridge->lock);
+    snap_put(w, bridge->config, PCI_CONFIG_SIZE);
+    pthread_mutex_unlock(&bridge->lock);
+}
+
+int pci_bus_load(struct pci_bus *bus, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct pci_device *bridge = bus->devices[PCI_HOST_BRIDGE_SLOT];
+    uint32_t address = snap_get_u32(r);
+    uint8_t *config = malloc(PCI_CONFIG_SIZE);
+    if (!config)
+        return qk_fail(err, errlen, "out of memory");
+    snap_get(r, config, PCI_CONFIG_SIZE);
+    if (!snap_done(r)) {
+        free(config);
+        return qk_fail(err, errlen, "PCI state is malformed");
+    }
+    pthread_mutex_lock(&bus->access_lock);
+    bus->config_address = address;
+    pthread_mutex_unlock(&bus->access_lock);
+    pthread_mutex_lock(&bridge->lock);
+    memcpy(bridge->config, config, PCI_CONFIG_SIZE);
+    pthread_mutex_unlock(&bridge->lock);
+    free(config);
+    return 0;
+}
+
+/* A function's configuration space and MSI-X table/PBA; load moves its BARs to where the
+ * configuration says and hands every unmasked vector to its route again. */
+void pci_device_save(struct pci_device *dev, struct snap_writer *w)
+{
+    pthread_mutex_lock(&dev->lock);
+    snap_put(w, dev->config, PCI_CONFIG_SIZE);
+    pci_msix_save_locked(dev, w);
+    pthread_mutex_unlock(&dev->lock);
+}
+
+int pci_device_load(struct pci_device *dev, struct snap_reader *r)
+{
+    uint8_t *config = malloc(PCI_CONFIG_SIZE);
+    if (!config)
+        return -1;
+    snap_get(r, config, PCI_CONFIG_SIZE);
+    struct pci_bar_event ev[PCI_NUM_BARS];
+    unsigned n = 0;
+    int rc = -1;
+    pthread_mutex_lock(&dev->lock);
+    if (!r->failed) {
+        /* Read-only bits (IDs, BAR sizes, capabilities) stay this build's own. */
+        for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++)
+            dev->config[i] =
+                (uint8_t)((dev->config[i] & ~dev->wmask[i]) | (config[i] & dev->wmask[i]));
+        rc = pci_msix_load_locked(dev, r);
+        n = pci_bars_update(dev, ev);
+    }
+    pthread_mutex_unlock(&dev->lock);
+    pci_bars_notify(dev, ev, n);
+    free(config);
+    return rc;
+}
+
 void pci_bus_free(struct pci_bus *bus)
 {
     if (!bus)

@@ -87,6 +87,14 @@ struct pci_device_hooks {
  * PHYS_PCI_ECAM); BARs come from host->resources. */
 struct pci_bus *pci_bus_new(const struct device_host *host, char *err, size_t errlen);
 void pci_bus_free(struct pci_bus *bus);
+struct snap_writer;
+struct snap_reader;
+/* Snapshots: the configuration latch and the host bridge (vCPUs stopped). */
+void pci_bus_save(struct pci_bus *bus, struct snap_writer *w);
+int pci_bus_load(struct pci_bus *bus, struct snap_reader *r, char *err, size_t errlen);
+/* A function's configuration space (guest-writable bits) and MSI-X state; load moves BARs. */
+void pci_device_save(struct pci_device *dev, struct snap_writer *w);
+int pci_device_load(struct pci_device *dev, struct snap_reader *r);
 /* AML for \_SB.PCI0: the root bridge (PNP0A08/PNP0A03), its bus-number, port and memory
  * windows (_CRS), _PRT for INTx, _OSC-less. */
 void pci_bus_describe_acpi(struct pci_bus *bus, struct aml_buf *aml);

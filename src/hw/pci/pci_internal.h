@@ -54,6 +54,11 @@ struct pci_bar_event {
 };
 
 struct pci_msix;
+struct snap_writer;
+struct snap_reader;
+/* msix.c, with dev->lock held: the table and PBA (nothing without MSI-X). */
+void pci_msix_save_locked(struct pci_device *dev, struct snap_writer *w);
+int pci_msix_load_locked(struct pci_device *dev, struct snap_reader *r);
 
 struct pci_device {
     struct pci_bus *bus;

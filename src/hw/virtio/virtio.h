@@ -67,6 +67,12 @@ struct virtio_device_ops {
 struct virtio_device *virtio_pci_new(const struct device_host *host,
                                      const struct virtio_device_ops *ops, void *opaque,
                                      const char *name, char *err, size_t errlen);
+struct snap_writer;
+struct snap_reader;
+/* Snapshots: the PCI function, transport and queue indices (no request may be in flight);
+ * load into a freshly created device restarts what the driver had running. */
+void virtio_pci_save(struct virtio_device *vdev, struct snap_writer *w);
+int virtio_pci_load(struct virtio_device *vdev, struct snap_reader *r, char *err, size_t errlen);
 /* Reset (calling ops->reset) and remove the device. */
 void virtio_pci_free(struct virtio_device *vdev);
 

@@ -659,6 +659,36 @@ static void blk_destroy(void *state)
     free(blk);
 }
 
+/* Snapshots: requests in flight finish first (their completions land in guest memory and
+ * the used rings), so the saved ring indices describe every request as done or not taken. */
+#define BLK_QUIESCE_WAIT_NS (5LL * 1000000000)
+static int blk_quiesce(void *state, char *err, size_t errlen)
+{
+    struct virtio_blk *blk = state;
+    if (!aio_drain(blk->aio, BLK_QUIESCE_WAIT_NS))
+        return qk_fail(err, errlen, "disk '%s': I/O still in flight after 5 s", blk->path);
+    for (unsigned i = 0; i < blk->nr_queues; i++) {
+        pthread_mutex_lock(&blk->queues[i].lock);
+        unsigned n = blk->queues[i].inflight;
+        pthread_mutex_unlock(&blk->queues[i].lock);
+        if (n)
+            return qk_fail(err, errlen, "disk '%s': I/O still in flight", blk->path);
+    }
+    return 0;
+}
+
+static void blk_save(void *state, struct snap_writer *w)
+{
+    struct virtio_blk *blk = state;
+    virtio_pci_save(blk->vdev, w);
+}
+
+static int blk_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct virtio_blk *blk = state;
+    return virtio_pci_load(blk->vdev, r, err, errlen);
+}
+
 static const char *const blk_option_keys[] = {"path", "readonly", "serial", "queues", NULL};
 
 DEVICE_MODEL(virtio_blk_model) = {
@@ -669,4 +699,7 @@ DEVICE_MODEL(virtio_blk_model) = {
     .implied_key = "path",
     .create = blk_create,
     .destroy = blk_destroy,
+    .save = blk_save,
+    .load = blk_load,
+    .quiesce = blk_quiesce,
 };

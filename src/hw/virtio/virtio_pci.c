@@ -24,6 +24,7 @@
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtqueue.h"
 #include "util/log.h"
+#include "vm/snapshot.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -876,4 +877,126 @@ void virtio_pci_free(struct virtio_device *vdev)
     close_doorbells(vdev); /* the I/O loop has ended: nothing is reading them */
     pci_device_free(vdev->pci);
     free_device(vdev);
+}
+
+/* --- snapshots ------------------------------------------------------------------------------ */
+
+/* The transport as the driver set it up, and each queue with its ring indices. The device
+ * must have no request in flight (its save drains first). */
+void virtio_pci_save(struct virtio_device *vdev, struct snap_writer *w)
+{
+    pci_device_save(vdev->pci, w);
+    pthread_mutex_lock(&vdev->op_lock);
+    pthread_mutex_lock(&vdev->lock);
+    snap_put_u64(w, vdev->accepted);
+    snap_put_u32(w, vdev->df_select);
+    snap_put_u32(w, vdev->gf_select);
+    uint8_t b[6] = {(uint8_t)vdev->msix_config,
+                    (uint8_t)(vdev->msix_config >> 8),
+                    vdev->status,
+                    vdev->generation,
+                    vdev->isr,
+                    vdev->live};
+    snap_put(w, b, sizeof(b));
+    snap_put_u32(w, vdev->queue_select);
+    snap_put(w, vdev->window, sizeof(vdev->window));
+    snap_put_u32(w, vdev->num_queues);
+    for (unsigned i = 0; i < vdev->num_queues; i++) {
+        struct vpci_queue *q = &vdev->queues[i];
+        struct vq_indices idx;
+        vq_get_indices(&q->vq, &idx);
+        snap_put_u32(w, q->size | (uint32_t)q->msix_vector << 16);
+        snap_put_u32(w, q->enabled);
+        snap_put_u64(w, q->desc);
+        snap_put_u64(w, q->driver);
+        snap_put_u64(w, q->device);
+        uint16_t v[3] = {idx.last_avail, idx.used_idx, idx.signalled_used};
+        snap_put(w, v, sizeof(v));
+        uint8_t f = (uint8_t)(idx.notify_enabled | idx.broken << 1);
+        snap_put(w, &f, 1);
+    }
+    pthread_mutex_unlock(&vdev->lock);
+    pthread_mutex_unlock(&vdev->op_lock);
+}
+
+static bool queue_ok(const struct virtio_device *vdev, const struct vpci_queue *q)
+{
+    bool vector_ok = q->msix_vector == VIRTIO_MSI_NO_VECTOR || q->msix_vector <= vdev->num_queues;
+    return power_of_two(q->size) && q->size <= vdev->ops.queue_max_size && vector_ok;
+}
+
+static int load_queues(struct virtio_device *vdev, struct snap_reader *r, struct vq_indices *idx)
+{
+    if (snap_get_u32(r) != vdev->num_queues)
+        return -1;
+    for (unsigned i = 0; i < vdev->num_queues && !r->failed; i++) {
+        struct vpci_queue *q = &vdev->queues[i];
+        uint32_t sv = snap_get_u32(r);
+        q->size = (uint16_t)sv;
+        q->msix_vector = (uint16_t)(sv >> 16);
+        q->enabled = snap_get_u32(r) != 0;
+        q->desc = snap_get_u64(r);
+        q->driver = snap_get_u64(r);
+        q->device = snap_get_u64(r);
+        uint16_t v[3];
+        uint8_t f;
+        snap_get(r, v, sizeof(v));
+        snap_get(r, &f, 1);
+        idx[i] = (struct vq_indices){v[0], v[1], v[2], f & 1, (f >> 1) & 1};
+        if (!queue_ok(vdev, q))
+            return -1;
+    }
+    return snap_done(r) ? 0 : -1;
+}
+
+/* Into a freshly created device: configuration space and MSI-X (BARs move, doorbells follow),
+ * the transport, then, for a device the driver had running, the queues started at their
+ * saved indices and the device activated, as DRIVER_OK does. */
+int virtio_pci_load(struct virtio_device *vdev, struct snap_reader *r, char *err, size_t errlen)
+{
+    if (pci_device_load(vdev->pci, r) < 0)
+        return qk_fail(err, errlen, "%s: PCI state is malformed", vdev->name);
+    struct vq_indices *idx = calloc(vdev->num_queues ? vdev->num_queues : 1, sizeof(*idx));
+    if (!idx)
+        return qk_fail(err, errlen, "out of memory");
+    pthread_mutex_lock(&vdev->op_lock);
+    pthread_mutex_lock(&vdev->lock);
+    vdev->accepted = snap_get_u64(r);
+    vdev->df_select = snap_get_u32(r);
+    vdev->gf_select = snap_get_u32(r);
+    uint8_t b[6];
+    snap_get(r, b, sizeof(b));
+    vdev->msix_config = (uint16_t)(b[0] | b[1] << 8);
+    vdev->status = b[2];
+    vdev->generation = b[3];
+    vdev->isr = b[4];
+    bool live = b[5] != 0;
+    vdev->queue_select = (uint16_t)snap_get_u32(r);
+    snap_get(r, vdev->window, sizeof(vdev->window));
+    int rc = load_queues(vdev, r, idx);
+    if (rc == 0 &&
+        ((vdev->accepted & ~vdev->offered) ||
+         (vdev->msix_config != VIRTIO_MSI_NO_VECTOR && vdev->msix_config > vdev->num_queues)))
+        rc = -1;
+    if (rc == 0 && live && (vdev->status & STATUS_DRIVER_OK)) {
+        rc = start_queues(vdev);
+        for (unsigned i = 0; rc == 0 && i < vdev->num_queues; i++)
+            if (vdev->queues[i].enabled)
+                vq_set_indices(&vdev->queues[i].vq, &idx[i]);
+    } else {
+        live = false;
+    }
+    pthread_mutex_unlock(&vdev->lock);
+    if (rc == 0 && live && vdev->ops.activate)
+        rc = vdev->ops.activate(vdev->opaque);
+    if (rc == 0 && live) {
+        pthread_mutex_lock(&vdev->lock);
+        vdev->live = true;
+        pthread_mutex_unlock(&vdev->lock);
+    }
+    pthread_mutex_unlock(&vdev->op_lock);
+    free(idx);
+    if (rc < 0)
+        return qk_fail(err, errlen, "%s: virtio state is malformed", vdev->name);
+    return 0;
 }

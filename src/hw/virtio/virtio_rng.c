@@ -160,6 +160,19 @@ static void rng_destroy(void *state)
     free(rng);
 }
 
+/* Snapshots: requests are served synchronously on the kick, so nothing is ever in flight. */
+static void rng_save(void *state, struct snap_writer *w)
+{
+    struct virtio_rng *rng = state;
+    virtio_pci_save(rng->vdev, w);
+}
+
+static int rng_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct virtio_rng *rng = state;
+    return virtio_pci_load(rng->vdev, r, err, errlen);
+}
+
 static const char *const rng_option_keys[] = {NULL};
 
 DEVICE_MODEL(virtio_rng_model) = {
@@ -169,4 +182,6 @@ DEVICE_MODEL(virtio_rng_model) = {
     .option_keys = rng_option_keys,
     .create = rng_create,
     .destroy = rng_destroy,
+    .save = rng_save,
+    .load = rng_load,
 };

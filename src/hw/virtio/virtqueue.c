@@ -151,6 +151,25 @@ void vq_stop(struct virtqueue *vq)
     pthread_mutex_unlock(&vq->lock);
 }
 
+void vq_get_indices(struct virtqueue *vq, struct vq_indices *out)
+{
+    pthread_mutex_lock(&vq->lock);
+    *out = (struct vq_indices){vq->last_avail, vq->used_idx, vq->signalled_used, vq->notify_enabled,
+                               vq->broken};
+    pthread_mutex_unlock(&vq->lock);
+}
+
+void vq_set_indices(struct virtqueue *vq, const struct vq_indices *in)
+{
+    pthread_mutex_lock(&vq->lock);
+    vq->last_avail = in->last_avail;
+    vq->used_idx = in->used_idx;
+    vq->signalled_used = in->signalled_used;
+    vq->notify_enabled = in->notify_enabled;
+    vq->broken = in->broken;
+    pthread_mutex_unlock(&vq->lock);
+}
+
 bool vq_ready(struct virtqueue *vq)
 {
     pthread_mutex_lock(&vq->lock);

@@ -91,6 +91,14 @@ void vq_destroy(struct virtqueue *vq);
 int vq_start(struct virtqueue *vq, const struct vq_layout *layout);
 /* Forget the rings (device reset). vq_pop returns 0 and vq_push/vq_notify do nothing after. */
 void vq_stop(struct virtqueue *vq);
+/* Snapshots: the device's ring indices (the rings themselves are in guest memory). */
+struct vq_indices {
+    uint16_t last_avail, used_idx, signalled_used;
+    bool notify_enabled, broken;
+};
+void vq_get_indices(struct virtqueue *vq, struct vq_indices *out);
+/* On a started queue. */
+void vq_set_indices(struct virtqueue *vq, const struct vq_indices *in);
 bool vq_ready(struct virtqueue *vq);
 
 #endif

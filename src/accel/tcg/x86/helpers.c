@@ -361,10 +361,8 @@ static uint64_t h_cpuid(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t 
 
 uint64_t tcg_read_tsc(const struct tcg_cpu *cpu)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    /* A stable TSC at TCG_TSC_HZ derived from the host's monotonic clock. */
-    uint64_t ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+    /* A stable TSC at TCG_TSC_HZ derived from the guest clock (stands still while paused). */
+    uint64_t ns = tcg_clock_ns(cpu_vcpu((struct tcg_cpu *)cpu)->vm);
     return ns * (TCG_TSC_HZ / 1000000ULL) / 1000ULL + (uint64_t)cpu->tsc_offset;
 }
 
@@ -430,11 +428,11 @@ bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value)
     }
 }
 
-/* IA32_TSC_DEADLINE: the TSC counts TCG_TSC_HZ from CLOCK_MONOTONIC, so a TSC value is a
+/* IA32_TSC_DEADLINE: the TSC counts TCG_TSC_HZ from the guest clock, so a TSC value is a
  * point on the LAPIC's clock. A value already passed fires at once; a far one saturates. */
 static void write_tsc_deadline(struct tcg_cpu *cpu, uint64_t value)
 {
-    uint64_t tsc = tcg_read_tsc(cpu), now = clock_monotonic_ns();
+    uint64_t tsc = tcg_read_tsc(cpu), now = tcg_clock_ns(cpu_vcpu(cpu)->vm);
     uint64_t deadline = now;
     if (value > tsc) {
         uint64_t delta = value - tsc;

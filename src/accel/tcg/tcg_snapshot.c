@@ -1,0 +1,48 @@
+/* The translator's vCPU in snapshots: the architectural state of struct tcg_cpu (registers,
+ * lazy flags, segments, control registers, MSRs, x87/SSE) and the local APIC. Translation
+ * caches, the TLB and block chains are not state: a restored vCPU starts with them empty. */
+#include "accel/tcg/tcg_internal.h"
+#include "accel/tcg/x86/seg.h"
+#include "util/log.h"
+#include "vm/snapshot.h"
+
+#include <stddef.h>
+#include <string.h>
+
+/* gpr .. fpu: the IR globals and the system state, laid out together in struct tcg_cpu. */
+#define CPU_STATE_OFFSET offsetof(struct tcg_cpu, gpr)
+#define CPU_STATE_SIZE (offsetof(struct tcg_cpu, exception) - CPU_STATE_OFFSET)
+
+void tcg_save_vcpu(struct accel_vcpu *v, struct snap_writer *w)
+{
+    struct tcg_cpu *cpu = &v->cpu;
+    snap_put_u32(w, (uint32_t)CPU_STATE_SIZE);
+    snap_put(w, (uint8_t *)cpu + CPU_STATE_OFFSET, CPU_STATE_SIZE);
+    uint8_t flags = (uint8_t)(cpu->halted | cpu->inhibit_irq << 1);
+    snap_put(w, &flags, 1);
+    lapic_save(&v->lapic, w);
+}
+
+int tcg_load_vcpu(struct accel_vcpu *v, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct tcg_cpu *cpu = &v->cpu, saved;
+    uint32_t size = snap_get_u32(r);
+    if (size != CPU_STATE_SIZE)
+        return qk_fail(err, errlen, "vCPU %u state has %u bytes, this build has %zu", v->index,
+                       size, CPU_STATE_SIZE);
+    snap_get(r, (uint8_t *)&saved + CPU_STATE_OFFSET, CPU_STATE_SIZE);
+    uint8_t flags = 0;
+    snap_get(r, &flags, 1);
+    if (r->failed || saved.cc_op >= CC_OP_NR || saved.fpu.top > 7 || lapic_load(&v->lapic, r) < 0 ||
+        !snap_done(r))
+        return qk_fail(err, errlen, "vCPU %u state is malformed", v->index);
+    memcpy((uint8_t *)cpu + CPU_STATE_OFFSET, (uint8_t *)&saved + CPU_STATE_OFFSET, CPU_STATE_SIZE);
+    cpu->halted = flags & 1;
+    cpu->inhibit_irq = (flags >> 1) & 1;
+    cpu->exception = -1;
+    for (unsigned i = 0; i < NR_SEGS; i++)
+        cpu->seg_base[i] = cpu->seg[i].base;
+    tcg_update_hflags(cpu);
+    tlb_flush(cpu);
+    return 0;
+}

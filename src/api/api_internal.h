@@ -1,0 +1,52 @@
+/* Shared by the API server's parts (api_server.c, api_snapshot.c). */
+#ifndef QUOKKA_API_API_INTERNAL_H
+#define QUOKKA_API_API_INTERNAL_H
+
+#include "api/fc_config.h"
+#include "vm/machine.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct json_object;
+struct MHD_Daemon;
+
+enum api_state { API_NOT_STARTED, API_STARTING, API_RUNNING, API_PAUSED, API_STOPPED };
+
+struct api_server {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* start requested / start done */
+    struct MHD_Daemon *daemon;
+    const char *sock_path; /* removed at exit */
+
+    struct fc_config *fc;              /* what the PUTs configured */
+    const struct machine_config *base; /* the command line's settings */
+    struct machine_config *cfg;        /* what the machine was built from (outlives it) */
+    enum api_state state;
+    struct machine *machine; /* NULL before start and after the VM ended */
+
+    /* InstanceStart or a snapshot load, handed from the HTTP thread to the main thread. */
+    bool start_requested, start_done;
+    char start_error[1200];
+    bool load; /* the request is a snapshot load: */
+    char load_state[FC_PATH_MAX], load_mem[FC_PATH_MAX];
+    bool load_resume;
+    uint64_t load_ns;                 /* how long the restore took (to paused or running) */
+    struct snapshot_config *snap_cfg; /* a restored machine's configuration (outlives it) */
+    bool configured;                  /* a boot resource was PUT: snapshot loads are refused */
+
+    int log_fd, log_level; /* level: 0 Off .. 5 Trace */
+    bool log_show_level;
+    int metrics_fd;
+    uint64_t requests, errors;
+};
+
+/* The reply of a handler: status and a malloc'd JSON body (NULL: none). */
+struct reply;
+
+/* Appends one line to the logger's target when level (1 Error .. 5 Trace) is enabled. */
+void api_log(struct api_server *api, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
