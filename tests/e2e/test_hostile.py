@@ -82,3 +82,17 @@ def test_code_outside_ram_does_not_leak(backend):
     it is not cached and must be freed also when it leaves by that exception. 400000 runs
     leaked ~120 MiB before the fix."""
     check_flat("tcg", 1, 20000, 400000, backend, expect="ud outside ram ok")
+
+
+def test_huge_ram_costs_what_is_used(accel):
+    """--mem 1T (the documented maximum) with a guest that uses a few pages: start and exit
+    cost what the guest used, not the RAM size (the translator's teardown walked one entry
+    per RAM page: ~28-56 s and 4 GB of RSS)."""
+    t0 = time.monotonic()
+    rc, out, peak = run_measured(["--accel", accel, "--mem", "1T", "--kernel",
+                                  payload("modes")], timeout=60)
+    secs = time.monotonic() - t0
+    print("--mem 1T: %.2f s, peak RSS %d KiB" % (secs, peak))
+    assert rc == EXIT_PASS, out
+    assert secs < 5, "--mem 1T took %.1f s" % secs
+    assert peak < 64 * 1024, "--mem 1T: peak RSS %d KiB" % peak

@@ -41,6 +41,10 @@ struct tb_cache {
     size_t hash_size; /* power of two */
     struct tb_page_list *pages; /* indexed by RAM page number (see tb_page_index) */
     size_t nr_pages;
+    /* Pages whose list was ever allocated, so that flushing and teardown cost what the guest
+     * used, not the RAM size (pages[] of a 1 TiB guest is 4 GiB, untouched where unused). */
+    size_t *used_pages;
+    size_t nr_used_pages, cap_used_pages;
     struct tb *zombies; /* invalidated, freed when no block is executing */
     size_t nr_tbs;
     size_t code_bytes;
