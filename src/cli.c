@@ -43,6 +43,7 @@ const char cli_usage[] =
     "                   path=SOCK (host connects and writes \"CONNECT <port>\\n\"; guest\n"
     "                   connections to CID 2 port P reach SOCK_P)\n"
     "  --device D       any device model with options, e.g. virtio-rng, uart16550\n"
+    "Options that take one value may be given once; --disk, --net, --rng, --device repeat.\n"
     "\n"
     "Exit status: 0 guest powered off or rebooted; (V<<1)|1 guest wrote V to port 0xf4;\n"
     "1 quokka could not start the VM; 2 usage error; 3 guest crashed (triple fault);\n"
@@ -150,10 +151,15 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
     if (argc < 2)
         return qk_fail(err, errlen, "no command given (try 'quokka --help')");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        if (argc > 2) /* there are no help topics: do not pretend to have shown one */
+            return qk_fail(err, errlen, "%s takes no argument ('%s' given; try 'quokka --help')",
+                           argv[1], argv[2]);
         *action = CLI_HELP;
         return 0;
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        if (argc > 2)
+            return qk_fail(err, errlen, "%s takes no argument ('%s' given)", argv[1], argv[2]);
         *action = CLI_VERSION;
         return 0;
     }
@@ -161,6 +167,7 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         return qk_fail(err, errlen, "unknown command '%s' (try 'quokka --help')", argv[1]);
     *action = CLI_RUN;
 
+    /* The single-valued options first, in OPT_ order (seen[] below names them by index). */
     static const struct option options[] = {
         {"kernel", required_argument, NULL, OPT_KERNEL},
         {"initrd", required_argument, NULL, OPT_INITRD},
@@ -177,7 +184,10 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    bool kernel_given = false, initrd_given = false;
+    bool kernel_given = false, initrd_given = false, help = false;
+    /* Single-valued options seen so far: given twice is a mistake (which one was meant?),
+     * not silently last-wins. Indexed by OPT_x - OPT_KERNEL, up to OPT_CONSOLE. */
+    const char *seen[OPT_CONSOLE - OPT_KERNEL + 1] = {0};
     optind = 2;
     opterr = 0;
     for (;;) {
@@ -187,6 +197,13 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
             break;
         const char *arg = optarg;
         const char *word = argv[prev < argc ? prev : argc - 1];
+        if (opt >= OPT_KERNEL && opt <= OPT_CONSOLE) {
+            const char **first = &seen[opt - OPT_KERNEL];
+            if (*first)
+                return qk_fail(err, errlen, "--%s given twice ('%s' and '%s'): it takes one value",
+                               options[opt - OPT_KERNEL].name, *first, arg);
+            *first = arg;
+        }
         switch (opt) {
         case OPT_KERNEL:
             cfg->kernel_path = arg;
@@ -232,8 +249,8 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
                 return -1;
             break;
         case 'h':
-            *action = CLI_HELP;
-            return 0;
+            help = true; /* after the other words are checked: `run --help extra` is wrong */
+            break;
         case ':':
             return qk_fail(err, errlen, "option '%s' needs a value", word);
         default:
@@ -242,6 +259,10 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
     }
     if (optind < argc)
         return qk_fail(err, errlen, "unexpected argument '%s' (try 'quokka --help')", argv[optind]);
+    if (help) {
+        *action = CLI_HELP;
+        return 0;
+    }
     if (cfg->virtio_console && !has_device(cfg, "virtio-console") &&
         add_device(cfg, "--console", OPT_DEVICE, "virtio-console", err, errlen) < 0)
         return -1;
