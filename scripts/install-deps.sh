@@ -13,6 +13,7 @@ pkgs=(
   liburing-dev            # io_uring: asynchronous block I/O for virtio-blk
   acpica-tools            # iasl: unit tests disassemble the generated DSDT/MCFG to check them
   libslirp-dev            # user-mode networking for virtio-net (--net user): libslirp
+  libseccomp-dev          # the seccomp sandbox (--seccomp): libseccomp
   iperf3                  # network benchmark (bench/net.py): the host side of iperf3
 )
 missing=()

@@ -16,6 +16,7 @@ const char cli_usage[] =
     "                  [--disk path=IMG[,readonly=on][,serial=ID][,queues=N]]... [--rng]\n"
     "                  [--net user[,hostfwd=RULE]...[,mac=MAC][,mtu=N]|tap=NAME|tap-fd=N]...\n"
     "                  [--vsock cid=N,path=SOCK] [--device MODEL[,KEY=VALUE...]]...\n"
+    "                  [--seccomp on|off]\n"
     "       quokka --help | --version\n"
     "\n"
     "  --kernel PATH    Linux bzImage, vmlinux with a PVH note, Multiboot v1 ELF, or ELF64\n"
@@ -43,6 +44,9 @@ const char cli_usage[] =
     "                   path=SOCK (host connects and writes \"CONNECT <port>\\n\"; guest\n"
     "                   connections to CID 2 port P reach SOCK_P)\n"
     "  --device D       any device model with options, e.g. virtio-rng, uart16550\n"
+    "  --seccomp on|off the seccomp sandbox (default on): once the VM is set up, only the\n"
+    "                   system calls quokka needs are allowed; a forbidden one is named on\n"
+    "                   stderr and ends quokka (signal 31). off: for debugging only\n"
     "Options that take one value may be given once; --disk, --net, --rng, --device repeat.\n"
     "\n"
     "Exit status: 0 guest powered off or rebooted; (V<<1)|1 guest wrote V to port 0xf4;\n"
@@ -59,6 +63,7 @@ enum {
     OPT_CPUS,
     OPT_ACCEL,
     OPT_CONSOLE,
+    OPT_SECCOMP, /* the last single-valued one (see seen[]) */
     OPT_DISK,
     OPT_RNG,
     OPT_DEVICE,
@@ -176,6 +181,7 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"accel", required_argument, NULL, OPT_ACCEL},
         {"console", required_argument, NULL, OPT_CONSOLE},
+        {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"disk", required_argument, NULL, OPT_DISK},
         {"rng", no_argument, NULL, OPT_RNG},
         {"device", required_argument, NULL, OPT_DEVICE},
@@ -186,8 +192,8 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
     };
     bool kernel_given = false, initrd_given = false, help = false;
     /* Single-valued options seen so far: given twice is a mistake (which one was meant?),
-     * not silently last-wins. Indexed by OPT_x - OPT_KERNEL, up to OPT_CONSOLE. */
-    const char *seen[OPT_CONSOLE - OPT_KERNEL + 1] = {0};
+     * not silently last-wins. Indexed by OPT_x - OPT_KERNEL, up to OPT_SECCOMP. */
+    const char *seen[OPT_SECCOMP - OPT_KERNEL + 1] = {0};
     optind = 2;
     opterr = 0;
     for (;;) {
@@ -197,7 +203,7 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
             break;
         const char *arg = optarg;
         const char *word = argv[prev < argc ? prev : argc - 1];
-        if (opt >= OPT_KERNEL && opt <= OPT_CONSOLE) {
+        if (opt >= OPT_KERNEL && opt <= OPT_SECCOMP) {
             const char **first = &seen[opt - OPT_KERNEL];
             if (*first)
                 return qk_fail(err, errlen, "--%s given twice ('%s' and '%s'): it takes one value",
@@ -239,6 +245,11 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
                                "--console '%s' must be stdio, none or file:PATH, optionally "
                                "after virtio: (e.g. virtio, virtio:file:PATH)",
                                arg);
+            break;
+        case OPT_SECCOMP:
+            if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
+                return qk_fail(err, errlen, "--seccomp '%s' must be on or off", arg);
+            cfg->seccomp_off = !strcmp(arg, "off");
             break;
         case OPT_DISK:
         case OPT_RNG:

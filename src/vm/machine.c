@@ -12,6 +12,7 @@
 #include "vm/event_loop.h"
 #include "vm/platform.h"
 #include "vm/resources.h"
+#include "vm/sandbox.h"
 #include "vm/e820.h"
 #include "vm/memory.h"
 #include "vm/timers.h"
@@ -846,7 +847,11 @@ static int run_until_stop(struct machine *m, char *err, size_t errlen)
         return -1;
     }
     console_enter_raw(&m->console);
-    int rc = start_vcpu_threads(m, err, errlen);
+    /* Set-up is done (devices, memory, the translator's code buffer, the terminal): from
+     * here on only the calls in the sandbox's allow-list, on every thread. */
+    int rc = m->cfg->seccomp_off ? 0 : sandbox_install(SANDBOX_TRAP, err, errlen);
+    if (rc == 0)
+        rc = start_vcpu_threads(m, err, errlen);
     if (rc == 0)
         io_loop(m, signal_fd);
     else

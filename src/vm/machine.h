@@ -25,6 +25,7 @@ struct machine_config {
     enum accel_kind accel;
     struct console_spec console;
     bool virtio_console; /* the host console is hvc0 (virtio-console) instead of COM1 */
+    bool seccomp_off;    /* --seccomp off: no sandbox (debugging) */
     struct device_request devices[MACHINE_MAX_DEVICE_REQUESTS]; /* --disk, --rng, --device */
     unsigned nr_devices;
 };

@@ -76,7 +76,7 @@ def test_bad_memory_size(tmp_path, size, needle):
 
 
 @pytest.mark.parametrize("flag,value", [("--cpus", "0"), ("--cpus", "x"), ("--accel", "hax"),
-                                         ("--console", "serial")])
+                                         ("--console", "serial"), ("--seccomp", "maybe")])
 def test_bad_values(flag, value):
     assert_usage_error(["run", "--kernel", "/bin/true", flag, value], flag)
 
@@ -117,7 +117,7 @@ def test_help_takes_no_topic():
 @pytest.mark.parametrize("flag,first,second", [
     ("--kernel", "a.elf", "b.elf"), ("--initrd", "a", "b"), ("--append", "x=1", "y=2"),
     ("--mem", "256M", "1G"), ("--cpus", "1", "2"), ("--accel", "tcg", "kvm"),
-    ("--console", "stdio", "none")])
+    ("--console", "stdio", "none"), ("--seccomp", "on", "off")])
 def test_single_valued_flag_twice(flag, first, second):
     """Not silently last-wins: which one was meant?"""
     assert_usage_error(["run", flag, first, flag + "=" + second], flag, "twice", first, second)
