@@ -159,6 +159,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
     raise(sig);
 }
 
+/* One argument comparison (libseccomp's SCMP_An macros leave fields to the initializer,
+ * which clang's -Wmissing-field-initializers rejects). For CMP_EQ, mask is unused. */
+static struct scmp_arg_cmp arg_cmp(unsigned arg, enum scmp_compare op, scmp_datum_t a,
+                                   scmp_datum_t b)
+{
+    return (struct scmp_arg_cmp){.arg = arg, .op = op, .datum_a = a, .datum_b = b};
+}
+
 static uint32_t scmp_action(enum sandbox_action action)
 {
     return action == SANDBOX_KILL ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_TRAP;
@@ -192,10 +200,10 @@ static int add_rules(scmp_filter_ctx ctx, const int *nrs, size_t n)
 static int add_memory_rules(scmp_filter_ctx ctx)
 {
     int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+                              arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+                              arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     return rc;
 }
 
@@ -204,7 +212,7 @@ static int add_memory_rules(scmp_filter_ctx ctx)
 static int add_thread_rules(scmp_filter_ctx ctx)
 {
     int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                              SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+                              arg_cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     return rc;
@@ -215,7 +223,7 @@ static int add_ioctl_rules(scmp_filter_ctx ctx, const unsigned long *reqs, size_
     for (size_t i = 0; i < n; i++) {
         /* The request is an unsigned int to the kernel: compare the low 32 bits. */
         int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                                  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, reqs[i]));
+                                  arg_cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffu, reqs[i]));
         if (rc < 0)
             return rc;
     }
@@ -228,14 +236,14 @@ static int add_open_rules(scmp_filter_ctx ctx)
 {
     const scmp_datum_t writing = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_TMPFILE;
     return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-                            SCMP_A2(SCMP_CMP_MASKED_EQ, writing, 0));
+                            arg_cmp(2, SCMP_CMP_MASKED_EQ, writing, 0));
 }
 
 static int add_socket_rules(scmp_filter_ctx ctx)
 {
     for (size_t i = 0; i < sizeof(socket_families) / sizeof(socket_families[0]); i++) {
         int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-                                  SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)socket_families[i]));
+                                  arg_cmp(0, SCMP_CMP_EQ, (scmp_datum_t)socket_families[i], 0));
         if (rc < 0)
             return rc;
     }

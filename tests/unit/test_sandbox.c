@@ -27,8 +27,7 @@
 
 /* Run fn in a child with the sandbox on; returns its wait status. Its stderr goes to
  * err_out (up to len bytes, NUL-terminated) when given. */
-static int run_sandboxed(void (*fn)(void), enum sandbox_action action, char *err_out,
-                         size_t len)
+static int run_sandboxed(void (*fn)(void), enum sandbox_action action, char *err_out, size_t len)
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -145,8 +144,8 @@ static void test_forbidden_calls_kill(void **state)
 {
     (void)state;
     static void (*const forbidden[])(void) = {
-        call_execve,    call_fork,          call_open_for_writing, call_mmap_exec,
-        call_ptrace,    call_packet_socket, call_kvm_create_vm_ioctl,
+        call_execve, call_fork,          call_open_for_writing,    call_mmap_exec,
+        call_ptrace, call_packet_socket, call_kvm_create_vm_ioctl,
     };
     for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
         int status = run_sandboxed(forbidden[i], SANDBOX_KILL, NULL, 0);
