@@ -24,7 +24,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps guest debian payloads test unit-test e2e-test run bench clean format fuzz-cpu
+.PHONY: all deps guest debian payloads test unit-test e2e-test run bench clean format fuzz-cpu \
+    fuzz fuzz-build fuzz-bins fuzz-run
 
 all: $(BUILD)/quokka
 
@@ -78,6 +79,24 @@ unit-test: $(UNIT_BINS) $(FUZZ_CPU)
 fuzz-cpu: $(FUZZ_CPU)
 	@mkdir -p tests/cpu/repro
 	$(FUZZ_CPU) --fuzz --repro-dir tests/cpu/repro $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
+
+# libFuzzer targets (fuzz/fuzz_*.c) built with clang, ASan and UBSan into build-fuzz/;
+# `make fuzz [FUZZ_SECONDS=n]` replays fuzz/regressions/ and runs each target n seconds
+# (default 60) from the seed corpus fuzz/corpus/<target>/ (new inputs go to build-fuzz/).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SANITIZE=1 OPT=-O1 \
+	    EXTRA_CFLAGS=-fsanitize=fuzzer-no-link fuzz-bins
+fuzz: fuzz-build
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+$(BUILD)/obj/fuzz/%.o: CFLAGS += -Itests/unit
+$(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
 e2e-test: all payloads
 	$(PYTEST) -v tests/e2e
