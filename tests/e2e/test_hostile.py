@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import EXIT_PASS, QUOKKA, payload
+from conftest import EXIT_PASS, EXIT_TRIPLE_FAULT, QUOKKA, payload
 
 RSS_GROWTH_KB = 4096     # allowed peak growth between the short and the long run
 RSS_LIMIT_KB = 96 * 1024  # and an absolute ceiling for these small guests
@@ -96,3 +96,45 @@ def test_huge_ram_costs_what_is_used(accel):
     assert rc == EXIT_PASS, out
     assert secs < 5, "--mem 1T took %.1f s" % secs
     assert peak < 64 * 1024, "--mem 1T: peak RSS %d KiB" % peak
+
+
+def test_every_port_every_size(accel):
+    """Reads of every port as byte, word and dword (past 0xffff too) and writes of 0 to
+    all but the ports that would end the run: quokka answers each and survives."""
+    check_flat(accel, 2, 1, 4, expect="ports ok")
+
+
+def test_string_io_with_huge_counts(accel):
+    """16 MiB INSB from an unbacked port (each byte must read 0xff), 8 Mi OUTSW to port 0x80,
+    and INSD across the end of RAM: bounded time and memory, the architectural results."""
+    check_flat(accel, 3, 1, 3, expect="string io ok")
+
+
+def test_page_directory_outside_ram(accel):
+    """CR3 pointing where no RAM is: every page walk reads 0xff bytes, nothing can run, and
+    the guest must end in a triple fault (status 3) reported as such, not a quokka crash."""
+    rc, out, peak = hostile(accel, 4, 1)
+    assert rc == EXIT_TRIPLE_FAULT, out
+    assert "paging with cr3 outside ram" in out and "FAIL" not in out, out
+    assert "guest triple fault" in out, out
+    assert peak < RSS_LIMIT_KB, peak
+
+
+def test_self_referencing_page_directory(accel):
+    """A page directory that maps itself: reads through the recursive mapping see the
+    directory (accessed/dirty bits aside), and a PDE written through it takes effect."""
+    check_flat(accel, 5, 100, 20000, expect="recursive page directory ok")
+
+
+def test_code_in_mmio():
+    """Code fetched from the LAPIC page, the IOAPIC page and the PCI hole raises #UD, as
+    code outside RAM does; repeated, memory stays flat. (KVM cannot fetch from MMIO at all:
+    translator only.)"""
+    check_flat("tcg", 6, 10000, 200000, expect="code in mmio ok")
+
+
+def test_interrupt_controller_and_timer_abuse(accel):
+    """An interrupt storm (PIT at count 1, LAPIC timer periodic with count 1, every PIC line
+    open), then garbage in every LAPIC register but the ICR, every IOAPIC register and the
+    PIC's init words: interrupts still arrive after a proper set-up, memory stays flat."""
+    check_flat(accel, 7, 200000, 2000000, expect="interrupt controllers after garbage ok")
