@@ -87,8 +87,7 @@ static void setup(void)
     for (int i = 0; i < 2; i++) {
         /* The backend is chosen when the VM is created (QUOKKA_TCG_BACKEND). */
         setenv("QUOKKA_TCG_BACKEND", i ? "interp" : "native", 1);
-        struct accel_vm_config cfg = {.mem = &R.mem, .pio = &R.pio, .mmio = &R.mmio,
-                                      .nr_vcpus = 1};
+        struct accel_vm_config cfg = {.mem = &R.mem, .pio = &R.pio, .mmio = &R.mmio, .nr_vcpus = 1};
         if (tcg_accel_ops.vm_create(&cfg, &R.vm[i], err, sizeof(err)) < 0 ||
             tcg_accel_ops.vcpu_create(R.vm[i], 0, &R.vcpu[i], err, sizeof(err)) < 0) {
             fprintf(stderr, "fuzz_x86: %s\n", err);

@@ -29,7 +29,7 @@ struct accel_exit {
     union {
         struct {
             uint16_t port;
-            uint8_t size;  /* 1, 2 or 4 */
+            uint8_t size; /* 1, 2 or 4 */
             bool is_write;
             uint32_t count; /* >1 for string I/O: count items of size bytes in data */
             uint8_t *data;
@@ -48,7 +48,7 @@ struct accel_exit {
 
 struct accel_vm_config {
     struct guest_memory *mem;
-    struct bus *pio;  /* the translator dispatches accesses itself; KVM returns exits */
+    struct bus *pio; /* the translator dispatches accesses itself; KVM returns exits */
     struct bus *mmio;
     unsigned nr_vcpus;
     /* Accelerators without an in-kernel irqchip ask the machine's interrupt controller model
@@ -81,7 +81,7 @@ struct accel_ops {
     /* CPUID leaves this accelerator can run; the machine filters them into its model. */
     int (*supported_cpuid)(struct accel_vm *vm, struct cpuid_model *out, char *err, size_t errlen);
     int (*set_irq)(struct accel_vm *vm, uint32_t gsi, int level); /* in-kernel irqchip */
-    void (*set_intr)(struct accel_vcpu *vcpu, int level); /* user irqchip: the INTR pin */
+    void (*set_intr)(struct accel_vcpu *vcpu, int level);         /* user irqchip: the INTR pin */
     /* User irqchip with local APICs in the accelerator: deliver an IOAPIC message. Any thread;
      * NULL when the accelerator has no local APIC. */
     void (*apic_msg)(struct accel_vm *vm, const struct apic_msg *msg);
@@ -91,8 +91,7 @@ struct accel_ops {
     /* Optional (KVM): route MSI number `route` (0..ACCEL_MAX_MSI_ROUTES-1) to address/data
      * and return in *fd an eventfd that raises it when written (irqfd), created on first
      * use. -1 when routing failed (the caller then delivers through apic_msg or drops). */
-    int (*msi_route)(struct accel_vm *vm, unsigned route, uint64_t address, uint32_t data,
-                     int *fd);
+    int (*msi_route)(struct accel_vm *vm, unsigned route, uint64_t address, uint32_t data, int *fd);
     /* Optional (KVM): writes of len bytes at addr signal fd without an exit (ioeventfd). */
     int (*ioeventfd)(struct accel_vm *vm, bool mmio, uint64_t addr, unsigned len, int fd,
                      bool assign);

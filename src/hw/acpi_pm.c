@@ -145,8 +145,8 @@ static void pm_write(void *opaque, uint64_t offset, unsigned size, uint64_t valu
 
 static const struct bus_device_ops pm_ops = {.read = pm_read, .write = pm_write};
 
-static int pm_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int pm_create(const struct device_host *host, const struct device_args *args, void **state,
+                     char *err, size_t errlen)
 {
     struct acpi_pm *pm = calloc(1, sizeof(*pm));
     if (!pm)

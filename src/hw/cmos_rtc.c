@@ -392,8 +392,8 @@ static void fill_memory_sizes(struct cmos *c, uint64_t below_4g, uint64_t above_
     put_le(&c->ram[REG_MEM_ABOVE_4G], min_u64(above_4g >> 16, 0xffffff), 3);
 }
 
-static int cmos_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int cmos_create(const struct device_host *host, const struct device_args *args, void **state,
+                       char *err, size_t errlen)
 {
     struct cmos *c = calloc(1, sizeof(*c));
     if (!c)

@@ -28,7 +28,7 @@ static void debug_exit_write(void *opaque, uint64_t offset, unsigned size, uint6
 static const struct bus_device_ops debug_exit_ops = {.read = NULL, .write = debug_exit_write};
 
 static int debug_exit_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+                             void **state, char *err, size_t errlen)
 {
     struct debug_exit *d = calloc(1, sizeof(*d));
     if (!d)

@@ -23,11 +23,11 @@
 #include <time.h>
 
 enum vm_stop_kind {
-    VM_STOP_POWEROFF, /* guest asked to power off: exit 0 */
-    VM_STOP_REBOOT,   /* guest asked to reset: quokka has no warm reset, exit 0 */
+    VM_STOP_POWEROFF,   /* guest asked to power off: exit 0 */
+    VM_STOP_REBOOT,     /* guest asked to reset: quokka has no warm reset, exit 0 */
     VM_STOP_DEBUG_EXIT, /* isa-debug-exit: status (V << 1) | 1 */
-    VM_STOP_ERROR,    /* triple fault, accelerator error: exit 3 */
-    VM_STOP_SIGNAL,   /* host SIGINT/SIGTERM */
+    VM_STOP_ERROR,      /* triple fault, accelerator error: exit 3 */
+    VM_STOP_SIGNAL,     /* host SIGINT/SIGTERM */
 };
 
 /* Console the guest's serial port talks to. Output is written synchronously; input is pushed
@@ -130,8 +130,8 @@ enum device_level {
 
 /* Per-instance configuration. */
 struct device_args {
-    unsigned instance;        /* 0 for the first instance of its model, then 1, 2... */
-    const struct opts *opts;  /* the command line's key=value options (never NULL) */
+    unsigned instance;       /* 0 for the first instance of its model, then 1, 2... */
+    const struct opts *opts; /* the command line's key=value options (never NULL) */
     /* The host console this instance talks to (the first UART, or virtio-console with
      * `--console virtio`), or NULL: output dropped, no input. */
     const struct device_console *console;

@@ -258,7 +258,7 @@ static const struct bus_device_ops data_ops = {.read = data_read, .write = data_
 static const struct bus_device_ops cmd_ops = {.read = cmd_read, .write = cmd_write};
 
 static int i8042_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+                        void **state, char *err, size_t errlen)
 {
     struct i8042 *c = calloc(1, sizeof(*c));
     if (!c)

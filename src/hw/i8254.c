@@ -444,8 +444,8 @@ static void sysb_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
 static const struct bus_device_ops pit_ops = {.read = pit_read, .write = pit_write};
 static const struct bus_device_ops sysb_ops = {.read = sysb_read, .write = sysb_write};
 
-static int pit_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int pit_create(const struct device_host *host, const struct device_args *args, void **state,
+                      char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)

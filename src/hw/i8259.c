@@ -443,8 +443,8 @@ static void pic_reset(struct pic_chip *c, bool master)
     };
 }
 
-static int pic_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int pic_create(const struct device_host *host, const struct device_args *args, void **state,
+                      char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)

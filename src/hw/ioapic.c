@@ -47,8 +47,8 @@
 #define RTE_MASKED (1ULL << 16)
 #define RTE_DEST_SHIFT 56
 /* Guest-writable bits: all but delivery status (12), remote IRR (14) and reserved ones. */
-#define RTE_WRITABLE (0xff000000000000ffULL | (7ULL << 8) | (1ULL << 11) | (1ULL << 13) | \
-                      RTE_LEVEL | RTE_MASKED)
+#define RTE_WRITABLE                                                                               \
+    (0xff000000000000ffULL | (7ULL << 8) | (1ULL << 11) | (1ULL << 13) | RTE_LEVEL | RTE_MASKED)
 
 struct ioapic {
     pthread_mutex_t lock;
@@ -131,7 +131,7 @@ static void write_reg(struct ioapic *io, uint32_t value)
     *e = (v & RTE_WRITABLE) | (*e & RTE_REMOTE_IRR);
     if (!(*e & RTE_LEVEL))
         *e &= ~RTE_REMOTE_IRR; /* remote IRR is undefined for edge entries: keep it clear */
-    service_level(io, pin); /* an asserted level line unmasked now is delivered now */
+    service_level(io, pin);    /* an asserted level line unmasked now is delivered now */
 }
 
 /* 32-bit registers at 0x00 and 0x10; narrower accesses see their bytes of the register,
@@ -201,7 +201,7 @@ static void ioapic_eoi(void *opaque, uint8_t vector)
 static const struct bus_device_ops ioapic_ops = {.read = ioapic_read, .write = ioapic_write};
 
 static int ioapic_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+                         void **state, char *err, size_t errlen)
 {
     *state = NULL;
     if (!host->user_irqchip)

@@ -35,8 +35,8 @@ static void post_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
 
 static const struct bus_device_ops post_ops = {.read = post_read, .write = post_write};
 
-static int post_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int post_create(const struct device_host *host, const struct device_args *args, void **state,
+                       char *err, size_t errlen)
 {
     struct post_port *p = calloc(1, sizeof(*p));
     if (!p)

@@ -374,16 +374,18 @@ static const struct bus_device_ops uart_ops = {
     .write = uart_bus_write,
 };
 
-static int uart_create(const struct device_host *host, const struct device_args *args,
-                       void **state, char *err, size_t errlen)
+static int uart_create(const struct device_host *host, const struct device_args *args, void **state,
+                       char *err, size_t errlen)
 {
     /* The PC's COM1..COM4 resources, by instance. */
     static const struct {
         uint16_t port;
         uint8_t irq;
         const char *name;
-    } com[] = {{PORT_COM1, IRQ_COM1, "com1"}, {PORT_COM2, IRQ_COM2, "com2"},
-               {0x3e8, IRQ_COM1, "com3"}, {0x2e8, IRQ_COM2, "com4"}};
+    } com[] = {{PORT_COM1, IRQ_COM1, "com1"},
+               {PORT_COM2, IRQ_COM2, "com2"},
+               {0x3e8, IRQ_COM1, "com3"},
+               {0x2e8, IRQ_COM2, "com4"}};
     if (args->instance >= sizeof(com) / sizeof(com[0]))
         return qk_fail(err, errlen, "at most %zu serial ports", sizeof(com) / sizeof(com[0]));
     struct uart *u = calloc(1, sizeof(*u));

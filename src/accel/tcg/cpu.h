@@ -111,7 +111,8 @@ struct tcg_segment {
     uint64_t base;
     uint32_t limit;
     uint16_t selector;
-    uint16_t attr; /* type | s << 4 | dpl << 5 | p << 7 | avl << 12 | l << 13 | db << 14 | g << 15 */
+    uint16_t
+        attr; /* type | s << 4 | dpl << 5 | p << 7 | avl << 12 | l << 13 | db << 14 | g << 15 */
 };
 
 #define SEG_ATTR_S (1u << 4)
@@ -138,7 +139,7 @@ struct tcg_cpu {
     struct tcg_segment seg[NR_SEGS];
     struct vcpu_dtable gdt, idt;
     uint64_t cr0, cr2, cr3, cr4; /* CR8 is the local APIC's TPR (lapic.h) */
-    uint64_t dr[8]; /* debug registers: stored, breakpoints not modelled */
+    uint64_t dr[8];              /* debug registers: stored, breakpoints not modelled */
     uint64_t efer;
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
@@ -148,12 +149,12 @@ struct tcg_cpu {
     struct tcg_fpu fpu; /* x87, SSE (fpu.c, sse.c) */
 
     /* --- exceptions and interrupts --- */
-    int32_t exception;   /* pending exception vector or -1 */
+    int32_t exception; /* pending exception vector or -1 */
     uint32_t error_code;
     bool has_error_code;
-    bool exception_soft;         /* INT n / INT3 / INTO: DPL checks, return past the insn */
-    uint64_t exception_next_rip; /* return address for software interrupts */
-    uint64_t fault_addr; /* CR2 for #PF */
+    bool exception_soft;           /* INT n / INT3 / INTO: DPL checks, return past the insn */
+    uint64_t exception_next_rip;   /* return address for software interrupts */
+    uint64_t fault_addr;           /* CR2 for #PF */
     atomic_uint interrupt_request; /* TCG_REQ_* bits, set from other threads; nonzero makes
                                       chained native code return to the run loop */
     bool halted;
@@ -170,22 +171,22 @@ struct tcg_cpu {
     uint32_t tlb_nonglobal_count; /* > TLB_NONGLOBAL_LOG: the log overflowed, scan all */
 
     /* --- block chaining (native backend, see backend/x86_64.h) --- */
-    int32_t chain_budget; /* chained jumps left before the run loop must look (timers) */
-    uint32_t chain_epoch; /* bumped by every TLB flush: chains set before are void */
+    int32_t chain_budget;        /* chained jumps left before the run loop must look (timers) */
+    uint32_t chain_epoch;        /* bumped by every TLB flush: chains set before are void */
     uint32_t chain_epoch_global; /* bumped by flushes that can drop global pages */
     uint64_t chain_pages[TLB_CHAIN_PAGE_WORDS]; /* hashed pages chains lead into (softmmu.c) */
-    void *last_exit;      /* the native block that left through GOTO_TB */
-    uint64_t insn_count;  /* guest instructions of native blocks run to an exit */
+    void *last_exit;                            /* the native block that left through GOTO_TB */
+    uint64_t insn_count; /* guest instructions of native blocks run to an exit */
 
     /* --- exits back to the run loop --- */
     jmp_buf exit_jmp;
     struct tcg_vcpu *vcpu;
 };
 
-#define TCG_REQ_STOP 1u      /* kick(): return to the machine */
-#define TCG_SMC_ONE_INSN 1u  /* run the interrupted instruction again, translated alone */
-#define TCG_SMC_RUNNING 2u   /* that one-instruction block is running */
-#define TCG_REQ_INTERRUPT 2u /* an external interrupt line is raised */
+#define TCG_REQ_STOP 1u       /* kick(): return to the machine */
+#define TCG_SMC_ONE_INSN 1u   /* run the interrupted instruction again, translated alone */
+#define TCG_SMC_RUNNING 2u    /* that one-instruction block is running */
+#define TCG_REQ_INTERRUPT 2u  /* an external interrupt line is raised */
 #define TCG_REQ_INVALIDATE 4u /* a device wrote pages holding code: drop their blocks first */
 
 #endif

@@ -58,7 +58,7 @@ static const uint32_t lvt_writable[LAPIC_NR_LVT] = {
     [LVT_TIMER] = 0x000700ffu,   /* vector, mask, mode (one-shot/periodic/TSC-deadline) */
     [LVT_THERMAL] = 0x000107ffu, /* vector, delivery mode, mask */
     [LVT_PERF] = 0x000107ffu,
-    [LVT_LINT0] = 0x0001a7ffu,   /* vector, delivery mode, polarity, trigger, mask */
+    [LVT_LINT0] = 0x0001a7ffu, /* vector, delivery mode, polarity, trigger, mask */
     [LVT_LINT1] = 0x0001a7ffu,
     [LVT_ERROR] = 0x000100ffu,
 };
@@ -269,8 +269,8 @@ static void timer_start(struct lapic *l)
     l->timer_period_ns = 0;
     if (l->timer_initial == 0 || LVT_TIMER_MODE(l->lvt[LVT_TIMER]) == TIMER_TSC_DEADLINE)
         return;
-    uint64_t period = (uint64_t)l->timer_initial * timer_divisor(l->timer_dcr) *
-                      (1000000000ULL / LAPIC_TIMER_HZ);
+    uint64_t period =
+        (uint64_t)l->timer_initial * timer_divisor(l->timer_dcr) * (1000000000ULL / LAPIC_TIMER_HZ);
     if (LVT_TIMER_MODE(l->lvt[LVT_TIMER]) == TIMER_PERIODIC && period < LAPIC_MIN_PERIOD_NS)
         period = LAPIC_MIN_PERIOD_NS;
     l->timer_period_ns = period;
@@ -367,19 +367,35 @@ static bool reg_read(struct lapic *l, unsigned reg, uint64_t *value)
     bool x2 = x2apic_mode(l);
     uint32_t v;
     switch (reg) {
-    case REG_ID: v = x2 ? l->id : l->id << 24; break;
-    case REG_VERSION: v = LAPIC_VERSION; break;
-    case REG_TPR: v = l->tpr; break;
-    case REG_APR: v = 0; break;
-    case REG_PPR: v = ppr(l); break;
-    case REG_LDR: v = l->ldr; break;
+    case REG_ID:
+        v = x2 ? l->id : l->id << 24;
+        break;
+    case REG_VERSION:
+        v = LAPIC_VERSION;
+        break;
+    case REG_TPR:
+        v = l->tpr;
+        break;
+    case REG_APR:
+        v = 0;
+        break;
+    case REG_PPR:
+        v = ppr(l);
+        break;
+    case REG_LDR:
+        v = l->ldr;
+        break;
     case REG_DFR:
         if (x2)
             return false;
         v = l->dfr;
         break;
-    case REG_SVR: v = l->svr; break;
-    case REG_ESR: v = l->esr; break;
+    case REG_SVR:
+        v = l->svr;
+        break;
+    case REG_ESR:
+        v = l->esr;
+        break;
     case REG_ICR:
         if (x2) {
             *value = ((uint64_t)l->icr_hi << 32) | l->icr_lo;
@@ -392,9 +408,15 @@ static bool reg_read(struct lapic *l, unsigned reg, uint64_t *value)
             return false;
         v = l->icr_hi;
         break;
-    case REG_TIMER_INITIAL: v = l->timer_initial; break;
-    case REG_TIMER_CURRENT: v = timer_current(l); break;
-    case REG_TIMER_DCR: v = l->timer_dcr; break;
+    case REG_TIMER_INITIAL:
+        v = l->timer_initial;
+        break;
+    case REG_TIMER_CURRENT:
+        v = timer_current(l);
+        break;
+    case REG_TIMER_DCR:
+        v = l->timer_dcr;
+        break;
     default:
         if (reg >= REG_ISR && reg < REG_ISR + 8)
             v = l->isr[reg - REG_ISR];

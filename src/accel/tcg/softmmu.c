@@ -30,9 +30,9 @@
 struct walk {
     uint64_t paddr;
     bool writable, user, exec, dirty;
-    bool large;  /* from a 2 MiB / 4 MiB / 1 GiB page */
+    bool large;         /* from a 2 MiB / 4 MiB / 1 GiB page */
     uint8_t page_shift; /* log2 of the page size */
-    bool global; /* G in the leaf entry with CR4.PGE: survives CR3 writes */
+    bool global;        /* G in the leaf entry with CR4.PGE: survives CR3 writes */
 };
 
 static inline bool cpu_user_mode(const struct tcg_cpu *cpu)
@@ -41,8 +41,7 @@ static inline bool cpu_user_mode(const struct tcg_cpu *cpu)
 }
 
 /* Read a page-table entry; tables outside RAM read as not-present. */
-static bool read_pte(struct tcg_cpu *cpu, uint64_t paddr, unsigned size, uint64_t *pte,
-                     void **host)
+static bool read_pte(struct tcg_cpu *cpu, uint64_t paddr, unsigned size, uint64_t *pte, void **host)
 {
     struct guest_memory *mem = cpu_vcpu(cpu)->vm->mem;
     void *p = gpa_to_host(mem, paddr, size);
@@ -502,8 +501,8 @@ static inline uint64_t load_access(struct tcg_cpu *cpu, uint64_t vaddr, unsigned
     return load_slow(cpu, vaddr, size, user);
 }
 
-static inline void store_access(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value,
-                                unsigned size, bool user)
+static inline void store_access(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsigned size,
+                                bool user)
 {
     const struct tlb_entry *e = &cpu->tlb[user][(vaddr >> 12) & (TLB_SIZE - 1)];
     if (e->write_tag == (vaddr & ~0xfffULL) && (vaddr & 0xfff) + size <= 0x1000) {

@@ -37,8 +37,8 @@ struct accel_vcpu {
     pthread_mutex_t lock; /* guards the wake-up condition for HLT */
     pthread_cond_t wake;
     atomic_int intr_level; /* the INTR pin, driven by the interrupt controller model */
-    struct lapic lapic; /* this CPU's local APIC */
-    unsigned timer_poll; /* blocks run since the LAPIC timer deadline was last compared */
+    struct lapic lapic;    /* this CPU's local APIC */
+    unsigned timer_poll;   /* blocks run since the LAPIC timer deadline was last compared */
     struct cpuid_model cpuid;
     uint64_t guest_insns; /* instructions of blocks run to their end (benchmarks) */
 };

@@ -11,7 +11,7 @@
 struct tcg_cpu;
 
 /* Descriptor fields */
-#define FD_OPCODE(d) ((unsigned)(d) & 0xffu)
+#define FD_OPCODE(d) ((unsigned)(d)&0xffu)
 #define FD_MODRM(d) ((unsigned)((d) >> 8) & 0xffu)
 #define FD_MAP(d) ((unsigned)((d) >> 16) & 3u)
 #define FD_MP(d) ((unsigned)((d) >> 18) & 3u) /* enum x86_mandatory_prefix */

@@ -50,7 +50,10 @@ static uint32_t current_flags(const struct tcg_cpu *cpu)
 
 static uint32_t result_flags(uint64_t v, unsigned bytes)
 {
-    return x86_flags_compute(CC_OP_LOGIC + (bytes == 1 ? 0 : bytes == 2 ? 1 : bytes == 4 ? 2 : 3),
+    return x86_flags_compute(CC_OP_LOGIC + (bytes == 1   ? 0
+                                            : bytes == 2 ? 1
+                                            : bytes == 4 ? 2
+                                                         : 3),
                              v, 0, 0) &
            (X86_ZF | X86_SF | X86_PF);
 }
@@ -390,24 +393,59 @@ static uint64_t h_rdtsc(void *env, uint64_t with_aux, uint64_t b, uint64_t c, ui
 bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value)
 {
     switch (index) {
-    case MSR_TSC: *value = tcg_read_tsc(cpu); return true;
-    case MSR_APIC_BASE: *value = lapic_get_base(&cpu_vcpu(cpu)->lapic); return true;
-    case MSR_TSC_DEADLINE: *value = lapic_get_tsc_deadline(&cpu_vcpu(cpu)->lapic); return true;
-    case MSR_SYSENTER_CS: *value = cpu->sysenter_cs; return true;
-    case MSR_SYSENTER_ESP: *value = cpu->sysenter_esp; return true;
-    case MSR_SYSENTER_EIP: *value = cpu->sysenter_eip; return true;
-    case MSR_MISC_ENABLE: *value = cpu->misc_enable; return true;
-    case MSR_PAT: *value = cpu->pat; return true;
-    case MSR_EFER: *value = cpu->efer; return true;
-    case MSR_STAR: *value = cpu->star; return true;
-    case MSR_LSTAR: *value = cpu->lstar; return true;
-    case MSR_CSTAR: *value = cpu->cstar; return true;
-    case MSR_SFMASK: *value = cpu->sfmask; return true;
-    case MSR_FS_BASE: *value = cpu->seg[SEG_FS].base; return true;
-    case MSR_GS_BASE: *value = cpu->seg[SEG_GS].base; return true;
-    case MSR_KERNEL_GS_BASE: *value = cpu->kernel_gs_base; return true;
-    case MSR_TSC_AUX: *value = cpu->tsc_aux; return true;
-    default: return lapic_msr_read(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
+    case MSR_TSC:
+        *value = tcg_read_tsc(cpu);
+        return true;
+    case MSR_APIC_BASE:
+        *value = lapic_get_base(&cpu_vcpu(cpu)->lapic);
+        return true;
+    case MSR_TSC_DEADLINE:
+        *value = lapic_get_tsc_deadline(&cpu_vcpu(cpu)->lapic);
+        return true;
+    case MSR_SYSENTER_CS:
+        *value = cpu->sysenter_cs;
+        return true;
+    case MSR_SYSENTER_ESP:
+        *value = cpu->sysenter_esp;
+        return true;
+    case MSR_SYSENTER_EIP:
+        *value = cpu->sysenter_eip;
+        return true;
+    case MSR_MISC_ENABLE:
+        *value = cpu->misc_enable;
+        return true;
+    case MSR_PAT:
+        *value = cpu->pat;
+        return true;
+    case MSR_EFER:
+        *value = cpu->efer;
+        return true;
+    case MSR_STAR:
+        *value = cpu->star;
+        return true;
+    case MSR_LSTAR:
+        *value = cpu->lstar;
+        return true;
+    case MSR_CSTAR:
+        *value = cpu->cstar;
+        return true;
+    case MSR_SFMASK:
+        *value = cpu->sfmask;
+        return true;
+    case MSR_FS_BASE:
+        *value = cpu->seg[SEG_FS].base;
+        return true;
+    case MSR_GS_BASE:
+        *value = cpu->seg[SEG_GS].base;
+        return true;
+    case MSR_KERNEL_GS_BASE:
+        *value = cpu->kernel_gs_base;
+        return true;
+    case MSR_TSC_AUX:
+        *value = cpu->tsc_aux;
+        return true;
+    default:
+        return lapic_msr_read(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
     }
 }
 
@@ -419,8 +457,8 @@ static void write_tsc_deadline(struct tcg_cpu *cpu, uint64_t value)
     uint64_t deadline = now;
     if (value > tsc) {
         uint64_t delta = value - tsc;
-        uint64_t ns = delta / TCG_TSC_HZ * 1000000000ULL +
-                      delta % TCG_TSC_HZ * 1000000000ULL / TCG_TSC_HZ;
+        uint64_t ns =
+            delta / TCG_TSC_HZ * 1000000000ULL + delta % TCG_TSC_HZ * 1000000000ULL / TCG_TSC_HZ;
         deadline = ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
     }
     lapic_set_tsc_deadline(&cpu_vcpu(cpu)->lapic, value, deadline);
@@ -446,12 +484,24 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
             tlb_flush(cpu); /* the register page moved, appeared or went */
         return true;
     }
-    case MSR_TSC_DEADLINE: write_tsc_deadline(cpu, value); return true;
-    case MSR_SYSENTER_CS: cpu->sysenter_cs = value & 0xffff; return true;
-    case MSR_SYSENTER_ESP: cpu->sysenter_esp = value; return true;
-    case MSR_SYSENTER_EIP: cpu->sysenter_eip = value; return true;
-    case MSR_MISC_ENABLE: cpu->misc_enable = value; return true;
-    case MSR_PAT: cpu->pat = value; return true;
+    case MSR_TSC_DEADLINE:
+        write_tsc_deadline(cpu, value);
+        return true;
+    case MSR_SYSENTER_CS:
+        cpu->sysenter_cs = value & 0xffff;
+        return true;
+    case MSR_SYSENTER_ESP:
+        cpu->sysenter_esp = value;
+        return true;
+    case MSR_SYSENTER_EIP:
+        cpu->sysenter_eip = value;
+        return true;
+    case MSR_MISC_ENABLE:
+        cpu->misc_enable = value;
+        return true;
+    case MSR_PAT:
+        cpu->pat = value;
+        return true;
     case MSR_EFER: {
         uint64_t allowed = X86_EFER_SCE | X86_EFER_LME | X86_EFER_NXE;
         if (value & ~(allowed | X86_EFER_LMA))
@@ -464,7 +514,9 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
         tcg_update_hflags(cpu);
         return true;
     }
-    case MSR_STAR: cpu->star = value; return true;
+    case MSR_STAR:
+        cpu->star = value;
+        return true;
     case MSR_LSTAR:
     case MSR_CSTAR:
     case MSR_FS_BASE:
@@ -485,8 +537,12 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
         else
             cpu->kernel_gs_base = value;
         return true;
-    case MSR_SFMASK: cpu->sfmask = value & 0xffffffffULL; return true;
-    case MSR_TSC_AUX: cpu->tsc_aux = value & 0xffffffffULL; return true;
+    case MSR_SFMASK:
+        cpu->sfmask = value & 0xffffffffULL;
+        return true;
+    case MSR_TSC_AUX:
+        cpu->tsc_aux = value & 0xffffffffULL;
+        return true;
     default: /* x2APIC: EOI and TPR writes may unmask a pending interrupt */
         tcg_recheck_interrupts(cpu);
         return lapic_msr_write(&cpu_vcpu(cpu)->lapic, index, value);
@@ -517,8 +573,7 @@ static uint64_t h_wrmsr(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t 
 
 /* --- multiply and divide -------------------------------------------------------------------- */
 
-static uint64_t h_mul(void *env, uint64_t value, uint64_t bytes_arg, uint64_t is_signed,
-                      uint64_t d)
+static uint64_t h_mul(void *env, uint64_t value, uint64_t bytes_arg, uint64_t is_signed, uint64_t d)
 {
     (void)d;
     struct tcg_cpu *cpu = CPU(env);
@@ -540,8 +595,8 @@ static uint64_t h_mul(void *env, uint64_t value, uint64_t bytes_arg, uint64_t is
             overflow = hi != 0;
         }
     } else {
-        uint64_t p = is_signed ? (uint64_t)((int64_t)sext(a, bytes) * (int64_t)sext(b, bytes))
-                               : a * b;
+        uint64_t p =
+            is_signed ? (uint64_t)((int64_t)sext(a, bytes) * (int64_t)sext(b, bytes)) : a * b;
         lo = p & mask_of(bytes);
         hi = (p >> (bytes * 8)) & mask_of(bytes);
         overflow = is_signed ? sext(p, bytes * 2) != sext(lo, bytes) : hi != 0;
@@ -558,8 +613,7 @@ static uint64_t h_mul(void *env, uint64_t value, uint64_t bytes_arg, uint64_t is
     return 0;
 }
 
-static uint64_t h_div(void *env, uint64_t value, uint64_t bytes_arg, uint64_t is_signed,
-                      uint64_t d)
+static uint64_t h_div(void *env, uint64_t value, uint64_t bytes_arg, uint64_t is_signed, uint64_t d)
 {
     (void)d;
     struct tcg_cpu *cpu = CPU(env);
@@ -648,7 +702,7 @@ static uint64_t h_shift(void *env, uint64_t value, uint64_t count, uint64_t kind
         r = value;
         if (kind == SHIFT_RCR)
             of = (unsigned)(!!(value & msb) ^ carry); /* defined for count 1, from the input */
-        for (unsigned i = 0; i < k; i++) { /* k <= 64: bounded */
+        for (unsigned i = 0; i < k; i++) {            /* k <= 64: bounded */
             unsigned out;
             if (kind == SHIFT_RCL) {
                 out = !!(r & msb);
@@ -743,10 +797,14 @@ static uint64_t h_bittest(void *env, uint64_t value, uint64_t bit, uint64_t kind
     /* CF = the bit; ZF unchanged; OF SF AF PF undefined (kept). */
     set_flags(cpu, (current_flags(cpu) & ~X86_CF) | cf);
     switch (kind) {
-    case BITTEST_BTS: return value | m;
-    case BITTEST_BTR: return value & ~m;
-    case BITTEST_BTC: return value ^ m;
-    default: return value;
+    case BITTEST_BTS:
+        return value | m;
+    case BITTEST_BTR:
+        return value & ~m;
+    case BITTEST_BTC:
+        return value ^ m;
+    default:
+        return value;
     }
 }
 
@@ -837,8 +895,9 @@ static uint64_t h_str_sldt(void *env, uint64_t is_tr, uint64_t b, uint64_t c, ui
 
 /* --- control registers ---------------------------------------------------------------------- */
 
-#define CR4_KNOWN (0x1ULL | 0x2ULL | 0x4ULL | 0x8ULL | 0x10ULL | 0x20ULL | 0x40ULL | 0x80ULL | \
-                   0x100ULL | 0x200ULL | 0x400ULL)
+#define CR4_KNOWN                                                                                  \
+    (0x1ULL | 0x2ULL | 0x4ULL | 0x8ULL | 0x10ULL | 0x20ULL | 0x40ULL | 0x80ULL | 0x100ULL |        \
+     0x200ULL | 0x400ULL)
 
 void tcg_write_cr0(struct tcg_cpu *cpu, uint64_t value)
 {
@@ -905,12 +964,18 @@ static uint64_t h_mov_from_cr(void *env, uint64_t cr, uint64_t b, uint64_t c, ui
     (void)b, (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
     switch (cr) {
-    case 0: return cpu->cr0;
-    case 2: return cpu->cr2;
-    case 3: return cpu->cr3;
-    case 4: return cpu->cr4;
-    case 8: return lapic_get_cr8(&cpu_vcpu(cpu)->lapic);
-    default: tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
+    case 0:
+        return cpu->cr0;
+    case 2:
+        return cpu->cr2;
+    case 3:
+        return cpu->cr3;
+    case 4:
+        return cpu->cr4;
+    case 8:
+        return lapic_get_cr8(&cpu_vcpu(cpu)->lapic);
+    default:
+        tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
     }
 }
 

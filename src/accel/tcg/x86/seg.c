@@ -13,8 +13,8 @@
 
 uint64_t tcg_read_eflags(const struct tcg_cpu *cpu)
 {
-    uint32_t arith = x86_flags_compute((uint32_t)cpu->cc_op, cpu->cc_dst, cpu->cc_src,
-                                       cpu->cc_src2);
+    uint32_t arith =
+        x86_flags_compute((uint32_t)cpu->cc_op, cpu->cc_dst, cpu->cc_src, cpu->cc_src2);
     return (cpu->eflags & ~(uint64_t)X86_ARITH_FLAGS) | arith | 2;
 }
 
@@ -127,7 +127,7 @@ static uint16_t desc_attr(uint32_t w1)
     return (uint16_t)((w1 >> 8) & 0xf0ffu);
 }
 
-#define ATTR_TYPE(a) ((a) & 0xfu)
+#define ATTR_TYPE(a) ((a)&0xfu)
 #define TYPE_CODE 0x8u
 #define TYPE_CONFORMING 0x4u /* code */
 #define TYPE_READABLE 0x2u   /* code */
@@ -173,8 +173,7 @@ void tcg_load_seg(struct tcg_cpu *cpu, unsigned seg, uint16_t selector)
 }
 
 /* Load CS for a control transfer to privilege cpl (checks done by the caller). */
-static void load_cs(struct tcg_cpu *cpu, uint16_t selector, uint32_t w0, uint32_t w1,
-                    unsigned cpl)
+static void load_cs(struct tcg_cpu *cpu, uint16_t selector, uint32_t w0, uint32_t w1, unsigned cpl)
 {
     cpu->hflags = (cpu->hflags & ~HF_CPL_MASK) | cpl;
     tcg_set_seg(cpu, SEG_CS, (uint16_t)((selector & 0xfffc) | cpl), desc_base(w0, w1),
@@ -221,8 +220,9 @@ static uint64_t stack_pop(struct tcg_cpu *cpu, struct stack *st, unsigned bytes)
 
 static struct stack current_stack(const struct tcg_cpu *cpu)
 {
-    uint64_t mask = (cpu->hflags & HF_CS64) ? ~0ULL : (cpu->hflags & HF_SS32) ? 0xffffffffULL
-                                                                             : 0xffffULL;
+    uint64_t mask = (cpu->hflags & HF_CS64)   ? ~0ULL
+                    : (cpu->hflags & HF_SS32) ? 0xffffffffULL
+                                              : 0xffffULL;
     uint64_t base = (cpu->hflags & HF_CS64) ? 0 : cpu->seg[SEG_SS].base;
     return (struct stack){cpu->gpr[GPR_RSP] & mask, base, mask};
 }

@@ -8,7 +8,7 @@
 struct x86_translate_info {
     uint32_t guest_size; /* bytes of guest code covered */
     uint32_t nr_insns;
-    uint64_t last_byte;  /* linear address of the block's last code byte */
+    uint64_t last_byte; /* linear address of the block's last code byte */
 };
 
 void x86_translate_init(struct ir_block *block);
@@ -16,8 +16,7 @@ void x86_translate_init(struct ir_block *block);
  * instructions (0: the usual limit). Code fetch faults on the first instruction raise the
  * guest exception (longjmp out, see tcg_internal.h). Returns -1 only on IR overflow (a bug:
  * the driver reserves room per instruction). */
-int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base,
-                        uint64_t rip, uint32_t hflags, unsigned max_insns,
-                        struct x86_translate_info *info);
+int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base, uint64_t rip,
+                        uint32_t hflags, unsigned max_insns, struct x86_translate_info *info);
 
 #endif
