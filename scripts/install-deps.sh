@@ -3,6 +3,7 @@
 set -euo pipefail
 pkgs=(
   gcc clang make          # the build (CI checks both compilers)
+  clang-format            # make format, and the CI check that the C code is formatted
   libcmocka-dev           # C unit test framework
   python3-pytest          # end-to-end tests
   libcapstone-dev         # reference x86 decoder: disassembly in debug output, decoder cross-check
