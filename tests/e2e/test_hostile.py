@@ -16,6 +16,10 @@ from conftest import EXIT_PASS, EXIT_TRIPLE_FAULT, QUOKKA, payload
 
 RSS_GROWTH_KB = 4096     # allowed peak growth between the short and the long run
 RSS_LIMIT_KB = 96 * 1024  # and an absolute ceiling for these small guests
+# An ASan/UBSan build (CI sets this with QUOKKA_BUILD=build-asan): the cases must still end
+# as they should, but ASan's shadow memory and quarantine make RSS say nothing about leaks
+# (LeakSanitizer checks those at exit instead), and everything runs slower.
+SANITIZED = os.environ.get("QUOKKA_SANITIZED") == "1"
 
 
 def vm_hwm_kb(pid):
@@ -66,12 +70,13 @@ def check_flat(accel, case, short, long_, backend=None, expect=None):
         assert rc == EXIT_PASS, "case %d iters=%d: rc=%s\n%s" % (case, iters, rc, out)
         if expect:
             assert expect in out, out
-        assert peak < RSS_LIMIT_KB, "case %d: peak RSS %d KiB" % (case, peak)
+        assert "LeakSanitizer" not in out and "runtime error" not in out, out
+        assert SANITIZED or peak < RSS_LIMIT_KB, "case %d: peak RSS %d KiB" % (case, peak)
         runs.append(peak)
     growth = runs[1] - runs[0]
     print("case %d: peak RSS %d KiB (x%d) -> %d KiB (x%d)" % (case, runs[0], short, runs[1],
                                                             long_))
-    assert growth < RSS_GROWTH_KB, (
+    assert SANITIZED or growth < RSS_GROWTH_KB, (
         "case %d: peak RSS grew by %d KiB from %d to %d repetitions" % (case, growth, short,
                                                                         long_))
 
@@ -94,8 +99,8 @@ def test_huge_ram_costs_what_is_used(accel):
     secs = time.monotonic() - t0
     print("--mem 1T: %.2f s, peak RSS %d KiB" % (secs, peak))
     assert rc == EXIT_PASS, out
-    assert secs < 5, "--mem 1T took %.1f s" % secs
-    assert peak < 64 * 1024, "--mem 1T: peak RSS %d KiB" % peak
+    assert secs < (30 if SANITIZED else 5), "--mem 1T took %.1f s" % secs
+    assert SANITIZED or peak < 64 * 1024, "--mem 1T: peak RSS %d KiB" % peak
 
 
 def test_every_port_every_size(accel):
@@ -117,7 +122,7 @@ def test_page_directory_outside_ram(accel):
     assert rc == EXIT_TRIPLE_FAULT, out
     assert "paging with cr3 outside ram" in out and "FAIL" not in out, out
     assert "guest triple fault" in out, out
-    assert peak < RSS_LIMIT_KB, peak
+    assert SANITIZED or peak < RSS_LIMIT_KB, peak
 
 
 def test_self_referencing_page_directory(accel):
