@@ -2,7 +2,7 @@
  * input's first byte picks the CPU mode (32-bit flat or 64-bit long mode, as the loaders
  * boot them) and the backend (native code or interpreter); the rest is copied to 1 MiB and
  * run from there. No IDT: the first exception triple-faults, which ends the run; so do
- * HLT, OUT to port 0xe0 (a done marker), and a budget of 10 ms per input (a watchdog kicks
+ * HLT, OUT to port 0xe0 (a done marker), and a budget of 3 ms per input (a watchdog kicks
  * the vCPU, so loops end). Translation must never crash, hang or touch host memory outside
  * guest RAM, whatever the bytes. */
 #include "accel/accel.h"
@@ -23,7 +23,7 @@
 #define CODE_GPA 0x100000ULL
 #define MAX_CODE 4096
 #define DONE_PORT 0xe0
-#define BUDGET_NS (10 * 1000 * 1000)
+#define BUDGET_NS (3 * 1000 * 1000)
 
 struct runner {
     struct guest_memory mem;
@@ -65,7 +65,7 @@ static void *watchdog(void *arg)
 {
     (void)arg;
     for (;;) {
-        struct timespec ts = {0, 4 * 1000 * 1000};
+        struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);
         struct accel_vcpu *v = atomic_load(&R.running);
         uint64_t d = atomic_load(&R.deadline);
