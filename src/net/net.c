@@ -159,39 +159,77 @@ static struct net_backend *user_backend(const struct opts *o, uint16_t mtu, char
     return net_slirp_new(fwds, n, mtu, err, errlen);
 }
 
-static struct net_backend *tap_fd_backend(const char *text, struct event_loop *loop, char *err,
-                                          size_t errlen)
+/* `tap-fd=A[:B...]`: one open tap fd per queue (all parsed before any is taken). */
+static int tap_fd_backends(const char *text, struct event_loop *loop, struct net_backend **out,
+                           unsigned max, char *err, size_t errlen)
 {
-    char *end;
-    errno = 0;
-    long fd = strtol(text, &end, 10);
-    if (!*text || *end || errno || fd < 0 || fd > 1000000) {
-        qk_fail(err, errlen, "tap-fd '%s' must be an open file descriptor number", text);
-        return NULL;
+    int fds[NET_MAX_QUEUES];
+    unsigned n = 0;
+    for (const char *p = text;;) {
+        char *end;
+        errno = 0;
+        long fd = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ':') || errno || fd < 0 || fd > 1000000 || n == max ||
+            n == NET_MAX_QUEUES)
+            return qk_fail(err, errlen,
+                           "tap-fd '%s' must be 1-%u open file descriptor numbers joined by ':'",
+                           text, max < NET_MAX_QUEUES ? max : NET_MAX_QUEUES);
+        fds[n++] = (int)fd;
+        if (!*end)
+            break;
+        p = end + 1;
     }
-    return net_tap_from_fd((int)fd, loop, err, errlen);
+    for (unsigned i = 0; i < n; i++) {
+        out[i] = net_tap_from_fd(fds[i], loop, err, errlen);
+        if (!out[i]) {
+            while (i--)
+                out[i]->ops->free(out[i]);
+            return -1;
+        }
+    }
+    return (int)n;
 }
 
-struct net_backend *net_backend_new(const struct opts *o, uint16_t mtu, struct event_loop *loop,
-                                    char *err, size_t errlen)
+/* `tap=NAME[,queues=N]`: N queues of one tap (IFF_MULTI_QUEUE when N > 1). */
+static int tap_backends(const char *name, uint64_t queues, struct event_loop *loop,
+                        struct net_backend **out, char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < queues; i++) {
+        out[i] = net_tap_open(name, queues > 1, loop, err, errlen);
+        if (!out[i]) {
+            while (i--)
+                out[i]->ops->free(out[i]);
+            return -1;
+        }
+    }
+    return (int)queues;
+}
+
+int net_backends_new(const struct opts *o, uint16_t mtu, struct event_loop *loop,
+                     struct net_backend **out, unsigned max, char *err, size_t errlen)
 {
     const char *user = opts_get(o, "user"), *tap = opts_get(o, "tap");
     const char *tap_fd = opts_get(o, "tap-fd");
-    if ((user != NULL) + (tap != NULL) + (tap_fd != NULL) > 1) {
-        qk_fail(err, errlen, "give one of user, tap=NAME and tap-fd=N");
-        return NULL;
-    }
-    if (user && *user) {
-        qk_fail(err, errlen, "'user' takes no value (got user=%s)", user);
-        return NULL;
-    }
-    if ((tap || tap_fd) && opts_get(o, "hostfwd")) {
-        qk_fail(err, errlen, "hostfwd= is for user-mode networking (--net user,hostfwd=...)");
-        return NULL;
-    }
+    if ((user != NULL) + (tap != NULL) + (tap_fd != NULL) > 1)
+        return qk_fail(err, errlen, "give one of user, tap=NAME and tap-fd=N");
+    if (user && *user)
+        return qk_fail(err, errlen, "'user' takes no value (got user=%s)", user);
+    if ((tap || tap_fd) && opts_get(o, "hostfwd"))
+        return qk_fail(err, errlen,
+                       "hostfwd= is for user-mode networking (--net user,hostfwd=...)");
+    uint64_t queues;
+    if (opts_get_u64(o, "queues", 1, 1, max < NET_MAX_QUEUES ? max : NET_MAX_QUEUES, &queues,
+                     "virtio-net", err, errlen) < 0)
+        return -1;
+    if (queues > 1 && !tap)
+        return qk_fail(err, errlen,
+                       "queues=%llu needs tap=NAME (user mode has one queue; with tap-fd= "
+                       "give one fd per queue)",
+                       (unsigned long long)queues);
     if (tap)
-        return net_tap_open(tap, loop, err, errlen);
+        return tap_backends(tap, queues, loop, out, err, errlen);
     if (tap_fd)
-        return tap_fd_backend(tap_fd, loop, err, errlen);
-    return user_backend(o, mtu, err, errlen);
+        return tap_fd_backends(tap_fd, loop, out, max, err, errlen);
+    out[0] = user_backend(o, mtu, err, errlen);
+    return out[0] ? 1 : -1;
 }

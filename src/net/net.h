@@ -117,6 +117,9 @@ struct net_backend_ops {
     /* The receive offloads the guest accepted (VIRTIO_NET_F_GUEST_* bits of rx_offloads; 0 at
      * a reset): a tap's kernel then builds only frames the guest can take. Any thread. */
     void (*set_rx_offloads)(struct net_backend *be, uint64_t guest_features);
+    /* Optional (queues of a multiqueue backend): whether the host may steer frames to this
+     * queue (the guest uses it). Any thread. */
+    void (*set_enabled)(struct net_backend *be, bool enabled);
     /* Stop (join threads, unwatch fds) and free. */
     void (*free)(struct net_backend *be);
 };
@@ -135,19 +138,24 @@ struct net_backend {
     struct net_backend_stats stats;
 };
 
-/* The backend the options ask for: `user` (the default), `tap=NAME` or `tap-fd=N`, and the
- * user-mode `hostfwd=` rules. Messages name the problem ("tap 'foo': Operation not permitted",
- * "host port 8080 is in use"). `mtu` is the guest's link MTU (user mode sizes its segments
- * to it). */
-struct net_backend *net_backend_new(const struct opts *o, uint16_t mtu, struct event_loop *loop,
-                                    char *err, size_t errlen);
+/* Queues a multiqueue backend may have (a tap's queues; user mode has one). */
+#define NET_MAX_QUEUES 16
+
+/* The backend queues the options ask for, into out[0..max): `user` (the default; one queue),
+ * `tap=NAME` (`queues=N`: a multiqueue tap opened N times) or `tap-fd=N[:N...]` (one fd per
+ * queue), and the user-mode `hostfwd=` rules. Returns how many, or -1 with a message naming
+ * the problem ("tap 'foo': Operation not permitted", "host port 8080 is in use"). `mtu` is
+ * the guest's link MTU (user mode sizes its segments to it). */
+int net_backends_new(const struct opts *o, uint16_t mtu, struct event_loop *loop,
+                     struct net_backend **out, unsigned max, char *err, size_t errlen);
 
 /* Backends by kind (net_backend_new picks one). */
 struct net_hostfwd;
 struct net_backend *net_slirp_new(const struct net_hostfwd *fwds, unsigned nr_fwds, uint16_t mtu,
                                   char *err, size_t errlen);
-struct net_backend *net_tap_open(const char *name, struct event_loop *loop, char *err,
-                                 size_t errlen);
+/* One queue of tap NAME; `multi_queue`: opened with IFF_MULTI_QUEUE (every queue must be). */
+struct net_backend *net_tap_open(const char *name, bool multi_queue, struct event_loop *loop,
+                                 char *err, size_t errlen);
 struct net_backend *net_tap_from_fd(int fd, struct event_loop *loop, char *err, size_t errlen);
 
 /* --- hostfwd rules ------------------------------------------------------------------------- */

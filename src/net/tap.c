@@ -42,6 +42,7 @@ struct tap_backend {
     struct net_backend be; /* first: the device holds a pointer to it */
     int fd;
     bool vnet_hdr;
+    bool multi_queue;      /* one queue of an IFF_MULTI_QUEUE tap */
     unsigned tun_offloads; /* TUN_F_* the kernel accepted when probed */
     char what[64];         /* "tap 'NAME'" or "tap-fd N", for messages */
     struct event_loop *loop;
@@ -193,6 +194,20 @@ static void tap_set_rx_offloads(struct net_backend *be, uint64_t features)
         log_once(tb, "TUNSETOFFLOAD", errno);
 }
 
+/* A queue the guest does not use leaves the kernel's flow steering (TUNSETQUEUE), so no flow
+ * waits here for receive buffers that never come. */
+static void tap_set_enabled(struct net_backend *be, bool enabled)
+{
+    struct tap_backend *tb = (struct tap_backend *)be;
+    if (!tb->multi_queue)
+        return;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = enabled ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE;
+    if (ioctl(tb->fd, TUNSETQUEUE, &ifr) < 0 && errno != EINVAL)
+        log_once(tb, "TUNSETQUEUE", errno); /* EINVAL: already attached / detached */
+}
+
 /* --- transmit ------------------------------------------------------------------------------- */
 
 static enum net_tx_result write_result(struct tap_backend *tb, ssize_t n)
@@ -291,6 +306,7 @@ static const struct net_backend_ops tap_ops = {
     .send = tap_send,
     .rx_ready = tap_rx_ready,
     .set_rx_offloads = tap_set_rx_offloads,
+    .set_enabled = tap_set_enabled,
     .free = tap_free,
 };
 
@@ -368,8 +384,8 @@ static struct net_backend *finish(struct tap_backend *tb, int rc)
     return NULL;
 }
 
-struct net_backend *net_tap_open(const char *name, struct event_loop *loop, char *err,
-                                 size_t errlen)
+struct net_backend *net_tap_open(const char *name, bool multi_queue, struct event_loop *loop,
+                                 char *err, size_t errlen)
 {
     if (!*name || strlen(name) >= IFNAMSIZ || strchr(name, '/')) {
         qk_fail(err, errlen, "tap '%s': an interface name is 1-%d bytes without '/'", name,
@@ -386,10 +402,14 @@ struct net_backend *net_tap_open(const char *name, struct event_loop *loop, char
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
     memcpy(ifr.ifr_name, name, strlen(name));
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (multi_queue ? IFF_MULTI_QUEUE : 0);
     if (ioctl(tb->fd, TUNSETIFF, &ifr) < 0)
-        return finish(tb, qk_fail(err, errlen, "%s: %s", tb->what, strerror(errno)));
+        return finish(tb, qk_fail(err, errlen, "%s: %s%s", tb->what, strerror(errno),
+                                  multi_queue && errno == EINVAL
+                                      ? " (queues=N needs a tap made with multi_queue)"
+                                      : ""));
     tb->vnet_hdr = true;
+    tb->multi_queue = multi_queue;
     return finish(tb, tap_setup(tb, err, errlen));
 }
 
@@ -415,5 +435,6 @@ struct net_backend *net_tap_from_fd(int fd, struct event_loop *loop, char *err, 
         return finish(tb, qk_fail(err, errlen, "%s: %s", tb->what, strerror(errno)));
     tb->fd = fd; /* ours from here on: closed with the device */
     tb->vnet_hdr = ifr.ifr_flags & IFF_VNET_HDR;
+    tb->multi_queue = ifr.ifr_flags & IFF_MULTI_QUEUE;
     return finish(tb, tap_setup(tb, err, errlen));
 }

@@ -146,7 +146,8 @@ static const int socket_families[] = {AF_UNIX, AF_INET, AF_INET6};
 
 /* ioctls while the guest runs: the vCPU's KVM calls (registers for a crash dump, MSRs),
  * the VM's interrupt lines, MSI routes and eventfds that the guest's virtio set-up adds,
- * tap offloads the guest negotiates, and the terminal restored at exit. */
+ * tap offloads the guest negotiates, tap queues it enables or disables (multiqueue), and
+ * the terminal restored at exit. */
 static const unsigned long allowed_ioctls[] = {
     KVM_RUN,
     KVM_GET_REGS,
@@ -161,6 +162,7 @@ static const unsigned long allowed_ioctls[] = {
     KVM_SET_GSI_ROUTING,
     TUNSETOFFLOAD,
     TUNSETVNETHDRSZ,
+    TUNSETQUEUE,
     TCGETS,
     TCSETS,
     TCSETSW,

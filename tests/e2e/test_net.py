@@ -7,7 +7,8 @@ the translator (its /init brings eth0 up with DHCP unless quokka.nonet is given)
 - a hostfwd port: the host connects to 127.0.0.1:PORT and talks to `nc -l` in the guest,
   data checked both ways;
 - a tap device inside a network namespace this test creates (by name, and as an fd passed
-  in): ping, a download and an upload with checksums; skipped, with the reason, where
+  in): ping, a download and an upload with checksums; a multiqueue tap with two queue pairs,
+  both carrying traffic; skipped, with the reason, where
   namespaces or taps cannot be made here; the namespace is always removed;
 - user errors: one line on stderr, exit status 2.
 
@@ -253,8 +254,7 @@ def ip(*args, check=True):
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
 
 
-@pytest.fixture
-def netns(tmp_path):
+def make_netns(multi_queue=False):
     """A network namespace with a persistent tap (192.168.77.1/24, up) in it; skipped with
     the reason where this host cannot make them. Always removed afterwards."""
     if os.geteuid() != 0 or not shutil.which("ip"):
@@ -266,7 +266,8 @@ def netns(tmp_path):
     if made.returncode != 0:
         pytest.skip(f"tap test: cannot create a network namespace: {made.stderr.strip()}")
     try:
-        tap = ip("-n", name, "tuntap", "add", "dev", TAP, "mode", "tap", check=False)
+        tap = ip("-n", name, "tuntap", "add", "dev", TAP, "mode", "tap",
+                 *(["multi_queue"] if multi_queue else []), check=False)
         if tap.returncode != 0:
             pytest.skip(f"tap test: cannot create a tap device: {tap.stderr.strip()}")
         ip("-n", name, "link", "set", "lo", "up")
@@ -275,6 +276,16 @@ def netns(tmp_path):
         yield name
     finally:
         ip("netns", "del", name, check=False)
+
+
+@pytest.fixture
+def netns():
+    yield from make_netns()
+
+
+@pytest.fixture
+def netns_mq():
+    yield from make_netns(multi_queue=True)
 
 
 def run_tap_guest(netns, tmp_path, net_args, wrapper=None):
@@ -330,6 +341,52 @@ def test_tap_fd_in_netns(netns, tmp_path):
     run_tap_guest(netns, tmp_path, ["--net", "tap-fd=@FD@"], wrapper=TAP_FD_WRAPPER)
 
 
+def test_tap_multiqueue(netns_mq, tmp_path):
+    """--net tap=NAME,queues=2: two queue pairs on a multiqueue tap. The guest (one vCPU, so
+    it starts on one pair) is told to use two (ethtool -L through the control queue); 16
+    parallel downloads then spread over both pairs (the guest hashes flows over its transmit
+    queues, the tap sends each flow's replies to the queue it came from): every download's
+    checksum matches and both pairs carried frames each way (QUOKKA_NET_STATS)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    blob = os.urandom(256 << 10)
+    (www / "blob").write_bytes(blob)
+    nsexec = ["ip", "netns", "exec", netns_mq]
+    server = subprocess.Popen(nsexec + ["python3", "-m", "http.server", "--bind", NS_ADDR,
+                                        "--directory", str(www), "8000"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        script = (f"ip link set lo up; ip addr add {GUEST_ADDR}/24 dev eth0; "
+                  "ip link set eth0 up; set-channels eth0 2; "
+                  "echo queues=$(ls /sys/class/net/eth0/queues | tr '\\n' ,); "
+                  f"ping -c 2 -w 30 {NS_ADDR} >/dev/null && echo ping-ok; "
+                  "for i in $(seq 16); do "
+                  f"wget -q -O /tmp/b$i http://{NS_ADDR}:8000/blob & done; wait; "
+                  "for i in $(seq 16); do echo blob$i=$(sha256sum </tmp/b$i | cut -d' ' -f1); "
+                  "done")
+        cmd = ["env", "QUOKKA_NET_STATS=1"] + quokka_cmd(run64(script, "quokka.nonet"), "--net",
+                                                         f"tap={TAP},queues=2")
+        rc, out, err = VM(nsexec + cmd).finish()
+    finally:
+        server.kill()
+        server.wait()
+    assert "quokka-guest: run exit=0" in out, out[-3000:] + err
+    assert "set-channels: eth0 combined 2 (max 2)" in out, out[-3000:]
+    assert value(out, "queues") == "rx-0,rx-1,tx-0,tx-1,", out[-3000:]
+    assert "ping-ok" in out, out[-3000:]
+    for i in range(1, 17):
+        assert value(out, f"blob{i}") == sha(blob), i
+    pairs = {}
+    for line in err.splitlines():
+        if "virtio-net: queue pair" in line:
+            words = line.split()
+            pairs[int(words[words.index("pair") + 1].rstrip(":"))] = (
+                int(words[words.index("tx") + 1]), int(words[words.index("rx") + 1]))
+    assert set(pairs) == {0, 1}, err
+    assert all(tx > 0 and rx > 0 for tx, rx in pairs.values()), pairs
+    assert rc == 0, (rc, err)
+
+
 # --- user errors ------------------------------------------------------------------------------
 
 def quokka_error(*args, user=None):
@@ -355,7 +412,8 @@ def test_net_user_errors():
         (["--net", "user,tap=tap0"], "--net: give one of user, tap=NAME and tap-fd=N"),
         (["--net", "tap=tap0,hostfwd=tcp::1-:2"], "hostfwd= is for user-mode networking"),
         (["--net", "tap=this-name-is-too-long"], "an interface name is 1-15 bytes"),
-        (["--net", "tap-fd=nope"], "--net: tap-fd 'nope' must be an open file descriptor"),
+        (["--net", "tap-fd=nope"], "--net: tap-fd 'nope' must be 1-16 open file descriptor"),
+        (["--net", "user,queues=2"], "--net: queues=2 needs tap=NAME"),
         (["--net", "tap-fd=999"], "--net: tap-fd 999: Bad file descriptor"),
         (["--net", "tap-fd=0"], "--net: tap-fd 0 is not a tap device"),
         (["--net", "user,colour=red"], "colour"),

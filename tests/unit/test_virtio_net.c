@@ -43,6 +43,7 @@
 #define CC_DF 0x04
 #define CC_GF_SELECT 0x08
 #define CC_GF 0x0c
+#define CC_NUM_QUEUES 0x12
 #define CC_STATUS 0x14
 #define CC_Q_SELECT 0x16
 #define CC_Q_SIZE 0x18
@@ -69,7 +70,8 @@ struct fake_backend {
     struct net_backend be;
     struct net_client client;
     bool started, freed_flag;
-    bool *freed; /* set when the device frees us */
+    bool *freed;  /* set when the device frees us */
+    bool enabled; /* set_enabled's last word */
     enum net_tx_result answer;
     unsigned sent;
     size_t sent_len[FAKE_MAX_SENT];
@@ -139,11 +141,17 @@ static void fake_free(struct net_backend *be)
     free(fb);
 }
 
+static void fake_set_enabled(struct net_backend *be, bool enabled)
+{
+    ((struct fake_backend *)be)->enabled = enabled;
+}
+
 static const struct net_backend_ops fake_ops = {
     .start = fake_start,
     .send = fake_send,
     .rx_ready = fake_rx_ready,
     .set_rx_offloads = fake_set_rx_offloads,
+    .set_enabled = fake_set_enabled,
     .free = fake_free,
 };
 
@@ -167,7 +175,7 @@ struct fixture {
     uint64_t common, isr, devcfg, notify;
     uint32_t notify_mult;
     uint64_t data_next;
-    struct drv_queue q[2];
+    struct drv_queue q[5]; /* two pairs and a control queue at most */
 };
 
 static int setup(void **state)
@@ -268,7 +276,7 @@ static int parse_and_create(struct fixture *f, const char *text, struct net_back
                               f->model->repeatable_keys, err, errlen) < 0)
         return -1;
     struct device_args args = {.instance = instance, .opts = &o};
-    int rc = be ? virtio_net_create_on(&f->pf.fm.host, &args, be, &f->state, err, errlen)
+    int rc = be ? virtio_net_create_on(&f->pf.fm.host, &args, &be, 1, &f->state, err, errlen)
                 : f->model->create(&f->pf.fm.host, &args, &f->state, err, errlen);
     opts_free(&o);
     return rc;
@@ -314,7 +322,7 @@ static uint64_t device_features(struct fixture *f)
     return lo | cc_read(f, CC_DF, 4) << 32;
 }
 
-/* Reset, negotiate VERSION_1 plus `wanted` of what is offered, start both queues. */
+/* Reset, negotiate VERSION_1 plus `wanted` of what is offered, start every queue. */
 static uint64_t driver_init(struct fixture *f, uint64_t wanted)
 {
     cc_write(f, CC_STATUS, 1, 0);
@@ -325,7 +333,9 @@ static uint64_t driver_init(struct fixture *f, uint64_t wanted)
     cc_write(f, CC_GF_SELECT, 4, 1);
     cc_write(f, CC_GF, 4, (uint32_t)(accept >> 32));
     cc_write(f, CC_STATUS, 1, STATUS_ACK | STATUS_DRIVER | STATUS_FEATURES_OK);
-    for (unsigned q = 0; q < 2; q++) {
+    unsigned nq = (unsigned)cc_read(f, CC_NUM_QUEUES, 2);
+    assert_true(nq >= 2 && nq <= 5);
+    for (unsigned q = 0; q < nq; q++) {
         memset(gmem(f, RING_GPA(q), 0x10000), 0, 0x10000);
         cc_write(f, CC_Q_SELECT, 2, q);
         uint16_t max = (uint16_t)cc_read(f, CC_Q_SIZE, 2);
@@ -880,6 +890,94 @@ static void expect_error(struct fixture *f, const char *text, const char *needle
         fail_msg("'%s': got \"%s\", wanted \"%s\"", text, err, needle);
 }
 
+/* --- multiqueue ------------------------------------------------------------------------------ */
+
+/* A control command on queue 4 (two pairs): its ack byte. */
+static uint8_t ctrl_command(struct fixture *f, uint8_t cls, uint8_t cmd, uint16_t pairs)
+{
+    uint64_t c = galloc(f, 4), ack = galloc(f, 1);
+    uint8_t *p = gmem(f, c, 4);
+    p[0] = cls, p[1] = cmd;
+    put_le(p + 2, pairs, 2);
+    *gmem(f, ack, 1) = 0xee;
+    struct seg segs[2] = {{c, 4, false}, {ack, 1, true}};
+    uint16_t before = used_idx(f, 4);
+    post(f, 4, segs, 2);
+    kick(f, 4);
+    assert_int_equal(used_idx(f, 4), (uint16_t)(before + 1));
+    assert_int_equal(used_len(f, 4, before), 1);
+    return *gmem(f, ack, 1);
+}
+
+/* Two pairs on two backend queues: MQ and a control queue offered, pair 1 off until the
+ * guest sets two pairs; each pair's frames go to and come from its own backend queue. */
+static void test_multiqueue(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_backend *fb[2];
+    struct net_backend *bes[2];
+    for (unsigned i = 0; i < 2; i++) {
+        fb[i] = calloc(1, sizeof(*fb[i]));
+        assert_non_null(fb[i]);
+        fb[i]->be = (struct net_backend){.ops = &fake_ops};
+        fb[i]->enabled = true;
+        bes[i] = &fb[i]->be;
+    }
+    struct opts o;
+    char err[256] = "";
+    assert_int_equal(opts_parse_repeatable(&o, "tap=qk0,queues=2", "--net", f->model->option_keys,
+                                           f->model->implied_key, f->model->repeatable_keys, err,
+                                           sizeof(err)),
+                     0);
+    struct device_args args = {.opts = &o};
+    assert_int_equal(
+        virtio_net_create_on(&f->pf.fm.host, &args, bes, 2, &f->state, err, sizeof(err)), 0);
+    opts_free(&o);
+    find_regions(f);
+    uint64_t mq = F(22) | F(17); /* MQ, CTRL_VQ */
+    assert_int_equal(device_features(f) & mq, mq);
+    assert_int_equal(devcfg_read(f, VIRTIO_NET_CFG_MAX_PAIRS, 2), 2);
+    assert_int_equal(cc_read(f, CC_NUM_QUEUES, 2), 5);
+    driver_init(f, mq | F(VIRTIO_NET_F_MRG_RXBUF));
+    assert_true(fb[0]->started && fb[1]->started);
+    assert_false(fb[1]->enabled);                  /* one pair until the guest says more */
+    assert_int_equal(ctrl_command(f, 4, 0, 3), 1); /* more pairs than there are */
+    assert_int_equal(ctrl_command(f, 4, 0, 0), 1);
+    assert_int_equal(ctrl_command(f, 1, 0, 2), 1); /* CTRL_RX: not offered */
+    assert_false(fb[1]->enabled);
+    assert_int_equal(ctrl_command(f, 4, 0, 2), 0);
+    assert_true(fb[1]->enabled);
+    /* Transmit on pair 1 (queue 3) reaches backend queue 1 only. */
+    uint64_t a = tx_frame(f, 100, 0, 0, 5);
+    struct seg s = {a, VNET_HDR_LEN + 100, false};
+    post(f, 3, &s, 1);
+    kick(f, 3);
+    assert_int_equal(used_idx(f, 3), 1);
+    assert_int_equal(fb[1]->sent, 1);
+    assert_int_equal(fb[0]->sent, 0);
+    /* Receive from backend queue 1 lands in queue 2. */
+    uint64_t buf = galloc(f, 2048);
+    struct seg r = {buf, 2048, true};
+    post(f, 2, &r, 1);
+    kick(f, 2);
+    uint8_t *frame = pattern(200, 3), raw[VNET_HDR_LEN];
+    struct vnet_hdr h = {0};
+    vnet_hdr_build(&h, raw);
+    assert_int_equal(fb[1]->client.receive(fb[1]->client.opaque, raw, frame, 200), NET_RX_OK);
+    fb[1]->client.receive_done(fb[1]->client.opaque);
+    assert_int_equal(used_idx(f, 2), 1);
+    assert_int_equal(used_idx(f, RXQ), 0);
+    assert_memory_equal(gmem(f, buf + VNET_HDR_LEN, 200), frame, 200);
+    free(frame);
+    struct virtio_net_stats st = stats(f);
+    assert_int_equal(st.pair_rx_frames[1], 1);
+    assert_int_equal(st.pair_tx_frames[1], 1);
+    assert_int_equal(st.pair_rx_frames[0] + st.pair_tx_frames[0], 0);
+    /* A reset goes back to one pair. */
+    cc_write(f, CC_STATUS, 1, 0);
+    assert_false(fb[1]->enabled);
+}
+
 static void test_create_errors(void **state)
 {
     struct fixture *f = *state;
@@ -890,7 +988,10 @@ static void test_create_errors(void **state)
     expect_error(f, "tap=x,hostfwd=tcp::1-:2", "hostfwd= is for user-mode networking");
     expect_error(f, "tap=", "tap '': an interface name is 1-15 bytes");
     expect_error(f, "tap=abcdefghijklmnop", "an interface name is 1-15 bytes");
-    expect_error(f, "tap-fd=x", "tap-fd 'x' must be an open file descriptor number");
+    expect_error(f, "tap-fd=x", "tap-fd 'x' must be 1-16 open file descriptor numbers");
+    expect_error(f, "tap-fd=1:", "tap-fd '1:' must be 1-16 open file descriptor numbers");
+    expect_error(f, "user,queues=2", "queues=2 needs tap=NAME");
+    expect_error(f, "tap=x,queues=17", "queues='17' must be a number from 1 to 16");
     expect_error(f, "tap-fd=987654", "tap-fd 987654: Bad file descriptor");
     int null_fd = open("/dev/null", O_RDONLY);
     assert_true(null_fd >= 0);
@@ -1091,6 +1192,7 @@ int main(void)
         TEST(test_rx_offload_filter),
         TEST(test_rx_malformed_ring_and_reset),
         TEST(test_rx_tiny_buffers),
+        TEST(test_multiqueue),
         TEST(test_create_errors),
         TEST(test_user_arp_and_ping),
         TEST(test_user_guest_never_refills),

@@ -6,12 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TB_HASH_SIZE (1u << 15)
-#define TB_DEFAULT_MAX_BYTES (256u << 20)
+#define TB_HASH_SIZE (1u << 15)           /* buckets to start with */
+#define TB_HASH_MAX_SIZE (1u << 22)       /* buckets at most (32 MiB of table) */
+#define TB_DEFAULT_MAX_BYTES (768u << 20) /* above the native buffer: that one fills first */
 
-static size_t tb_hash(uint64_t phys_pc, uint32_t hflags, size_t size)
+/* The virtual pc is part of the key, as in QEMU: the same physical code mapped at many
+ * addresses (a shared library in every process, ASLR) must not pile up in one bucket. */
+static size_t tb_hash(uint64_t pc, uint64_t phys_pc, uint32_t hflags, size_t size)
 {
-    uint64_t h = phys_pc * 0x9e3779b97f4a7c15ULL ^ (uint64_t)hflags * 0xff51afd7ed558ccdULL;
+    uint64_t h = phys_pc * 0x9e3779b97f4a7c15ULL ^ pc * 0xc2b2ae3d27d4eb4fULL ^
+                 (uint64_t)hflags * 0xff51afd7ed558ccdULL;
     return (size_t)(h >> 40) & (size - 1);
 }
 
@@ -75,7 +79,7 @@ struct tb *tb_lookup(struct tb_cache *cache, uint64_t pc, uint64_t phys_pc, uint
     if (hint && hint->pc == pc && hint->phys_pc == phys_pc && hint->cs_base == cs_base &&
         hint->hflags == hflags)
         return hint;
-    for (struct tb *tb = cache->hash[tb_hash(phys_pc, hflags, cache->hash_size)]; tb;
+    for (struct tb *tb = cache->hash[tb_hash(pc, phys_pc, hflags, cache->hash_size)]; tb;
          tb = tb->hash_next) {
         if (tb->phys_pc == phys_pc && tb->pc == pc && tb->cs_base == cs_base &&
             tb->hflags == hflags) {
@@ -131,6 +135,30 @@ static void page_list_remove(struct tb_page_list *list, const struct tb *tb)
     }
 }
 
+/* Keep chains short as blocks accumulate (a guest running many processes has the same code
+ * at many addresses: ASLR): double the table when it holds two blocks per bucket. Without
+ * memory for a bigger table the old one stays. */
+static void tb_hash_grow(struct tb_cache *cache)
+{
+    if (cache->nr_tbs < 2 * cache->hash_size || cache->hash_size >= TB_HASH_MAX_SIZE)
+        return;
+    size_t size = cache->hash_size * 2;
+    struct tb **hash = calloc(size, sizeof(*hash));
+    if (!hash)
+        return;
+    for (size_t i = 0; i < cache->hash_size; i++) {
+        for (struct tb *tb = cache->hash[i], *next; tb; tb = next) {
+            next = tb->hash_next;
+            size_t h = tb_hash(tb->pc, tb->phys_pc, tb->hflags, size);
+            tb->hash_next = hash[h];
+            hash[h] = tb;
+        }
+    }
+    free(cache->hash);
+    cache->hash = hash;
+    cache->hash_size = size;
+}
+
 int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t page_index1)
 {
     size_t bytes = tb_bytes(tb);
@@ -150,7 +178,8 @@ int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t 
     tb->page_index[0] = page_index0;
     tb->page_index[1] = page_index1;
     tb->valid = true;
-    size_t h = tb_hash(tb->phys_pc, tb->hflags, cache->hash_size);
+    tb_hash_grow(cache);
+    size_t h = tb_hash(tb->pc, tb->phys_pc, tb->hflags, cache->hash_size);
     tb->hash_next = cache->hash[h];
     cache->hash[h] = tb;
     cache->jmp_cache[jmp_hash(tb->pc)] = tb;
@@ -164,7 +193,7 @@ int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t 
  * the one executing right now (a store into its own page). */
 static void tb_retire(struct tb_cache *cache, struct tb *tb)
 {
-    struct tb **link = &cache->hash[tb_hash(tb->phys_pc, tb->hflags, cache->hash_size)];
+    struct tb **link = &cache->hash[tb_hash(tb->pc, tb->phys_pc, tb->hflags, cache->hash_size)];
     while (*link && *link != tb)
         link = &(*link)->hash_next;
     if (*link)

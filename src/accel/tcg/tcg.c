@@ -25,7 +25,7 @@
 
 static const struct interp_mem_ops tcg_mem_ops = {mmu_load, mmu_store};
 
-#define NATIVE_BUFFER_BYTES (128u << 20)
+#define NATIVE_BUFFER_BYTES (512u << 20) /* reserved; pages are used as code fills it */
 /* Chained jumps between visits to the run loop (which polls the LAPIC timer): tens of
  * microseconds of guest time at most. */
 #define CHAIN_BUDGET 1024

@@ -1,5 +1,9 @@
-/* virtio-net (virtio 1.2, 5.1): one receive queue (0) and one transmit queue (1) in front of a
- * backend (src/net/: user-mode slirp, or a tap device).
+/* virtio-net (virtio 1.2, 5.1): queue pairs (receive queue 2i, transmit queue 2i+1), each in
+ * front of its own backend queue (src/net/: user-mode slirp, one pair; or a tap device, one
+ * pair per tap queue: `queues=N` opens a multiqueue tap N times). With more than one pair the
+ * device offers MQ and a control queue (index 2N) where the guest sets how many pairs it uses
+ * (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET); tap queues beyond that are detached from the kernel's
+ * steering, so no flow is sent where the guest has no receive buffers.
  *
  * Features: MAC, STATUS (the link is always up), MRG_RXBUF (a frame may span several receive
  * chains, num_buffers says how many), MTU (user mode: 65520 unless `mtu=` says otherwise; a
@@ -24,7 +28,7 @@
  *
  * Locking: one mutex per queue (its ring calls, scratch element, held chains); they are never
  * held together, nor across a call into the backend except send() (which takes only the
- * backend's own locks). */
+ * backend's own locks). The control queue runs on the notifying thread under its own mutex. */
 #include "hw/virtio/virtio_net.h"
 
 #include "util/log.h"
@@ -39,8 +43,13 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define NET_RXQ 0
-#define NET_TXQ 1
+/* Control queue (virtio 1.2, 5.1.6.5): class, command, data; the device writes one ack byte. */
+#define VIRTIO_NET_F_CTRL_VQ 17
+#define VIRTIO_NET_F_MQ 22
+#define VIRTIO_NET_CTRL_MQ 4
+#define VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET 0
+#define VIRTIO_NET_OK 0
+#define VIRTIO_NET_ERR 1
 #define TX_BUDGET 256 /* chains per transmit run before the I/O thread takes over */
 #define TX_MAX_IOV 64 /* pieces a frame goes to the backend in; more are gathered first */
 #define NET_DEFAULT_MTU 1500
@@ -85,15 +94,26 @@ struct net_tx {
     int kick_fd;     /* the I/O thread continues a run that used its budget */
 };
 
+/* One receive queue and one transmit queue, and the backend queue behind them. */
+struct net_pair {
+    struct virtio_net *n;
+    struct net_backend *be;
+    unsigned index;
+    bool kick_watched;
+    struct net_rx rx;
+    struct net_tx tx;
+    uint64_t rx_frames, tx_frames; /* this pair's share of the device's (atomically) */
+};
+
 struct virtio_net {
     struct virtio_device *vdev;
     struct virtio_device_ops ops;
-    struct net_backend *be;
     struct event_loop *loop;
-    bool kick_watched;
     uint8_t config[VIRTIO_NET_CONFIG_SIZE];
-    struct net_rx rx;
-    struct net_tx tx;
+    unsigned nr_pairs;
+    struct net_pair *pairs;
+    pthread_mutex_t ctrl_lock; /* the control queue (nr_pairs > 1) */
+    struct vq_elem *ctrl_elem;
     struct virtio_net_stats stats; /* updated atomically */
 };
 
@@ -269,8 +289,9 @@ static void write_frame(struct net_rx *rx, struct vnet_hdr *h, const uint8_t *fr
 static enum net_rx_result net_receive(void *opaque, const uint8_t *raw_hdr, const uint8_t *frame,
                                       size_t len)
 {
-    struct virtio_net *n = opaque;
-    struct net_rx *rx = &n->rx;
+    struct net_pair *p = opaque;
+    struct virtio_net *n = p->n;
+    struct net_rx *rx = &p->rx;
     struct vnet_hdr h;
     pthread_mutex_lock(&rx->lock);
     enum net_rx_result r = NET_RX_FULL;
@@ -284,16 +305,17 @@ static enum net_rx_result net_receive(void *opaque, const uint8_t *raw_hdr, cons
         write_frame(rx, &h, frame, len);
 out:
     pthread_mutex_unlock(&rx->lock);
-    if (r == NET_RX_OK)
+    if (r == NET_RX_OK) {
         count(&n->stats.rx_frames);
-    else if (r == NET_RX_DROPPED)
+        count(&p->rx_frames);
+    } else if (r == NET_RX_DROPPED)
         count(&n->stats.rx_dropped);
     return r;
 }
 
 static void net_receive_done(void *opaque)
 {
-    struct net_rx *rx = &((struct virtio_net *)opaque)->rx;
+    struct net_rx *rx = &((struct net_pair *)opaque)->rx;
     pthread_mutex_lock(&rx->lock);
     if (rx->pushed && rx->vq)
         vq_notify(rx->vq);
@@ -302,16 +324,16 @@ static void net_receive_done(void *opaque)
 }
 
 /* The guest posted receive buffers (it kicks only after we ran out). */
-static void rx_notify(struct virtio_net *n)
+static void rx_notify(struct net_pair *p)
 {
-    struct net_rx *rx = &n->rx;
+    struct net_rx *rx = &p->rx;
     pthread_mutex_lock(&rx->lock);
     bool running = rx->vq && !rx->halted;
     if (running)
         vq_set_notification(rx->vq, false); /* we take what comes until we run out again */
     pthread_mutex_unlock(&rx->lock);
     if (running)
-        n->be->ops->rx_ready(n->be);
+        p->be->ops->rx_ready(p->be);
 }
 
 /* --- transmit ------------------------------------------------------------------------------ */
@@ -342,8 +364,10 @@ static unsigned tx_iov(struct net_tx *tx)
 }
 
 /* Send the chain in tx->elem. */
-static enum net_tx_result transmit_one(struct virtio_net *n, struct net_tx *tx)
+static enum net_tx_result transmit_one(struct net_pair *p)
 {
+    struct virtio_net *n = p->n;
+    struct net_tx *tx = &p->tx;
     const struct vq_elem *e = tx->elem;
     if (e->out_len < VNET_HDR_LEN + NET_ETH_HLEN || e->out_len > VNET_HDR_LEN + NET_MAX_FRAME) {
         count(&n->stats.tx_dropped);
@@ -359,17 +383,19 @@ static enum net_tx_result transmit_one(struct virtio_net *n, struct net_tx *tx)
     }
     h.num_buffers = 0; /* receive-only */
     vnet_hdr_build(&h, tx->hdr);
-    enum net_tx_result r = n->be->ops->send(n->be, tx->iov, tx_iov(tx), (size_t)e->out_len);
-    if (r == NET_TX_OK)
+    enum net_tx_result r = p->be->ops->send(p->be, tx->iov, tx_iov(tx), (size_t)e->out_len);
+    if (r == NET_TX_OK) {
         count(&n->stats.tx_frames);
+        count(&p->tx_frames);
+    }
     return r;
 }
 
 /* Send what the guest queued, with its kicks off meanwhile; stop when the backend is busy
  * (tx_ready resumes) or the budget is spent (the I/O thread resumes). */
-static void tx_run_locked(struct virtio_net *n)
+static void tx_run_locked(struct net_pair *p)
 {
-    struct net_tx *tx = &n->tx;
+    struct net_tx *tx = &p->tx;
     if (!tx->vq || tx->halted || tx->blocked)
         return;
     unsigned budget = TX_BUDGET;
@@ -384,7 +410,7 @@ static void tx_run_locked(struct virtio_net *n)
                     break;
             }
             budget--;
-            tx->pending = transmit_one(n, tx) == NET_TX_BUSY;
+            tx->pending = transmit_one(p) == NET_TX_BUSY;
             if (tx->pending)
                 break;
             vq_push(tx->vq, tx->elem, 0);
@@ -406,31 +432,81 @@ static void tx_run_locked(struct virtio_net *n)
         vq_notify(tx->vq);
 }
 
-static void tx_run(struct virtio_net *n)
+static void tx_run(struct net_pair *p)
 {
-    pthread_mutex_lock(&n->tx.lock);
-    tx_run_locked(n);
-    pthread_mutex_unlock(&n->tx.lock);
+    pthread_mutex_lock(&p->tx.lock);
+    tx_run_locked(p);
+    pthread_mutex_unlock(&p->tx.lock);
 }
 
 static void net_tx_ready(void *opaque)
 {
-    struct virtio_net *n = opaque;
-    pthread_mutex_lock(&n->tx.lock);
-    n->tx.blocked = false;
-    tx_run_locked(n);
-    pthread_mutex_unlock(&n->tx.lock);
+    struct net_pair *p = opaque;
+    pthread_mutex_lock(&p->tx.lock);
+    p->tx.blocked = false;
+    tx_run_locked(p);
+    pthread_mutex_unlock(&p->tx.lock);
 }
 
 static void on_tx_kick(void *opaque, uint32_t revents)
 {
     (void)revents;
-    struct virtio_net *n = opaque;
+    struct net_pair *p = opaque;
     uint64_t v;
-    if (read(n->tx.kick_fd, &v, sizeof(v)) < 0) {
+    if (read(p->tx.kick_fd, &v, sizeof(v)) < 0) {
         /* already drained */
     }
-    tx_run(n);
+    tx_run(p);
+}
+
+/* --- the control queue ------------------------------------------------------------------------ */
+
+/* Use the first `k` pairs: the backend queues of the others leave the host's steering (their
+ * rings stay, the guest just stops filling them). */
+static void use_pairs(struct virtio_net *n, unsigned k)
+{
+    for (unsigned i = 1; i < n->nr_pairs; i++)
+        if (n->pairs[i].be->ops->set_enabled)
+            n->pairs[i].be->ops->set_enabled(n->pairs[i].be, i < k);
+}
+
+/* One command: its ack. Only MQ's VQ_PAIRS_SET is offered (no CTRL_RX, CTRL_VLAN, ...). */
+static uint8_t ctrl_command(struct virtio_net *n, const struct vq_elem *e)
+{
+    uint8_t cmd[4];
+    if (e->out_len != sizeof(cmd) || vq_elem_read(e, 0, cmd, sizeof(cmd)) != sizeof(cmd))
+        return VIRTIO_NET_ERR;
+    uint16_t pairs = (uint16_t)(cmd[2] | cmd[3] << 8);
+    if (cmd[0] != VIRTIO_NET_CTRL_MQ || cmd[1] != VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET || pairs < 1 ||
+        pairs > n->nr_pairs)
+        return VIRTIO_NET_ERR;
+    use_pairs(n, pairs);
+    return VIRTIO_NET_OK;
+}
+
+static void ctrl_run(struct virtio_net *n)
+{
+    struct virtqueue *vq = virtio_queue(n->vdev, 2 * n->nr_pairs);
+    if (!vq)
+        return;
+    pthread_mutex_lock(&n->ctrl_lock);
+    struct vq_elem *e = n->ctrl_elem;
+    bool pushed = false;
+    /* Each turn takes a ring entry; vq_pop bounds a ring's worth of them. */
+    for (unsigned turns = 0; turns < VIRTIO_NET_QUEUE_SIZE && vq_pop(vq, e) > 0; turns++) {
+        uint8_t ack = ctrl_command(n, e);
+        if (e->in_len < 1) {
+            vq_push(vq, e, 0); /* no room for the ack: the command is not run */
+            pushed = true;
+            continue;
+        }
+        vq_elem_write(e, 0, &ack, 1);
+        vq_push(vq, e, 1);
+        pushed = true;
+    }
+    if (pushed)
+        vq_notify(vq);
+    pthread_mutex_unlock(&n->ctrl_lock);
 }
 
 /* --- the virtio device ---------------------------------------------------------------------- */
@@ -438,10 +514,12 @@ static void on_tx_kick(void *opaque, uint32_t revents)
 static void net_queue_notify(void *opaque, unsigned index)
 {
     struct virtio_net *n = opaque;
-    if (index == NET_RXQ)
-        rx_notify(n);
-    else if (index == NET_TXQ)
-        tx_run(n);
+    if (index < 2 * n->nr_pairs && index % 2 == 0)
+        rx_notify(&n->pairs[index / 2]);
+    else if (index < 2 * n->nr_pairs)
+        tx_run(&n->pairs[index / 2]);
+    else if (index == 2 * n->nr_pairs)
+        ctrl_run(n);
 }
 
 static void rx_forget_locked(struct net_rx *rx)
@@ -454,46 +532,62 @@ static void rx_forget_locked(struct net_rx *rx)
     rx->halted = rx->pushed = false;
 }
 
+static int pair_activate(struct net_pair *p, uint64_t f)
+{
+    struct virtio_net *n = p->n;
+    struct virtqueue *rvq = virtio_queue(n->vdev, 2 * p->index);
+    pthread_mutex_lock(&p->rx.lock);
+    rx_forget_locked(&p->rx);
+    p->rx.mergeable = f & NET_F(VIRTIO_NET_F_MRG_RXBUF);
+    p->rx.features = f & NET_GUEST_OFFLOADS;
+    p->rx.held = rvq ? calloc(vq_size(rvq), sizeof(*p->rx.held)) : NULL;
+    if (p->rx.held) {
+        p->rx.held_size = vq_size(rvq);
+        p->rx.vq = rvq;
+    }
+    bool ok = !rvq || p->rx.held;
+    pthread_mutex_unlock(&p->rx.lock);
+    if (!ok)
+        return -1;
+    pthread_mutex_lock(&p->tx.lock);
+    p->tx.vq = virtio_queue(n->vdev, 2 * p->index + 1);
+    p->tx.features = f;
+    p->tx.halted = p->tx.pending = p->tx.blocked = false;
+    pthread_mutex_unlock(&p->tx.lock);
+    p->be->ops->set_rx_offloads(p->be, f & p->be->rx_offloads);
+    p->be->ops->rx_ready(p->be); /* buffers posted before DRIVER_OK were not kicked */
+    return 0;
+}
+
+/* A driver that did not take MQ (or has not set the count yet) uses pair 0 alone
+ * (virtio 1.2, 5.1.6.5.5). */
 static int net_activate(void *opaque)
 {
     struct virtio_net *n = opaque;
     uint64_t f = virtio_features(n->vdev);
-    struct virtqueue *rvq = virtio_queue(n->vdev, NET_RXQ);
-    pthread_mutex_lock(&n->rx.lock);
-    rx_forget_locked(&n->rx);
-    n->rx.mergeable = f & NET_F(VIRTIO_NET_F_MRG_RXBUF);
-    n->rx.features = f & NET_GUEST_OFFLOADS;
-    n->rx.held = rvq ? calloc(vq_size(rvq), sizeof(*n->rx.held)) : NULL;
-    if (n->rx.held) {
-        n->rx.held_size = vq_size(rvq);
-        n->rx.vq = rvq;
-    }
-    bool ok = !rvq || n->rx.held;
-    pthread_mutex_unlock(&n->rx.lock);
-    if (!ok)
-        return -1; /* out of memory: the transport sets NEEDS_RESET */
-    pthread_mutex_lock(&n->tx.lock);
-    n->tx.vq = virtio_queue(n->vdev, NET_TXQ);
-    n->tx.features = f;
-    n->tx.halted = n->tx.pending = n->tx.blocked = false;
-    pthread_mutex_unlock(&n->tx.lock);
-    n->be->ops->set_rx_offloads(n->be, f & n->be->rx_offloads);
-    n->be->ops->rx_ready(n->be); /* buffers posted before DRIVER_OK were not kicked */
+    use_pairs(n, 1);
+    for (unsigned i = 0; i < n->nr_pairs; i++)
+        if (pair_activate(&n->pairs[i], f) < 0)
+            return -1; /* out of memory: the transport sets NEEDS_RESET */
     return 0;
 }
 
-/* Forget the rings; the backend keeps what it holds for the next activation. */
+/* Forget the rings; the backends keep what they hold for the next activation. */
 static void net_reset(void *opaque)
 {
     struct virtio_net *n = opaque;
-    pthread_mutex_lock(&n->rx.lock);
-    rx_forget_locked(&n->rx);
-    pthread_mutex_unlock(&n->rx.lock);
-    pthread_mutex_lock(&n->tx.lock);
-    n->tx.vq = NULL;
-    n->tx.halted = n->tx.pending = n->tx.blocked = false;
-    pthread_mutex_unlock(&n->tx.lock);
-    n->be->ops->set_rx_offloads(n->be, 0);
+    for (unsigned i = 0; i < n->nr_pairs; i++) {
+        struct net_pair *p = &n->pairs[i];
+        pthread_mutex_lock(&p->rx.lock);
+        rx_forget_locked(&p->rx);
+        pthread_mutex_unlock(&p->rx.lock);
+        pthread_mutex_lock(&p->tx.lock);
+        p->tx.vq = NULL;
+        p->tx.halted = p->tx.pending = p->tx.blocked = false;
+        pthread_mutex_unlock(&p->tx.lock);
+        p->be->ops->set_rx_offloads(p->be, 0);
+    }
+    use_pairs(n, 1);
 }
 
 static void net_config_read(void *opaque, uint32_t offset, void *buf, uint32_t len)
@@ -506,20 +600,27 @@ static void net_config_read(void *opaque, uint32_t offset, void *buf, uint32_t l
 
 static void net_config_write(void *opaque, uint32_t offset, const void *buf, uint32_t len)
 {
-    /* Nothing is writable (the MAC only through a control queue, not offered). */
+    /* Nothing is writable (the MAC only through the control queue's CTRL_MAC, not offered). */
     (void)opaque, (void)offset, (void)buf, (void)len;
 }
 
 void virtio_net_get_stats(void *state, struct virtio_net_stats *out)
 {
     struct virtio_net *n = state;
-    const uint64_t *src[] = {&n->stats.tx_frames,      &n->stats.rx_frames,
-                             &n->stats.tx_dropped,     &n->stats.rx_dropped,
-                             &n->be->stats.tx_dropped, &n->be->stats.rx_dropped};
-    uint64_t *dst[] = {&out->tx_frames,  &out->rx_frames,          &out->tx_dropped,
-                       &out->rx_dropped, &out->backend.tx_dropped, &out->backend.rx_dropped};
-    for (unsigned i = 0; i < sizeof(src) / sizeof(src[0]); i++)
-        *dst[i] = __atomic_load_n(src[i], __ATOMIC_RELAXED);
+    memset(out, 0, sizeof(*out));
+    out->tx_frames = __atomic_load_n(&n->stats.tx_frames, __ATOMIC_RELAXED);
+    out->rx_frames = __atomic_load_n(&n->stats.rx_frames, __ATOMIC_RELAXED);
+    out->tx_dropped = __atomic_load_n(&n->stats.tx_dropped, __ATOMIC_RELAXED);
+    out->rx_dropped = __atomic_load_n(&n->stats.rx_dropped, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < n->nr_pairs; i++) {
+        const struct net_pair *p = &n->pairs[i];
+        out->backend.tx_dropped += __atomic_load_n(&p->be->stats.tx_dropped, __ATOMIC_RELAXED);
+        out->backend.rx_dropped += __atomic_load_n(&p->be->stats.rx_dropped, __ATOMIC_RELAXED);
+        if (i < VIRTIO_NET_MAX_PAIRS) {
+            out->pair_rx_frames[i] = __atomic_load_n(&p->rx_frames, __ATOMIC_RELAXED);
+            out->pair_tx_frames[i] = __atomic_load_n(&p->tx_frames, __ATOMIC_RELAXED);
+        }
+    }
 }
 
 /* --- creation ------------------------------------------------------------------------------- */
@@ -555,64 +656,93 @@ static void build_config(struct virtio_net *n, const struct net_options *o)
     uint8_t *c = n->config;
     memcpy(c + VIRTIO_NET_CFG_MAC, o->mac, 6);
     c[VIRTIO_NET_CFG_STATUS] = VIRTIO_NET_S_LINK_UP;
-    c[VIRTIO_NET_CFG_MAX_PAIRS] = 1;
+    c[VIRTIO_NET_CFG_MAX_PAIRS] = (uint8_t)n->nr_pairs;
     c[VIRTIO_NET_CFG_MTU] = (uint8_t)o->mtu;
     c[VIRTIO_NET_CFG_MTU + 1] = (uint8_t)(o->mtu >> 8);
 }
 
-static uint64_t features(const struct net_backend *be, bool mtu_set)
+/* The offloads every backend queue honours (the queues of one tap all have the same). */
+static uint64_t features(const struct virtio_net *n, bool mtu_set)
 {
     uint64_t f =
         NET_F(VIRTIO_NET_F_MAC) | NET_F(VIRTIO_NET_F_STATUS) | NET_F(VIRTIO_NET_F_MRG_RXBUF);
-    f |= be->tx_offloads & NET_HOST_OFFLOADS;
-    f |= be->rx_offloads & NET_GUEST_OFFLOADS;
+    uint64_t offloads = NET_HOST_OFFLOADS | NET_GUEST_OFFLOADS;
+    for (unsigned i = 0; i < n->nr_pairs; i++)
+        offloads &= n->pairs[i].be->tx_offloads | n->pairs[i].be->rx_offloads;
+    f |= offloads;
     if (mtu_set)
         f |= NET_F(VIRTIO_NET_F_MTU);
+    if (n->nr_pairs > 1)
+        f |= NET_F(VIRTIO_NET_F_CTRL_VQ) | NET_F(VIRTIO_NET_F_MQ);
     return f;
 }
 
-static int queues_setup(struct virtio_net *n, const struct device_host *host, char *err,
-                        size_t errlen)
+static int pair_setup(struct net_pair *p, const struct device_host *host, char *err, size_t errlen)
 {
-    pthread_mutex_init(&n->rx.lock, NULL);
-    pthread_mutex_init(&n->tx.lock, NULL);
-    n->rx.elem = malloc(sizeof(*n->rx.elem));
-    n->tx.elem = malloc(sizeof(*n->tx.elem));
-    n->tx.linear = malloc(NET_MAX_FRAME);
-    if (!n->rx.elem || !n->tx.elem || !n->tx.linear)
+    p->rx.elem = malloc(sizeof(*p->rx.elem));
+    p->tx.elem = malloc(sizeof(*p->tx.elem));
+    p->tx.linear = malloc(NET_MAX_FRAME);
+    if (!p->rx.elem || !p->tx.elem || !p->tx.linear)
         return qk_fail(err, errlen, "out of memory");
     if (!host->loop)
         return 0; /* (unit tests without a loop) a spent budget waits for the guest's kick */
-    n->tx.kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (n->tx.kick_fd < 0)
+    p->tx.kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->tx.kick_fd < 0)
         return qk_fail(err, errlen, "eventfd: %s", strerror(errno));
-    if (event_loop_add(host->loop, n->tx.kick_fd, EPOLLIN, on_tx_kick, n, err, errlen) < 0)
+    if (event_loop_add(host->loop, p->tx.kick_fd, EPOLLIN, on_tx_kick, p, err, errlen) < 0)
         return -1;
-    n->loop = host->loop;
-    n->kick_watched = true;
+    p->kick_watched = true;
     return 0;
+}
+
+/* The pairs, each taking one backend (from here on owned by the device, even on failure). */
+static int pairs_setup(struct virtio_net *n, const struct device_host *host,
+                       struct net_backend *const *bes, unsigned nr, char *err, size_t errlen)
+{
+    n->pairs = calloc(nr, sizeof(*n->pairs));
+    if (!n->pairs) {
+        for (unsigned i = 0; i < nr; i++)
+            bes[i]->ops->free(bes[i]);
+        return qk_fail(err, errlen, "out of memory");
+    }
+    n->nr_pairs = nr;
+    n->loop = host->loop;
+    for (unsigned i = 0; i < nr; i++) {
+        struct net_pair *p = &n->pairs[i];
+        *p = (struct net_pair){.n = n, .be = bes[i], .index = i};
+        p->tx.kick_fd = -1;
+        pthread_mutex_init(&p->rx.lock, NULL);
+        pthread_mutex_init(&p->tx.lock, NULL);
+    }
+    for (unsigned i = 0; i < nr; i++)
+        if (pair_setup(&n->pairs[i], host, err, errlen) < 0)
+            return -1;
+    n->ctrl_elem = malloc(sizeof(*n->ctrl_elem));
+    return n->ctrl_elem ? 0 : qk_fail(err, errlen, "out of memory");
 }
 
 static void net_destroy(void *state);
 
 int virtio_net_create_on(const struct device_host *host, const struct device_args *args,
-                         struct net_backend *be, void **state, char *err, size_t errlen)
+                         struct net_backend *const *bes, unsigned nr_bes, void **state, char *err,
+                         size_t errlen)
 {
     struct net_options o;
     struct virtio_net *n = calloc(1, sizeof(*n));
     if (!n) {
-        be->ops->free(be);
+        for (unsigned i = 0; i < nr_bes; i++)
+            bes[i]->ops->free(bes[i]);
         return qk_fail(err, errlen, "out of memory");
     }
-    n->be = be;
-    n->tx.kick_fd = -1;
-    if (parse_options(args, &o, err, errlen) < 0 || queues_setup(n, host, err, errlen) < 0)
+    pthread_mutex_init(&n->ctrl_lock, NULL);
+    if (pairs_setup(n, host, bes, nr_bes, err, errlen) < 0 ||
+        parse_options(args, &o, err, errlen) < 0)
         goto fail;
     build_config(n, &o);
     n->ops = (struct virtio_device_ops){
         .device_id = VIRTIO_ID_NET,
-        .features = features(be, o.mtu_set),
-        .num_queues = 2,
+        .features = features(n, o.mtu_set),
+        .num_queues = 2 * n->nr_pairs + (n->nr_pairs > 1),
         .queue_max_size = VIRTIO_NET_QUEUE_SIZE,
         .config_size = VIRTIO_NET_CONFIG_SIZE,
         .config_read = net_config_read,
@@ -624,9 +754,12 @@ int virtio_net_create_on(const struct device_host *host, const struct device_arg
     n->vdev = virtio_pci_new(host, &n->ops, n, "virtio-net", err, errlen);
     if (!n->vdev)
         goto fail;
-    struct net_client client = {net_receive, net_receive_done, net_tx_ready, n};
-    if (be->ops->start(be, &client, err, errlen) < 0)
-        goto fail;
+    for (unsigned i = 0; i < n->nr_pairs; i++) {
+        struct net_pair *p = &n->pairs[i];
+        struct net_client client = {net_receive, net_receive_done, net_tx_ready, p};
+        if (p->be->ops->start(p->be, &client, err, errlen) < 0)
+            goto fail;
+    }
     *state = n;
     return 0;
 fail:
@@ -640,10 +773,12 @@ static int net_create(const struct device_host *host, const struct device_args *
     struct net_options o;
     if (parse_options(args, &o, err, errlen) < 0)
         return -1;
-    struct net_backend *be = net_backend_new(args->opts, (uint16_t)o.mtu, host->loop, err, errlen);
-    if (!be)
+    struct net_backend *bes[VIRTIO_NET_MAX_PAIRS];
+    int nr = net_backends_new(args->opts, (uint16_t)o.mtu, host->loop, bes, VIRTIO_NET_MAX_PAIRS,
+                              err, errlen);
+    if (nr < 0)
         return -1;
-    return virtio_net_create_on(host, args, be, state, err, errlen);
+    return virtio_net_create_on(host, args, bes, (unsigned)nr, state, err, errlen);
 }
 
 static void print_stats(struct virtio_net *n)
@@ -655,6 +790,25 @@ static void print_stats(struct virtio_net *n)
             " by the backend)",
             s.tx_frames, s.tx_dropped, s.backend.tx_dropped, s.rx_frames, s.rx_dropped,
             s.backend.rx_dropped);
+    for (unsigned i = 0; n->nr_pairs > 1 && i < n->nr_pairs; i++)
+        qk_warn("virtio-net: queue pair %u: tx %" PRIu64 " frames, rx %" PRIu64 " frames", i,
+                s.pair_tx_frames[i], s.pair_rx_frames[i]);
+}
+
+static void pair_destroy(struct net_pair *p)
+{
+    if (p->be)
+        p->be->ops->free(p->be);
+    if (p->kick_watched)
+        event_loop_remove(p->n->loop, p->tx.kick_fd);
+    if (p->tx.kick_fd >= 0)
+        close(p->tx.kick_fd);
+    free(p->rx.held);
+    free(p->rx.elem);
+    free(p->tx.elem);
+    free(p->tx.linear);
+    pthread_mutex_destroy(&p->rx.lock);
+    pthread_mutex_destroy(&p->tx.lock);
 }
 
 /* The transport first (its reset stops the device's use of the rings), then the backend (its
@@ -669,23 +823,16 @@ static void net_destroy(void *state)
             print_stats(n);
         virtio_pci_free(n->vdev);
     }
-    if (n->be)
-        n->be->ops->free(n->be);
-    if (n->kick_watched)
-        event_loop_remove(n->loop, n->tx.kick_fd);
-    if (n->tx.kick_fd >= 0)
-        close(n->tx.kick_fd);
-    free(n->rx.held);
-    free(n->rx.elem);
-    free(n->tx.elem);
-    free(n->tx.linear);
-    pthread_mutex_destroy(&n->rx.lock);
-    pthread_mutex_destroy(&n->tx.lock);
+    for (unsigned i = 0; i < n->nr_pairs; i++)
+        pair_destroy(&n->pairs[i]);
+    free(n->pairs);
+    free(n->ctrl_elem);
+    pthread_mutex_destroy(&n->ctrl_lock);
     free(n);
 }
 
 static const char *const net_option_keys[] = {"user", "tap", "tap-fd", "hostfwd",
-                                              "mac",  "mtu", NULL};
+                                              "mac",  "mtu", "queues", NULL};
 static const char *const net_repeatable_keys[] = {"hostfwd", NULL};
 
 DEVICE_MODEL(virtio_net_model) = {

@@ -19,6 +19,8 @@
 /* Writable buffers of one receive chain the device uses (Linux's largest: 19, "big
  * packets"); the rest of a longer chain is left unused. */
 #define VIRTIO_NET_RX_CHAIN_BUFS 20
+/* Queue pairs a device may have (`queues=N`; a multiqueue tap). */
+#define VIRTIO_NET_MAX_PAIRS NET_MAX_QUEUES
 
 struct virtio_net_stats {
     uint64_t tx_frames, rx_frames;
@@ -26,12 +28,15 @@ struct virtio_net_stats {
      * header + NET_MAX_FRAME, or asking for offloads not negotiated; frames for the guest
      * that cannot fit all its receive buffers or carry offloads it did not accept. */
     uint64_t tx_dropped, rx_dropped;
-    struct net_backend_stats backend; /* dropped by the backend (see net.h) */
+    struct net_backend_stats backend; /* dropped by the backends (see net.h), all queues */
+    uint64_t pair_tx_frames[VIRTIO_NET_MAX_PAIRS], pair_rx_frames[VIRTIO_NET_MAX_PAIRS];
 };
 
-/* Create the device on `be` (owned by the device from here on, also on failure). */
+/* Create the device on `nr_bes` (1..VIRTIO_NET_MAX_PAIRS) backend queues, one per queue pair
+ * (owned by the device from here on, also on failure). */
 int virtio_net_create_on(const struct device_host *host, const struct device_args *args,
-                         struct net_backend *be, void **state, char *err, size_t errlen);
+                         struct net_backend *const *bes, unsigned nr_bes, void **state, char *err,
+                         size_t errlen);
 void virtio_net_get_stats(void *state, struct virtio_net_stats *out);
 
 #endif
