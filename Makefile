@@ -14,7 +14,7 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitiz
 LDFLAGS += -fsanitize=address,undefined
 endif
 CFLAGS := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS := -pthread -lm -luring -lslirp -lmicrohttpd -ljson-c
+LDLIBS := -pthread -lm -luring -lslirp -lmicrohttpd -ljson-c -lseccomp
 
 LIB_SRCS := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -24,7 +24,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps guest debian payloads test unit-test e2e-test run bench clean format fuzz-cpu
+.PHONY: all deps guest debian payloads test unit-test e2e-test run bench clean format format-check fuzz-cpu \
+    fuzz fuzz-build fuzz-bins fuzz-run
 
 all: $(BUILD)/quokka
 
@@ -79,6 +80,24 @@ fuzz-cpu: $(FUZZ_CPU)
 	@mkdir -p tests/cpu/repro
 	$(FUZZ_CPU) --fuzz --repro-dir tests/cpu/repro $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
 
+# libFuzzer targets (fuzz/fuzz_*.c) built with clang, ASan and UBSan into build-fuzz/;
+# `make fuzz [FUZZ_SECONDS=n]` replays fuzz/regressions/ and runs each target n seconds
+# (default 60) from the seed corpus fuzz/corpus/<target>/ (new inputs go to build-fuzz/).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(sort $(wildcard fuzz/fuzz_*.c)))
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SANITIZE=1 OPT=-O1 \
+	    EXTRA_CFLAGS=-fsanitize=fuzzer-no-link fuzz-bins
+fuzz: fuzz-build
+	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+$(BUILD)/obj/fuzz/%.o: CFLAGS += -Itests/unit
+$(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 e2e-test: all payloads
 	$(PYTEST) -v tests/e2e
 
@@ -102,8 +121,14 @@ bench: deps all payloads
 	/usr/bin/python3 bench/disk.py
 	/usr/bin/python3 bench/net.py
 
+# Every C file of the project (not guest/payloads: payload.h is assembler macros).
+FORMAT_FILES = $(shell find src tests/unit tests/cpu fuzz guest/tools -name '*.[ch]' | sort)
 format:
-	clang-format -i $$(find src tests/unit -name '*.[ch]')
+	clang-format -i $(FORMAT_FILES)
+
+# What CI checks: the tree is formatted (prints each difference, fails on any).
+format-check:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf $(BUILD)

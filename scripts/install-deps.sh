@@ -3,6 +3,7 @@
 set -euo pipefail
 pkgs=(
   gcc clang make          # the build (CI checks both compilers)
+  clang-format            # make format, and the CI check that the C code is formatted
   libcmocka-dev           # C unit test framework
   python3-pytest          # end-to-end tests
   libcapstone-dev         # reference x86 decoder: disassembly in debug output, decoder cross-check
@@ -13,6 +14,7 @@ pkgs=(
   liburing-dev            # io_uring: asynchronous block I/O for virtio-blk
   acpica-tools            # iasl: unit tests disassemble the generated DSDT/MCFG to check them
   libslirp-dev            # user-mode networking for virtio-net (--net user): libslirp
+  libseccomp-dev          # the seccomp sandbox (--seccomp): libseccomp
   iperf3                  # network benchmark (bench/net.py): the host side of iperf3
   libmicrohttpd-dev       # the control plane's HTTP/1.1 server (Firecracker API, --api-sock)
   libjson-c-dev           # JSON bodies of the API and --config-file

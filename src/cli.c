@@ -19,6 +19,7 @@ const char cli_usage[] =
     "                  [--vsock cid=N,path=SOCK] [--device MODEL[,KEY=VALUE...]]...\n"
     "                  [--api-sock PATH] [--config-file FILE]\n"
     "       quokka --api-sock PATH [--config-file FILE] [run options...]\n"
+    "                  [--seccomp on|off]\n"
     "       quokka --help | --version\n"
     "\n"
     "  --kernel PATH    Linux bzImage, vmlinux with a PVH note, Multiboot v1 ELF, or ELF64\n"
@@ -52,6 +53,10 @@ const char cli_usage[] =
     "                   /machine-config, /drives/ID..., boot with PUT /actions InstanceStart;\n"
     "                   PATCH /vm pauses and resumes. The options above are the defaults\n"
     "  --config-file F  boot right away from Firecracker's JSON configuration file F\n"
+    "  --seccomp on|off the seccomp sandbox (default on): once the VM is set up, only the\n"
+    "                   system calls quokka needs are allowed; a forbidden one is named on\n"
+    "                   stderr and ends quokka (signal 31). off: for debugging only\n"
+    "Options that take one value may be given once; --disk, --net, --rng, --device repeat.\n"
     "\n"
     "Exit status: 0 guest powered off or rebooted; (V<<1)|1 guest wrote V to port 0xf4;\n"
     "1 quokka could not start the VM; 2 usage error; 3 guest crashed (triple fault);\n"
@@ -67,6 +72,7 @@ enum {
     OPT_CPUS,
     OPT_ACCEL,
     OPT_CONSOLE,
+    OPT_SECCOMP, /* the last single-valued one (see seen[]) */
     OPT_DISK,
     OPT_RNG,
     OPT_DEVICE,
@@ -166,10 +172,15 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
     if (argc < 2)
         return qk_fail(err, errlen, "no command given (try 'quokka --help')");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        if (argc > 2) /* there are no help topics: do not pretend to have shown one */
+            return qk_fail(err, errlen, "%s takes no argument ('%s' given; try 'quokka --help')",
+                           argv[1], argv[2]);
         *action = CLI_HELP;
         return 0;
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        if (argc > 2)
+            return qk_fail(err, errlen, "%s takes no argument ('%s' given)", argv[1], argv[2]);
         *action = CLI_VERSION;
         return 0;
     }
@@ -180,6 +191,7 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         return qk_fail(err, errlen, "unknown command '%s' (try 'quokka --help')", argv[1]);
     *action = CLI_RUN;
 
+    /* The single-valued options first, in OPT_ order (seen[] below names them by index). */
     static const struct option options[] = {
         {"kernel", required_argument, NULL, OPT_KERNEL},
         {"initrd", required_argument, NULL, OPT_INITRD},
@@ -188,6 +200,7 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"accel", required_argument, NULL, OPT_ACCEL},
         {"console", required_argument, NULL, OPT_CONSOLE},
+        {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"disk", required_argument, NULL, OPT_DISK},
         {"rng", no_argument, NULL, OPT_RNG},
         {"device", required_argument, NULL, OPT_DEVICE},
@@ -198,7 +211,10 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    bool kernel_given = false, initrd_given = false;
+    bool kernel_given = false, initrd_given = false, help = false;
+    /* Single-valued options seen so far: given twice is a mistake (which one was meant?),
+     * not silently last-wins. Indexed by OPT_x - OPT_KERNEL, up to OPT_SECCOMP. */
+    const char *seen[OPT_SECCOMP - OPT_KERNEL + 1] = {0};
     optind = implicit_run ? 1 : 2;
     opterr = 0;
     for (;;) {
@@ -208,6 +224,13 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
             break;
         const char *arg = optarg;
         const char *word = argv[prev < argc ? prev : argc - 1];
+        if (opt >= OPT_KERNEL && opt <= OPT_SECCOMP) {
+            const char **first = &seen[opt - OPT_KERNEL];
+            if (*first)
+                return qk_fail(err, errlen, "--%s given twice ('%s' and '%s'): it takes one value",
+                               options[opt - OPT_KERNEL].name, *first, arg);
+            *first = arg;
+        }
         switch (opt) {
         case OPT_KERNEL:
             cfg->kernel_path = arg;
@@ -244,6 +267,11 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
                                "after virtio: (e.g. virtio, virtio:file:PATH)",
                                arg);
             break;
+        case OPT_SECCOMP:
+            if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)
+                return qk_fail(err, errlen, "--seccomp '%s' must be on or off", arg);
+            cfg->seccomp_off = !strcmp(arg, "off");
+            break;
         case OPT_DISK:
         case OPT_RNG:
         case OPT_DEVICE:
@@ -259,8 +287,8 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
             extra->config_file = arg;
             break;
         case 'h':
-            *action = CLI_HELP;
-            return 0;
+            help = true; /* after the other words are checked: `run --help extra` is wrong */
+            break;
         case ':':
             return qk_fail(err, errlen, "option '%s' needs a value", word);
         default:
@@ -269,6 +297,10 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
     }
     if (optind < argc)
         return qk_fail(err, errlen, "unexpected argument '%s' (try 'quokka --help')", argv[optind]);
+    if (help) {
+        *action = CLI_HELP;
+        return 0;
+    }
     if (cfg->virtio_console && !has_device(cfg, "virtio-console") &&
         add_device(cfg, "--console", OPT_DEVICE, "virtio-console", err, errlen) < 0)
         return -1;

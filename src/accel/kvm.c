@@ -36,7 +36,7 @@ struct accel_vm {
         uint64_t address;
         uint32_t data;
         int irqfd;
-    } *msi;
+    } * msi;
 };
 
 #define KVM_MSI_GSI_BASE 24 /* after the IOAPIC's inputs */
@@ -68,12 +68,9 @@ static const struct {
     int cap;
     const char *name;
 } required_caps[] = {
-    {KVM_CAP_IRQCHIP, "in-kernel irqchip"},
-    {KVM_CAP_USER_MEMORY, "user memory slots"},
-    {KVM_CAP_SET_TSS_ADDR, "TSS address"},
-    {KVM_CAP_EXT_CPUID, "extended CPUID"},
-    {KVM_CAP_IMMEDIATE_EXIT, "immediate exit"},
-    {KVM_CAP_PIT2, "in-kernel PIT"},
+    {KVM_CAP_IRQCHIP, "in-kernel irqchip"},     {KVM_CAP_USER_MEMORY, "user memory slots"},
+    {KVM_CAP_SET_TSS_ADDR, "TSS address"},      {KVM_CAP_EXT_CPUID, "extended CPUID"},
+    {KVM_CAP_IMMEDIATE_EXIT, "immediate exit"}, {KVM_CAP_PIT2, "in-kernel PIT"},
 };
 
 static int kvm_open(char *why, size_t len)
@@ -257,7 +254,8 @@ static int set_gsi_routing(struct accel_vm *vm)
     for (unsigned gsi = 0; gsi < 16; gsi++, n++) {
         table->entries[n].gsi = gsi;
         table->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
-        table->entries[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+        table->entries[n].u.irqchip.irqchip =
+            gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
         table->entries[n].u.irqchip.pin = gsi % 8;
     }
     for (unsigned gsi = 0; gsi < 24; gsi++, n++) {
@@ -335,8 +333,8 @@ static void kvm_vcpu_destroy(struct accel_vcpu *vcpu)
     free(vcpu);
 }
 
-static int kvm_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcpu **out,
-                           char *err, size_t errlen)
+static int kvm_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcpu **out, char *err,
+                           size_t errlen)
 {
     struct accel_vcpu *vcpu = calloc(1, sizeof(*vcpu));
     if (!vcpu)
@@ -349,8 +347,8 @@ static int kvm_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
         kvm_vcpu_destroy(vcpu);
         return -1;
     }
-    void *run = mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                     vcpu->fd, 0);
+    void *run =
+        mmap(NULL, (size_t)vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
     if (run == MAP_FAILED) {
         qk_fail(err, errlen, "mmap of vCPU %u run area failed: %s", index, strerror(errno));
         kvm_vcpu_destroy(vcpu);
@@ -424,7 +422,7 @@ static void seg_to_kvm(struct kvm_segment *k, const struct vcpu_segment *s)
 /* quokka's segment order (ES CS SS DS FS GS LDTR TR) mapped onto struct kvm_sregs. */
 static struct kvm_segment *kvm_seg(struct kvm_sregs *sr, unsigned i)
 {
-    struct kvm_segment *map[NR_SEGS] = {&sr->es, &sr->cs, &sr->ss, &sr->ds,
+    struct kvm_segment *map[NR_SEGS] = {&sr->es, &sr->cs, &sr->ss,  &sr->ds,
                                         &sr->fs, &sr->gs, &sr->ldt, &sr->tr};
     return map[i];
 }
@@ -461,12 +459,24 @@ static int kvm_set_state(struct accel_vcpu *vcpu, const struct vcpu_state *st)
     if (ioctl(vcpu->fd, KVM_GET_SREGS, &sr) < 0)
         return -1;
     struct kvm_regs r = {
-        .rax = st->gpr[GPR_RAX], .rcx = st->gpr[GPR_RCX], .rdx = st->gpr[GPR_RDX],
-        .rbx = st->gpr[GPR_RBX], .rsp = st->gpr[GPR_RSP], .rbp = st->gpr[GPR_RBP],
-        .rsi = st->gpr[GPR_RSI], .rdi = st->gpr[GPR_RDI], .r8 = st->gpr[GPR_R8],
-        .r9 = st->gpr[GPR_R9],   .r10 = st->gpr[GPR_R10], .r11 = st->gpr[GPR_R11],
-        .r12 = st->gpr[GPR_R12], .r13 = st->gpr[GPR_R13], .r14 = st->gpr[GPR_R14],
-        .r15 = st->gpr[GPR_R15], .rip = st->rip,          .rflags = st->rflags,
+        .rax = st->gpr[GPR_RAX],
+        .rcx = st->gpr[GPR_RCX],
+        .rdx = st->gpr[GPR_RDX],
+        .rbx = st->gpr[GPR_RBX],
+        .rsp = st->gpr[GPR_RSP],
+        .rbp = st->gpr[GPR_RBP],
+        .rsi = st->gpr[GPR_RSI],
+        .rdi = st->gpr[GPR_RDI],
+        .r8 = st->gpr[GPR_R8],
+        .r9 = st->gpr[GPR_R9],
+        .r10 = st->gpr[GPR_R10],
+        .r11 = st->gpr[GPR_R11],
+        .r12 = st->gpr[GPR_R12],
+        .r13 = st->gpr[GPR_R13],
+        .r14 = st->gpr[GPR_R14],
+        .r15 = st->gpr[GPR_R15],
+        .rip = st->rip,
+        .rflags = st->rflags,
     };
     for (unsigned i = 0; i < NR_SEGS; i++)
         seg_to_kvm(kvm_seg(&sr, i), &st->seg[i]);
@@ -648,7 +658,7 @@ static void probe_image(uint8_t *mem, bool with_interrupts)
 {
     static const uint8_t basic[] = {0xb0, 0x5a, 0xe6, 0xf4, 0xf4};
     static const uint8_t caller[] = {0xcd, 0x20, 0xe6, 0xf4, 0xf4}; /* int 0x20; out; hlt */
-    static const uint8_t handler[] = {0xb0, 0x5a, 0xcf};              /* mov al, 0x5a; iret */
+    static const uint8_t handler[] = {0xb0, 0x5a, 0xcf};            /* mov al, 0x5a; iret */
     if (!with_interrupts) {
         memcpy(mem + 0x1000, basic, sizeof(basic));
         return;
@@ -669,8 +679,14 @@ static void probe_segments(struct kvm_sregs *sr, struct kvm_regs *r, bool with_i
     sr->cs.selector = 0;
     if (!with_interrupts)
         return;
-    struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x08, .type = 11,
-                               .present = 1, .s = 1, .db = 1, .g = 1};
+    struct kvm_segment code = {.base = 0,
+                               .limit = 0xffffffff,
+                               .selector = 0x08,
+                               .type = 11,
+                               .present = 1,
+                               .s = 1,
+                               .db = 1,
+                               .g = 1};
     struct kvm_segment data = code;
     data.selector = 0x10;
     data.type = 3;
@@ -712,8 +728,8 @@ static int run_probe_guest(bool with_interrupts, char *why, size_t len)
         goto out;
     }
     kvm_vcpu_thread_init(vcpu);
-    struct probe_timer timer = {.vcpu = vcpu, .lock = PTHREAD_MUTEX_INITIALIZER,
-                                .cond = PTHREAD_COND_INITIALIZER};
+    struct probe_timer timer = {
+        .vcpu = vcpu, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
     pthread_t watchdog;
     if (pthread_create(&watchdog, NULL, probe_watchdog, &timer) != 0) {
         qk_fail(why, len, "cannot start probe watchdog");

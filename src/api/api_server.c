@@ -660,6 +660,7 @@ static struct machine *boot(struct api_server *api, struct machine_config *cfg, 
     if (rc < 0)
         return NULL;
     char why[1024];
+    cfg->api_controlled = true;
     struct machine *m = machine_create(cfg, status, why, sizeof(why));
     if (m && machine_start(m, false, why, sizeof(why)) < 0) {
         machine_destroy(m, true);
@@ -698,6 +699,7 @@ static struct machine *restore(struct api_server *api, int *status, char *err, s
         return NULL;
     }
     sc->cfg.restore_mem_path = api->load_mem;
+    sc->cfg.api_controlled = true;
     m = machine_create(&sc->cfg, status, why, sizeof(why));
     sc->cfg.restore = NULL; /* only read while creating */
     snap_file_free(&f);

@@ -18,11 +18,11 @@ enum apic_delivery_mode {
 };
 
 struct apic_msg {
-    uint32_t dest;         /* physical APIC ID or logical destination (0xff: broadcast) */
+    uint32_t dest; /* physical APIC ID or logical destination (0xff: broadcast) */
     uint8_t vector;
     uint8_t delivery_mode; /* enum apic_delivery_mode */
     bool dest_logical;
-    bool level;            /* level-triggered: the target sets TMR and broadcasts its EOI */
+    bool level; /* level-triggered: the target sets TMR and broadcasts its EOI */
 };
 
 #endif

@@ -40,7 +40,7 @@ struct bus_hit {
 };
 
 struct bus {
-    const char *name; /* "pio" or "mmio", for messages */
+    const char *name;         /* "pio" or "mmio", for messages */
     struct bus_range *ranges; /* sorted by base, non-overlapping; BUS_MAX_RANGES entries */
     _Atomic size_t nr;
     _Atomic uint32_t seq; /* odd while a writer is changing the table */

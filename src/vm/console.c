@@ -27,14 +27,23 @@ int console_parse(const char *text, struct console_spec *out)
 static void console_write(void *ctx, const uint8_t *buf, size_t len)
 {
     struct console *con = ctx;
-    if (con->out_fd < 0)
+    if (con->out_fd < 0 || atomic_load(&con->out_failed))
         return;
     while (len) {
         ssize_t n = write(con->out_fd, buf, len);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            return; /* host console gone: the guest's output is dropped, like a cut cable */
+        if (n <= 0) {
+            /* Host console gone or full: the guest's output is dropped, like a cut cable,
+             * and the user told so once (not once per byte). */
+            int why = n < 0 ? errno : ENOSPC;
+            if (why == EAGAIN || why == EWOULDBLOCK)
+                return; /* a non-blocking stdout that is full for now: drop this much */
+            if (!atomic_exchange(&con->out_failed, true))
+                qk_warn("console output to %s failed (%s): guest output is dropped from now on",
+                        con->out_name, strerror(why));
+            return;
+        }
         buf += n;
         len -= (size_t)n;
     }
@@ -60,6 +69,7 @@ int console_open(struct console *con, const struct console_spec *spec, char *err
     con->device = (struct device_console){console_write, console_set_input, con};
     switch (spec->kind) {
     case CONSOLE_STDIO:
+        con->out_name = "stdout";
         con->out_fd = STDOUT_FILENO;
         con->in_fd = STDIN_FILENO;
         break;
@@ -70,6 +80,7 @@ int console_open(struct console *con, const struct console_spec *spec, char *err
             return qk_fail(err, errlen, "cannot open console file '%s': %s", spec->path,
                            strerror(errno));
         con->owns_out_fd = true;
+        con->out_name = spec->path;
         con->created_path = existed ? NULL : spec->path;
         break;
     }

@@ -6,6 +6,7 @@
 #include "hw/device.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <termios.h>
@@ -18,8 +19,10 @@ struct console_spec {
 };
 
 struct console {
-    int out_fd; /* -1: output discarded */
-    int in_fd;  /* -1: no input */
+    int out_fd;             /* -1: output discarded */
+    int in_fd;              /* -1: no input */
+    const char *out_name;   /* "stdout" or the file's path, for the message below */
+    atomic_bool out_failed; /* a write failed: said once on stderr, output dropped since */
     bool owns_out_fd;
     bool restore_tty;
     struct termios saved_tty;

@@ -5,9 +5,23 @@
 #include <stdint.h>
 
 enum gpr_index { /* x86 register encoding order */
-    GPR_RAX, GPR_RCX, GPR_RDX, GPR_RBX, GPR_RSP, GPR_RBP, GPR_RSI, GPR_RDI,
-    GPR_R8, GPR_R9, GPR_R10, GPR_R11, GPR_R12, GPR_R13, GPR_R14, GPR_R15,
-    NR_GPRS
+                 GPR_RAX,
+                 GPR_RCX,
+                 GPR_RDX,
+                 GPR_RBX,
+                 GPR_RSP,
+                 GPR_RBP,
+                 GPR_RSI,
+                 GPR_RDI,
+                 GPR_R8,
+                 GPR_R9,
+                 GPR_R10,
+                 GPR_R11,
+                 GPR_R12,
+                 GPR_R13,
+                 GPR_R14,
+                 GPR_R15,
+                 NR_GPRS
 };
 
 enum seg_index { SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS, SEG_LDTR, SEG_TR, NR_SEGS };

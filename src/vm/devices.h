@@ -12,9 +12,9 @@
 
 /* One `--disk ...` / `--rng` / `--device MODEL,...` from the command line. */
 struct device_request {
-    char model[32];    /* a DEVICE_MODEL name, e.g. "virtio-blk" */
-    const char *opts;  /* "key=value,..." ("" for none) */
-    const char *flag;  /* what the user typed, for messages ("--disk") */
+    char model[32];   /* a DEVICE_MODEL name, e.g. "virtio-blk" */
+    const char *opts; /* "key=value,..." ("" for none) */
+    const char *flag; /* what the user typed, for messages ("--disk") */
 };
 
 struct device_instance {

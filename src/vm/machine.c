@@ -13,6 +13,7 @@
 #include "vm/event_loop.h"
 #include "vm/platform.h"
 #include "vm/resources.h"
+#include "vm/sandbox.h"
 #include "vm/e820.h"
 #include "vm/memory.h"
 #include "vm/guest_clock.h"
@@ -849,6 +850,11 @@ int machine_start(struct machine *m, bool paused, char *err, size_t errlen)
         guest_clock_freeze(&m->clock);
         atomic_store(&m->pause_requested, true);
     }
+    /* Set-up is done (devices, memory, the translator's code buffer, the terminal): from
+     * here on only the calls in the sandbox's allow-list, on every thread. */
+    if (!m->cfg->seccomp_off && !m->cfg->api_controlled &&
+        sandbox_install(SANDBOX_TRAP, err, errlen) < 0)
+        goto out;
     if (start_vcpu_threads(m, err, errlen) < 0)
         goto out;
     atomic_store(&m->state, paused ? MACHINE_PAUSED : MACHINE_RUNNING);

@@ -28,7 +28,7 @@
 #define PHYS_IOAPIC 0xFEC00000ULL
 #define PHYS_LAPIC 0xFEE00000ULL
 #define MMIO_HOLE_BASE 0xC0000000ULL /* equals GUEST_LOW_RAM_END */
-#define PHYS_KVM_TSS 0xFFFBD000ULL    /* 3 pages KVM needs for real-mode emulation */
+#define PHYS_KVM_TSS 0xFFFBD000ULL   /* 3 pages KVM needs for real-mode emulation */
 #define PHYS_KVM_IDENTITY_MAP 0xFFFBC000ULL
 
 /* PCI (see hw/pci/pci.h): configuration mechanism #1 ports, ECAM for bus 0, and the windows

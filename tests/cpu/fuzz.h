@@ -35,17 +35,17 @@
 struct fuzz_item {
     uint8_t bytes[FUZZ_ITEM_BYTES];
     uint8_t len;
-    uint16_t def;   /* flags the group certainly leaves defined */
-    uint16_t undef; /* flags it leaves architecturally undefined */
-    uint16_t reads; /* flags it reads before defining them itself */
-    int16_t jcc_target; /* forward jump: index of the target item (may be nr_items = end), or -1 */
-    uint8_t jcc_cc;     /* condition (0..15), or 16 for JMP */
-    uint8_t jcc_near;   /* rel32 form (set by layout when rel8 does not reach) */
-    uint8_t nr_rip;       /* RIP-relative operands in the group: */
-    uint8_t rip_disp[4];  /* offset of each disp32 in bytes */
-    uint8_t rip_end[4];   /* offset of the end of its instruction */
+    uint16_t def;        /* flags the group certainly leaves defined */
+    uint16_t undef;      /* flags it leaves architecturally undefined */
+    uint16_t reads;      /* flags it reads before defining them itself */
+    int16_t jcc_target;  /* forward jump: index of the target item (may be nr_items = end), or -1 */
+    uint8_t jcc_cc;      /* condition (0..15), or 16 for JMP */
+    uint8_t jcc_near;    /* rel32 form (set by layout when rel8 does not reach) */
+    uint8_t nr_rip;      /* RIP-relative operands in the group: */
+    uint8_t rip_disp[4]; /* offset of each disp32 in bytes */
+    uint8_t rip_end[4];  /* offset of the end of its instruction */
     uint32_t rip_target[4]; /* scratch offset it addresses */
-    char what[24];       /* generator's name for the group (reports only) */
+    char what[24];          /* generator's name for the group (reports only) */
 };
 
 struct fuzz_state {

@@ -27,14 +27,13 @@ struct driver {
     unsigned reported;     /* detailed reports printed so far */
     unsigned max_reports;
     uint64_t failed;
-    uint64_t faults; /* cases where both raised #DE (the fault path is exercised) */
+    uint64_t faults;   /* cases where both raised #DE (the fault path is exercised) */
     char seen[64][96]; /* signatures of saved reproducers: one file per distinct bug shape */
     unsigned nr_seen;
 };
 
-static const char *const reg_names[16] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp",
-                                          "rsi", "rdi", "r8",  "r9",  "r10", "r11",
-                                          "r12", "r13", "r14", "r15"};
+static const char *const reg_names[16] = {"rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                                          "r8",  "r9",  "r10", "r11", "r12", "r13", "r14", "r15"};
 
 static double now_sec(void)
 {
@@ -62,8 +61,8 @@ static bool same(const struct fuzz_case *c, const struct fuzz_result *n,
         return false;
     }
     if (n->fault && n->fault_rip != t->fault_rip) {
-        snprintf(why, len, "fault rip: native 0x%" PRIx64 " translator 0x%" PRIx64,
-                 n->fault_rip, t->fault_rip);
+        snprintf(why, len, "fault rip: native 0x%" PRIx64 " translator 0x%" PRIx64, n->fault_rip,
+                 t->fault_rip);
         return false;
     }
     for (unsigned i = 0; i < 16; i++)
@@ -74,8 +73,7 @@ static bool same(const struct fuzz_case *c, const struct fuzz_result *n,
     uint32_t mask;
     fuzz_flag_mask(c, n->fault ? n->fault_rip : 0, &mask);
     if ((n->regs.rflags ^ t->regs.rflags) & mask) {
-        snprintf(why, len, "rflags bits 0x%" PRIx64,
-                 (n->regs.rflags ^ t->regs.rflags) & mask);
+        snprintf(why, len, "rflags bits 0x%" PRIx64, (n->regs.rflags ^ t->regs.rflags) & mask);
         return false;
     }
     if (memcmp(n->scratch, t->scratch, FUZZ_SCRATCH_SIZE) != 0) {
@@ -129,8 +127,8 @@ static void report(const struct fuzz_case *c, const struct fuzz_result *n,
     fprintf(out, "  %-6s %016" PRIx64 "   %016" PRIx64 "   %016" PRIx64 "   (compared 0x%03x)%s\n",
             "rflags", c->init.rflags, n->regs.rflags, t->regs.rflags, mask,
             (n->regs.rflags ^ t->regs.rflags) & mask ? "   <--" : "");
-    fprintf(out, "  fault  native %d at 0x%" PRIx64 ", translator %d at 0x%" PRIx64 "\n",
-            n->fault, n->fault_rip, t->fault, t->fault_rip);
+    fprintf(out, "  fault  native %d at 0x%" PRIx64 ", translator %d at 0x%" PRIx64 "\n", n->fault,
+            n->fault_rip, t->fault, t->fault_rip);
     unsigned shown = 0;
     for (unsigned i = 0; i < FUZZ_SCRATCH_SIZE && shown < 8; i++)
         if (n->scratch[i] != t->scratch[i]) {
@@ -346,8 +344,10 @@ int main(int argc, char **argv)
         } else if (a[0] != '-' && files)
             files[nfiles++] = argv[i];
         else {
-            fprintf(stderr, "usage: %s --ci [--count N] [--seed S] | --fuzz [--seconds T] "
-                            "[--repro-dir DIR] | FILE...\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s --ci [--count N] [--seed S] | --fuzz [--seconds T] "
+                    "[--repro-dir DIR] | FILE...\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -401,7 +401,8 @@ int main(int argc, char **argv)
     }
     double el = now_sec() - t0;
     printf("fuzz-cpu: %" PRIu64 " sequences in %.1f s (%.0f/s, %" PRIu64 " ending in #DE on both), "
-           "seed 0x%" PRIx64 "\n", ran, el, el > 0 ? (double)ran / el : 0.0, d.faults, seed);
+           "seed 0x%" PRIx64 "\n",
+           ran, el, el > 0 ? (double)ran / el : 0.0, d.faults, seed);
     printf("[==========] %" PRIu64 " passed, %" PRIu64 " failed\n",
            ran >= d.failed ? ran - d.failed : 0, d.failed);
     tcg_runner_free(d.tr);

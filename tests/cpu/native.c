@@ -145,8 +145,7 @@ static unsigned put_exit_jump(uint8_t *p)
 static noreturn void child_main(struct native_runner *nr, const struct fuzz_case *cases,
                                 unsigned first, unsigned n)
 {
-    uint8_t *code = mmap((void *)FUZZ_CODE_BASE, FUZZ_CODE_SIZE,
-                         PROT_READ | PROT_WRITE | PROT_EXEC,
+    uint8_t *code = mmap((void *)FUZZ_CODE_BASE, FUZZ_CODE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     uint8_t *scratch = mmap((void *)FUZZ_SCRATCH_BASE, FUZZ_SCRATCH_SIZE, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);

@@ -90,8 +90,8 @@ struct tcg_runner *tcg_runner_new(void)
     bus_init(&tr->mmio, "mmio", 0);
     if (bus_register(&tr->pio, DONE_PORT, 1, &done_ops, tr, "fuzz-done", err, sizeof(err)) < 0)
         goto fail;
-    struct accel_vm_config cfg = {.mem = &tr->mem, .pio = &tr->pio, .mmio = &tr->mmio,
-                                  .nr_vcpus = 1};
+    struct accel_vm_config cfg = {
+        .mem = &tr->mem, .pio = &tr->pio, .mmio = &tr->mmio, .nr_vcpus = 1};
     if (tcg_accel_ops.vm_create(&cfg, &tr->vm, err, sizeof(err)) < 0 ||
         tcg_accel_ops.vcpu_create(tr->vm, 0, &tr->vcpu, err, sizeof(err)) < 0)
         goto fail;
@@ -182,7 +182,7 @@ void tcg_run_case(struct tcg_runner *tr, const struct fuzz_case *c, struct fuzz_
             break;
         }
         if (ex.reason == ACCEL_EXIT_STOPPED)
-            continue; /* a stale kick */
+            continue;   /* a stale kick */
         out->error = 5; /* HALT, IO, MMIO: the sequence went somewhere it should not */
         break;
     }

@@ -76,7 +76,7 @@ def test_bad_memory_size(tmp_path, size, needle):
 
 
 @pytest.mark.parametrize("flag,value", [("--cpus", "0"), ("--cpus", "x"), ("--accel", "hax"),
-                                         ("--console", "serial")])
+                                         ("--console", "serial"), ("--seccomp", "maybe")])
 def test_bad_values(flag, value):
     assert_usage_error(["run", "--kernel", "/bin/true", flag, value], flag)
 
@@ -104,3 +104,68 @@ def test_bad_translator_settings_warn_and_run(var, value, says, monkeypatch):
     assert res.rc == EXIT_PASS, describe(res)
     warnings = [l for l in res.stderr.splitlines() if var in l]
     assert len(warnings) == 1 and says in warnings[0], describe(res)
+
+
+def test_help_takes_no_topic():
+    """--help with a topic must not exit 0 as if it had been shown."""
+    assert_usage_error(["--help", "extra"], "--help", "extra")
+    assert_usage_error(["help", "extra"], "extra")
+    assert_usage_error(["run", "--help", "extra"], "extra")
+    assert_usage_error(["--version", "extra"], "extra")
+
+
+@pytest.mark.parametrize("flag,first,second", [
+    ("--kernel", "a.elf", "b.elf"), ("--initrd", "a", "b"), ("--append", "x=1", "y=2"),
+    ("--mem", "256M", "1G"), ("--cpus", "1", "2"), ("--accel", "tcg", "kvm"),
+    ("--console", "stdio", "none"), ("--seccomp", "on", "off")])
+def test_single_valued_flag_twice(flag, first, second):
+    """Not silently last-wins: which one was meant?"""
+    assert_usage_error(["run", flag, first, flag + "=" + second], flag, "twice", first, second)
+
+
+def test_repeatable_flags_stay_repeatable(tmp_path):
+    """--disk, --net, --device, --rng may be given several times (the check above is not
+    applied to them)."""
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    a.write_bytes(bytes(1 << 20))
+    b.write_bytes(bytes(1 << 20))
+    res = run_quokka(["--accel", "tcg", "--kernel", payload("hello"), "--disk", str(a),
+                      "--disk", str(b), "--rng", "--rng"])
+    assert res.rc == EXIT_PASS, describe(res)
+
+
+def test_console_full_said_once():
+    """Guest output that cannot be written (a full disk) is dropped, and said so once."""
+    res = run_quokka(["--accel", "tcg", "--kernel", payload("hello"), "--console",
+                      "file:/dev/full"])
+    assert res.rc == EXIT_PASS, describe(res)
+    lines = [l for l in res.stderr.splitlines() if "console" in l]
+    assert len(lines) == 1, describe(res)
+    assert "/dev/full" in lines[0] and "No space left" in lines[0], describe(res)
+
+
+def elf64_exec(segments, entry=0x100000):
+    """An ELF64 x86-64 EXEC whose PT_LOAD segments are (paddr, memsz) pairs; each holds code
+    that exits through isa-debug-exit with value 0x10 (mov al, 0x10; out 0xf4, al)."""
+    import struct
+    code = bytes([0xb0, 0x10, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd])
+    phoff, phentsize = 64, 56
+    data_off = phoff + phentsize * len(segments)
+    ehdr = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    ehdr += struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, entry, phoff, 0, 0, 64, phentsize,
+                        len(segments), 64, 0, 0)
+    phdrs = b"".join(struct.pack("<IIQQQQQQ", 1, 7, data_off, paddr, paddr, len(code), memsz,
+                                 0x1000) for paddr, memsz in segments)
+    return ehdr + phdrs + code
+
+
+def test_overlapping_elf_segments(tmp_path):
+    """Segments that would overwrite each other are refused (they loaded silently and the
+    guest triple-faulted); the same file with adjacent segments boots."""
+    ok = tmp_path / "adjacent.elf"
+    ok.write_bytes(elf64_exec([(0x100000, 0x1000), (0x101000, 0x1000)]))
+    res = run_quokka(["--accel", "tcg", "--kernel", str(ok)])
+    assert res.rc == EXIT_PASS, describe(res)
+    bad = tmp_path / "overlap.elf"
+    bad.write_bytes(elf64_exec([(0x100000, 0x1000), (0x200000, 0x1000), (0x100800, 0x1000)]))
+    assert_usage_error(["run", "--kernel", str(bad)], "segments 0 and 2 overlap", "0x100800")

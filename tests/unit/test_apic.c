@@ -364,8 +364,8 @@ static bool isr_has(struct lapic *l, unsigned v)
 
 static void fixed(struct lapic *l, uint8_t vector, bool level)
 {
-    struct apic_msg m = {.dest = 0, .vector = vector, .delivery_mode = APIC_DM_FIXED,
-                         .level = level};
+    struct apic_msg m = {
+        .dest = 0, .vector = vector, .delivery_mode = APIC_DM_FIXED, .level = level};
     lapic_deliver(l, &m);
 }
 
@@ -447,7 +447,7 @@ static void test_lapic_priority_and_eoi(void **state)
     assert_true(lapic_has_interrupt(l));
     assert_int_equal(lapic_ack(l), 0x45);
     wr(l, XAPIC_EOI, 0);
-    wr(l, XAPIC_EOI, 0); /* nothing in service: harmless */
+    wr(l, XAPIC_EOI, 0);             /* nothing in service: harmless */
     assert_int_equal(f->nr_eois, 0); /* all edge-triggered */
     lapic_set_cr8(l, 0);
     assert_int_equal(rd(l, XAPIC_PPR), 0);
@@ -669,7 +669,7 @@ static void test_lapic_x2apic(void **state)
     assert_true(lapic_msr_read(l, 0x803, &v));
     assert_int_equal(v, 0x00050014);
     assert_true(lapic_msr_read(l, 0x80d, &v));
-    assert_int_equal(v, 1); /* LDR: cluster 0, bit 0 */
+    assert_int_equal(v, 1);                     /* LDR: cluster 0, bit 0 */
     assert_false(lapic_msr_read(l, 0x80e, &v)); /* no DFR */
     assert_false(lapic_msr_read(l, 0x80b, &v)); /* EOI is write-only */
     assert_false(lapic_msr_read(l, 0x83f, &v)); /* SELF IPI too */

@@ -31,8 +31,8 @@ static void test_parse_size(void **state)
     assert_int_equal(v, 2ULL << 30);
     assert_int_equal(parse_size("1MB", &v), 0);
     assert_int_equal(v, 1ULL << 20);
-    const char *bad[] = {"", "M", "-1M", "12Q", "1MM", "1.5G", " 1G", "99999999999999999999",
-                         "17179869184G", "1Mx"};
+    const char *bad[] = {
+        "", "M", "-1M", "12Q", "1MM", "1.5G", " 1G", "99999999999999999999", "17179869184G", "1Mx"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(parse_size(bad[i], &v), -1);
     assert_int_equal(parse_size(NULL, &v), -1);
@@ -195,8 +195,8 @@ static int parse(const char *const *args, int n, enum cli_action *action,
     for (int i = 0; i < n; i++)
         argv[i] = (char *)args[i];
     argv[n] = NULL;
-    return cli_parse(n, argv, "/nonexistent/bzImage", "/nonexistent/initrd", action, cfg, NULL,
-                     err, len);
+    return cli_parse(n, argv, "/nonexistent/bzImage", "/nonexistent/initrd", action, cfg, NULL, err,
+                     len);
 }
 
 static void test_cli_run(void **state)
@@ -205,9 +205,9 @@ static void test_cli_run(void **state)
     enum cli_action action;
     struct machine_config cfg;
     char err[256];
-    const char *args[] = {"quokka", "run", "--kernel", "/k", "--initrd", "/i", "--append",
-                          "console=ttyS0 quiet", "--mem", "1G", "--cpus", "2", "--accel", "kvm",
-                          "--console", "file:/tmp/x"};
+    const char *args[] = {
+        "quokka", "run", "--kernel", "/k", "--initrd", "/i",  "--append",  "console=ttyS0 quiet",
+        "--mem",  "1G",  "--cpus",   "2",  "--accel",  "kvm", "--console", "file:/tmp/x"};
     assert_int_equal(parse(args, 16, &action, &cfg, err, sizeof(err)), 0);
     assert_int_equal(action, CLI_RUN);
     assert_string_equal(cfg.kernel_path, "/k");
@@ -282,8 +282,8 @@ static void test_cpuid_shape(void **state)
     static struct cpuid_model base, out;
     base.nr = 2;
     base.entry[0] = (struct cpuid_entry){.function = 1, .ebx = 0xff00ffff, .ecx = 0};
-    base.entry[1] = (struct cpuid_entry){
-        .function = 0xb, .index = 1, .flags = CPUID_FLAG_INDEXED, .eax = 9};
+    base.entry[1] =
+        (struct cpuid_entry){.function = 0xb, .index = 1, .flags = CPUID_FLAG_INDEXED, .eax = 9};
     cpuid_shape_for_vcpu(&base, 3, 4, &out);
     const struct cpuid_entry *leaf1 = cpuid_find(&out, 1, 0);
     assert_non_null(leaf1);
@@ -303,10 +303,10 @@ static void test_cpuid_shape(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_size),     cmocka_unit_test(test_memory_layout),
+        cmocka_unit_test(test_parse_size),      cmocka_unit_test(test_memory_layout),
         cmocka_unit_test(test_memory_above_4g), cmocka_unit_test(test_memory_bad_sizes),
-        cmocka_unit_test(test_bus_dispatch),   cmocka_unit_test(test_bus_overlap),
-        cmocka_unit_test(test_cli_run),        cmocka_unit_test(test_cli_errors),
+        cmocka_unit_test(test_bus_dispatch),    cmocka_unit_test(test_bus_overlap),
+        cmocka_unit_test(test_cli_run),         cmocka_unit_test(test_cli_errors),
         cmocka_unit_test(test_cpuid_shape),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);

@@ -133,15 +133,7 @@ static uint64_t h_may_exit(void *env, uint64_t a, uint64_t b, uint64_t c, uint64
     return a ^ 0x55;
 }
 
-enum {
-    H_PURE,
-    H_LOG,
-    H_READ_GLOBALS,
-    H_WRITE_GLOBALS,
-    H_READ_WRITE,
-    H_MAY_EXIT,
-    NR_HELPERS
-};
+enum { H_PURE, H_LOG, H_READ_GLOBALS, H_WRITE_GLOBALS, H_READ_WRITE, H_MAY_EXIT, NR_HELPERS };
 
 static const struct ir_helper test_helpers[NR_HELPERS] = {
     [H_PURE] = {h_pure, "pure", IR_HELPER_NO_SIDE_EFFECTS},
@@ -252,8 +244,8 @@ static uint32_t run(const struct ir_block *b, struct tenv *e)
 /* Evaluates one op d = opc(a, b) three ways: inputs in globals (env operands), inputs as
  * constants into a local (frame operands), and after ir_optimize (constant folding). All
  * three must agree; returns the result. */
-static uint64_t eval2(enum ir_opcode opc, enum ir_type t, enum ir_cond cond, uint64_t a,
-                      uint64_t b, uint64_t imm)
+static uint64_t eval2(enum ir_opcode opc, enum ir_type t, enum ir_cond cond, uint64_t a, uint64_t b,
+                      uint64_t imm)
 {
     const struct ir_opcode_info *info = ir_opcode_info(opc);
     uint64_t results[3];
@@ -300,7 +292,7 @@ static void test_arith(void **state)
     const uint64_t big = 0xffffffff00000005ull;
     assert_int_equal(eval(IR_ADD, IR_I64, 1, 2), 3);
     assert_int_equal(eval(IR_ADD, IR_I32, 0xffffffff, 2), 1); /* wraps, zero-extended */
-    assert_int_equal(eval(IR_ADD, IR_I32, big, 1), 6);         /* high input bits ignored */
+    assert_int_equal(eval(IR_ADD, IR_I32, big, 1), 6);        /* high input bits ignored */
     assert_int_equal(eval(IR_ADD, IR_I64, UINT64_MAX, 1), 0);
     assert_int_equal(eval(IR_SUB, IR_I32, 0, 1), 0xffffffffu);
     assert_int_equal(eval(IR_SUB, IR_I64, 0, 1), UINT64_MAX);
@@ -386,22 +378,30 @@ static void test_deposit_extract(void **state)
     assert_int_equal(eval2(IR_DEPOSIT, IR_I32, 0, 0xffffffffffffffffull, 0x0, field(0, 16)),
                      0xffff0000u);
     assert_int_equal(eval2(IR_DEPOSIT, IR_I32, 0, 0, 0x3, field(30, 2)), 0xc0000000u);
-    assert_int_equal(eval2(IR_EXTRACT, IR_I64, 0, 0x1122334455667788ull, 0, field(8, 16)),
-                     0x6677);
+    assert_int_equal(eval2(IR_EXTRACT, IR_I64, 0, 0x1122334455667788ull, 0, field(8, 16)), 0x6677);
     assert_int_equal(eval2(IR_EXTRACT, IR_I64, 0, UINT64_MAX, 0, field(63, 1)), 1);
     assert_int_equal(eval2(IR_EXTRACT, IR_I64, 0, 0x8000000000000000ull, 0, field(0, 64)),
                      0x8000000000000000ull);
-    assert_int_equal(eval2(IR_EXTRACT, IR_I32, 0, 0xffffffff12345678ull, 0, field(16, 16)),
-                     0x1234);
+    assert_int_equal(eval2(IR_EXTRACT, IR_I32, 0, 0xffffffff12345678ull, 0, field(16, 16)), 0x1234);
     assert_int_equal(eval2(IR_EXTRACT, IR_I32, 0, 0xffffffff12345678ull, 0, field(0, 32)),
                      0x12345678);
 }
 
-static const uint64_t interesting[] = {0,           1,           2,          0x7f,
-                                       0x80,        0xff,        0x7fffffff, 0x80000000u,
-                                       0xffffffffu, 0x100000000ull, 0x7fffffffffffffffull,
-                                       0x8000000000000000ull,  0xfffffffffffffffeull,
-                                       UINT64_MAX,  0xffffffff00000001ull};
+static const uint64_t interesting[] = {0,
+                                       1,
+                                       2,
+                                       0x7f,
+                                       0x80,
+                                       0xff,
+                                       0x7fffffff,
+                                       0x80000000u,
+                                       0xffffffffu,
+                                       0x100000000ull,
+                                       0x7fffffffffffffffull,
+                                       0x8000000000000000ull,
+                                       0xfffffffffffffffeull,
+                                       UINT64_MAX,
+                                       0xffffffff00000001ull};
 #define NR_INTERESTING (sizeof(interesting) / sizeof(interesting[0]))
 
 /* Reference condition, written independently of ir_cond_eval. */
@@ -410,13 +410,29 @@ static bool ref_cond(enum ir_cond c, enum ir_type t, uint64_t a, uint64_t b)
     if (t == IR_I32) {
         uint32_t ua = (uint32_t)a, ub = (uint32_t)b;
         int32_t sa = (int32_t)ua, sb = (int32_t)ub;
-        bool r[] = {ua == ub, ua != ub, sa < sb, sa >= sb,       sa <= sb,       sa > sb, ua < ub,
-                    ua >= ub, ua <= ub, ua > ub, (ua & ub) == 0, (ua & ub) != 0, true,    false};
+        bool r[] = {ua == ub,
+                    ua != ub,
+                    sa<sb, sa >= sb, sa <= sb, sa>
+                        sb,
+                    ua<ub, ua >= ub, ua <= ub, ua>
+                        ub,
+                    (ua & ub) == 0,
+                    (ua & ub) != 0,
+                    true,
+                    false};
         return r[c];
     }
     int64_t sa = (int64_t)a, sb = (int64_t)b;
-    bool r[] = {a == b, a != b, sa < sb, sa >= sb, sa <= sb, sa > sb, a < b,
-                a >= b, a <= b, a > b,  (a & b) == 0, (a & b) != 0, true, false};
+    bool r[] = {a == b,
+                a != b,
+                sa<sb, sa >= sb, sa <= sb, sa>
+                    sb,
+                a<b, a >= b, a <= b, a>
+                    b,
+                (a & b) == 0,
+                (a & b) != 0,
+                true,
+                false};
     return r[c];
 }
 
@@ -484,18 +500,18 @@ static void test_mul2(void **state)
                 uint64_t lo, hi;
                 if (t == IR_I64) {
 #if defined(__SIZEOF_INT128__)
-                    unsigned __int128 p = sign ? (unsigned __int128)((__int128)(int64_t)a *
-                                                                     (__int128)(int64_t)b)
-                                               : (unsigned __int128)a * b;
+                    unsigned __int128 p =
+                        sign ? (unsigned __int128)((__int128)(int64_t)a * (__int128)(int64_t)b)
+                             : (unsigned __int128)a * b;
                     lo = (uint64_t)p;
                     hi = (uint64_t)(p >> 64);
 #else
                     skip();
 #endif
                 } else {
-                    uint64_t p = sign ? (uint64_t)((int64_t)(int32_t)(uint32_t)a *
-                                                   (int32_t)(uint32_t)b)
-                                      : (uint64_t)(uint32_t)a * (uint32_t)b;
+                    uint64_t p =
+                        sign ? (uint64_t)((int64_t)(int32_t)(uint32_t)a * (int32_t)(uint32_t)b)
+                             : (uint64_t)(uint32_t)a * (uint32_t)b;
                     lo = (uint32_t)p;
                     hi = p >> 32;
                 }
@@ -510,7 +526,7 @@ static void test_bit_ops(void **state)
     (void)state;
     assert_int_equal(eval(IR_CLZ, IR_I32, 1, 99), 31);
     assert_int_equal(eval(IR_CLZ, IR_I32, 0x80000000u, 99), 0);
-    assert_int_equal(eval(IR_CLZ, IR_I32, 0xffffffff00000000ull, 99), 99); /* low half is 0 */
+    assert_int_equal(eval(IR_CLZ, IR_I32, 0xffffffff00000000ull, 99), 99);  /* low half is 0 */
     assert_int_equal(eval(IR_CLZ, IR_I32, 0, 0x1ffffffffull), 0xffffffffu); /* fallback, i32 */
     assert_int_equal(eval(IR_CLZ, IR_I64, 1, 99), 63);
     assert_int_equal(eval(IR_CLZ, IR_I64, 0x100000000ull, 99), 31);
@@ -566,10 +582,8 @@ static void test_qld_qst(void **state)
         int type;
         uint64_t want;
     } stores[] = {
-        {1, IR_I64, 0xaaaaaaaaaaaaaa08ull},
-        {2, IR_I32, 0xaaaaaaaaaaaa0708ull},
-        {4, IR_I64, 0xaaaaaaaa05060708ull},
-        {8, IR_I64, 0x0102030405060708ull},
+        {1, IR_I64, 0xaaaaaaaaaaaaaa08ull}, {2, IR_I32, 0xaaaaaaaaaaaa0708ull},
+        {4, IR_I64, 0xaaaaaaaa05060708ull}, {8, IR_I64, 0x0102030405060708ull},
         {8, IR_I32, 0x0000000005060708ull},
     };
     for (size_t i = 0; i < sizeof(stores) / sizeof(stores[0]); i++) {
@@ -594,13 +608,12 @@ static void test_env_and_calls(void **state)
     (void)state;
     struct ir_block *blk = new_block();
     ir_temp t = ir_new_temp(blk, IR_I64);
-    ir_ldenv(blk, t, 8 * 7);   /* scratch slot 7 */
+    ir_ldenv(blk, t, 8 * 7);     /* scratch slot 7 */
     ir_stenv(blk, t, 8 * 8 + 4); /* unaligned, straddles slots 8 and 9 */
     ir_temp r = ir_new_temp(blk, IR_I64);
     ir_call(blk, H_PURE, r, 1, 2, IR_NO_TEMP, IR_NO_TEMP); /* absent args read as 0 */
     ir_mov(blk, IR_I64, 0, r);
-    ir_call(blk, H_LOG, IR_NO_TEMP, ir_const(blk, IR_I64, 9), IR_NO_TEMP, IR_NO_TEMP,
-            IR_NO_TEMP);
+    ir_call(blk, H_LOG, IR_NO_TEMP, ir_const(blk, IR_I64, 9), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
     ir_call(blk, H_READ_WRITE, 3, 1, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
     ir_exit_tb(blk, IR_EXIT_HELPER);
     struct tenv e;
@@ -744,8 +757,8 @@ static void test_compile_rejects_malformed(void **state)
 static void test_setcond_brcond_pairs(void **state)
 {
     (void)state;
-    static const uint64_t values[] = {0, 1, 2, 0x7fffffff, 0x80000000, 0xffffffff,
-                                      0x100000000ull, 0x8000000000000000ull, ~0ull};
+    static const uint64_t values[] = {
+        0, 1, 2, 0x7fffffff, 0x80000000, 0xffffffff, 0x100000000ull, 0x8000000000000000ull, ~0ull};
     const unsigned nv = sizeof(values) / sizeof(values[0]);
     for (unsigned cond = IR_COND_EQ; cond < IR_COND_ALWAYS; cond++)
         for (unsigned sense = 0; sense < 2; sense++)
@@ -754,8 +767,8 @@ static void test_setcond_brcond_pairs(void **state)
                 ir_temp c = ir_new_temp(blk, (enum ir_type)t);
                 ir_label l = ir_new_label(blk);
                 ir_setcond(blk, (enum ir_type)t, (enum ir_cond)cond, c, 1, 2);
-                ir_brcond(blk, IR_I64, sense ? IR_COND_EQ : IR_COND_NE, c,
-                          ir_const(blk, IR_I64, 0), l);
+                ir_brcond(blk, IR_I64, sense ? IR_COND_EQ : IR_COND_NE, c, ir_const(blk, IR_I64, 0),
+                          l);
                 ir_movi(blk, IR_I64, 0, 111);
                 ir_exit_tb(blk, IR_EXIT_NEXT);
                 ir_label_here(blk, l);
@@ -768,8 +781,8 @@ static void test_setcond_brcond_pairs(void **state)
                         e.slot[1] = values[x];
                         e.slot[2] = values[y];
                         run(blk, &e); /* the native run must agree (checked in run) */
-                        bool taken = ir_cond_eval((enum ir_cond)cond, (enum ir_type)t,
-                                                  values[x], values[y]) != (sense == 1);
+                        bool taken = ir_cond_eval((enum ir_cond)cond, (enum ir_type)t, values[x],
+                                                  values[y]) != (sense == 1);
                         assert_int_equal(e.slot[0], taken ? 222 : 111);
                     }
                 free(blk);
@@ -787,9 +800,9 @@ static void test_native_tlb_hit_path(void **state)
     for (unsigned i = 0; i < sizeof(page); i++)
         page[i] = (uint8_t)(0x80 + i * 7);
     struct ir_block *blk = new_block();
-    ir_qld(blk, IR_I64, 0, 1, 4);                 /* g0 = u32 [g1] */
-    ir_qld(blk, IR_I64, 4, 1, 1 | IR_MEM_SIGN);   /* g4 = s8 [g1] */
-    ir_qst(blk, IR_I64, 2, 3, 2);                 /* u16 [g3] = g2 */
+    ir_qld(blk, IR_I64, 0, 1, 4);               /* g0 = u32 [g1] */
+    ir_qld(blk, IR_I64, 4, 1, 1 | IR_MEM_SIGN); /* g4 = s8 [g1] */
+    ir_qst(blk, IR_I64, 2, 3, 2);               /* u16 [g3] = g2 */
     ir_exit_tb(blk, IR_EXIT_NEXT);
     struct tenv e;
     for (unsigned mmu = 0; mmu < 2; mmu++) {
@@ -803,8 +816,7 @@ static void test_native_tlb_hit_path(void **state)
             for (unsigned i = 0; i < sizeof(e.mem); i++)
                 e.mem[i] = (uint8_t)i;
             /* Page 0x7000 -> `page`, in entry 3 of this MMU index's TLB only. */
-            e.tlb[mmu][3] = (struct fake_tlb_entry){0x7000, 0x7000,
-                                                    (uintptr_t)page - 0x7000};
+            e.tlb[mmu][3] = (struct fake_tlb_entry){0x7000, 0x7000, (uintptr_t)page - 0x7000};
             e.slot[1] = crossing ? 0x7ffe : 0x7010;
             e.slot[2] = 0xabcd1234;
             e.slot[3] = 0x7020;
@@ -1126,12 +1138,10 @@ static void gen_simple_op(struct gen *g)
         ir_unop(g->b, opc, t, gen_output(g), a);
         break;
     }
-    case 6:
-    {
+    case 6: {
         uint64_t v = rnd_value(r);
         ir_movi(g->b, t, gen_output(g), v);
-    }
-        break;
+    } break;
     case 7: {
         ir_temp a = gen_input(g), b = gen_input(g);
         if (rnd_below(r, 2)) {
@@ -1348,8 +1358,8 @@ static void test_random_differential(void **state)
                 uint32_t r3 = run_guarded(NULL, c3, &e3);
                 if (r3 != r2 || memcmp(&e2, &e3, TENV_DATA_SIZE) != 0) {
                     ir_print(opt, text, 1 << 16);
-                    print_message("block %u env %u: interpreter exit %#x, native %#x\n%s", n, k,
-                                  r2, r3, text);
+                    print_message("block %u env %u: interpreter exit %#x, native %#x\n%s", n, k, r2,
+                                  r3, text);
                     for (int i = 0; i < NR_SLOTS; i++)
                         print_message("slot %d: %#llx vs %#llx\n", i,
                                       (unsigned long long)e2.slot[i],

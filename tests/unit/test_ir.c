@@ -297,19 +297,19 @@ static void test_fold_identities(void **state)
     for (int i = 0; i < 16; i++)
         t[i] = ir_new_temp(b, IR_I64);
     /* each result is stored with a side effect so it stays alive */
-    ir_binop(b, IR_ADD, IR_I64, t[0], RCX, zero);   /* x+0 */
-    ir_binop(b, IR_ADD, IR_I64, t[1], zero, RCX);   /* 0+x */
-    ir_binop(b, IR_MUL, IR_I64, t[2], RCX, one);    /* x*1 */
-    ir_binop(b, IR_AND, IR_I64, t[3], RCX, ones);   /* x&-1 */
-    ir_binop(b, IR_AND, IR_I32, t[4], RCX, ones32); /* x&-1 at i32: a 32-bit mov */
-    ir_binop(b, IR_OR, IR_I64, t[5], RCX, zero);    /* x|0 */
-    ir_binop(b, IR_XOR, IR_I64, t[6], RCX, zero);   /* x^0 */
+    ir_binop(b, IR_ADD, IR_I64, t[0], RCX, zero);                    /* x+0 */
+    ir_binop(b, IR_ADD, IR_I64, t[1], zero, RCX);                    /* 0+x */
+    ir_binop(b, IR_MUL, IR_I64, t[2], RCX, one);                     /* x*1 */
+    ir_binop(b, IR_AND, IR_I64, t[3], RCX, ones);                    /* x&-1 */
+    ir_binop(b, IR_AND, IR_I32, t[4], RCX, ones32);                  /* x&-1 at i32: a 32-bit mov */
+    ir_binop(b, IR_OR, IR_I64, t[5], RCX, zero);                     /* x|0 */
+    ir_binop(b, IR_XOR, IR_I64, t[6], RCX, zero);                    /* x^0 */
     ir_binop(b, IR_SHL, IR_I64, t[7], RCX, ir_const(b, IR_I64, 64)); /* x<<0 (mod 64) */
-    ir_binop(b, IR_AND, IR_I64, t[8], RCX, zero);   /* x&0 */
-    ir_binop(b, IR_MUL, IR_I64, t[9], zero, RCX);   /* 0*x */
-    ir_binop(b, IR_XOR, IR_I64, t[10], RCX, RCX);   /* x^x */
-    ir_binop(b, IR_SUB, IR_I64, t[11], RCX, RCX);   /* x-x */
-    ir_binop(b, IR_OR, IR_I32, t[12], RCX, ones);   /* x|-1 at i32 */
+    ir_binop(b, IR_AND, IR_I64, t[8], RCX, zero);                    /* x&0 */
+    ir_binop(b, IR_MUL, IR_I64, t[9], zero, RCX);                    /* 0*x */
+    ir_binop(b, IR_XOR, IR_I64, t[10], RCX, RCX);                    /* x^x */
+    ir_binop(b, IR_SUB, IR_I64, t[11], RCX, RCX);                    /* x-x */
+    ir_binop(b, IR_OR, IR_I32, t[12], RCX, ones);                    /* x|-1 at i32 */
     ir_setcond(b, IR_I64, IR_COND_GEU, t[13], RCX, RCX);
     ir_setcond(b, IR_I64, IR_COND_LT, t[14], RCX, RCX);
     ir_movcond(b, IR_I64, IR_COND_LTU, t[15], RAX, RCX, G2, G2);
@@ -469,12 +469,12 @@ static void test_dce_locals(void **state)
     (void)state;
     struct ir_block *b = new_block();
     ir_temp t = ir_new_temp(b, IR_I64), u = ir_new_temp(b, IR_I64), v = ir_new_temp(b, IR_I64);
-    ir_binop(b, IR_MUL, IR_I64, t, RAX, RCX);                     /* dead chain */
+    ir_binop(b, IR_MUL, IR_I64, t, RAX, RCX); /* dead chain */
     ir_binop(b, IR_ADD, IR_I64, u, t, RCX);
     ir_call(b, H_PURE, v, RAX, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP); /* dead pure call */
     ir_call(b, H_LOG, v, RAX, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);  /* side effects: kept */
-    ir_qld(b, IR_I64, u, RAX, 8);                                 /* may fault: kept */
-    ir_ldenv(b, u, 0x100);                                        /* dead read: removed */
+    ir_qld(b, IR_I64, u, RAX, 8);                                   /* may fault: kept */
+    ir_ldenv(b, u, 0x100);                                          /* dead read: removed */
     ir_insn_start(b, 0x10);
     ir_exit_tb(b, IR_EXIT_NEXT);
     ir_movi(b, IR_I64, RAX, 1); /* unreachable */

@@ -150,18 +150,18 @@ struct tcg_cpu {
     int64_t tsc_offset;
     uint32_t hflags;
     /* From the CPU model (tcg_set_cpuid): paging's reserved bits depend on these. */
-    uint8_t phys_bits; /* MAXPHYADDR; 0 until a model is set (no address-bit check) */
-    bool page_1g;      /* 1 GiB pages (CPUID 8000_0001h EDX[26]) */
+    uint8_t phys_bits;  /* MAXPHYADDR; 0 until a model is set (no address-bit check) */
+    bool page_1g;       /* 1 GiB pages (CPUID 8000_0001h EDX[26]) */
     struct tcg_fpu fpu; /* x87, SSE (fpu.c, sse.c) */
 
     /* --- exceptions and interrupts --- */
     int32_t exception; /* pending exception vector or -1 */
     uint32_t error_code;
     bool has_error_code;
-    bool exception_soft;         /* INT n / INT3 / INTO: DPL checks, return past the insn */
-    bool exception_ext;          /* an external interrupt: no RF, EXT in error codes */
-    uint64_t exception_next_rip; /* return address for software interrupts */
-    uint64_t fault_addr; /* CR2 for #PF */
+    bool exception_soft;           /* INT n / INT3 / INTO: DPL checks, return past the insn */
+    bool exception_ext;            /* an external interrupt: no RF, EXT in error codes */
+    uint64_t exception_next_rip;   /* return address for software interrupts */
+    uint64_t fault_addr;           /* CR2 for #PF */
     atomic_uint interrupt_request; /* TCG_REQ_* bits, set from other threads; nonzero makes
                                       chained native code return to the run loop */
     bool halted;

@@ -26,10 +26,10 @@ union xmm_reg {
 struct tcg_fpu {
     long double st[8]; /* physical registers R0..R7; ST(i) is st[(top + i) & 7] */
     uint16_t fcw;
-    uint16_t fsw;  /* status word with the TOP field (bits 11-13) kept zero: see top */
+    uint16_t fsw; /* status word with the TOP field (bits 11-13) kept zero: see top */
     uint8_t top;
-    uint8_t ftw;   /* abridged tag (FXSAVE form): bit i set = R(i) not empty */
-    uint16_t fop;  /* last non-control instruction's opcode (11 bits) */
+    uint8_t ftw;  /* abridged tag (FXSAVE form): bit i set = R(i) not empty */
+    uint16_t fop; /* last non-control instruction's opcode (11 bits) */
     uint16_t fcs, fds;
     uint64_t fip, fdp; /* its address and its memory operand's address */
     uint32_t mxcsr;

@@ -4,9 +4,9 @@
  * Modelled: ID, version (0x14, 6 LVT entries, no EOI-broadcast suppression), TPR, PPR, EOI,
  * LDR, DFR (flat and cluster), SVR software enable (disabling masks every LVT), ISR/TMR/IRR,
  * ESR (latched on write), ICR (fixed and lowest-priority IPIs to this APIC by destination or
- * shorthand; NMIs to this CPU), NMI messages from the IOAPIC/MSI, the LVT entries, timer initial/current count and divide configuration, the
- * TSC-deadline MSR, x2APIC mode and its SELF IPI register.
- * Not modelled: other CPUs (one vCPU: IPIs to others go nowhere; INIT, SIPI, SMI
+ * shorthand; NMIs to this CPU), NMI messages from the IOAPIC/MSI, the LVT entries, timer
+ * initial/current count and divide configuration, the TSC-deadline MSR, x2APIC mode and its SELF
+ * IPI register. Not modelled: other CPUs (one vCPU: IPIs to others go nowhere; INIT, SIPI, SMI
  * messages are dropped), the thermal/performance/CMCI sources, the error LVT interrupt
  * (errors are only recorded in ESR), LINT0/LINT1 inputs other than the PIC's ExtINT,
  * interrupts accepted while the APIC is software-disabled (dropped, as KVM does). */

@@ -64,8 +64,9 @@ void tb_cache_destroy(struct tb_cache *cache)
     if (cache->hash)
         tb_flush(cache);
     tb_reap(cache);
-    for (size_t i = 0; cache->pages && i < cache->nr_pages; i++)
-        free(cache->pages[i].tbs);
+    for (size_t i = 0; i < cache->nr_used_pages; i++)
+        free(cache->pages[cache->used_pages[i]].tbs);
+    free(cache->used_pages);
     free(cache->pages);
     free(cache->hash);
     memset(cache, 0, sizeof(*cache));
@@ -89,13 +90,34 @@ struct tb *tb_lookup(struct tb_cache *cache, uint64_t pc, uint64_t phys_pc, uint
     return NULL;
 }
 
-static int page_list_add(struct tb_page_list *list, struct tb *tb)
+/* Remember that page `index` has a list (see used_pages). */
+static int note_used_page(struct tb_cache *cache, size_t index)
 {
+    if (cache->nr_used_pages == cache->cap_used_pages) {
+        size_t cap = cache->cap_used_pages ? cache->cap_used_pages * 2 : 64;
+        size_t *v = realloc(cache->used_pages, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        cache->used_pages = v;
+        cache->cap_used_pages = cap;
+    }
+    cache->used_pages[cache->nr_used_pages++] = index;
+    return 0;
+}
+
+static int page_list_add(struct tb_cache *cache, size_t index, struct tb *tb)
+{
+    struct tb_page_list *list = &cache->pages[index];
+    if (!list->cap && note_used_page(cache, index) < 0)
+        return -1;
     if (list->nr == list->cap) {
         uint32_t cap = list->cap ? list->cap * 2 : 4;
         struct tb **v = realloc(list->tbs, cap * sizeof(*v));
-        if (!v)
+        if (!v) {
+            if (!list->cap) /* keep used_pages exact: this page has no list after all */
+                cache->nr_used_pages--;
             return -1;
+        }
         list->tbs = v;
         list->cap = cap;
     }
@@ -142,12 +164,12 @@ int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t 
     size_t bytes = tb_bytes(tb);
     if (cache->code_bytes + bytes > cache->max_code_bytes)
         tb_flush(cache);
-    if (page_index0 >= cache->nr_pages || page_list_add(&cache->pages[page_index0], tb) < 0) {
+    if (page_index0 >= cache->nr_pages || page_list_add(cache, page_index0, tb) < 0) {
         tb_discard(tb);
         return -1;
     }
     if (page_index1 != SIZE_MAX) {
-        if (page_index1 >= cache->nr_pages || page_list_add(&cache->pages[page_index1], tb) < 0) {
+        if (page_index1 >= cache->nr_pages || page_list_add(cache, page_index1, tb) < 0) {
             page_list_remove(&cache->pages[page_index0], tb);
             tb_discard(tb);
             return -1;
@@ -242,8 +264,8 @@ void tb_flush(struct tb_cache *cache)
         }
         cache->hash[i] = NULL;
     }
-    for (size_t i = 0; i < cache->nr_pages; i++)
-        cache->pages[i].nr = 0;
+    for (size_t i = 0; i < cache->nr_used_pages; i++)
+        cache->pages[cache->used_pages[i]].nr = 0;
     memset(cache->jmp_cache, 0, sizeof(cache->jmp_cache));
     cache->nr_tbs = 0;
     cache->code_bytes = 0;

@@ -13,8 +13,8 @@ struct native_jit;
 
 struct tb {
     /* What a lookup touches, together in the first cache line. */
-    uint64_t pc;        /* linear address of the first instruction */
-    uint64_t phys_pc;   /* its physical address (the cache key) */
+    uint64_t pc;      /* linear address of the first instruction */
+    uint64_t phys_pc; /* its physical address (the cache key) */
     uint64_t cs_base;
     uint32_t hflags;
     bool valid;
@@ -23,7 +23,7 @@ struct tb {
     struct native_code *native; /* the native backend's code, or */
     struct interp_code *code;   /* the interpreter's form */
     /* The rest. */
-    uint32_t size;      /* guest code bytes covered */
+    uint32_t size; /* guest code bytes covered */
     uint32_t nr_guest_insns;
     size_t page_index[2]; /* RAM pages holding its code; [1] = SIZE_MAX when on one page */
     struct tb *zombie_next;
@@ -38,13 +38,17 @@ struct tb_page_list {
 
 struct tb_cache {
     struct tb **hash;
-    size_t hash_size; /* power of two */
+    size_t hash_size;           /* power of two */
     struct tb_page_list *pages; /* indexed by RAM page number (see tb_page_index) */
     size_t nr_pages;
+    /* Pages whose list was ever allocated, so that flushing and teardown cost what the guest
+     * used, not the RAM size (pages[] of a 1 TiB guest is 4 GiB, untouched where unused). */
+    size_t *used_pages;
+    size_t nr_used_pages, cap_used_pages;
     struct tb *zombies; /* invalidated, freed when no block is executing */
     size_t nr_tbs;
     size_t code_bytes;
-    size_t max_code_bytes; /* flush everything beyond this */
+    size_t max_code_bytes;  /* flush everything beyond this */
     struct native_jit *jit; /* the native backend's code buffer (NULL: interpreter) */
     /* Fast lookup by linear pc (QEMU's tb_jmp_cache): a hint verified on use. */
     struct tb *jmp_cache[TB_JMP_CACHE_SIZE];

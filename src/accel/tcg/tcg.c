@@ -532,7 +532,10 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     struct tb *tb = calloc(1, sizeof(*tb));
     if (!tb)
         return NULL;
-    if (vm->tbs.jit && !alone) {
+    /* Code outside RAM is never cached: interpret it, so that running it again and again
+     * does not fill the native code buffer (where only a flush reclaims space). */
+    const uint8_t *host0 = gpa_to_host(vm->mem, phys_pc & ~0xfffULL, 0x1000);
+    if (vm->tbs.jit && !alone && host0) {
         const struct native_block_info ni = {(cpu->hflags & HF_CPL_MASK) == 3, cpu->hflags,
                                              info.nr_insns, (cpu->hflags & HF_CS64) != 0};
         bool full;
@@ -559,7 +562,6 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     tb->size = info.guest_size;
     tb->nr_guest_insns = info.nr_insns;
     /* Code pages: the first and, if the block's last byte is on another page, that one. */
-    const uint8_t *host0 = gpa_to_host(vm->mem, phys_pc & ~0xfffULL, 0x1000);
     size_t page0 = host0 ? (size_t)(host0 - vm->mem->mapping) >> 12 : SIZE_MAX;
     size_t page1 = SIZE_MAX;
     uint64_t phys_last;
@@ -705,6 +707,9 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
     /* The native block that left via GOTO_TB, and which slot (volatile: setjmp below). */
     struct native_code *volatile chain_from = NULL;
     volatile unsigned chain_slot = 0;
+    /* An uncached block (code outside RAM, a lone instruction) while it runs: freed after
+     * it, also when it leaves by an exception (else each such run leaks it). */
+    struct tb *volatile uncached = NULL;
     memset(exit, 0, sizeof(*exit));
     for (;;) {
         if (atomic_load(&cpu->interrupt_request) & TCG_REQ_INVALIDATE)
@@ -721,6 +726,10 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             chain_from = NULL;
             cpu->in_block = false;
             cpu->single_step = false; /* a fault (no trap after it) or an exit */
+            if (uncached) {
+                tb_discard(uncached);
+                uncached = NULL;
+            }
             if (cpu->smc == TCG_SMC_RUNNING)
                 cpu->smc = 0;
             if (cpu->exception >= 0 && !deliver_exception(cpu)) {
@@ -806,6 +815,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             chain_blocks(vm, cpu, chain_from, chain_slot, tb);
         chain_from = NULL;
         bool cached = tb->valid;
+        if (!cached)
+            uncached = tb;
         uint32_t why;
         if (alone)
             cpu->smc = TCG_SMC_RUNNING;
@@ -839,6 +850,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             /* Blocks from outside RAM are not cached: drop after one run. */
             if (chain_from == tb->native)
                 chain_from = NULL;
+            uncached = NULL;
             tb_discard(tb);
         }
     }

@@ -124,7 +124,7 @@ static const struct {
     const char *what;
 } boot_reserved[] = {
     {BOOT_GDT_ADDR, BOOT_GDT_ADDR + GDT_BYTES, "the boot GDT"},
-    {BOOT_INFO_ADDR, BOOT_PD + BOOT_PD_PAGES * BOOT_PAGE_SIZE,
+    {BOOT_INFO_ADDR, BOOT_PD + BOOT_PD_PAGES *BOOT_PAGE_SIZE,
      "the boot information, stack and page tables"},
     {BOOT_CMDLINE, BOOT_CMDLINE + BOOT_CMDLINE_MAX, "the command line"},
     {BOOT_ACPI_BASE, BOOT_ACPI_BASE + BOOT_ACPI_SIZE, "the ACPI tables"},

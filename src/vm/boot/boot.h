@@ -14,16 +14,16 @@ struct guest_memory;
 
 /* Fixed low-memory layout used while booting (all below 1M, outside the e820 holes). */
 #define BOOT_GDT_ADDR 0x500ULL
-#define BOOT_INFO_ADDR 0x6000ULL      /* hvm_start_info / multiboot info */
-#define BOOT_INFO_EXTRA 0x6100ULL     /* memory map / module list following it */
-#define BOOT_ZERO_PAGE 0x7000ULL      /* Linux boot_params */
-#define BOOT_STACK_TOP 0x8ff0ULL      /* initial stack for ELF64 payloads */
-#define BOOT_PML4 0x9000ULL           /* identity page tables: PML4, PDPT, 4 PDs (4 GiB) */
+#define BOOT_INFO_ADDR 0x6000ULL  /* hvm_start_info / multiboot info */
+#define BOOT_INFO_EXTRA 0x6100ULL /* memory map / module list following it */
+#define BOOT_ZERO_PAGE 0x7000ULL  /* Linux boot_params */
+#define BOOT_STACK_TOP 0x8ff0ULL  /* initial stack for ELF64 payloads */
+#define BOOT_PML4 0x9000ULL       /* identity page tables: PML4, PDPT, 4 PDs (4 GiB) */
 #define BOOT_PDPT 0xA000ULL
 #define BOOT_PD 0xB000ULL
 #define BOOT_CMDLINE 0x20000ULL
 #define BOOT_CMDLINE_MAX 0x10000ULL
-#define BOOT_ACPI_BASE 0xE0000ULL     /* RSDP and tables, in the legacy BIOS search area */
+#define BOOT_ACPI_BASE 0xE0000ULL /* RSDP and tables, in the legacy BIOS search area */
 #define BOOT_ACPI_SIZE 0x10000ULL
 #define BOOT_KERNEL_MAX_FILE (512ULL << 20)
 
@@ -43,9 +43,9 @@ struct boot_request {
     size_t kernel_size;
     const uint8_t *initrd; /* NULL when none */
     size_t initrd_size;
-    const char *cmdline;   /* never NULL ("" when none) */
+    const char *cmdline; /* never NULL ("" when none) */
     const struct e820_map *e820;
-    uint64_t rsdp_addr;    /* 0 when no ACPI tables */
+    uint64_t rsdp_addr; /* 0 when no ACPI tables */
 };
 
 struct boot_result {

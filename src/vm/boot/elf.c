@@ -5,6 +5,7 @@
 #include "vm/memory.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ELF_ET_EXEC 2
@@ -173,6 +174,48 @@ static int check_segment(const struct elf_file *elf, const struct guest_memory *
     return boot_check_kernel_range(mem, seg->paddr, seg->memsz, what, err, errlen);
 }
 
+struct load_range {
+    uint64_t start, end; /* [start, end) in guest-physical memory */
+    unsigned index;
+};
+
+static int cmp_load_range(const void *a, const void *b)
+{
+    const struct load_range *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Two PT_LOAD segments sharing memory: one would overwrite the other and the guest then runs
+ * whatever won (a triple fault at best). Sorted, so a 65535-entry table costs n log n. */
+static int check_overlaps(const struct elf_file *elf, char *err, size_t errlen)
+{
+    struct load_range *r = malloc((size_t)elf->phnum * sizeof(*r));
+    if (!r)
+        return qk_fail(err, errlen, "out of memory checking %u ELF program headers", elf->phnum);
+    size_t n = 0;
+    for (unsigned i = 0; i < elf->phnum; i++) {
+        struct elf_segment seg;
+        elf_segment_at(elf, i, &seg);
+        if (seg.type == ELF_PT_LOAD && seg.memsz != 0) /* checked: no wrap-around */
+            r[n++] = (struct load_range){seg.paddr, seg.paddr + seg.memsz, i};
+    }
+    qsort(r, n, sizeof(*r), cmp_load_range);
+    for (size_t k = 1; k < n; k++) {
+        if (r[k].start < r[k - 1].end) {
+            unsigned a = r[k - 1].index < r[k].index ? r[k - 1].index : r[k].index;
+            unsigned b = r[k - 1].index < r[k].index ? r[k].index : r[k - 1].index;
+            qk_fail(err, errlen,
+                    "ELF segments %u and %u overlap in memory (at 0x%llx): refusing a file "
+                    "whose segments would overwrite each other",
+                    a, b, (unsigned long long)r[k].start);
+            free(r);
+            return -1;
+        }
+    }
+    free(r);
+    return 0;
+}
+
 int elf_check_segments(const struct elf_file *elf, const struct guest_memory *mem, uint64_t *lo,
                        uint64_t *hi, char *err, size_t errlen)
 {
@@ -193,6 +236,8 @@ int elf_check_segments(const struct elf_file *elf, const struct guest_memory *me
     }
     if (loaded == 0)
         return qk_fail(err, errlen, "ELF file has no loadable segments");
+    if (loaded > 1 && check_overlaps(elf, err, errlen) < 0)
+        return -1;
     *lo = low;
     *hi = high;
     return 0;

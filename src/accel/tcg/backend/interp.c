@@ -31,6 +31,8 @@
 #define INTERP_COMPUTED_GOTO 0
 #endif
 
+/* The op lists read as tables: clang-format would pile them up. */
+/* clang-format off */
 /* Ops with an _I32 and an _I64 flavour, in that order, adjacent in the opcode space. */
 #define INTERP_TYPED_OPS(X)                                                                        \
     X(MOV) X(ADD) X(SUB) X(MUL) X(AND) X(OR) X(XOR) X(ANDC) X(SHL) X(SHR) X(SAR) X(ROTL) X(ROTR) \
@@ -41,6 +43,7 @@
     X(EQ) X(NE) X(LT) X(GE) X(LE) X(GT) X(LTU) X(GEU) X(LEU) X(GTU) X(TSTEQ) X(TSTNE)
 #define INTERP_PLAIN_OPS(X)                                                                        \
     X(MOVI) X(LDENV) X(STENV) X(CALL) X(CALL_VOID) X(BR) X(GOTO_TB) X(EXIT_TB)
+/* clang-format on */
 
 enum interp_opcode {
 #define ENUM_TYPED(n) I_##n##_I32, I_##n##_I64,
@@ -65,8 +68,8 @@ _Static_assert(IR_COND_TSTNE + 1 == IR_COND_ALWAYS, "cond order");
 struct interp_code {
     const struct interp_mem_ops *mem;
     const struct ir_helper *helpers;
-    size_t size;           /* bytes of this allocation */
-    uint32_t init_slots;   /* frame slots copied from frame_init at entry */
+    size_t size;         /* bytes of this allocation */
+    uint32_t init_slots; /* frame slots copied from frame_init at entry */
     uint32_t nr_words;
     const uint64_t *frame_init;
     const uint32_t *code;
@@ -457,8 +460,8 @@ uint32_t interp_exec(const struct interp_code *code, void *env)
 #if INTERP_COMPUTED_GOTO
     static const void *const dispatch_table[I_NR_OPCODES] = {
 #define TABLE_TYPED(n) &&L_##n##_I32, &&L_##n##_I64,
-#define TABLE_COND(c) &&L_SETCOND_##c##_I32, &&L_SETCOND_##c##_I64, &&L_BRCOND_##c##_I32,          \
-                      &&L_BRCOND_##c##_I64,
+#define TABLE_COND(c)                                                                              \
+    &&L_SETCOND_##c##_I32, &&L_SETCOND_##c##_I64, &&L_BRCOND_##c##_I32, &&L_BRCOND_##c##_I64,
 #define TABLE_PLAIN(n) &&L_##n,
         INTERP_TYPED_OPS(TABLE_TYPED) INTERP_CONDS(TABLE_COND) INTERP_PLAIN_OPS(TABLE_PLAIN)
 #undef TABLE_TYPED
@@ -472,7 +475,7 @@ uint32_t interp_exec(const struct interp_code *code, void *env)
 #define HANDLER(name) case I_##name:
 #define DISPATCH() goto dispatch
 dispatch:
-    switch ((enum interp_opcode)*pc) {
+    switch ((enum interp_opcode) * pc) {
 #endif
 #define NEXT(n)                                                                                    \
     do {                                                                                           \
@@ -579,15 +582,15 @@ dispatch:
     }
     HANDLER(MOVCOND_I32)
     {
-        uint64_t r = ir_cond_eval((enum ir_cond)pc[6], IR_I32, RD(pc[2]), RD(pc[3])) ? RD(pc[4])
-                                                                                       : RD(pc[5]);
+        uint64_t r =
+            ir_cond_eval((enum ir_cond)pc[6], IR_I32, RD(pc[2]), RD(pc[3])) ? RD(pc[4]) : RD(pc[5]);
         WR(pc[1], (uint32_t)r);
         NEXT(7);
     }
     HANDLER(MOVCOND_I64)
     {
-        uint64_t r = ir_cond_eval((enum ir_cond)pc[6], IR_I64, RD(pc[2]), RD(pc[3])) ? RD(pc[4])
-                                                                                       : RD(pc[5]);
+        uint64_t r =
+            ir_cond_eval((enum ir_cond)pc[6], IR_I64, RD(pc[2]), RD(pc[3])) ? RD(pc[4]) : RD(pc[5]);
         WR(pc[1], r);
         NEXT(7);
     }
@@ -709,10 +712,10 @@ dispatch:
         return pc[1];
     }
 #if !INTERP_COMPUTED_GOTO
-    default:
-        break;
-    }
-    return IR_EXIT_NEXT; /* unreachable: the compiler only emits known opcodes */
+default:
+    break;
+}
+return IR_EXIT_NEXT; /* unreachable: the compiler only emits known opcodes */
 #endif
 #undef H_BINARY
 #undef H_UNARY

@@ -20,10 +20,10 @@ const struct ir_opcode_info *ir_opcode_info(enum ir_opcode opc)
 const char *ir_cond_name(enum ir_cond cond)
 {
     static const char *const names[] = {
-        [IR_COND_EQ] = "eq",       [IR_COND_NE] = "ne",       [IR_COND_LT] = "lt",
-        [IR_COND_GE] = "ge",       [IR_COND_LE] = "le",       [IR_COND_GT] = "gt",
-        [IR_COND_LTU] = "ltu",     [IR_COND_GEU] = "geu",     [IR_COND_LEU] = "leu",
-        [IR_COND_GTU] = "gtu",     [IR_COND_TSTEQ] = "tsteq", [IR_COND_TSTNE] = "tstne",
+        [IR_COND_EQ] = "eq",         [IR_COND_NE] = "ne",       [IR_COND_LT] = "lt",
+        [IR_COND_GE] = "ge",         [IR_COND_LE] = "le",       [IR_COND_GT] = "gt",
+        [IR_COND_LTU] = "ltu",       [IR_COND_GEU] = "geu",     [IR_COND_LEU] = "leu",
+        [IR_COND_GTU] = "gtu",       [IR_COND_TSTEQ] = "tsteq", [IR_COND_TSTNE] = "tstne",
         [IR_COND_ALWAYS] = "always", [IR_COND_NEVER] = "never",
     };
     if ((unsigned)cond >= sizeof(names) / sizeof(names[0]))
@@ -41,20 +41,34 @@ bool ir_cond_eval(enum ir_cond cond, enum ir_type t, uint64_t a, uint64_t b)
         sb = (int32_t)(uint32_t)b;
     }
     switch (cond) {
-    case IR_COND_EQ: return a == b;
-    case IR_COND_NE: return a != b;
-    case IR_COND_LT: return sa < sb;
-    case IR_COND_GE: return sa >= sb;
-    case IR_COND_LE: return sa <= sb;
-    case IR_COND_GT: return sa > sb;
-    case IR_COND_LTU: return a < b;
-    case IR_COND_GEU: return a >= b;
-    case IR_COND_LEU: return a <= b;
-    case IR_COND_GTU: return a > b;
-    case IR_COND_TSTEQ: return (a & b) == 0;
-    case IR_COND_TSTNE: return (a & b) != 0;
-    case IR_COND_ALWAYS: return true;
-    case IR_COND_NEVER: return false;
+    case IR_COND_EQ:
+        return a == b;
+    case IR_COND_NE:
+        return a != b;
+    case IR_COND_LT:
+        return sa < sb;
+    case IR_COND_GE:
+        return sa >= sb;
+    case IR_COND_LE:
+        return sa <= sb;
+    case IR_COND_GT:
+        return sa > sb;
+    case IR_COND_LTU:
+        return a < b;
+    case IR_COND_GEU:
+        return a >= b;
+    case IR_COND_LEU:
+        return a <= b;
+    case IR_COND_GTU:
+        return a > b;
+    case IR_COND_TSTEQ:
+        return (a & b) == 0;
+    case IR_COND_TSTNE:
+        return (a & b) != 0;
+    case IR_COND_ALWAYS:
+        return true;
+    case IR_COND_NEVER:
+        return false;
     }
     return false;
 }
@@ -209,8 +223,8 @@ void ir_movcond(struct ir_block *b, enum ir_type t, enum ir_cond cond, ir_temp d
     ir_emit(b, IR_MOVCOND, t, cond, args, 5, 0);
 }
 
-void ir_deposit(struct ir_block *b, enum ir_type t, ir_temp d, ir_temp a, ir_temp v,
-                unsigned pos, unsigned len)
+void ir_deposit(struct ir_block *b, enum ir_type t, ir_temp d, ir_temp a, ir_temp v, unsigned pos,
+                unsigned len)
 {
     ir_temp args[] = {d, a, v};
     ir_emit(b, IR_DEPOSIT, t, IR_COND_ALWAYS, args, 3, (pos & 0xff) | (uint64_t)(len & 0xff) << 8);
@@ -223,8 +237,8 @@ void ir_extract(struct ir_block *b, enum ir_type t, ir_temp d, ir_temp a, unsign
     ir_emit(b, IR_EXTRACT, t, IR_COND_ALWAYS, args, 2, (pos & 0xff) | (uint64_t)(len & 0xff) << 8);
 }
 
-void ir_mul2(struct ir_block *b, bool is_signed, enum ir_type t, ir_temp lo, ir_temp hi,
-             ir_temp a, ir_temp c)
+void ir_mul2(struct ir_block *b, bool is_signed, enum ir_type t, ir_temp lo, ir_temp hi, ir_temp a,
+             ir_temp c)
 {
     ir_temp args[] = {lo, hi, a, c};
     ir_emit(b, is_signed ? IR_MULS2 : IR_MULU2, t, IR_COND_ALWAYS, args, 4, 0);

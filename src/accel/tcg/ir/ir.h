@@ -24,20 +24,20 @@ typedef uint16_t ir_label;
 #define IR_NO_TEMP 0xffff
 
 enum ir_cond { /* comparisons for setcond/brcond/movcond, on the op's type width */
-    IR_COND_EQ,
-    IR_COND_NE,
-    IR_COND_LT, /* signed */
-    IR_COND_GE,
-    IR_COND_LE,
-    IR_COND_GT,
-    IR_COND_LTU, /* unsigned */
-    IR_COND_GEU,
-    IR_COND_LEU,
-    IR_COND_GTU,
-    IR_COND_TSTEQ, /* (a & b) == 0 */
-    IR_COND_TSTNE, /* (a & b) != 0 */
-    IR_COND_ALWAYS,
-    IR_COND_NEVER,
+               IR_COND_EQ,
+               IR_COND_NE,
+               IR_COND_LT, /* signed */
+               IR_COND_GE,
+               IR_COND_LE,
+               IR_COND_GT,
+               IR_COND_LTU, /* unsigned */
+               IR_COND_GEU,
+               IR_COND_LEU,
+               IR_COND_GTU,
+               IR_COND_TSTEQ, /* (a & b) == 0 */
+               IR_COND_TSTNE, /* (a & b) != 0 */
+               IR_COND_ALWAYS,
+               IR_COND_NEVER,
 };
 
 /* Memory access descriptor for IR_QLD/IR_QST: size in bytes (1,2,4,8) | IR_MEM_SIGN. */
@@ -47,53 +47,53 @@ enum ir_cond { /* comparisons for setcond/brcond/movcond, on the op's type width
 /* X(name, outputs, inputs, has_imm) — args[] holds outputs first, then inputs. */
 #define IR_OPCODES(X)                                                                              \
     X(NOP, 0, 0, 0)                                                                                \
-    X(MOV, 1, 1, 0)      /* d = a */                                                               \
-    X(MOVI, 1, 0, 1)     /* d = imm */                                                             \
+    X(MOV, 1, 1, 0)  /* d = a */                                                                   \
+    X(MOVI, 1, 0, 1) /* d = imm */                                                                 \
     X(ADD, 1, 2, 0)                                                                                \
     X(SUB, 1, 2, 0)                                                                                \
-    X(MUL, 1, 2, 0)      /* low half */                                                            \
+    X(MUL, 1, 2, 0) /* low half */                                                                 \
     X(AND, 1, 2, 0)                                                                                \
     X(OR, 1, 2, 0)                                                                                 \
     X(XOR, 1, 2, 0)                                                                                \
-    X(ANDC, 1, 2, 0)     /* d = a & ~b */                                                          \
-    X(SHL, 1, 2, 0)      /* count mod width */                                                     \
+    X(ANDC, 1, 2, 0) /* d = a & ~b */                                                              \
+    X(SHL, 1, 2, 0)  /* count mod width */                                                         \
     X(SHR, 1, 2, 0)                                                                                \
     X(SAR, 1, 2, 0)                                                                                \
     X(ROTL, 1, 2, 0)                                                                               \
     X(ROTR, 1, 2, 0)                                                                               \
     X(NEG, 1, 1, 0)                                                                                \
     X(NOT, 1, 1, 0)                                                                                \
-    X(EXT8S, 1, 1, 0)    /* sign/zero-extend the low 8/16/32 bits to the op type */                \
+    X(EXT8S, 1, 1, 0) /* sign/zero-extend the low 8/16/32 bits to the op type */                   \
     X(EXT8U, 1, 1, 0)                                                                              \
     X(EXT16S, 1, 1, 0)                                                                             \
     X(EXT16U, 1, 1, 0)                                                                             \
-    X(EXT32S, 1, 1, 0)   /* i64 only */                                                            \
-    X(EXT32U, 1, 1, 0)   /* i64 only */                                                            \
-    X(DEPOSIT, 1, 2, 1)  /* d = a with bits [pos, pos+len) replaced by b's low bits;               \
-                            imm = pos | len << 8 */                                                \
-    X(EXTRACT, 1, 1, 1)  /* d = (a >> pos) & mask(len), imm = pos | len << 8 */                   \
-    X(SETCOND, 1, 2, 0)  /* d = a cond b ? 1 : 0; cond in op->cond */                              \
-    X(MOVCOND, 1, 4, 0)  /* d = (a cond b) ? c : e  (args: d, a, b, c, e) */                       \
-    X(MULU2, 2, 2, 0)    /* (lo, hi) = a * b unsigned, full width */                               \
-    X(MULS2, 2, 2, 0)    /* signed */                                                              \
-    X(CLZ, 1, 2, 0)      /* d = a ? clz(a) : b */                                                  \
-    X(CTZ, 1, 2, 0)      /* d = a ? ctz(a) : b */                                                  \
+    X(EXT32S, 1, 1, 0)  /* i64 only */                                                             \
+    X(EXT32U, 1, 1, 0)  /* i64 only */                                                             \
+    X(DEPOSIT, 1, 2, 1) /* d = a with bits [pos, pos+len) replaced by b's low bits;                \
+                           imm = pos | len << 8 */                                                 \
+    X(EXTRACT, 1, 1, 1) /* d = (a >> pos) & mask(len), imm = pos | len << 8 */                     \
+    X(SETCOND, 1, 2, 0) /* d = a cond b ? 1 : 0; cond in op->cond */                               \
+    X(MOVCOND, 1, 4, 0) /* d = (a cond b) ? c : e  (args: d, a, b, c, e) */                        \
+    X(MULU2, 2, 2, 0)   /* (lo, hi) = a * b unsigned, full width */                                \
+    X(MULS2, 2, 2, 0)   /* signed */                                                               \
+    X(CLZ, 1, 2, 0)     /* d = a ? clz(a) : b */                                                   \
+    X(CTZ, 1, 2, 0)     /* d = a ? ctz(a) : b */                                                   \
     X(CTPOP, 1, 1, 0)                                                                              \
-    X(BSWAP, 1, 1, 0)    /* whole type width */                                                    \
-    X(QLD, 1, 1, 1)      /* d = guest memory[a] through the software MMU; imm = IR_MEM_* */       \
-    X(QST, 0, 2, 1)      /* guest memory[b] = a; imm = IR_MEM_* (args: value, address) */         \
-    X(LDENV, 1, 0, 1)    /* d = *(u64 *)(env + imm): state not modelled as a global */            \
-    X(STENV, 0, 1, 1)    /* *(u64 *)(env + imm) = a */                                             \
-    X(CALL, 1, 4, 1)     /* d = helpers[imm](env, a, b, c, e); unused args are IR_NO_TEMP,         \
-                            d may be IR_NO_TEMP */                                                 \
-    X(LABEL, 0, 0, 1)    /* imm = label id */                                                      \
-    X(BR, 0, 0, 1)       /* goto label imm */                                                      \
-    X(BRCOND, 0, 2, 1)   /* if (a cond b) goto label imm */                                        \
-    X(INSN_START, 0, 0, 1) /* marker: a guest instruction begins at guest pc imm (debug logs;     \
-                              backends ignore it. Precise guest state at faults comes from       \
-                              the front end writing globals, kept by the dead-store rule) */     \
-    X(GOTO_TB, 0, 0, 1)  /* leave the block to a chained successor, slot imm (0/1) */             \
-    X(EXIT_TB, 0, 0, 1)  /* leave the block; imm = enum ir_exit_reason */
+    X(BSWAP, 1, 1, 0)      /* whole type width */                                                  \
+    X(QLD, 1, 1, 1)        /* d = guest memory[a] through the software MMU; imm = IR_MEM_* */      \
+    X(QST, 0, 2, 1)        /* guest memory[b] = a; imm = IR_MEM_* (args: value, address) */        \
+    X(LDENV, 1, 0, 1)      /* d = *(u64 *)(env + imm): state not modelled as a global */           \
+    X(STENV, 0, 1, 1)      /* *(u64 *)(env + imm) = a */                                           \
+    X(CALL, 1, 4, 1)       /* d = helpers[imm](env, a, b, c, e); unused args are IR_NO_TEMP,       \
+                              d may be IR_NO_TEMP */                                               \
+    X(LABEL, 0, 0, 1)      /* imm = label id */                                                    \
+    X(BR, 0, 0, 1)         /* goto label imm */                                                    \
+    X(BRCOND, 0, 2, 1)     /* if (a cond b) goto label imm */                                      \
+    X(INSN_START, 0, 0, 1) /* marker: a guest instruction begins at guest pc imm (debug logs;      \
+                              backends ignore it. Precise guest state at faults comes from         \
+                              the front end writing globals, kept by the dead-store rule) */       \
+    X(GOTO_TB, 0, 0, 1)    /* leave the block to a chained successor, slot imm (0/1) */            \
+    X(EXIT_TB, 0, 0, 1)    /* leave the block; imm = enum ir_exit_reason */
 
 enum ir_opcode {
 #define IR_OPC_ENUM(name, nout, nin, imm) IR_##name,
@@ -188,12 +188,12 @@ void ir_setcond(struct ir_block *b, enum ir_type t, enum ir_cond cond, ir_temp d
                 ir_temp c);
 void ir_movcond(struct ir_block *b, enum ir_type t, enum ir_cond cond, ir_temp d, ir_temp a,
                 ir_temp c, ir_temp vtrue, ir_temp vfalse);
-void ir_deposit(struct ir_block *b, enum ir_type t, ir_temp d, ir_temp a, ir_temp v,
-                unsigned pos, unsigned len);
+void ir_deposit(struct ir_block *b, enum ir_type t, ir_temp d, ir_temp a, ir_temp v, unsigned pos,
+                unsigned len);
 void ir_extract(struct ir_block *b, enum ir_type t, ir_temp d, ir_temp a, unsigned pos,
                 unsigned len);
-void ir_mul2(struct ir_block *b, bool is_signed, enum ir_type t, ir_temp lo, ir_temp hi,
-             ir_temp a, ir_temp c);
+void ir_mul2(struct ir_block *b, bool is_signed, enum ir_type t, ir_temp lo, ir_temp hi, ir_temp a,
+             ir_temp c);
 void ir_qld(struct ir_block *b, enum ir_type t, ir_temp d, ir_temp addr, unsigned memop);
 void ir_qst(struct ir_block *b, enum ir_type t, ir_temp value, ir_temp addr, unsigned memop);
 void ir_ldenv(struct ir_block *b, ir_temp d, uint32_t offset);

@@ -57,27 +57,69 @@ static bool fold_eval(const struct ir_op *op, const uint64_t *in, uint64_t *out)
     unsigned count = (unsigned)(b & (bits - 1));
     uint64_t r;
     switch ((enum ir_opcode)op->opc) {
-    case IR_MOV: r = a; break;
-    case IR_ADD: r = a + b; break;
-    case IR_SUB: r = a - b; break;
-    case IR_MUL: r = a * b; break;
-    case IR_AND: r = a & b; break;
-    case IR_OR: r = a | b; break;
-    case IR_XOR: r = a ^ b; break;
-    case IR_ANDC: r = a & ~b; break;
-    case IR_SHL: r = a << count; break;
-    case IR_SHR: r = a >> count; break;
-    case IR_SAR: r = (uint64_t)((int64_t)sext(a, bits) >> count); break; /* gcc/clang: arithmetic */
-    case IR_ROTL: r = count ? (a << count) | (a >> (bits - count)) : a; break;
-    case IR_ROTR: r = count ? (a >> count) | (a << (bits - count)) : a; break;
-    case IR_NEG: r = 0 - a; break;
-    case IR_NOT: r = ~a; break;
-    case IR_EXT8S: r = sext(a, 8); break;
-    case IR_EXT8U: r = a & 0xff; break;
-    case IR_EXT16S: r = sext(a, 16); break;
-    case IR_EXT16U: r = a & 0xffff; break;
-    case IR_EXT32S: r = sext(a, 32); break;
-    case IR_EXT32U: r = a & 0xffffffffu; break;
+    case IR_MOV:
+        r = a;
+        break;
+    case IR_ADD:
+        r = a + b;
+        break;
+    case IR_SUB:
+        r = a - b;
+        break;
+    case IR_MUL:
+        r = a * b;
+        break;
+    case IR_AND:
+        r = a & b;
+        break;
+    case IR_OR:
+        r = a | b;
+        break;
+    case IR_XOR:
+        r = a ^ b;
+        break;
+    case IR_ANDC:
+        r = a & ~b;
+        break;
+    case IR_SHL:
+        r = a << count;
+        break;
+    case IR_SHR:
+        r = a >> count;
+        break;
+    case IR_SAR:
+        r = (uint64_t)((int64_t)sext(a, bits) >> count);
+        break; /* gcc/clang: arithmetic */
+    case IR_ROTL:
+        r = count ? (a << count) | (a >> (bits - count)) : a;
+        break;
+    case IR_ROTR:
+        r = count ? (a >> count) | (a << (bits - count)) : a;
+        break;
+    case IR_NEG:
+        r = 0 - a;
+        break;
+    case IR_NOT:
+        r = ~a;
+        break;
+    case IR_EXT8S:
+        r = sext(a, 8);
+        break;
+    case IR_EXT8U:
+        r = a & 0xff;
+        break;
+    case IR_EXT16S:
+        r = sext(a, 16);
+        break;
+    case IR_EXT16U:
+        r = a & 0xffff;
+        break;
+    case IR_EXT32S:
+        r = sext(a, 32);
+        break;
+    case IR_EXT32U:
+        r = a & 0xffffffffu;
+        break;
     case IR_DEPOSIT:
     case IR_EXTRACT: {
         unsigned pos = op->imm & 0xff, len = (op->imm >> 8) & 0xff;
@@ -90,13 +132,26 @@ static bool fold_eval(const struct ir_op *op, const uint64_t *in, uint64_t *out)
             r = (a & ~(field << pos)) | ((b & field) << pos);
         break;
     }
-    case IR_SETCOND: r = ir_cond_eval((enum ir_cond)op->cond, t, a, b); break;
-    case IR_MOVCOND: r = ir_cond_eval((enum ir_cond)op->cond, t, a, b) ? in[2] : in[3]; break;
-    case IR_CLZ: r = a ? ir_clz64(a) - (64 - bits) : b; break;
-    case IR_CTZ: r = a ? ir_ctz64(a) : b; break;
-    case IR_CTPOP: r = ir_popcount64(a); break;
-    case IR_BSWAP: r = ir_bswap64(a) >> (64 - bits); break;
-    default: return false;
+    case IR_SETCOND:
+        r = ir_cond_eval((enum ir_cond)op->cond, t, a, b);
+        break;
+    case IR_MOVCOND:
+        r = ir_cond_eval((enum ir_cond)op->cond, t, a, b) ? in[2] : in[3];
+        break;
+    case IR_CLZ:
+        r = a ? ir_clz64(a) - (64 - bits) : b;
+        break;
+    case IR_CTZ:
+        r = a ? ir_ctz64(a) : b;
+        break;
+    case IR_CTPOP:
+        r = ir_popcount64(a);
+        break;
+    case IR_BSWAP:
+        r = ir_bswap64(a) >> (64 - bits);
+        break;
+    default:
+        return false;
     }
     *out = r & mask;
     return true;
@@ -109,8 +164,7 @@ static bool temp_is_const(const struct ir_block *b, ir_temp t)
     return b->temps[t].kind == IR_TEMP_CONST;
 }
 
-static bool get_known(const struct ir_block *b, const struct fwd_state *s, ir_temp t,
-                      uint64_t *v)
+static bool get_known(const struct ir_block *b, const struct fwd_state *s, ir_temp t, uint64_t *v)
 {
     if (temp_is_const(b, t)) {
         *v = b->temps[t].value;
@@ -200,10 +254,18 @@ static void make_mov(struct ir_op *op, ir_temp src)
 static int cond_on_same(enum ir_cond c)
 {
     switch (c) {
-    case IR_COND_EQ: case IR_COND_GE: case IR_COND_LE: case IR_COND_GEU: case IR_COND_LEU:
+    case IR_COND_EQ:
+    case IR_COND_GE:
+    case IR_COND_LE:
+    case IR_COND_GEU:
+    case IR_COND_LEU:
     case IR_COND_ALWAYS:
         return 1;
-    case IR_COND_NE: case IR_COND_LT: case IR_COND_GT: case IR_COND_LTU: case IR_COND_GTU:
+    case IR_COND_NE:
+    case IR_COND_LT:
+    case IR_COND_GT:
+    case IR_COND_LTU:
+    case IR_COND_GTU:
     case IR_COND_NEVER:
         return 0;
     default:
@@ -229,13 +291,20 @@ static int decide_cond(const struct ir_block *b, const struct fwd_state *s, cons
     uint64_t mask = type_mask((enum ir_type)op->type);
     bool a_zero = ka && (va & mask) == 0, b_zero = kb && (vb & mask) == 0;
     switch (c) { /* comparisons with 0 that do not depend on the other operand */
-    case IR_COND_TSTEQ: return (a_zero || b_zero) ? 1 : -1;
-    case IR_COND_TSTNE: return (a_zero || b_zero) ? 0 : -1;
-    case IR_COND_LTU: return b_zero ? 0 : -1; /* x < 0 */
-    case IR_COND_GEU: return b_zero ? 1 : -1;
-    case IR_COND_LEU: return a_zero ? 1 : -1; /* 0 <= x */
-    case IR_COND_GTU: return a_zero ? 0 : -1;
-    default: return -1;
+    case IR_COND_TSTEQ:
+        return (a_zero || b_zero) ? 1 : -1;
+    case IR_COND_TSTNE:
+        return (a_zero || b_zero) ? 0 : -1;
+    case IR_COND_LTU:
+        return b_zero ? 0 : -1; /* x < 0 */
+    case IR_COND_GEU:
+        return b_zero ? 1 : -1;
+    case IR_COND_LEU:
+        return a_zero ? 1 : -1; /* 0 <= x */
+    case IR_COND_GTU:
+        return a_zero ? 0 : -1;
+    default:
+        return -1;
     }
 }
 
@@ -609,8 +678,8 @@ static void dead_code_pass(struct ir_block *b)
             observes_globals = true;
             break;
         case IR_CALL:
-            observes_globals = (helper_flags(b, op->imm) &
-                                (IR_HELPER_READS_GLOBALS | IR_HELPER_MAY_EXIT)) != 0;
+            observes_globals =
+                (helper_flags(b, op->imm) & (IR_HELPER_READS_GLOBALS | IR_HELPER_MAY_EXIT)) != 0;
             break;
         default:
             break;

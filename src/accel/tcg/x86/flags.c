@@ -132,14 +132,30 @@ int x86_flags_condition(uint32_t flags, unsigned cc)
 {
     int result;
     switch ((cc >> 1) & 7) {
-    case 0: result = !!(flags & X86_OF); break;
-    case 1: result = !!(flags & X86_CF); break;
-    case 2: result = !!(flags & X86_ZF); break;
-    case 3: result = !!(flags & (X86_CF | X86_ZF)); break;
-    case 4: result = !!(flags & X86_SF); break;
-    case 5: result = !!(flags & X86_PF); break;
-    case 6: result = !!(flags & X86_SF) != !!(flags & X86_OF); break;
-    default: result = (!!(flags & X86_SF) != !!(flags & X86_OF)) || (flags & X86_ZF); break;
+    case 0:
+        result = !!(flags & X86_OF);
+        break;
+    case 1:
+        result = !!(flags & X86_CF);
+        break;
+    case 2:
+        result = !!(flags & X86_ZF);
+        break;
+    case 3:
+        result = !!(flags & (X86_CF | X86_ZF));
+        break;
+    case 4:
+        result = !!(flags & X86_SF);
+        break;
+    case 5:
+        result = !!(flags & X86_PF);
+        break;
+    case 6:
+        result = !!(flags & X86_SF) != !!(flags & X86_OF);
+        break;
+    default:
+        result = (!!(flags & X86_SF) != !!(flags & X86_OF)) || (flags & X86_ZF);
+        break;
     }
     return (cc & 1) ? !result : result;
 }

@@ -280,8 +280,8 @@ static uint64_t h_string(void *env, uint64_t desc, uint64_t next_rip, uint64_t c
         check_io(cpu);
     /* Single-stepping: one iteration per trap, RIP at the instruction while RCX lasts. */
     unsigned budget = cpu->single_step ? 1 : STRING_ITERATIONS_PER_CALL;
-    if (!cpu->single_step && rep == REP_REP && (kind == STR_MOVS || kind == STR_STOS) && step > 0 && abytes == 8 &&
-        (cpu->hflags & HF_CS64) && string_fast(cpu, kind, bytes, seg, &budget)) {
+    if (!cpu->single_step && rep == REP_REP && (kind == STR_MOVS || kind == STR_STOS) && step > 0 &&
+        abytes == 8 && (cpu->hflags & HF_CS64) && string_fast(cpu, kind, bytes, seg, &budget)) {
         if (cpu->gpr[GPR_RCX])
             return 0; /* budget spent: RIP still here, resumes after the loop looks */
         cpu->rip = next_rip;
@@ -404,27 +404,68 @@ static uint64_t h_rdtsc(void *env, uint64_t with_aux, uint64_t b, uint64_t c, ui
 bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value)
 {
     switch (index) {
-    case MSR_TSC: *value = tcg_read_tsc(cpu); return true;
-    case MSR_APIC_BASE: *value = lapic_get_base(&cpu_vcpu(cpu)->lapic); return true;
-    case MSR_TSC_DEADLINE: *value = lapic_get_tsc_deadline(&cpu_vcpu(cpu)->lapic); return true;
-    case MSR_SYSENTER_CS: *value = cpu->sysenter_cs; return true;
-    case MSR_SYSENTER_ESP: *value = cpu->sysenter_esp; return true;
-    case MSR_SYSENTER_EIP: *value = cpu->sysenter_eip; return true;
-    case MSR_MISC_ENABLE: *value = cpu->misc_enable; return true;
-    case MSR_BIOS_SIGN_ID: *value = 0; return true; /* microcode revision 0 */
-    case MSR_MCG_CAP: *value = 0; return true;      /* MCA without banks (CPUID.1:EDX) */
-    case MSR_MCG_STATUS: *value = cpu->mcg_status; return true;
-    case MSR_PAT: *value = cpu->pat; return true;
-    case MSR_EFER: *value = cpu->efer; return true;
-    case MSR_STAR: *value = cpu->star; return true;
-    case MSR_LSTAR: *value = cpu->lstar; return true;
-    case MSR_CSTAR: *value = cpu->cstar; return true;
-    case MSR_SFMASK: *value = cpu->sfmask; return true;
-    case MSR_FS_BASE: *value = cpu->seg[SEG_FS].base; return true;
-    case MSR_GS_BASE: *value = cpu->seg[SEG_GS].base; return true;
-    case MSR_KERNEL_GS_BASE: *value = cpu->kernel_gs_base; return true;
-    case MSR_TSC_AUX: *value = cpu->tsc_aux; return true;
-    default: return lapic_msr_read(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
+    case MSR_TSC:
+        *value = tcg_read_tsc(cpu);
+        return true;
+    case MSR_APIC_BASE:
+        *value = lapic_get_base(&cpu_vcpu(cpu)->lapic);
+        return true;
+    case MSR_TSC_DEADLINE:
+        *value = lapic_get_tsc_deadline(&cpu_vcpu(cpu)->lapic);
+        return true;
+    case MSR_SYSENTER_CS:
+        *value = cpu->sysenter_cs;
+        return true;
+    case MSR_SYSENTER_ESP:
+        *value = cpu->sysenter_esp;
+        return true;
+    case MSR_SYSENTER_EIP:
+        *value = cpu->sysenter_eip;
+        return true;
+    case MSR_MISC_ENABLE:
+        *value = cpu->misc_enable;
+        return true;
+    case MSR_BIOS_SIGN_ID:
+        *value = 0;
+        return true; /* microcode revision 0 */
+    case MSR_MCG_CAP:
+        *value = 0;
+        return true; /* MCA without banks (CPUID.1:EDX) */
+    case MSR_MCG_STATUS:
+        *value = cpu->mcg_status;
+        return true;
+    case MSR_PAT:
+        *value = cpu->pat;
+        return true;
+    case MSR_EFER:
+        *value = cpu->efer;
+        return true;
+    case MSR_STAR:
+        *value = cpu->star;
+        return true;
+    case MSR_LSTAR:
+        *value = cpu->lstar;
+        return true;
+    case MSR_CSTAR:
+        *value = cpu->cstar;
+        return true;
+    case MSR_SFMASK:
+        *value = cpu->sfmask;
+        return true;
+    case MSR_FS_BASE:
+        *value = cpu->seg[SEG_FS].base;
+        return true;
+    case MSR_GS_BASE:
+        *value = cpu->seg[SEG_GS].base;
+        return true;
+    case MSR_KERNEL_GS_BASE:
+        *value = cpu->kernel_gs_base;
+        return true;
+    case MSR_TSC_AUX:
+        *value = cpu->tsc_aux;
+        return true;
+    default:
+        return lapic_msr_read(&cpu_vcpu(cpu)->lapic, index, value); /* x2APIC */
     }
 }
 
@@ -474,12 +515,23 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
             tlb_flush(cpu); /* the register page moved, appeared or went */
         return true;
     }
-    case MSR_TSC_DEADLINE: write_tsc_deadline(cpu, value); return true;
-    case MSR_SYSENTER_CS: cpu->sysenter_cs = value & 0xffff; return true;
-    case MSR_SYSENTER_ESP: cpu->sysenter_esp = value; return true;
-    case MSR_SYSENTER_EIP: cpu->sysenter_eip = value; return true;
-    case MSR_MISC_ENABLE: cpu->misc_enable = value; return true;
-    case MSR_BIOS_SIGN_ID: return true; /* the "clear, then CPUID" sequence: nothing to load */
+    case MSR_TSC_DEADLINE:
+        write_tsc_deadline(cpu, value);
+        return true;
+    case MSR_SYSENTER_CS:
+        cpu->sysenter_cs = value & 0xffff;
+        return true;
+    case MSR_SYSENTER_ESP:
+        cpu->sysenter_esp = value;
+        return true;
+    case MSR_SYSENTER_EIP:
+        cpu->sysenter_eip = value;
+        return true;
+    case MSR_MISC_ENABLE:
+        cpu->misc_enable = value;
+        return true;
+    case MSR_BIOS_SIGN_ID:
+        return true; /* the "clear, then CPUID" sequence: nothing to load */
     case MSR_MCG_STATUS:
         if (value & ~0xfULL)
             return false;

@@ -8,7 +8,7 @@
 struct x86_translate_info {
     uint32_t guest_size; /* bytes of guest code covered */
     uint32_t nr_insns;
-    uint64_t last_byte;  /* linear address of the block's last code byte */
+    uint64_t last_byte; /* linear address of the block's last code byte */
 };
 
 void x86_translate_init(struct ir_block *block);
@@ -16,9 +16,8 @@ void x86_translate_init(struct ir_block *block);
  * instructions (0: the usual limit). Code fetch faults on the first instruction raise the
  * guest exception (longjmp out, see tcg_internal.h). Returns -1 only on IR overflow (a bug:
  * the driver reserves room per instruction). */
-int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base,
-                        uint64_t rip, uint32_t hflags, unsigned max_insns,
-                        struct x86_translate_info *info);
+int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base, uint64_t rip,
+                        uint32_t hflags, unsigned max_insns, struct x86_translate_info *info);
 
 /* A data access of the instruction at RIP (64-bit code) reached the non-canonical vaddr: true
  * when that access goes through SS (an RSP/RBP-based or SS-overridden operand, or the stack
