@@ -76,7 +76,8 @@ struct rtc_fields {
 struct cmos {
     pthread_mutex_t lock;
     struct device_host host;
-    uint8_t index; /* < CMOS_SIZE */
+    struct device_timer *timer; /* NULL without device timers (unit tests); not saved */
+    uint8_t index;              /* < CMOS_SIZE; from here on: the saved state */
     uint8_t ram[CMOS_SIZE];
 
     int64_t base_wall_ns; /* host wall clock at creation */
@@ -84,9 +85,8 @@ struct cmos {
     int64_t guest_offset; /* guest time - host time, seconds, set by the guest */
     bool frozen;          /* register B SET: the clock stands still while it is set */
     struct rtc_fields frozen_time;
-    int64_t flags_seen_ns;      /* host time flags were last collected */
-    uint8_t pending_c;          /* flags collected since the last register C read */
-    struct device_timer *timer; /* NULL without device timers (unit tests) */
+    int64_t flags_seen_ns; /* host time flags were last collected */
+    uint8_t pending_c;     /* flags collected since the last register C read */
 };
 
 static int64_t floor_div(int64_t a, int64_t b)
@@ -542,6 +542,7 @@ static int cmos_load(void *state, struct snap_reader *r, char *err, size_t errle
     pthread_mutex_lock(&c->lock);
     memcpy((uint8_t *)c + CMOS_STATE_OFFSET, (uint8_t *)&saved + CMOS_STATE_OFFSET,
            CMOS_STATE_SIZE);
+    rearm(c); /* the restored registers may enable alarm, update or periodic interrupts */
     pthread_mutex_unlock(&c->lock);
     return 0;
 }
