@@ -134,7 +134,7 @@ int snapshot_config_read(const struct snap_file *f, const struct machine_config 
             r.failed = true;
             break;
         }
-        snprintf(d->model, sizeof(d->model), "%s", model);
+        memcpy(d->model, model, strlen(model) + 1); /* fits: checked above */
         d->flag = "snapshot";
         sc->cfg.nr_devices = i + 1;
     }
