@@ -182,8 +182,7 @@ static int tap_fd_backends(const char *text, struct event_loop *loop, struct net
     for (unsigned i = 0; i < n; i++) {
         out[i] = net_tap_from_fd(fds[i], loop, err, errlen);
         if (!out[i]) {
-            while (i--)
-                out[i]->ops->free(out[i]);
+            net_backends_free(out, i);
             return -1;
         }
     }
@@ -197,12 +196,17 @@ static int tap_backends(const char *name, uint64_t queues, struct event_loop *lo
     for (unsigned i = 0; i < queues; i++) {
         out[i] = net_tap_open(name, queues > 1, loop, err, errlen);
         if (!out[i]) {
-            while (i--)
-                out[i]->ops->free(out[i]);
+            net_backends_free(out, i);
             return -1;
         }
     }
     return (int)queues;
+}
+
+void net_backends_free(struct net_backend *const *bes, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        bes[i]->ops->free(bes[i]);
 }
 
 int net_backends_new(const struct opts *o, uint16_t mtu, struct event_loop *loop,

@@ -148,6 +148,8 @@ struct net_backend {
  * the guest's link MTU (user mode sizes its segments to it). */
 int net_backends_new(const struct opts *o, uint16_t mtu, struct event_loop *loop,
                      struct net_backend **out, unsigned max, char *err, size_t errlen);
+/* Free the first n backends of bes (a set that will not be used after all). */
+void net_backends_free(struct net_backend *const *bes, unsigned n);
 
 /* Backends by kind (net_backend_new picks one). */
 struct net_hostfwd;

@@ -947,6 +947,15 @@ static void test_multiqueue(void **state)
     assert_false(fb[1]->enabled);
     assert_int_equal(ctrl_command(f, 4, 0, 2), 0);
     assert_true(fb[1]->enabled);
+    /* A command without room for its ack is returned unrun. */
+    uint64_t c = galloc(f, 4);
+    memcpy(gmem(f, c, 4), "\x04\x00\x01\x00", 4);
+    struct seg noack = {c, 4, false};
+    post(f, 4, &noack, 1);
+    kick(f, 4);
+    assert_int_equal(used_idx(f, 4), 5);
+    assert_int_equal(used_len(f, 4, 4), 0);
+    assert_true(fb[1]->enabled);
     /* Transmit on pair 1 (queue 3) reaches backend queue 1 only. */
     uint64_t a = tx_frame(f, 100, 0, 0, 5);
     struct seg s = {a, VNET_HDR_LEN + 100, false};

@@ -494,14 +494,9 @@ static void ctrl_run(struct virtio_net *n)
     bool pushed = false;
     /* Each turn takes a ring entry; vq_pop bounds a ring's worth of them. */
     for (unsigned turns = 0; turns < VIRTIO_NET_QUEUE_SIZE && vq_pop(vq, e) > 0; turns++) {
-        uint8_t ack = ctrl_command(n, e);
-        if (e->in_len < 1) {
-            vq_push(vq, e, 0); /* no room for the ack: the command is not run */
-            pushed = true;
-            continue;
-        }
-        vq_elem_write(e, 0, &ack, 1);
-        vq_push(vq, e, 1);
+        /* No room for the ack: the command is not run, the chain comes back unwritten. */
+        uint8_t ack = e->in_len ? ctrl_command(n, e) : VIRTIO_NET_ERR;
+        vq_push(vq, e, (uint32_t)vq_elem_write(e, 0, &ack, 1));
         pushed = true;
     }
     if (pushed)
@@ -701,8 +696,7 @@ static int pairs_setup(struct virtio_net *n, const struct device_host *host,
 {
     n->pairs = calloc(nr, sizeof(*n->pairs));
     if (!n->pairs) {
-        for (unsigned i = 0; i < nr; i++)
-            bes[i]->ops->free(bes[i]);
+        net_backends_free(bes, nr);
         return qk_fail(err, errlen, "out of memory");
     }
     n->nr_pairs = nr;
@@ -730,8 +724,7 @@ int virtio_net_create_on(const struct device_host *host, const struct device_arg
     struct net_options o;
     struct virtio_net *n = calloc(1, sizeof(*n));
     if (!n) {
-        for (unsigned i = 0; i < nr_bes; i++)
-            bes[i]->ops->free(bes[i]);
+        net_backends_free(bes, nr_bes);
         return qk_fail(err, errlen, "out of memory");
     }
     pthread_mutex_init(&n->ctrl_lock, NULL);
