@@ -150,8 +150,14 @@ struct tcg_cpu {
     int64_t tsc_offset;
     uint32_t hflags;
     /* From the CPU model (tcg_set_cpuid): paging's reserved bits depend on these. */
-    uint8_t phys_bits;  /* MAXPHYADDR; 0 until a model is set (no address-bit check) */
-    bool page_1g;       /* 1 GiB pages (CPUID 8000_0001h EDX[26]) */
+    uint8_t phys_bits; /* MAXPHYADDR; 0 until a model is set (no address-bit check) */
+    bool page_1g;      /* 1 GiB pages (CPUID 8000_0001h EDX[26]) */
+    /* Other vCPUs may run at the same time: LOCK'd and implicitly locked instructions use host
+     * atomics. Cleared while an instruction runs alone with the others stopped (step_atomic). */
+    bool parallel;
+    /* The instruction at rip could not be done with a host atomic (it crosses a page or a
+     * cache line, or is not in RAM): run it once more, alone, everyone else stopped. */
+    bool step_atomic;
     struct tcg_fpu fpu; /* x87, SSE (fpu.c, sse.c) */
 
     /* --- exceptions and interrupts --- */

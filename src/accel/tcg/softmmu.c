@@ -398,9 +398,11 @@ void tcg_notify_ram_write(struct accel_vm *vm, uint64_t gpa, uint64_t len)
     /* Before the device publishes its completion (the caller's next step), every vCPU is
      * told: chained code checks the request word at each block entry, so no block runs
      * between the guest seeing the completion and the stale blocks going. */
-    struct accel_vcpu *v = queued ? atomic_load(&vm->vcpu0) : NULL;
-    if (v)
-        atomic_fetch_or(&v->cpu.interrupt_request, TCG_REQ_INVALIDATE);
+    for (unsigned i = 0; queued && i < vm->nr_vcpus; i++) {
+        struct accel_vcpu *v = atomic_load(&vm->vcpus[i]);
+        if (v)
+            atomic_fetch_or(&v->cpu.interrupt_request, TCG_REQ_INVALIDATE);
+    }
 }
 
 void tcg_drop_dma_pages(struct accel_vcpu *v)

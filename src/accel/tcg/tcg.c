@@ -84,6 +84,12 @@ noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu)
     longjmp(cpu->exit_jmp, 2);
 }
 
+noreturn void tcg_exit_atomic(struct tcg_cpu *cpu)
+{
+    cpu->step_atomic = true;
+    longjmp(cpu->exit_jmp, 2);
+}
+
 /* --- VM -------------------------------------------------------------------------------------- */
 
 static int tcg_probe(char *why, size_t len)
@@ -95,11 +101,9 @@ static int tcg_probe(char *why, size_t len)
 static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **out, char *err,
                          size_t errlen)
 {
-    if (cfg->nr_vcpus != 1)
-        return qk_fail(
-            err, errlen,
-            "the translator runs one vCPU for now (--cpus %u requested with --accel tcg)",
-            cfg->nr_vcpus);
+    if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > TCG_MAX_VCPUS)
+        return qk_fail(err, errlen, "the translator runs 1 to %u vCPUs (%u requested)",
+                       TCG_MAX_VCPUS, cfg->nr_vcpus);
     struct accel_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return qk_fail(err, errlen, "out of memory");
@@ -281,8 +285,9 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
     pthread_mutex_init(&v->lock, NULL);
     v->cpu.vcpu = (struct tcg_vcpu *)v;
     reset_cpu(&v->cpu);
-    if (index == 0)
-        atomic_store(&vm->vcpu0, v);
+    v->cpu.parallel = vm->nr_vcpus > 1;
+    if (index < TCG_MAX_VCPUS)
+        atomic_store(&vm->vcpus[index], v);
     *out = v;
     return 0;
 }
@@ -292,7 +297,8 @@ static void tcg_vcpu_destroy(struct accel_vcpu *v)
     if (!v)
         return;
     struct accel_vcpu *self = v;
-    atomic_compare_exchange_strong(&v->vm->vcpu0, &self, NULL);
+    if (v->index < TCG_MAX_VCPUS)
+        atomic_compare_exchange_strong(&v->vm->vcpus[v->index], &self, NULL);
     lapic_destroy(&v->lapic);
     pthread_mutex_destroy(&v->lock);
     pthread_cond_destroy(&v->wake);
@@ -302,9 +308,11 @@ static void tcg_vcpu_destroy(struct accel_vcpu *v)
 /* An IOAPIC message: every local APIC decides whether it is a destination. */
 static void tcg_apic_msg(struct accel_vm *vm, const struct apic_msg *msg)
 {
-    struct accel_vcpu *v = atomic_load(&vm->vcpu0);
-    if (v)
-        lapic_deliver(&v->lapic, msg);
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        struct accel_vcpu *v = atomic_load(&vm->vcpus[i]);
+        if (v)
+            lapic_deliver(&v->lapic, msg);
+    }
 }
 
 static struct ir_block *vcpu_block(struct accel_vcpu *v)
@@ -732,6 +740,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             }
             if (cpu->smc == TCG_SMC_RUNNING)
                 cpu->smc = 0;
+            cpu->parallel = vm->nr_vcpus > 1;
             if (cpu->exception >= 0 && !deliver_exception(cpu)) {
                 exit->reason = ACCEL_EXIT_SHUTDOWN;
                 return 0;
@@ -799,6 +808,14 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         cpu->single_step = step;
         cpu->inhibit_db = false;
         bool alone = cpu->smc == TCG_SMC_ONE_INSN;
+        /* A locked instruction the host cannot do atomically: alone, non-atomic, with every
+         * other vCPU stopped (exclusive). */
+        bool atomic_step = cpu->step_atomic;
+        alone |= atomic_step;
+        if (atomic_step) {
+            cpu->step_atomic = false;
+            cpu->parallel = false; /* restored after it, or on the way out of a fault */
+        }
         struct tb *tb =
             alone || one_insn ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
         if (!tb) {
@@ -818,7 +835,7 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         if (!cached)
             uncached = tb;
         uint32_t why;
-        if (alone)
+        if (alone && !atomic_step)
             cpu->smc = TCG_SMC_RUNNING;
         cpu->in_block = true;
         if (tb->native) {
@@ -840,6 +857,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         cpu->in_block = false;
         if (alone)
             cpu->smc = 0;
+        if (atomic_step)
+            cpu->parallel = vm->nr_vcpus > 1;
         cpu->single_step = false;
         if (step && !deliver_single_step(cpu)) {
             exit->reason = ACCEL_EXIT_SHUTDOWN;

@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <stdnoreturn.h>
 
+#define TCG_MAX_VCPUS 64u
+
 struct accel_vm {
     struct guest_memory *mem;
     struct bus *pio, *mmio;
@@ -21,9 +23,9 @@ struct accel_vm {
     void *intack_ctx;
     void (*eoi)(void *ctx, uint8_t vector); /* the machine's EOI broadcast (IOAPIC) */
     struct tb_cache tbs;
-    /* The vCPU whose local APIC receives IOAPIC messages (one vCPU for now); set once the
-     * vCPU exists, read from device threads. */
-    _Atomic(struct accel_vcpu *) vcpu0;
+    /* Every vCPU by index, set once it exists (NULL before and after): read from device
+     * threads and other vCPUs (APIC messages, code-page protection, exclusive sections). */
+    _Atomic(struct accel_vcpu *) vcpus[TCG_MAX_VCPUS];
     /* The machine's guest clock (stands still while paused): the TSC and the LAPIC timer
      * count in it. NULL (unit tests): the host's monotonic clock. */
     struct guest_clock *clock;
@@ -81,6 +83,10 @@ static inline void tcg_recheck_interrupts(struct tcg_cpu *cpu)
 
 /* Leave generated code to the run loop (cpu->rip already points where to resume). */
 noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu);
+/* A locked instruction at cpu->rip cannot be made atomic on the host (page- or cache-line
+ * crossing, not RAM): leave, and have the run loop execute it again alone, translated with
+ * cpu->parallel false, while every other vCPU is stopped (QEMU's cpu_exec_step_atomic). */
+noreturn void tcg_exit_atomic(struct tcg_cpu *cpu);
 
 /* --- TSC, MSRs, CR0 (helpers.c), shared with the accelerator's get/set_msrs --- */
 #define TCG_TSC_HZ 1000000000ULL /* 1 GHz nominal, from CLOCK_MONOTONIC */
