@@ -198,6 +198,7 @@ struct tcg_cpu {
     /* --- exits back to the run loop --- */
     jmp_buf exit_jmp;
     struct tcg_vcpu *vcpu;
+    void *jit_sites; /* this vCPU's copies of the native code's jump slots (x86_64.h) */
 };
 
 #define TCG_REQ_STOP 1u       /* kick(): return to the machine */

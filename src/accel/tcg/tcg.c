@@ -34,7 +34,8 @@ static const void *native_next_block(void *env, struct native_site *site);
 
 /* The native backend where the host can run it and it is not turned off; NULL means the
  * interpreter. */
-static struct native_jit *create_native_backend(const struct accel_settings *settings)
+static struct native_jit *create_native_backend(const struct accel_settings *settings,
+                                                unsigned nr_vcpus)
 {
     if (settings && settings->tcg_backend == TCG_BACKEND_INTERP)
         return NULL;
@@ -55,6 +56,8 @@ static struct native_jit *create_native_backend(const struct accel_settings *set
         .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
         .lookup_next = native_next_block,
         .pc_offset = offsetof(struct tcg_cpu, rip),
+        .nr_threads = nr_vcpus,
+        .sites_offset = offsetof(struct tcg_cpu, jit_sites),
     };
     size_t bytes = NATIVE_BUFFER_BYTES;
     if (settings && settings->tcg_code_kb)
@@ -136,7 +139,7 @@ static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **ou
     }
     vm->clock = cfg->clock;
     vm->settings = cfg->settings;
-    vm->tbs.jit = create_native_backend(cfg->settings);
+    vm->tbs.jit = create_native_backend(cfg->settings, cfg->nr_vcpus);
     *out = vm;
     return 0;
 }
@@ -310,6 +313,7 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
     }
     pthread_mutex_init(&v->lock, NULL);
     v->cpu.vcpu = (struct tcg_vcpu *)v;
+    v->cpu.jit_sites = vm->tbs.jit ? native_jit_sites(vm->tbs.jit, index) : NULL;
     reset_cpu(&v->cpu);
     v->cpu.parallel = vm->nr_vcpus > 1;
     if (index < TCG_MAX_VCPUS)
@@ -782,7 +786,7 @@ static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native
     bool global = code_on_global_page(cpu, to);
     tcg_tb_lock(cpu, vm); /* `from` and `to` stay alive and their site lists consistent */
     if (!from->dead && __atomic_load_n(&to->valid, __ATOMIC_ACQUIRE))
-        native_chain(vm->tbs.jit, from, slot, to->native,
+        native_chain(vm->tbs.jit, cpu_vcpu(cpu)->index, from, slot, to->native,
                      global ? cpu->chain_epoch_global : cpu->chain_epoch, global);
     tcg_tb_unlock(cpu, vm);
 }
