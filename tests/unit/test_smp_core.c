@@ -11,6 +11,7 @@
 #include "accel/tcg/tcg_internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,7 +137,7 @@ static void test_exclusive_skips_sleepers(void **state)
 
 struct cache_fixture {
     struct fixture f;
-    atomic_bool stop;
+    atomic_bool stop, reader_running;
     atomic_ulong found, bad;
 };
 
@@ -156,6 +157,8 @@ static void *cache_writer(void *p)
     struct cache_fixture *c = p;
     struct accel_vcpu *v = c->f.vcpus[0];
     struct accel_vm *vm = &c->f.vm;
+    while (!atomic_load(&c->reader_running))
+        sched_yield();
     tcg_exec_start(v);
     for (unsigned round = 0; round < 300; round++) {
         pthread_mutex_lock(&vm->tb_lock);
@@ -186,6 +189,7 @@ static void *cache_reader(void *p)
     struct accel_vcpu *v = c->f.vcpus[1];
     struct accel_vm *vm = &c->f.vm;
     tcg_exec_start(v);
+    atomic_store(&c->reader_running, true);
     for (uint64_t i = 0; !atomic_load(&c->stop); i++) {
         tcg_safe_point(v);
         uint64_t pc = (i % PAGES) << 12 | (i % BLOCKS_PER_PAGE) << 4;
