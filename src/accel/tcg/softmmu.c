@@ -422,10 +422,9 @@ void tcg_notify_ram_write(struct accel_vm *vm, uint64_t gpa, uint64_t len)
     bool queued = false;
     for (uint64_t page = gpa >> 12; page <= (gpa + len - 1) >> 12; page++) {
         size_t index;
-        /* Only the vCPU thread changes the page lists; a racy look at the count is enough: a
-         * page that gains code after this look was translated from the new bytes. */
-        if (!ram_page_index(vm, page << 12, &index) || index >= vm->tbs.nr_pages ||
-            !__atomic_load_n(&vm->tbs.pages[index].nr, __ATOMIC_RELAXED))
+        /* A look without the lock is enough: a translation that starts after it reads the new
+         * bytes (the caller wrote them before calling), one under way has marked the page. */
+        if (!ram_page_index(vm, page << 12, &index) || !tb_page_has_code(&vm->tbs, index))
             continue;
         pthread_mutex_lock(&vm->dma_lock);
         if (vm->nr_dma_pages < sizeof(vm->dma_pages) / sizeof(vm->dma_pages[0]))
