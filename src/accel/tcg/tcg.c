@@ -187,7 +187,18 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
                           (1u << 21) | (1u << 24); /* x2APIC TSC-deadline */
     add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1,
              edx1 | (1u << 9)); /* family 6; CLFLUSH 64 B; APIC (lapic.c) */
+    /* Deterministic cache parameters (leaf 4): 32 KiB 8-way L1 data and instruction caches
+     * and a 1 MiB 16-way L2 per core, 64-byte lines; cpuid_shape_for_vcpu fills in the core
+     * count. Then the end of the list (type 0). */
+    add_leaf(out, 4, 0, CPUID_FLAG_INDEXED, 0x121, 7u << 22 | 63, 63, 0);
+    add_leaf(out, 4, 1, CPUID_FLAG_INDEXED, 0x122, 7u << 22 | 63, 63, 0);
+    add_leaf(out, 4, 2, CPUID_FLAG_INDEXED, 0x143, 15u << 22 | 63, 1023, 0);
+    add_leaf(out, 4, 3, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
     add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
+    /* Extended topology (leaf 0xB): SMT and core levels, the x2APIC ID in EDX; the per-vCPU
+     * values come from cpuid_shape_for_vcpu. */
+    for (uint32_t sub = 0; sub < 3; sub++)
+        add_leaf(out, 0xb, sub, CPUID_FLAG_INDEXED, 0, 0, sub, 0);
     /* The TSC and the LAPIC timer both count at 1 GHz from the host's monotonic clock: say so
      * instead of letting the guest calibrate against the PIT. Leaf 0x15 (TSC = crystal *
      * EBX / EAX; Linux also takes the crystal as the LAPIC timer rate) and 0x16 (MHz) are
