@@ -328,7 +328,7 @@ static int lapic_setup(void **state)
     struct lapic_fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->now = T0;
-    const struct lapic_ops ops = {fx_clock, fx_eoi, fx_kick, f};
+    const struct lapic_ops ops = {fx_clock, fx_eoi, fx_kick, NULL, f};
     assert_int_equal(lapic_init(&f->l, 0, true, &ops), 0);
     *state = f;
     return 0;
@@ -505,10 +505,21 @@ static void test_lapic_errors_and_destinations(void **state)
     m.dest = 0x01;
     lapic_deliver(l, &m);
     assert_true(irr_has(l, 0x72));
-    /* NMI, INIT, SIPI, ExtINT messages are not modelled: nothing happens. */
+    /* NMI, INIT, SIPI are recorded for the CPU, not put into IRR; SMI and ExtINT dropped. */
     m = (struct apic_msg){.dest = 0, .vector = 0x73, .delivery_mode = APIC_DM_NMI};
     lapic_deliver(l, &m);
     assert_false(irr_has(l, 0x73));
+    assert_true(lapic_take_nmi(l));
+    m.delivery_mode = APIC_DM_STARTUP;
+    lapic_deliver(l, &m);
+    assert_int_equal(lapic_take_startup(l), LAPIC_STARTUP_SIPI | 0x73);
+    m.delivery_mode = APIC_DM_SMI;
+    lapic_deliver(l, &m);
+    m.delivery_mode = APIC_DM_EXTINT;
+    lapic_deliver(l, &m);
+    assert_false(irr_has(l, 0x73));
+    assert_false(lapic_nmi_pending(l));
+    assert_false(lapic_startup_pending(l));
 }
 
 static void test_lapic_icr_self_ipi(void **state)
@@ -530,7 +541,15 @@ static void test_lapic_icr_self_ipi(void **state)
     wr(l, XAPIC_ICR_HI, 0x01000000);
     wr(l, XAPIC_ICR, 0x44); /* APIC 1: nobody */
     assert_false(irr_has(l, 0x44));
-    wr(l, XAPIC_ICR, 0x45 | (5u << 8) | (1u << 18)); /* INIT to self: ignored */
+    /* Without a bus an APIC still hears its own INIT (de-assert: nothing) and NMI. */
+    wr(l, XAPIC_ICR, 0x45 | (5u << 8) | (1u << 15) | (1u << 18)); /* INIT level de-assert */
+    assert_false(lapic_startup_pending(l));
+    wr(l, XAPIC_ICR, 0x45 | (5u << 8) | (1u << 14) | (1u << 18)); /* INIT assert */
+    assert_false(irr_has(l, 0x45));
+    assert_int_equal(lapic_take_startup(l), LAPIC_STARTUP_INIT);
+    wr(l, XAPIC_ICR, 0x45 | (4u << 8) | (3u << 18)); /* NMI to the others: nobody */
+    assert_false(lapic_nmi_pending(l));
+    wr(l, XAPIC_ICR, 0x45 | (2u << 8) | (2u << 18)); /* SMI: not modelled */
     assert_false(irr_has(l, 0x45));
     wr(l, XAPIC_ICR, 0x02 | (1u << 18)); /* illegal vector */
     wr(l, XAPIC_ESR, 0);

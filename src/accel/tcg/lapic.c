@@ -3,13 +3,14 @@
  *
  * Modelled: ID, version (0x14, 6 LVT entries, no EOI-broadcast suppression), TPR, PPR, EOI,
  * LDR, DFR (flat and cluster), SVR software enable (disabling masks every LVT), ISR/TMR/IRR,
- * ESR (latched on write), ICR (fixed and lowest-priority IPIs to this APIC by destination or
- * shorthand; NMIs to this CPU), NMI messages from the IOAPIC/MSI, the LVT entries, timer
- * initial/current count and divide configuration, the TSC-deadline MSR, x2APIC mode and its SELF
- * IPI register. Not modelled: other CPUs (one vCPU: IPIs to others go nowhere; INIT, SIPI, SMI
- * messages are dropped), the thermal/performance/CMCI sources, the error LVT interrupt
- * (errors are only recorded in ESR), LINT0/LINT1 inputs other than the PIC's ExtINT,
- * interrupts accepted while the APIC is software-disabled (dropped, as KVM does). */
+ * ESR (latched on write), ICR (fixed, lowest priority, NMI, INIT, STARTUP to any destination
+ * or shorthand, through ops.send; INIT level de-assert is a no-op as on the Pentium 4 and
+ * later; SMI is dropped), NMI/INIT/STARTUP messages recorded for the CPU, the LVT entries,
+ * timer initial/current count and divide configuration, the TSC-deadline MSR, x2APIC mode and
+ * its SELF IPI register. Delivery is instantaneous: the ICR's delivery status always reads
+ * idle. Not modelled: the thermal/performance/CMCI sources, the error LVT interrupt (errors
+ * are only recorded in ESR), LINT0/LINT1 inputs other than the PIC's ExtINT, interrupts
+ * accepted while the APIC is software-disabled (dropped, as KVM does). */
 #include "accel/tcg/lapic.h"
 #include "vm/snapshot.h"
 
@@ -48,6 +49,7 @@
 #define TIMER_TSC_DEADLINE 2u
 #define ICR_WRITABLE 0x000ccfffu /* vector, mode, dest mode, level, trigger, shorthand */
 #define ICR_LOGICAL (1u << 11)
+#define ICR_ASSERT (1u << 14)
 #define ICR_LEVEL_TRIGGER (1u << 15)
 #define ICR_SHORTHAND(v) (((v) >> 18) & 3u)
 #define ESR_SEND_ILLEGAL_VECTOR (1u << 5)
@@ -189,16 +191,30 @@ static void reset_registers(struct lapic *l)
     atomic_store(&l->deliverable, false);
 }
 
+/* Registers back to power-up values, IA32_APIC_BASE and the ID aside; with the lock held. */
+static void reset_keeping_base(struct lapic *l)
+{
+    reset_registers(l);
+    atomic_store(&l->nmi_pending, false);
+    atomic_store(&l->startup, 0);
+    if (l->base & LAPIC_BASE_BSP)
+        l->lvt[LVT_LINT0] = APIC_DM_EXTINT << 8;
+}
+
 void lapic_reset(struct lapic *l)
 {
     pthread_mutex_lock(&l->lock);
     bool bsp = (l->base & LAPIC_BASE_BSP) != 0;
     l->base = LAPIC_DEFAULT_BASE | LAPIC_BASE_EN | (bsp ? LAPIC_BASE_BSP : 0);
     l->id = l->initial_id;
-    reset_registers(l);
-    atomic_store(&l->nmi_pending, false);
-    if (bsp)
-        l->lvt[LVT_LINT0] = APIC_DM_EXTINT << 8;
+    reset_keeping_base(l);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void lapic_init_reset(struct lapic *l)
+{
+    pthread_mutex_lock(&l->lock);
+    reset_keeping_base(l);
     pthread_mutex_unlock(&l->lock);
 }
 
@@ -326,36 +342,32 @@ void lapic_set_tsc_deadline(struct lapic *l, uint64_t tsc_value, uint64_t deadli
 
 /* --- registers ------------------------------------------------------------------------------ */
 
-/* Send the IPI the ICR describes; with the lock held. Returns whether one became deliverable. */
-static bool send_ipi(struct lapic *l, uint32_t lo, uint32_t dest)
+/* The message an ICR write sends, or false when it sends nothing; with the lock held. */
+static bool icr_message(struct lapic *l, uint32_t lo, uint32_t dest, struct apic_msg *msg)
 {
     unsigned mode = LVT_DM(lo);
-    if (mode != APIC_DM_FIXED && mode != APIC_DM_LOWEST && mode != APIC_DM_NMI)
-        return false; /* INIT, SIPI, SMI: no other CPUs, not modelled for this one */
-    bool self;
-    switch (ICR_SHORTHAND(lo)) {
-    case 1: /* self */
-    case 2: /* all including self */
-        self = true;
-        break;
-    case 3: /* all excluding self */
-        self = false;
-        break;
+    *msg = (struct apic_msg){.dest = dest,
+                             .vector = (uint8_t)lo,
+                             .delivery_mode = (uint8_t)mode,
+                             .dest_logical = (lo & ICR_LOGICAL) != 0};
+    switch (mode) {
+    case APIC_DM_FIXED:
+    case APIC_DM_LOWEST:
+        if ((lo & 0xffu) < 16) {
+            l->esr_pending |= ESR_SEND_ILLEGAL_VECTOR;
+            return false;
+        }
+        return true; /* IPIs are edge-triggered whatever the trigger bit (SDM table 11-6) */
+    case APIC_DM_INIT:
+        /* INIT level de-assert (level trigger, assert clear): only an arbitration ID sync
+         * on the P6, nothing since the Pentium 4; Linux still sends it after INIT. */
+        return !((lo & ICR_LEVEL_TRIGGER) && !(lo & ICR_ASSERT));
+    case APIC_DM_NMI:
+    case APIC_DM_STARTUP:
+        return true;
     default:
-        self = dest_match(l, dest, (lo & ICR_LOGICAL) != 0);
-        break;
+        return false; /* SMI (not modelled), reserved modes */
     }
-    if (mode == APIC_DM_NMI) {
-        /* The vector is ignored; NMIs to other CPUs go nowhere (one vCPU). */
-        if (self)
-            atomic_store(&l->nmi_pending, true);
-        return self;
-    }
-    if ((lo & 0xffu) < 16) {
-        l->esr_pending |= ESR_SEND_ILLEGAL_VECTOR;
-        return false;
-    }
-    return self && accept(l, lo & 0xffu, false);
 }
 
 /* EOI: retire the highest in-service vector. Returns it if it was level-triggered (the IOAPIC
@@ -445,6 +457,9 @@ static bool reg_read(struct lapic *l, unsigned reg, uint64_t *value)
 struct write_effects {
     int eoi_vector; /* level-triggered EOI to broadcast after unlocking, or -1 */
     bool kick;
+    bool send; /* an ICR write: send ipi (with ipi_shorthand) after unlocking */
+    enum lapic_shorthand ipi_shorthand;
+    struct apic_msg ipi;
 };
 
 /* With the lock held. False: no such writable register (x2APIC: #GP). */
@@ -495,7 +510,8 @@ static bool reg_write(struct lapic *l, unsigned reg, uint64_t value64, struct wr
         l->icr_lo = v & ICR_WRITABLE;
         if (x2)
             l->icr_hi = (uint32_t)(value64 >> 32);
-        fx->kick |= send_ipi(l, l->icr_lo, x2 ? l->icr_hi : l->icr_hi >> 24);
+        fx->send = icr_message(l, l->icr_lo, x2 ? l->icr_hi : l->icr_hi >> 24, &fx->ipi);
+        fx->ipi_shorthand = (enum lapic_shorthand)ICR_SHORTHAND(l->icr_lo);
         break;
     case REG_ICR_HI:
         if (x2)
@@ -540,12 +556,25 @@ static bool reg_write(struct lapic *l, unsigned reg, uint64_t value64, struct wr
     return true;
 }
 
+/* Without a bus this APIC receives what it addresses to itself. */
+static void send_alone(struct lapic *l, const struct apic_msg *msg, enum lapic_shorthand sh)
+{
+    bool self = sh == LAPIC_SH_NONE ? lapic_match_dest(l, msg->dest, msg->dest_logical)
+                                    : sh != LAPIC_SH_OTHERS;
+    if (self)
+        lapic_receive(l, msg);
+}
+
 static void finish_write(struct lapic *l, const struct write_effects *fx)
 {
     if (fx->eoi_vector >= 0 && l->ops.eoi)
         l->ops.eoi(l->ops.ctx, (uint8_t)fx->eoi_vector);
     if (fx->kick)
         kick(l);
+    if (fx->send && l->ops.send)
+        l->ops.send(l->ops.ctx, &fx->ipi, fx->ipi_shorthand);
+    else if (fx->send)
+        send_alone(l, &fx->ipi, fx->ipi_shorthand);
 }
 
 /* xAPIC registers are 32 bits at 16-byte strides. Reads of any size see the bytes of the
@@ -617,24 +646,63 @@ void lapic_set_cr8(struct lapic *l, uint64_t value)
 
 /* --- delivery --------------------------------------------------------------------------------- */
 
-void lapic_deliver(struct lapic *l, const struct apic_msg *msg)
+bool lapic_match_dest(struct lapic *l, uint32_t dest, bool logical)
 {
-    if (msg->delivery_mode == APIC_DM_NMI) {
-        if (dest_match(l, msg->dest, msg->dest_logical)) {
-            atomic_store(&l->nmi_pending, true);
-            kick(l);
-        }
-        return;
-    }
-    if (msg->delivery_mode != APIC_DM_FIXED && msg->delivery_mode != APIC_DM_LOWEST)
-        return; /* SMI, INIT, SIPI, ExtINT through the IOAPIC: not modelled */
+    pthread_mutex_lock(&l->lock);
+    bool match = hw_enabled(l) && dest_match(l, dest, logical);
+    pthread_mutex_unlock(&l->lock);
+    return match;
+}
+
+bool lapic_arbitration_priority(struct lapic *l, uint32_t *prio)
+{
+    pthread_mutex_lock(&l->lock);
+    bool ok = hw_enabled(l) && sw_enabled(l);
+    *prio = ppr(l);
+    pthread_mutex_unlock(&l->lock);
+    return ok;
+}
+
+/* Record an INIT or a SIPI. An INIT drops the SIPIs before it (they would start the CPU
+ * before the reset); of SIPIs in a row only the first counts (it starts the CPU, which then
+ * ignores the others: INIT, SIPI, SIPI must start it at the first one's vector). */
+static void record_startup(struct lapic *l, const struct apic_msg *msg)
+{
+    unsigned old = atomic_load(&l->startup), new;
+    do {
+        if (msg->delivery_mode == APIC_DM_INIT)
+            new = LAPIC_STARTUP_INIT;
+        else if (old & LAPIC_STARTUP_SIPI)
+            return;
+        else
+            new = old | LAPIC_STARTUP_SIPI | msg->vector;
+    } while (!atomic_compare_exchange_weak(&l->startup, &old, new));
+}
+
+void lapic_receive(struct lapic *l, const struct apic_msg *msg)
+{
     pthread_mutex_lock(&l->lock);
     bool d = false;
-    if (dest_match(l, msg->dest, msg->dest_logical))
+    if (!hw_enabled(l)) {
+        /* globally disabled: the CPU has no APIC to receive with */
+    } else if (msg->delivery_mode == APIC_DM_FIXED || msg->delivery_mode == APIC_DM_LOWEST) {
         d = accept(l, msg->vector, msg->level);
+    } else if (msg->delivery_mode == APIC_DM_NMI) {
+        atomic_store(&l->nmi_pending, true); /* software-disabled APICs take NMIs too */
+        d = true;
+    } else if (msg->delivery_mode == APIC_DM_INIT || msg->delivery_mode == APIC_DM_STARTUP) {
+        record_startup(l, msg);
+        d = true;
+    }
     pthread_mutex_unlock(&l->lock);
     if (d)
         kick(l);
+}
+
+void lapic_deliver(struct lapic *l, const struct apic_msg *msg)
+{
+    if (lapic_match_dest(l, msg->dest, msg->dest_logical))
+        lapic_receive(l, msg);
 }
 
 bool lapic_accepts_pic(const struct lapic *l)

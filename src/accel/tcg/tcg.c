@@ -235,9 +235,14 @@ static int tcg_set_irq(struct accel_vm *vm, uint32_t gsi, int level)
 
 /* --- vCPU ------------------------------------------------------------------------------------- */
 
-static void reset_cpu(struct tcg_cpu *cpu)
+void tcg_reset_cpu(struct tcg_cpu *cpu)
 {
-    memset(cpu, 0, offsetof(struct tcg_cpu, exit_jmp));
+    /* interrupt_request is not state: other threads set bits in it at any time (an INIT
+     * resets a running CPU). */
+    const size_t req = offsetof(struct tcg_cpu, interrupt_request);
+    const size_t after = req + sizeof(cpu->interrupt_request);
+    memset(cpu, 0, req);
+    memset((char *)cpu + after, 0, offsetof(struct tcg_cpu, exit_jmp) - after);
     cpu->eflags = 2;
     cpu->cc_op = CC_OP_EFLAGS;
     cpu->cr0 = X86_CR0_ET;
@@ -296,7 +301,7 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
     v->index = index;
     /* HLT sleeps until the LAPIC timer's deadline, converted to CLOCK_MONOTONIC. */
     pthread_condattr_t attr;
-    const struct lapic_ops lops = {lapic_clock, lapic_eoi, lapic_kick, v};
+    const struct lapic_ops lops = {lapic_clock, lapic_eoi, lapic_kick, tcg_apic_send, v};
     if (pthread_condattr_init(&attr) != 0) {
         free(v);
         return qk_fail(err, errlen, "cannot create the vCPU wait condition");
@@ -325,8 +330,9 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
     pthread_mutex_init(&v->lock, NULL);
     v->cpu.vcpu = (struct tcg_vcpu *)v;
     v->cpu.jit_sites = vm->tbs.jit ? native_jit_sites(vm->tbs.jit, index) : NULL;
-    reset_cpu(&v->cpu);
+    tcg_reset_cpu(&v->cpu);
     v->cpu.parallel = vm->nr_vcpus > 1;
+    v->wait_for_sipi = index != 0; /* application processors wait for their SIPI (smp.c) */
     if (index < TCG_MAX_VCPUS)
         atomic_store(&vm->vcpus[index], v);
     *out = v;
@@ -347,16 +353,6 @@ static void tcg_vcpu_destroy(struct accel_vcpu *v)
     pthread_mutex_destroy(&v->lock);
     pthread_cond_destroy(&v->wake);
     free(v);
-}
-
-/* An IOAPIC message: every local APIC decides whether it is a destination. */
-static void tcg_apic_msg(struct accel_vm *vm, const struct apic_msg *msg)
-{
-    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-        struct accel_vcpu *v = atomic_load(&vm->vcpus[i]);
-        if (v)
-            lapic_deliver(&v->lapic, msg);
-    }
 }
 
 static struct ir_block *vcpu_block(struct accel_vcpu *v)
@@ -710,7 +706,8 @@ static bool wait_for_interrupt(struct accel_vcpu *v)
     tcg_exec_end(v); /* asleep: exclusive sections need not wait for this vCPU */
     pthread_mutex_lock(&v->lock);
     while (!(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) &&
-           !((cpu->eflags & X86_IF) && interrupt_pending(v)) && !nmi_pending(v)) {
+           !((cpu->eflags & X86_IF) && interrupt_pending(v)) && !nmi_pending(v) &&
+           !lapic_startup_pending(&v->lapic)) {
         uint64_t deadline = lapic_timer_deadline(&v->lapic);
         if (!deadline) {
             pthread_cond_wait(&v->wake, &v->lock);
@@ -864,6 +861,11 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             atomic_fetch_and(&cpu->interrupt_request, ~TCG_REQ_STOP);
             exit->reason = ACCEL_EXIT_STOPPED;
             return 0;
+        }
+        if (tcg_startup_pending(v)) {
+            chain_from = NULL; /* INIT/SIPI move the CPU: no chaining into where it goes */
+            if (!tcg_startup(v))
+                continue; /* stopped in wait-for-SIPI: returns above */
         }
         if (setjmp(cpu->exit_jmp) != 0) {
             /* Back from generated code: an exception to deliver, or a helper's exit. */

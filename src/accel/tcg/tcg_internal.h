@@ -68,6 +68,7 @@ struct accel_vcpu {
     unsigned timer_poll;   /* blocks run since the LAPIC timer deadline was last compared */
     struct cpuid_model cpuid;
     uint64_t guest_insns; /* instructions of blocks run to their end (benchmarks) */
+    bool wait_for_sipi;   /* an AP before its SIPI, or any CPU after INIT but the BSP (smp.c) */
     /* Exclusive sections (exclusive.c). */
     atomic_bool running;                     /* inside tcg_run, may hold blocks */
     bool excl_waited_for;                    /* counted by a requester (under vm->excl.lock) */
@@ -98,6 +99,23 @@ static inline void tcg_recheck_interrupts(struct tcg_cpu *cpu)
 {
     atomic_fetch_or(&cpu->interrupt_request, TCG_REQ_INTERRUPT);
 }
+
+/* --- the APIC bus, INIT and SIPI (smp.c) --- */
+/* lapic_ops.send of every vCPU's APIC (ctx: the vCPU). */
+void tcg_apic_send(void *ctx, const struct apic_msg *msg, enum lapic_shorthand shorthand);
+/* accel_ops.apic_msg: an IOAPIC/MSI message from any thread. */
+void tcg_apic_msg(struct accel_vm *vm, const struct apic_msg *msg);
+/* The run loop has INIT/SIPI to act on, or the CPU waits for a SIPI. */
+static inline bool tcg_startup_pending(struct accel_vcpu *v)
+{
+    return v->wait_for_sipi || lapic_startup_pending(&v->lapic);
+}
+/* On the vCPU thread between blocks: act on INIT/SIPI, and in wait-for-SIPI sleep until one
+ * comes. False when a stop request (kick) ended the wait: the run loop returns to the
+ * machine and calls again later. */
+bool tcg_startup(struct accel_vcpu *v);
+/* The power-up state of the CPU (not of its local APIC), interrupt_request aside. */
+void tcg_reset_cpu(struct tcg_cpu *cpu);
 
 /* Leave generated code to the run loop (cpu->rip already points where to resume). */
 noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu);

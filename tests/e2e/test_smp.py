@@ -1,0 +1,86 @@
+"""Several vCPUs: the smp64 payload (guest/payloads/smp64.S) starts the application processors
+with INIT/SIPI/SIPI (broadcast, then each by APIC ID) and sends fixed IPIs between the CPUs.
+Runs on the translator (both backends) with --cpus 2 and 4, on KVM where usable, and on QEMU
+TCG as the reference for the payload itself."""
+import subprocess
+
+import pytest
+
+from conftest import EXIT_PASS, accel_unusable_reason, describe, kvm_is_pvm, payload, run_quokka
+
+TARGETS = ["tcg-native", "tcg-interp", "kvm"]
+
+
+def expected_lines(cpus, ids):
+    aps = cpus - 1
+    return [
+        "smp64: INIT/SIPI to the APs, IPIs between CPUs",
+        "cpus: %d" % cpus,
+        "apic ids: " + " ".join(str(i) for i in ids),
+        "restarted by id:" + "".join(" %d" % i for i in ids[1:]),
+        "ipis: bsp->ap %d, ap->bsp %d, all-but-self %d" % (aps, aps, aps),
+        "smp64: OK",
+        "PASS",
+    ]
+
+
+def lines_of(text):
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_smp64(cpus, target):
+    accel, _, backend = target.partition("-")
+    reason = accel_unusable_reason(accel)
+    if reason:
+        pytest.skip("--accel %s: %s" % (accel, reason))
+    if accel == "kvm" and kvm_is_pvm():
+        pytest.skip("kvm_pvm cannot emulate exception delivery for non-PVM guests")
+    res = run_quokka(["--accel", accel, "--cpus", str(cpus), "--kernel", payload("smp64"),
+                      "--append", "cpus=%d" % cpus], tcg_backend=backend or None)
+    assert res.rc == EXIT_PASS, describe(res)
+    lines = lines_of(res.stdout)
+    if accel == "tcg":
+        # The translator's APIC IDs are the vCPU indexes.
+        assert lines == expected_lines(cpus, list(range(cpus))), describe(res)
+    else:
+        ids = [int(i) for i in lines[2].split(":")[1].split()]
+        assert len(set(ids)) == cpus, describe(res)
+        assert lines == expected_lines(cpus, ids), describe(res)
+
+
+def test_smp64_one_cpu_without_aps():
+    """With --cpus 1 the broadcasts reach nobody and nothing waits forever."""
+    reason = accel_unusable_reason("tcg")
+    if reason:
+        pytest.skip("--accel tcg: %s" % reason)
+    res = run_quokka(["--accel", "tcg", "--kernel", payload("smp64"), "--append", "cpus=1"])
+    assert res.rc == EXIT_PASS, describe(res)
+    assert lines_of(res.stdout) == expected_lines(1, [0]), describe(res)
+
+
+def test_smp64_missing_ap_fails():
+    """The payload can fail: told of a CPU the machine does not have, it times out waiting
+    for it and says so (rather than passing)."""
+    reason = accel_unusable_reason("tcg")
+    if reason:
+        pytest.skip("--accel tcg: %s" % reason)
+    res = run_quokka(["--accel", "tcg", "--cpus", "1", "--kernel", payload("smp64"),
+                      "--append", "cpus=2"], timeout=90)
+    assert res.rc != EXIT_PASS, describe(res)
+    assert "FAIL: not every AP started (timeout)" in res.stdout, describe(res)
+
+
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_smp64_on_qemu(qemu, cpus):
+    """The payload passes on QEMU TCG with the same output (proof that it tests the right
+    thing)."""
+    proc = subprocess.run(
+        [qemu, "-accel", "tcg", "-smp", str(cpus), "-m", "256M", "-display", "none",
+         "-nodefaults", "-serial", "stdio", "-no-reboot", "-device",
+         "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", payload("smp64"), "-append",
+         "cpus=%d" % cpus], stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == EXIT_PASS, out
+    assert lines_of(out) == expected_lines(cpus, list(range(cpus))), out
