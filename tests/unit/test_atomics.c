@@ -240,11 +240,13 @@ static void run_vcpu(struct vmfx *f, unsigned index, uint64_t rip, uint64_t rdi,
 static size_t assemble(uint8_t *out, const struct insn_case *c, bool native)
 {
     size_t n = 0;
-    memcpy(out, prologue, sizeof(prologue) - 1), n += sizeof(prologue) - 1;
+    if (native)
+        out[n++] = 0x53; /* push rbx: callee-saved on the host */
+    memcpy(out + n, prologue, sizeof(prologue) - 1), n += sizeof(prologue) - 1;
     memcpy(out + n, c->bytes, c->len), n += c->len;
     memcpy(out + n, epilogue, sizeof(epilogue) - 1), n += sizeof(epilogue) - 1;
     if (native)
-        out[n++] = 0xc3; /* ret */
+        out[n++] = 0x5b, out[n++] = 0xc3; /* pop rbx; ret */
     else
         memcpy(out + n, guest_done, sizeof(guest_done)), n += sizeof(guest_done);
     return n;
@@ -433,7 +435,7 @@ static const char guest_loop[] = "\xf0\x48\x83\x07\x01\xb8\x01\x00\x00\x00\xf0\x
                                  "\xf0\xff\x47\x25\xf0\x48\x0f\xbb\x77\x30\x48\xff\xc9\x75\xd1\x89"
                                  "\xda\xee\xf4";
 
-#define GUEST_ITERS 100000u
+#define GUEST_ITERS 300000u
 
 struct runner {
     struct vmfx *f;
