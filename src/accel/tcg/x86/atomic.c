@@ -10,6 +10,12 @@
 #include "accel/tcg/x86/atomic.h"
 
 #include "accel/tcg/tcg_internal.h"
+#include "accel/tcg/x86/decode.h"
+#include "accel/tcg/x86/helpers.h"
+
+_Static_assert(ATOMIC_BTR - ATOMIC_BTS == BITTEST_BTR - BITTEST_BTS &&
+                   ATOMIC_BTC - ATOMIC_BTS == BITTEST_BTC - BITTEST_BTS,
+               "the translator maps BITTEST_BTx to ATOMIC_BTx by offset");
 
 /* A compare-and-swap that keeps losing to other vCPUs gives up and has the instruction run
  * alone (others stopped), so a guest hammering one word cannot starve a vCPU for ever. */
@@ -173,6 +179,24 @@ static uint64_t host_cmpxchg(void *p, unsigned bytes, uint64_t expected, uint64_
 
 #endif
 
+enum x86_atomic_op x86_atomic_alu_op(unsigned mnemonic)
+{
+    switch (mnemonic) {
+    case X86_MN_ADD:
+    case X86_MN_ADC:
+        return ATOMIC_ADD;
+    case X86_MN_SUB:
+    case X86_MN_SBB:
+        return ATOMIC_SUB;
+    case X86_MN_AND:
+        return ATOMIC_AND;
+    case X86_MN_OR:
+        return ATOMIC_OR;
+    default:
+        return ATOMIC_XOR;
+    }
+}
+
 /* The operations without a fetch-and-op instruction that returns the old value. */
 static uint64_t apply(unsigned op, uint64_t old, uint64_t v)
 {
@@ -207,6 +231,14 @@ uint64_t h_atomic_rmw(void *env, uint64_t addr, uint64_t v, uint64_t op_size, ui
         return host_xadd(p, bytes, -v) & m;
     case ATOMIC_XCHG:
         return host_xchg(p, bytes, v) & m;
+    case ATOMIC_BTS:
+    case ATOMIC_BTR:
+    case ATOMIC_BTC: {
+        uint64_t bit = 1ULL << (v & (bytes * 8 - 1));
+        op = op == ATOMIC_BTS ? ATOMIC_OR : op == ATOMIC_BTR ? ATOMIC_AND : ATOMIC_XOR;
+        v = op == ATOMIC_AND ? ~bit : bit;
+        break;
+    }
     default:
         break;
     }

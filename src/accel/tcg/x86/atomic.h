@@ -21,8 +21,14 @@ enum x86_atomic_op {
     ATOMIC_XOR,  /* XOR, BTC, NOT (v = all ones) */
     ATOMIC_XCHG, /* XCHG */
     ATOMIC_NEG,  /* NEG (v unused) */
+    ATOMIC_BTS,  /* BTS, BTR, BTC (in BITTEST_* order): v = the bit offset, taken modulo the */
+    ATOMIC_BTR,  /* operand size (memory bit strings have their address adjusted already) */
+    ATOMIC_BTC,
     ATOMIC_NR_OPS,
 };
+
+/* The operation for a LOCK'd ADD ADC SUB SBB AND OR XOR (enum x86_mnemonic). */
+enum x86_atomic_op x86_atomic_alu_op(unsigned mnemonic);
 
 /* IR helpers (env = struct tcg_cpu). rmw: (linear addr, v, op | size bytes << 8) -> old value,
  * zero-extended. cmpxchg: (linear addr, expected, replacement, size bytes) -> old value (the

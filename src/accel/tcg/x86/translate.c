@@ -351,22 +351,6 @@ static ir_temp gen_atomic(struct dc *s, ir_temp addr, enum x86_atomic_op op, ir_
     return old;
 }
 
-/* BTS/BTR/BTC: set, clear or flip bit (bit mod bits) of the operand at addr; the old value. */
-static ir_temp gen_atomic_bit(struct dc *s, ir_temp addr, int kind, ir_temp bit, unsigned bits)
-{
-    ir_temp m = tmp(s), n = tmp(s);
-    ir_binop(s->b, IR_AND, IR_I64, n, bit, cst(s, bits - 1));
-    ir_movi(s->b, IR_I64, m, 1);
-    ir_binop(s->b, IR_SHL, IR_I64, m, m, n);
-    if (kind == BITTEST_BTR)
-        ir_unop(s->b, IR_NOT, IR_I64, m, m);
-    return gen_atomic(s, addr,
-                      kind == BITTEST_BTS   ? ATOMIC_OR
-                      : kind == BITTEST_BTR ? ATOMIC_AND
-                                            : ATOMIC_XOR,
-                      m);
-}
-
 /* Operand 0 of a read-modify-write whose new value is (old op v): a load, or when atomic_rmw,
  * the host atomic that reads and writes it at once (then ref->stored). */
 static ir_temp load_rmw(struct dc *s, struct opref *ref, enum x86_atomic_op op, ir_temp v)
@@ -643,12 +627,7 @@ static void gen_alu(struct dc *s, enum x86_mnemonic mn)
         v = tmp(s);
         ir_binop(s->b, IR_ADD, IR_I64, v, b, carry);
     }
-    enum x86_atomic_op op = mn == X86_MN_ADD || mn == X86_MN_ADC   ? ATOMIC_ADD
-                            : mn == X86_MN_SUB || mn == X86_MN_SBB ? ATOMIC_SUB
-                            : mn == X86_MN_AND                     ? ATOMIC_AND
-                            : mn == X86_MN_OR                      ? ATOMIC_OR
-                                                                   : ATOMIC_XOR;
-    ir_temp a = load_rmw(s, &ref, op, v);
+    ir_temp a = load_rmw(s, &ref, x86_atomic_alu_op(mn), v);
     ir_temp r = tmp(s);
     switch (mn) {
     case X86_MN_ADD:
@@ -1565,7 +1544,7 @@ static void translate_insn(struct dc *s)
             addr = ref.addr;
         }
         if (atomic) /* the helper below then only computes CF from the old value */
-            v = gen_atomic_bit(s, addr, kind, bit, bits);
+            v = gen_atomic(s, addr, (enum x86_atomic_op)(ATOMIC_BTS + kind - BITTEST_BTS), bit);
         else if (v == IR_NO_TEMP)
             v = gen_load(s, addr, bits);
         sync_cc_op(s);
