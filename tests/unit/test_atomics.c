@@ -1,9 +1,9 @@
 /* Unit tests: the translator's LOCK'd instructions as host atomics (src/accel/tcg/x86/atomic.c).
  *
- * 1. Every locked read-modify-write (and XCHG, CMPXCHG8B/16B) runs three ways with the same
- *    inputs: natively on this host, in a one-vCPU VM (plain loads and stores) and in a two-vCPU
- *    VM (cpu->parallel: host atomics, or tcg_exit_atomic for split operands); registers, flags
- *    and memory must agree.
+ * 1. Every locked read-modify-write (and XCHG, CMPXCHG8B/16B) runs four ways with the same
+ *    inputs: natively on this host, in a one-vCPU VM (plain loads and stores) and in two-vCPU
+ *    VMs on both backends (cpu->parallel: host atomics, or tcg_exit_atomic for split
+ *    operands); registers, flags and memory must agree.
  * 2. Two host threads call the atomic helpers on shared guest words through two vCPUs of one VM,
  *    then two vCPUs run a guest loop of LOCK ADD / XADD / CMPXCHG / INC / BTC at the same time:
  *    the totals must be exact (a load-op-store would lose updates).
@@ -133,7 +133,7 @@ struct vmfx {
 };
 
 struct fx {
-    struct vmfx one, two;
+    struct vmfx one, two, two_interp;
     uint8_t *native_code;
     uint8_t *native_data; /* REGION bytes, page-aligned like DATA_ADDR */
 };
@@ -154,14 +154,17 @@ static void port_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
 
 static const struct bus_device_ops port_ops = {port_read, port_write};
 
-static void vm_setup(struct vmfx *f, unsigned nr)
+static const struct accel_settings interp_settings = {.tcg_backend = TCG_BACKEND_INTERP};
+
+static void vm_setup(struct vmfx *f, unsigned nr, const struct accel_settings *settings)
 {
     char err[200];
     f->nr = nr;
     assert_int_equal(guest_memory_init(&f->mem, RAM_SIZE, err, sizeof(err)), 0);
     bus_init(&f->pio, "pio", 0x10000);
     bus_init(&f->mmio, "mmio", 0);
-    struct accel_vm_config cfg = {.mem = &f->mem, .pio = &f->pio, .mmio = &f->mmio, .nr_vcpus = nr};
+    struct accel_vm_config cfg = {
+        .mem = &f->mem, .pio = &f->pio, .mmio = &f->mmio, .nr_vcpus = nr, .settings = settings};
     assert_int_equal(tcg_accel_ops.vm_create(&cfg, &f->vm, err, sizeof(err)), 0);
     for (unsigned i = 0; i < nr; i++) {
         f->ports[i] = (struct port_ctx){f, i};
@@ -189,8 +192,9 @@ static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    vm_setup(&f->one, 1);
-    vm_setup(&f->two, 2);
+    vm_setup(&f->one, 1, NULL);
+    vm_setup(&f->two, 2, NULL);
+    vm_setup(&f->two_interp, 2, &interp_settings);
     f->native_code =
         mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(f->native_code != MAP_FAILED);
@@ -205,6 +209,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     vm_teardown(&f->one);
     vm_teardown(&f->two);
+    vm_teardown(&f->two_interp);
     munmap(f->native_code, 4096);
     munmap(f->native_data, REGION);
     free(f);
@@ -327,16 +332,19 @@ static void compare(const char *what, const struct insn_case *c, unsigned set, c
 static void test_same_results(void **state)
 {
     struct fx *f = *state;
-    static uint8_t in[REGION], plain[REGION], atomic[REGION], host[REGION];
+    static uint8_t in[REGION], plain[REGION], atomic[REGION], interp[REGION], host[REGION];
     const uint64_t arith = X86_ARITH_FLAGS, bits = X86_CF | X86_ZF;
     for (unsigned i = 0; i < NR_CASES; i++) {
         const struct insn_case *c = &cases[i];
         for (unsigned set = 0; set < 3; set++) {
             make_input(c, set, in);
             memcpy(plain, in, REGION), memcpy(atomic, in, REGION), memcpy(host, in, REGION);
+            memcpy(interp, in, REGION);
             run_in_vm(&f->one, i, plain);
             run_in_vm(&f->two, i, atomic);
+            run_in_vm(&f->two_interp, i, interp);
             compare("one vCPU / two vCPUs", c, set, plain, atomic, arith);
+            compare("two vCPUs native / interpreter backend", c, set, atomic, interp, arith);
             if (c->kind == K_S || c->kind == K_T)
                 continue;
             run_native(f, i, host);
@@ -462,26 +470,31 @@ static void run_loop_pair(struct vmfx *f, uint64_t iters)
         pthread_join(t[i], NULL);
 }
 
-static void test_guest_two_vcpus(void **state)
+static void guest_two_vcpus(struct vmfx *v, uint64_t iters)
 {
-    struct fx *f = *state;
-    struct vmfx *v = &f->two;
     assert_int_equal(guest_write(&v->mem, LOOP_ADDR, guest_loop, sizeof(guest_loop) - 1), 0);
     /* Translate the loop first, one vCPU after the other. */
     for (unsigned i = 0; i < 2; i++) {
         struct runner r = {v, i, 2};
         vcpu_main(&r);
     }
-    run_loop_pair(v, GUEST_ITERS);
+    run_loop_pair(v, iters);
     uint8_t out[0x40];
     assert_int_equal(guest_read(&v->mem, SHARED_ADDR, out, sizeof(out)), 0);
     uint32_t d32;
-    assert_int_equal(get64(out), 2ULL * GUEST_ITERS);      /* LOCK ADD */
-    assert_int_equal(get64(out + 8), 2ULL * GUEST_ITERS);  /* LOCK XADD */
-    assert_int_equal(get64(out + 16), 2ULL * GUEST_ITERS); /* LOCK CMPXCHG loop */
+    assert_int_equal(get64(out), 2 * iters);      /* LOCK ADD */
+    assert_int_equal(get64(out + 8), 2 * iters);  /* LOCK XADD */
+    assert_int_equal(get64(out + 16), 2 * iters); /* LOCK CMPXCHG loop */
     memcpy(&d32, out + 0x25, 4);
-    assert_int_equal(d32, 2u * GUEST_ITERS); /* LOCK INC, misaligned */
-    assert_int_equal(get64(out + 0x30), 0);  /* LOCK BTC of bits 3, 10: even */
+    assert_int_equal(d32, (uint32_t)(2 * iters)); /* LOCK INC, misaligned */
+    assert_int_equal(get64(out + 0x30), 0);       /* LOCK BTC of bits 3, 10: even */
+}
+
+static void test_guest_two_vcpus(void **state)
+{
+    struct fx *f = *state;
+    guest_two_vcpus(&f->two, GUEST_ITERS);
+    guest_two_vcpus(&f->two_interp, GUEST_ITERS / 4); /* ~10x slower */
 }
 
 /* --- 3. what the host cannot do atomically ---------------------------------------------------
