@@ -21,6 +21,13 @@ _Static_assert(ATOMIC_BTR - ATOMIC_BTS == BITTEST_BTR - BITTEST_BTS &&
  * alone (others stopped), so a guest hammering one word cannot starve a vCPU for ever. */
 #define ATOMIC_MAX_TRIES (1u << 16)
 #define CACHE_LINE 64u
+/* The x86-64 instructions, unless QUOKKA_PORTABLE_ATOMICS asks for the portable code (so that
+ * it can be tested on an x86-64 host too). */
+#if defined(__x86_64__) && !defined(QUOKKA_PORTABLE_ATOMICS)
+#define ATOMIC_X86_64 1
+#else
+#define ATOMIC_X86_64 0
+#endif
 
 static uint64_t size_mask(unsigned bytes)
 {
@@ -40,14 +47,14 @@ static void *atomic_ptr(struct tcg_cpu *cpu, uint64_t vaddr, unsigned bytes)
                                                   : mmu_ram_ptr(cpu, vaddr, bytes, true);
     if (!p)
         tcg_exit_atomic(cpu);
-#if !defined(__x86_64__)
+#if !ATOMIC_X86_64
     if ((uintptr_t)p & (bytes - 1)) /* the builtins want natural alignment */
         tcg_exit_atomic(cpu);
 #endif
     return p;
 }
 
-#if defined(__x86_64__)
+#if ATOMIC_X86_64
 
 /* Expand OP(type, instruction suffix, register constraint) for the operand size. */
 #define BY_SIZE(bytes, OP)                                                                         \
@@ -279,7 +286,7 @@ bool x86_atomic_cmpxchg_wide(struct tcg_cpu *cpu, uint64_t addr, unsigned bytes,
         expected[0] = old;
         return same;
     }
-#if defined(__x86_64__)
+#if ATOMIC_X86_64
     return host_cmpxchg16b(p, expected, repl);
 #else
     tcg_exit_atomic(cpu); /* no portable 16-byte compare-and-swap without libatomic */

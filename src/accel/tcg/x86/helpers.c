@@ -17,8 +17,8 @@
 
 #define CPU(env) ((struct tcg_cpu *)(env))
 
-/* Serialising instructions (CPUID, IRET, WRMSR, MOV to CR) order memory like MFENCE: other
- * vCPUs see every store before them first. */
+/* Serialising instructions (CPUID, IRET, WRMSR, MOV to CR, LGDT/LIDT/LLDT/LTR, INVLPG) order
+ * memory like MFENCE: other vCPUs see every store before them first. */
 static void serialize(void)
 {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -898,6 +898,7 @@ static uint64_t h_lgdt_lidt(void *env, uint64_t addr, uint64_t which_size, uint6
 {
     (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
+    serialize();
     unsigned opbytes = (unsigned)(which_size >> 8);
     uint16_t limit = (uint16_t)mmu_load(cpu, addr, 2);
     uint64_t base;
@@ -930,6 +931,7 @@ static uint64_t h_ltr_lldt(void *env, uint64_t sel, uint64_t is_tr, uint64_t c, 
 {
     (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
+    serialize();
     if (!protected_mode(cpu))
         tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
     if (cpl(cpu) != 0)
@@ -1059,6 +1061,7 @@ static uint64_t h_lmsw(void *env, uint64_t value, uint64_t b, uint64_t c, uint64
 static uint64_t h_invlpg(void *env, uint64_t addr, uint64_t b, uint64_t c, uint64_t d)
 {
     (void)b, (void)c, (void)d;
+    serialize();
     tlb_flush_page(CPU(env), addr);
     return 0;
 }
