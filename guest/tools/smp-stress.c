@@ -1,6 +1,6 @@
 /* smp-stress: many threads hammering shared counters with the x86 atomic instructions, for
- * quokka's multi-vCPU translator (tests/e2e/test_smp_stress.py). Built static by build-guest.sh into
- * the initramfs as /usr/bin/smp-stress.
+ * quokka's multi-vCPU translator (tests/e2e/test_smp_stress.py). Built static by build-guest.sh
+ * into the initramfs as /usr/bin/smp-stress.
  *
  *   smp-stress [THREADS [ITERATIONS]]
  *       THREADS (default: the online CPUs, 1..256) threads each run ITERATIONS (default
