@@ -66,6 +66,7 @@ payloads:
 # replays tests/cpu/repro/; `make fuzz-cpu [FUZZ_SECONDS=n]` fuzzes and saves reproducers.
 FUZZ_CPU := $(BUILD)/tests/fuzz_cpu
 FUZZ_CPU_CI_COUNT ?= $(if $(SANITIZE),10000,100000)
+FUZZ_CPU_CI_PARALLEL_COUNT ?= $(if $(SANITIZE),5000,30000)
 FUZZ_CPU_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/cpu/*.c))
 $(FUZZ_CPU): $(FUZZ_CPU_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -75,6 +76,8 @@ $(FUZZ_CPU): $(FUZZ_CPU_OBJS) $(LIB_OBJS)
 unit-test: $(UNIT_BINS) $(FUZZ_CPU)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 	@echo "== $(FUZZ_CPU) --ci"; $(FUZZ_CPU) --ci --count $(FUZZ_CPU_CI_COUNT)
+	@echo "== $(FUZZ_CPU) --ci --parallel"; \
+	    $(FUZZ_CPU) --ci --parallel --count $(FUZZ_CPU_CI_PARALLEL_COUNT)
 
 fuzz-cpu: $(FUZZ_CPU)
 	@mkdir -p tests/cpu/repro

@@ -103,7 +103,7 @@ int native_run_batch(struct native_runner *nr, const struct fuzz_case *cases, un
 
 /* Translator runner (tcg_runner.c) */
 struct tcg_runner;
-struct tcg_runner *tcg_runner_new(void);
+struct tcg_runner *tcg_runner_new(bool parallel);
 void tcg_runner_free(struct tcg_runner *tr);
 void tcg_run_case(struct tcg_runner *tr, const struct fuzz_case *c, struct fuzz_result *out);
 

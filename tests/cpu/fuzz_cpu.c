@@ -4,7 +4,9 @@
  *   fuzz_cpu --ci [--count N] [--seed S]      fixed-seed batch plus every saved reproducer
  *   fuzz_cpu --fuzz [--seconds T]             time-seeded batches until T (0: forever);
  *                                             minimal divergences go to --repro-dir
- *   fuzz_cpu FILE...                          replay reproducers verbosely */
+ *   fuzz_cpu FILE...                          replay reproducers verbosely
+ * --parallel: the translator's VM has two vCPUs (one runs), so LOCK'd instructions are host
+ * atomics (atomic.c) rather than loads and stores. */
 #include "fuzz.h"
 
 #include <capstone/capstone.h>
@@ -303,7 +305,7 @@ static unsigned replay_dir(struct driver *d, const char *dir)
 
 int main(int argc, char **argv)
 {
-    bool ci = false, fuzz = false;
+    bool ci = false, fuzz = false, parallel = false;
     uint64_t count = 100000, seed = 0x71756f6b6b61ULL; /* "quokka" */
     double seconds = 0;
     bool seed_given = false;
@@ -317,6 +319,8 @@ int main(int argc, char **argv)
             ci = true;
         else if (!strcmp(a, "--fuzz"))
             fuzz = true;
+        else if (!strcmp(a, "--parallel"))
+            parallel = true;
         else if (!strcmp(a, "--count") && i + 1 < argc)
             count = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(a, "--seed") && i + 1 < argc)
@@ -345,14 +349,14 @@ int main(int argc, char **argv)
             files[nfiles++] = argv[i];
         else {
             fprintf(stderr,
-                    "usage: %s --ci [--count N] [--seed S] | --fuzz [--seconds T] "
+                    "usage: %s [--parallel] --ci [--count N] [--seed S] | --fuzz [--seconds T] "
                     "[--repro-dir DIR] | FILE...\n",
                     argv[0]);
             return 2;
         }
     }
     d.nr = native_runner_new(BATCH);
-    d.tr = tcg_runner_new();
+    d.tr = tcg_runner_new(parallel);
     if (!d.nr || !d.tr) {
         fprintf(stderr, "fuzz-cpu: cannot set up the runners\n");
         return 1;

@@ -75,7 +75,7 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-struct tcg_runner *tcg_runner_new(void)
+struct tcg_runner *tcg_runner_new(bool parallel)
 {
     struct tcg_runner *tr = calloc(1, sizeof(*tr));
     char err[256];
@@ -91,7 +91,9 @@ struct tcg_runner *tcg_runner_new(void)
     if (bus_register(&tr->pio, DONE_PORT, 1, &done_ops, tr, "fuzz-done", err, sizeof(err)) < 0)
         goto fail;
     struct accel_vm_config cfg = {
-        .mem = &tr->mem, .pio = &tr->pio, .mmio = &tr->mmio, .nr_vcpus = 1};
+        .mem = &tr->mem, .pio = &tr->pio, .mmio = &tr->mmio, .nr_vcpus = parallel ? 2 : 1};
+    /* parallel: a VM of two vCPUs of which only the first runs, so the translator makes LOCK'd
+     * instructions host atomics (cpu->parallel) and they are compared with the host too. */
     if (tcg_accel_ops.vm_create(&cfg, &tr->vm, err, sizeof(err)) < 0 ||
         tcg_accel_ops.vcpu_create(tr->vm, 0, &tr->vcpu, err, sizeof(err)) < 0)
         goto fail;

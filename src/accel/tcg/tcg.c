@@ -522,7 +522,7 @@ static bool deliver_exception(struct tcg_cpu *cpu)
         if (cpu->exception < 0)
             return true; /* not a fault (cannot happen: delivery does not exit otherwise) */
         if (vector == X86_EXC_DF)
-            return false;
+            break;
         int second = cpu->exception;
         bool df = (is_contributory(vector) && is_contributory(second)) ||
                   (vector == X86_EXC_PF && (is_contributory(second) || second == X86_EXC_PF));
@@ -534,6 +534,9 @@ static bool deliver_exception(struct tcg_cpu *cpu)
         first = vector;
     }
     (void)first;
+    /* Triple fault: the shutdown consumes the fault, which a later exit back to the loop (a
+     * locked instruction run alone, SMC) must not find pending and deliver. */
+    cpu->exception = -1;
     return false;
 }
 

@@ -17,6 +17,13 @@
 
 #define CPU(env) ((struct tcg_cpu *)(env))
 
+/* Serialising instructions (CPUID, IRET, WRMSR, MOV to CR, LGDT/LIDT/LLDT/LTR, INVLPG) order
+ * memory like MFENCE: other vCPUs see every store before them first. */
+static void serialize(void)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 static uint64_t mask_of(unsigned bytes)
 {
     return bytes >= 8 ? ~0ULL : (1ULL << (bytes * 8)) - 1;
@@ -350,6 +357,7 @@ static uint64_t h_cpuid(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t 
 {
     (void)a, (void)b, (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
+    serialize();
     uint32_t fn = (uint32_t)cpu->gpr[GPR_RAX], idx = (uint32_t)cpu->gpr[GPR_RCX];
     const struct cpuid_entry *e = cpuid_find(&cpu_vcpu(cpu)->cpuid, fn, idx);
     set_gpr(cpu, GPR_RAX, e ? e->eax : 0, 4);
@@ -606,6 +614,7 @@ static uint64_t h_wrmsr(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t 
     (void)a, (void)b, (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
     uint64_t v = (cpu->gpr[GPR_RAX] & 0xffffffffULL) | (cpu->gpr[GPR_RDX] << 32);
+    serialize();
     if (cpl(cpu) != 0 || !tcg_msr_write(cpu, (uint32_t)cpu->gpr[GPR_RCX], v))
         gp0(cpu);
     return 0;
@@ -880,6 +889,7 @@ static uint64_t h_far_ret(void *env, uint64_t opsize, uint64_t extra, uint64_t c
 static uint64_t h_iret(void *env, uint64_t opsize, uint64_t b, uint64_t c, uint64_t d)
 {
     (void)b, (void)c, (void)d;
+    serialize();
     tcg_iret(CPU(env), (unsigned)opsize);
     return 0;
 }
@@ -888,6 +898,7 @@ static uint64_t h_lgdt_lidt(void *env, uint64_t addr, uint64_t which_size, uint6
 {
     (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
+    serialize();
     unsigned opbytes = (unsigned)(which_size >> 8);
     uint16_t limit = (uint16_t)mmu_load(cpu, addr, 2);
     uint64_t base;
@@ -920,6 +931,7 @@ static uint64_t h_ltr_lldt(void *env, uint64_t sel, uint64_t is_tr, uint64_t c, 
 {
     (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
+    serialize();
     if (!protected_mode(cpu))
         tcg_raise_exception(cpu, X86_EXC_UD, 0, false);
     if (cpl(cpu) != 0)
@@ -980,6 +992,7 @@ static uint64_t h_mov_to_cr(void *env, uint64_t cr, uint64_t value, uint64_t c, 
 {
     (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
+    serialize();
     switch (cr) {
     case 0:
         tcg_write_cr0(cpu, (cpu->hflags & HF_CS64) ? value : (value & 0xffffffffULL));
@@ -1048,43 +1061,52 @@ static uint64_t h_lmsw(void *env, uint64_t value, uint64_t b, uint64_t c, uint64
 static uint64_t h_invlpg(void *env, uint64_t addr, uint64_t b, uint64_t c, uint64_t d)
 {
     (void)b, (void)c, (void)d;
+    serialize();
     tlb_flush_page(CPU(env), addr);
     return 0;
 }
 
 /* --- misc ----------------------------------------------------------------------------------- */
 
-static uint64_t h_cmpxchg8b(void *env, uint64_t addr, uint64_t is16, uint64_t c, uint64_t d)
+/* CMPXCHG8B / CMPXCHG16B: (linear addr, is 16b | parallel << 1). With other vCPUs running and
+ * LOCK, one host atomic (atomic.c); else load, compare and store (the destination is always
+ * written, as the processor does). */
+static uint64_t h_cmpxchg8b(void *env, uint64_t addr, uint64_t flags, uint64_t c, uint64_t d)
 {
     (void)c, (void)d;
     struct tcg_cpu *cpu = CPU(env);
+    bool is16 = flags & 1;
     uint32_t f = current_flags(cpu) & ~X86_ZF;
-    if (!is16) {
-        uint64_t m = mmu_load(cpu, addr, 8);
-        uint64_t expect = (cpu->gpr[GPR_RAX] & 0xffffffffULL) | (cpu->gpr[GPR_RDX] << 32);
-        if (m == expect) {
-            mmu_store(cpu, addr, (cpu->gpr[GPR_RBX] & 0xffffffffULL) | (cpu->gpr[GPR_RCX] << 32),
-                      8);
-            f |= X86_ZF;
-        } else {
-            mmu_store(cpu, addr, m, 8); /* the destination is always written */
-            set_gpr(cpu, GPR_RAX, m, 4);
-            set_gpr(cpu, GPR_RDX, m >> 32, 4);
-        }
-    } else {
+    uint64_t old[2], repl[2];
+    if (is16) {
         if (addr & 15)
             gp0(cpu);
-        uint64_t lo = mmu_load(cpu, addr, 8), hi = mmu_load(cpu, addr + 8, 8);
-        if (lo == cpu->gpr[GPR_RAX] && hi == cpu->gpr[GPR_RDX]) {
-            mmu_store(cpu, addr, cpu->gpr[GPR_RBX], 8);
-            mmu_store(cpu, addr + 8, cpu->gpr[GPR_RCX], 8);
-            f |= X86_ZF;
-        } else {
-            mmu_store(cpu, addr, lo, 8);
-            mmu_store(cpu, addr + 8, hi, 8);
-            cpu->gpr[GPR_RAX] = lo;
-            cpu->gpr[GPR_RDX] = hi;
-        }
+        old[0] = cpu->gpr[GPR_RAX], old[1] = cpu->gpr[GPR_RDX];
+        repl[0] = cpu->gpr[GPR_RBX], repl[1] = cpu->gpr[GPR_RCX];
+    } else {
+        old[0] = (cpu->gpr[GPR_RAX] & 0xffffffffULL) | (cpu->gpr[GPR_RDX] << 32), old[1] = 0;
+        repl[0] = (cpu->gpr[GPR_RBX] & 0xffffffffULL) | (cpu->gpr[GPR_RCX] << 32), repl[1] = 0;
+    }
+    bool same;
+    if (flags & 2) {
+        same = x86_atomic_cmpxchg_wide(cpu, addr, is16 ? 16 : 8, old, repl);
+    } else {
+        uint64_t m[2] = {mmu_load(cpu, addr, 8), is16 ? mmu_load(cpu, addr + 8, 8) : 0};
+        same = m[0] == old[0] && m[1] == old[1];
+        const uint64_t *w = same ? repl : m;
+        mmu_store(cpu, addr, w[0], 8);
+        if (is16)
+            mmu_store(cpu, addr + 8, w[1], 8);
+        old[0] = m[0], old[1] = m[1];
+    }
+    if (same) {
+        f |= X86_ZF;
+    } else if (is16) {
+        cpu->gpr[GPR_RAX] = old[0];
+        cpu->gpr[GPR_RDX] = old[1];
+    } else {
+        set_gpr(cpu, GPR_RAX, old[0], 4);
+        set_gpr(cpu, GPR_RDX, old[0] >> 32, 4);
     }
     set_flags(cpu, f);
     return 0;

@@ -4,6 +4,7 @@
 #define QUOKKA_ACCEL_TCG_X86_HELPERS_H
 
 #include "accel/tcg/ir/ir.h"
+#include "accel/tcg/x86/atomic.h"
 
 #define HF_PURE IR_HELPER_NO_SIDE_EFFECTS
 #define HF_RW (IR_HELPER_READS_GLOBALS | IR_HELPER_WRITES_GLOBALS)
@@ -46,7 +47,7 @@
     X(mov_from_cr, HF_RWX)     /* (cr) -> value */                                                 \
     X(invlpg, HF_RWX)          /* (linear addr) */                                                 \
     X(lmsw, HF_RWX)            /* (value) */                                                       \
-    X(cmpxchg8b, HF_RWX)       /* (linear addr, is 16b) */                                         \
+    X(cmpxchg8b, HF_RWX)       /* (linear addr, is 16b | atomic << 1) */                           \
     X(enter, HF_RWX)           /* (frame size, level, opsize bytes) */                             \
     X(pusha, HF_RWX)           /* (opsize bytes) */                                                \
     X(popa, HF_RWX)            /* (opsize bytes) */                                                \
@@ -57,8 +58,13 @@
     X(fpu_sse, HF_RWX)         /* (x86_fpu_desc(), linear addr): x87, SSE, FXSAVE.. (fpu.c) */     \
     X(mov_dr, HF_RWX)          /* (dr, value, is_write) -> value: MOV to/from DR0-7 */             \
     X(mmx, HF_RWX)             /* (x86_fpu_desc(), linear addr): MMX register forms (mmx.c) */     \
-    X(sse_fp, IR_HELPER_READS_GLOBALS | IR_HELPER_MAY_EXIT) /* (opc | mp << 8 | reg << 10,         \
-                                  source low, high): SSE arithmetic, operand loaded (sse.c) */
+    X(sse_fp, IR_HELPER_READS_GLOBALS | IR_HELPER_MAY_EXIT)     /* (opc | mp << 8 | reg << 10,     \
+                                      source low, high): SSE arithmetic, operand loaded (sse.c) */ \
+    X(atomic_rmw, IR_HELPER_READS_GLOBALS | IR_HELPER_MAY_EXIT) /* (addr, v, op | size << 8) ->    \
+                                  old value: a LOCK'd read-modify-write (atomic.c) */              \
+    X(atomic_cmpxchg, IR_HELPER_READS_GLOBALS | IR_HELPER_MAY_EXIT) /* (addr, expected, new,       \
+                                  size) -> old value: LOCK CMPXCHG (atomic.c) */                   \
+    X(fence, 0) /* a full host memory barrier: MFENCE, WBINVD (atomic.c) */
 
 enum x86_helper_id {
 #define X86_HELPER_ENUM(name, flags) HELPER_##name,

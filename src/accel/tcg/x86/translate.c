@@ -287,6 +287,7 @@ static void gen_store(struct dc *s, ir_temp addr, ir_temp v, unsigned bits)
 
 struct opref {
     ir_temp addr; /* linear address for memory operands, IR_NO_TEMP otherwise */
+    bool stored;  /* a host atomic wrote the result already (load_rmw): store_operand skips it */
 };
 
 /* Value of operand i, zero-extended from its size. Memory addresses are computed once and
@@ -295,7 +296,7 @@ static ir_temp load_operand(struct dc *s, unsigned i, struct opref *ref)
 {
     const struct x86_operand *o = &s->insn->operand[i];
     if (ref)
-        ref->addr = IR_NO_TEMP;
+        ref->addr = IR_NO_TEMP, ref->stored = false;
     switch (o->kind) {
     case X86_OPND_REG:
         if (o->reg_class == X86_RC_SEG) {
@@ -326,10 +327,39 @@ static ir_temp load_operand(struct dc *s, unsigned i, struct opref *ref)
 static void store_operand(struct dc *s, unsigned i, const struct opref *ref, ir_temp v)
 {
     const struct x86_operand *o = &s->insn->operand[i];
+    if (ref && ref->stored)
+        return;
     if (o->kind == X86_OPND_REG)
         store_reg(s, o->reg, o->size, o->reg_class == X86_RC_GPR8_HIGH, v);
     else if (o->kind == X86_OPND_MEM)
         gen_store(s, ref && ref->addr != IR_NO_TEMP ? ref->addr : gen_mem_addr(s), v, o->size);
+}
+
+/* A LOCK'd instruction, or XCHG, on memory while other vCPUs run: one host atomic (atomic.c).
+ * LOCK is legal (decode.c) only with a memory destination, operand 0. */
+static bool atomic_rmw(const struct dc *s)
+{
+    return s->cpu->parallel && s->insn->operand[0].kind == X86_OPND_MEM &&
+           (s->insn->prefix.lock || s->insn->mnemonic == X86_MN_XCHG);
+}
+
+static ir_temp gen_atomic(struct dc *s, ir_temp addr, enum x86_atomic_op op, ir_temp v)
+{
+    ir_temp old = tmp(s);
+    gen_call(s, HELPER_atomic_rmw, old, addr, v,
+             cst(s, (uint64_t)op | (uint64_t)(s->insn->operand[0].size / 8) << 8), IR_NO_TEMP);
+    return old;
+}
+
+/* Operand 0 of a read-modify-write whose new value is (old op v): a load, or when atomic_rmw,
+ * the host atomic that reads and writes it at once (then ref->stored). */
+static ir_temp load_rmw(struct dc *s, struct opref *ref, enum x86_atomic_op op, ir_temp v)
+{
+    if (!atomic_rmw(s))
+        return load_operand(s, 0, ref);
+    ref->addr = gen_mem_addr(s);
+    ref->stored = true;
+    return gen_atomic(s, ref->addr, op, v);
 }
 
 /* --- lazy flags ---------------------------------------------------------------------------- */
@@ -590,10 +620,15 @@ static void gen_alu(struct dc *s, enum x86_mnemonic mn)
     unsigned bits = s->insn->operand[0].size;
     enum ir_type t = type_for(bits);
     struct opref ref;
-    ir_temp a = load_operand(s, 0, &ref);
     ir_temp b = load_operand(s, 1, NULL);
+    ir_temp carry = mn == X86_MN_ADC || mn == X86_MN_SBB ? gen_carry(s) : IR_NO_TEMP;
+    ir_temp v = b; /* what the atomic adds: ADC/SBB add the carry too */
+    if (carry != IR_NO_TEMP && atomic_rmw(s)) {
+        v = tmp(s);
+        ir_binop(s->b, IR_ADD, IR_I64, v, b, carry);
+    }
+    ir_temp a = load_rmw(s, &ref, x86_atomic_alu_op(mn), v);
     ir_temp r = tmp(s);
-    ir_temp carry = IR_NO_TEMP;
     switch (mn) {
     case X86_MN_ADD:
     case X86_MN_CMP:
@@ -602,7 +637,6 @@ static void gen_alu(struct dc *s, enum x86_mnemonic mn)
         break;
     case X86_MN_ADC:
     case X86_MN_SBB:
-        carry = gen_carry(s);
         ir_binop(s->b, mn == X86_MN_ADC ? IR_ADD : IR_SUB, t, r, a, b);
         ir_binop(s->b, mn == X86_MN_ADC ? IR_ADD : IR_SUB, t, r, r, carry);
         break;
@@ -643,7 +677,7 @@ static void gen_incdec(struct dc *s, bool inc)
 {
     unsigned bits = s->insn->operand[0].size;
     struct opref ref;
-    ir_temp a = load_operand(s, 0, &ref);
+    ir_temp a = load_rmw(s, &ref, inc ? ATOMIC_ADD : ATOMIC_SUB, cst(s, 1));
     ir_temp carry = gen_carry(s); /* INC/DEC keep CF */
     ir_temp r = tmp(s);
     ir_binop(s->b, inc ? IR_ADD : IR_SUB, type_for(bits), r, a, cst(s, 1));
@@ -655,7 +689,7 @@ static void gen_neg_not(struct dc *s, bool neg)
 {
     unsigned bits = s->insn->operand[0].size;
     struct opref ref;
-    ir_temp a = load_operand(s, 0, &ref);
+    ir_temp a = load_rmw(s, &ref, neg ? ATOMIC_NEG : ATOMIC_XOR, cst(s, size_mask(bits)));
     ir_temp r = tmp(s);
     ir_unop(s->b, neg ? IR_NEG : IR_NOT, type_for(bits), r, a);
     store_operand(s, 0, &ref, r);
@@ -833,10 +867,16 @@ static void gen_cmpxchg(struct dc *s)
 {
     unsigned bits = s->insn->operand[0].size;
     struct opref ref;
-    ir_temp dest = load_operand(s, 0, &ref);
     ir_temp src = load_operand(s, 1, NULL);
     ir_temp acc = load_reg(s, GPR_RAX, bits, false);
-    ir_temp diff = tmp(s), newval = tmp(s);
+    ir_temp dest, diff = tmp(s), newval = tmp(s);
+    bool atomic = atomic_rmw(s);
+    if (atomic) { /* one host LOCK CMPXCHG; it checks write permission whatever the outcome */
+        dest = tmp(s);
+        gen_call(s, HELPER_atomic_cmpxchg, dest, gen_mem_addr(s), acc, src, cst(s, bits / 8));
+    } else {
+        dest = load_operand(s, 0, &ref);
+    }
     ir_binop(s->b, IR_SUB, type_for(bits), diff, acc, dest);
     if (s->insn->operand[0].kind == X86_OPND_REG) {
         /* Exactly one register is written: a 32-bit destination keeps its upper half when
@@ -853,8 +893,10 @@ static void gen_cmpxchg(struct dc *s)
     }
     /* Equal: dest = src. Not equal: accumulator = dest, and dest is written back unchanged
      * (the processor always writes a memory destination). */
-    ir_movcond(s->b, IR_I64, IR_COND_EQ, newval, acc, dest, src, dest);
-    store_operand(s, 0, &ref, newval);
+    if (!atomic) {
+        ir_movcond(s->b, IR_I64, IR_COND_EQ, newval, acc, dest, src, dest);
+        store_operand(s, 0, &ref, newval);
+    }
     ir_label same = ir_new_label(s->b);
     ir_brcond(s->b, IR_I64, IR_COND_EQ, acc, dest, same);
     store_reg(s, GPR_RAX, bits, false, dest);
@@ -1404,16 +1446,16 @@ static void translate_insn(struct dc *s)
     }
     case X86_MN_XCHG: {
         struct opref ref;
-        ir_temp a = load_operand(s, 0, &ref);
         ir_temp b = load_operand(s, 1, NULL);
+        ir_temp a = load_rmw(s, &ref, ATOMIC_XCHG, b);
         store_operand(s, 0, &ref, b);
         store_operand(s, 1, NULL, a);
         break;
     }
     case X86_MN_XADD: {
         struct opref ref;
-        ir_temp a = load_operand(s, 0, &ref);
         ir_temp b = load_operand(s, 1, NULL);
+        ir_temp a = load_rmw(s, &ref, ATOMIC_ADD, b);
         ir_temp r = tmp(s);
         ir_binop(s->b, IR_ADD, type_for(bits), r, a, b);
         store_operand(s, 1, NULL, a);
@@ -1427,8 +1469,9 @@ static void translate_insn(struct dc *s)
     case X86_MN_CMPXCHG8B:
     case X86_MN_CMPXCHG16B:
         sync_cc_op(s);
-        gen_call(s, HELPER_cmpxchg8b, IR_NO_TEMP, gen_mem_addr(s), cst(s, mn == X86_MN_CMPXCHG16B),
-                 IR_NO_TEMP, IR_NO_TEMP);
+        gen_call(s, HELPER_cmpxchg8b, IR_NO_TEMP, gen_mem_addr(s),
+                 cst(s, (mn == X86_MN_CMPXCHG16B) | (unsigned)atomic_rmw(s) << 1), IR_NO_TEMP,
+                 IR_NO_TEMP);
         s->cc_op = CC_OP_DYNAMIC;
         break;
     case X86_MN_BSWAP: {
@@ -1481,7 +1524,8 @@ static void translate_insn(struct dc *s)
                    : mn == X86_MN_BTR ? BITTEST_BTR
                                       : BITTEST_BTC;
         ir_temp bit = load_operand(s, 1, NULL);
-        ir_temp addr = IR_NO_TEMP, v;
+        ir_temp addr = IR_NO_TEMP, v = IR_NO_TEMP;
+        bool atomic = kind != BITTEST_BT && atomic_rmw(s);
         if (in->operand[0].kind == X86_OPND_MEM && in->operand[1].kind == X86_OPND_REG) {
             /* Register bit offsets address memory beyond the operand: signed. */
             ir_temp off = tmp(s), ea = gen_ea(s);
@@ -1492,18 +1536,23 @@ static void translate_insn(struct dc *s)
             if (in->mem.addr_size < 64)
                 gen_zext(s, ea, ea, in->mem.addr_size);
             addr = gen_linear(s, ea, in->mem.seg);
-            v = gen_load(s, addr, bits);
+        } else if (atomic) {
+            addr = gen_mem_addr(s);
         } else {
             struct opref ref;
             v = load_operand(s, 0, &ref);
             addr = ref.addr;
         }
+        if (atomic) /* the helper below then only computes CF from the old value */
+            v = gen_atomic(s, addr, (enum x86_atomic_op)(ATOMIC_BTS + kind - BITTEST_BTS), bit);
+        else if (v == IR_NO_TEMP)
+            v = gen_load(s, addr, bits);
         sync_cc_op(s);
         ir_temp r = tmp(s);
         gen_call(s, HELPER_bittest, r, v, bit, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
                  IR_NO_TEMP);
         s->cc_op = CC_OP_DYNAMIC;
-        if (kind != BITTEST_BT) {
+        if (kind != BITTEST_BT && !atomic) {
             if (addr != IR_NO_TEMP)
                 gen_store(s, addr, r, bits);
             else
@@ -1718,13 +1767,15 @@ static void translate_insn(struct dc *s)
     case X86_MN_PREFETCHT0:
     case X86_MN_PREFETCHT1:
     case X86_MN_PREFETCHT2:
-    case X86_MN_LFENCE:
-    case X86_MN_MFENCE:
+    case X86_MN_LFENCE: /* the host is x86 too (TSO): only stores then loads can pass */
     case X86_MN_SFENCE:
     case X86_MN_CLFLUSH:
     case X86_MN_CLFLUSHOPT:
     case X86_MN_CLWB:
-        break; /* one vCPU thread at a time and no caches: nothing to model */
+        break; /* no caches to model */
+    case X86_MN_MFENCE:
+        gen_call(s, HELPER_fence, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        break;
     case X86_MN_HLT:
         if (privileged(s)) {
             gen_raise(s, X86_EXC_GP);
@@ -1960,6 +2011,8 @@ static void translate_insn(struct dc *s)
     case X86_MN_INVD:
         if (privileged(s))
             gen_raise(s, X86_EXC_GP);
+        else
+            gen_call(s, HELPER_fence, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
         break;
     case X86_MN_SYSCALL:
     case X86_MN_SYSRET:
