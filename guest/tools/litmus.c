@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 enum test { SB_MFENCE, SB_XCHG, MP, LB, SB, NR_TESTS };
 static const char *const names[NR_TESTS] = {"SB+mfence", "SB+xchg", "MP", "LB", "SB"};
@@ -195,6 +196,10 @@ int main(int argc, char **argv)
     s.cpu[1] = argc > 3 ? atoi(argv[3]) : 1;
     if (s.iterations <= 0) {
         fprintf(stderr, "litmus: iterations must be positive\n");
+        return 2;
+    }
+    if (sysconf(_SC_NPROCESSORS_ONLN) < 2) {
+        fprintf(stderr, "litmus: needs two online CPUs\n");
         return 2;
     }
     int failed = 0;

@@ -152,9 +152,6 @@ struct tcg_cpu {
     /* From the CPU model (tcg_set_cpuid): paging's reserved bits depend on these. */
     uint8_t phys_bits; /* MAXPHYADDR; 0 until a model is set (no address-bit check) */
     bool page_1g;      /* 1 GiB pages (CPUID 8000_0001h EDX[26]) */
-    /* Other vCPUs may run at the same time: LOCK'd and implicitly locked instructions use host
-     * atomics. Cleared while an instruction runs alone with the others stopped (step_atomic). */
-    bool parallel;
     /* The instruction at rip could not be done with a host atomic (it crosses a page or a
      * cache line, or is not in RAM): run it once more, alone, everyone else stopped. */
     bool step_atomic;
@@ -199,6 +196,12 @@ struct tcg_cpu {
     jmp_buf exit_jmp;
     struct tcg_vcpu *vcpu;
     void *jit_sites; /* this vCPU's copies of the native code's jump slots (x86_64.h) */
+    /* Set by the VM's shape (kept across resets and INIT): */
+    /* Other vCPUs may run at the same time: LOCK'd and implicitly locked instructions use host
+     * atomics. Cleared while an instruction runs alone with the others stopped (step_atomic). */
+    bool parallel;
+    /* More vCPUs than host CPUs: PAUSE (spin-wait loops) yields the host CPU. */
+    bool oversubscribed;
 };
 
 #define TCG_REQ_STOP 1u       /* kick(): return to the machine */

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct interp_mem_ops tcg_mem_ops = {mmu_load, mmu_store};
 
@@ -332,6 +333,8 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
     v->cpu.jit_sites = vm->tbs.jit ? native_jit_sites(vm->tbs.jit, index) : NULL;
     tcg_reset_cpu(&v->cpu);
     v->cpu.parallel = vm->nr_vcpus > 1;
+    long host_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    v->cpu.oversubscribed = host_cpus > 0 && vm->nr_vcpus > (unsigned long)host_cpus;
     v->wait_for_sipi = index != 0; /* application processors wait for their SIPI (smp.c) */
     if (index < TCG_MAX_VCPUS)
         atomic_store(&vm->vcpus[index], v);
@@ -989,7 +992,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
         if (!cached)
             uncached = tb;
         uint32_t why;
-        if (alone && !atomic_step)
+        if (alone) /* also the atomic step: a store into its own block must land this time */
             cpu->smc = TCG_SMC_RUNNING;
         cpu->in_block = true;
         if (tb->native) {

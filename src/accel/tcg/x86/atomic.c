@@ -13,6 +13,8 @@
 #include "accel/tcg/x86/decode.h"
 #include "accel/tcg/x86/helpers.h"
 
+#include <sched.h>
+
 _Static_assert(ATOMIC_BTR - ATOMIC_BTS == BITTEST_BTR - BITTEST_BTS &&
                    ATOMIC_BTC - ATOMIC_BTS == BITTEST_BTC - BITTEST_BTS,
                "the translator maps BITTEST_BTx to ATOMIC_BTx by offset");
@@ -273,6 +275,17 @@ uint64_t h_fence(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
 {
     (void)env, (void)a, (void)b, (void)c, (void)d;
     __atomic_thread_fence(__ATOMIC_SEQ_CST); /* MFENCE on x86-64 */
+    return 0;
+}
+
+/* PAUSE in a spin-wait loop, translated so only when vCPUs outnumber the host's CPUs: the
+ * lock holder the loop waits for may be a vCPU thread the host has preempted; give it the
+ * CPU instead of burning the rest of this time slice. */
+uint64_t h_pause(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    (void)env;
+    sched_yield();
     return 0;
 }
 

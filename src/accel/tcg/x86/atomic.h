@@ -39,6 +39,7 @@ uint64_t h_atomic_cmpxchg(void *env, uint64_t addr, uint64_t expected, uint64_t 
 /* MFENCE, WBINVD/INVD: a full host barrier (stores before it are visible to every other thread
  * before loads after it). */
 uint64_t h_fence(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
+uint64_t h_pause(void *env, uint64_t a, uint64_t b, uint64_t c, uint64_t d);
 
 /* CMPXCHG8B (bytes 8) / CMPXCHG16B (bytes 16, already checked aligned) at linear addr as one
  * host atomic: compares with expected[0..1] (low, high quadword; [1] unused for 8 bytes) and

@@ -64,7 +64,8 @@
                                   old value: a LOCK'd read-modify-write (atomic.c) */              \
     X(atomic_cmpxchg, IR_HELPER_READS_GLOBALS | IR_HELPER_MAY_EXIT) /* (addr, expected, new,       \
                                   size) -> old value: LOCK CMPXCHG (atomic.c) */                   \
-    X(fence, 0) /* a full host memory barrier: MFENCE, WBINVD (atomic.c) */
+    X(fence, 0) /* a full host memory barrier: MFENCE, WBINVD (atomic.c) */                        \
+    X(pause, 0) /* PAUSE with more vCPUs than host CPUs: yield the host CPU (atomic.c) */
 
 enum x86_helper_id {
 #define X86_HELPER_ENUM(name, flags) HELPER_##name,

@@ -1759,8 +1759,11 @@ static void translate_insn(struct dc *s)
     case X86_MN_OUT:
         gen_in_out(s, mn == X86_MN_IN);
         break;
-    case X86_MN_NOP:
     case X86_MN_PAUSE:
+        if (s->cpu->oversubscribed)
+            gen_call(s, HELPER_pause, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
+        break;
+    case X86_MN_NOP:
     case X86_MN_PREFETCH:
     case X86_MN_PREFETCHW:
     case X86_MN_PREFETCHNTA:
