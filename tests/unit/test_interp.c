@@ -872,8 +872,8 @@ static void test_native_chaining(void **state)
     assert_ptr_equal(e.last_exit, a);
     assert_int_equal(e.slot[0], 1);
     /* A -> B -> B -> ... until the budget runs out. */
-    native_chain(jit, a, 0, b, 0, false);
-    native_chain(jit, b, 0, b, 0, false);
+    native_chain(jit, 0, a, 0, b, 0, false);
+    native_chain(jit, 0, b, 0, b, 0, false);
     e.chain_budget = 10;
     e.insn_count = 0;
     assert_int_equal(native_exec(jit, a, &e), INTERP_GOTO_TB(0));
@@ -894,7 +894,7 @@ static void test_native_chaining(void **state)
     assert_int_equal(e.slot[1], 10);
     e.epoch = 0;
     /* Chained into global code: only the global epoch matters. */
-    native_chain(jit, a, 0, b, 7, true);
+    native_chain(jit, 0, a, 0, b, 7, true);
     e.epoch = 3;
     e.global_epoch = 7;
     e.chain_budget = 2;
@@ -905,7 +905,7 @@ static void test_native_chaining(void **state)
     native_exec(jit, a, &e);
     assert_ptr_equal(e.last_exit, a);
     assert_int_equal(e.slot[1], 11);
-    native_chain(jit, a, 0, b, 0, false);
+    native_chain(jit, 0, a, 0, b, 0, false);
     e.epoch = 0;
     /* An exit request stops the chain at B's entry, before B runs. */
     e.exit_request = 1;

@@ -171,12 +171,13 @@ struct tcg_cpu {
     atomic_uint interrupt_request; /* TCG_REQ_* bits, set from other threads; nonzero makes
                                       chained native code return to the run loop */
     bool halted;
-    bool inhibit_irq; /* STI / MOV SS shadow: no interrupt before the next instruction */
-    bool nmi_blocked; /* an NMI handler runs: no NMI until the next IRET */
-    bool single_step; /* TF was set when this instruction began: #DB after it (one insn runs) */
-    bool inhibit_db;  /* MOV SS / POP SS: the single-step trap waits one more instruction */
-    bool in_block;    /* generated code is running (stores may restart it, see softmmu.c) */
-    uint8_t smc;      /* TCG_SMC_*: a store rewrote code of the block that was running */
+    bool inhibit_irq;  /* STI / MOV SS shadow: no interrupt before the next instruction */
+    bool nmi_blocked;  /* an NMI handler runs: no NMI until the next IRET */
+    bool single_step;  /* TF was set when this instruction began: #DB after it (one insn runs) */
+    bool inhibit_db;   /* MOV SS / POP SS: the single-step trap waits one more instruction */
+    bool in_block;     /* generated code is running (stores may restart it, see softmmu.c) */
+    bool tb_lock_held; /* this vCPU holds the VM's translation lock (released on longjmp) */
+    uint8_t smc;       /* TCG_SMC_*: a store rewrote code of the block that was running */
 
     /* --- software MMU: one TLB per privilege (0 supervisor, 1 user) --- */
     struct tlb_entry tlb[2][TLB_SIZE];
@@ -197,6 +198,7 @@ struct tcg_cpu {
     /* --- exits back to the run loop --- */
     jmp_buf exit_jmp;
     struct tcg_vcpu *vcpu;
+    void *jit_sites; /* this vCPU's copies of the native code's jump slots (x86_64.h) */
 };
 
 #define TCG_REQ_STOP 1u       /* kick(): return to the machine */
@@ -204,5 +206,6 @@ struct tcg_cpu {
 #define TCG_SMC_RUNNING 2u    /* that one-instruction block is running */
 #define TCG_REQ_INTERRUPT 2u  /* an external interrupt line is raised */
 #define TCG_REQ_INVALIDATE 4u /* a device wrote pages holding code: drop their blocks first */
+#define TCG_REQ_EXCLUSIVE 8u  /* another vCPU waits for this one at its safe point */
 
 #endif

@@ -85,12 +85,15 @@ bool tcg_startup(struct accel_vcpu *v)
             start_cpu(v, (uint8_t)(events & LAPIC_STARTUP_VECTOR));
         if (!v->wait_for_sipi)
             return true;
-        /* Wakers record the message (or the stop request) before taking v->lock. */
+        /* Wakers record the message (or the stop request) before taking v->lock. Asleep,
+         * the vCPU holds no block: exclusive sections need not wait for it. */
+        tcg_exec_end(v);
         pthread_mutex_lock(&v->lock);
         while (!(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) &&
                !lapic_startup_pending(&v->lapic))
             pthread_cond_wait(&v->wake, &v->lock);
         pthread_mutex_unlock(&v->lock);
+        tcg_exec_start(v);
         if (atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP)
             return false;
     }

@@ -54,13 +54,32 @@ static bool read_pte(struct tcg_cpu *cpu, uint64_t paddr, unsigned size, uint64_
     return true;
 }
 
-static void set_pte_bits(void *host, unsigned size, uint64_t pte, uint64_t bits)
+/* Set A/D bits in the entry read as `pte`, atomically as the hardware does (another vCPU may
+ * be changing it: a plain write could undo its change). False when the entry is no longer
+ * `pte` (the walk starts over); `force` ORs the bits in regardless. Entries are naturally
+ * aligned (table base + index * size). */
+static bool set_pte_bits(void *host, unsigned size, uint64_t pte, uint64_t bits, bool force)
 {
     if ((pte & bits) == bits)
-        return;
-    pte |= bits;
-    memcpy(host, &pte, size);
+        return true;
+    if (size == 8) {
+        uint64_t *p = host;
+        if (force)
+            return __atomic_fetch_or(p, bits, __ATOMIC_SEQ_CST), true;
+        return __atomic_compare_exchange_n(p, &pte, pte | bits, false, __ATOMIC_SEQ_CST,
+                                           __ATOMIC_RELAXED);
+    }
+    uint32_t *p = host, old = (uint32_t)pte;
+    if (force)
+        return __atomic_fetch_or(p, (uint32_t)bits, __ATOMIC_SEQ_CST), true;
+    return __atomic_compare_exchange_n(p, &old, old | (uint32_t)bits, false, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_RELAXED);
 }
+
+#define WALK_RETRY 0x200u /* page_walk: an entry changed under the walk; walk again */
+/* Walks that keep losing A/D races (another vCPU rewriting the entry each time) then OR the
+ * bits in: bounded work whatever a guest does. */
+#define WALK_MAX_RETRIES 64
 
 /* Reserved bits of a present 8-byte (PAE / 4-level) entry at `level` of a 4-level walk
  * (levels == 4) or a PAE page directory / table (levels == 2): physical-address bits from
@@ -88,7 +107,7 @@ static uint64_t reserved_bits(const struct tcg_cpu *cpu, uint64_t pte, unsigned 
 /* Walk the page tables. Returns 0 or the #PF error code bits (PF_PRESENT etc.) | 0x100 to
  * say "fault". A/D bits are set only when set_bits (real accesses, not probes). */
 static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, bool user,
-                          bool set_bits, struct walk *w)
+                          bool set_bits, bool force_bits, struct walk *w)
 {
     w->writable = w->user = w->exec = w->dirty = true;
     w->large = w->global = false;
@@ -172,12 +191,13 @@ static unsigned page_walk(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access a
     if (denied)
         return err | PF_PRESENT | 0x100;
     if (set_bits) {
-        for (unsigned i = 0; i < depth; i++)
-            set_pte_bits(hosts[i], entry_size, ptes[i], PTE_A);
-        if (access == MMU_WRITE) {
-            set_pte_bits(hosts[depth - 1], entry_size, ptes[depth - 1] | PTE_A, PTE_A | PTE_D);
-            w->dirty = true;
+        for (unsigned i = 0; i < depth; i++) {
+            uint64_t bits = PTE_A | (access == MMU_WRITE && i == depth - 1 ? PTE_D : 0);
+            if (!set_pte_bits(hosts[i], entry_size, ptes[i], bits, force_bits))
+                return WALK_RETRY;
         }
+        if (access == MMU_WRITE)
+            w->dirty = true;
     }
     w->paddr = table + (vaddr & page_mask);
     return 0;
@@ -206,7 +226,7 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
         return; /* MMIO or nothing: every access takes the slow path */
     struct tlb_entry *e = &cpu->tlb[user][(vaddr >> 12) & (TLB_SIZE - 1)];
     uint64_t vpage = vaddr & ~0xfffULL;
-    size_t index;
+    size_t index = SIZE_MAX;
     e->read_tag = vpage;
     bool code = ram_page_index(vm, ppage, &index) && tb_page_has_code(&vm->tbs, index);
     e->write_tag = (w->writable || (!user && !(cpu->cr0 & X86_CR0_WP))) && w->dirty && !code
@@ -217,6 +237,14 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
     e->paddr = ppage;
     e->global = w->global;
     e->page_shift = w->page_shift;
+    if (e->write_tag != TLB_INVALID && vm->nr_vcpus > 1) {
+        /* Another vCPU may have started translating from the page since `code` was read,
+         * and scanned this TLB before the entry was written: look again (it marks the page
+         * before scanning, see tcg_protect_code_page). */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (tb_page_has_code(&vm->tbs, index))
+            e->write_tag = TLB_INVALID;
+    }
     if (!w->global) {
         if (cpu->tlb_nonglobal_count < TLB_NONGLOBAL_LOG)
             cpu->tlb_nonglobal[cpu->tlb_nonglobal_count] =
@@ -237,7 +265,10 @@ uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access acce
         tcg_raise_exception(cpu, stack ? X86_EXC_SS : X86_EXC_GP, 0, true);
     }
     struct walk w;
-    unsigned fault = page_walk(cpu, vaddr, access, user, true, &w);
+    unsigned fault, tries = 0;
+    do
+        fault = page_walk(cpu, vaddr, access, user, true, tries >= WALK_MAX_RETRIES, &w);
+    while (fault == WALK_RETRY && ++tries <= WALK_MAX_RETRIES);
     if (fault) {
         cpu->cr2 = vaddr;
         tcg_raise_exception(cpu, X86_EXC_PF, fault & 0xff, true);
@@ -251,7 +282,7 @@ bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint
     if ((cpu->hflags & HF_LMA) && !canonical(vaddr))
         return false;
     struct walk w;
-    if (page_walk(cpu, vaddr, access, cpu_user_mode(cpu), false, &w))
+    if (page_walk(cpu, vaddr, access, cpu_user_mode(cpu), false, false, &w))
         return false;
     *paddr = w.paddr;
     return true;
@@ -266,8 +297,11 @@ static void bump_chain_epoch(struct tcg_cpu *cpu, bool global_too)
     bool wrapped = ++cpu->chain_epoch == 0;
     if (global_too)
         wrapped |= ++cpu->chain_epoch_global == 0;
-    if (wrapped)
-        tb_flush(&cpu_vcpu(cpu)->vm->tbs);
+    if (wrapped) {
+        /* Flushed before the next block runs (tb_maintain at the run loop's top). */
+        __atomic_store_n(&cpu_vcpu(cpu)->vm->tbs.flush_wanted, true, __ATOMIC_RELAXED);
+        tcg_recheck_interrupts(cpu);
+    }
 }
 
 static const struct tlb_entry tlb_empty = {TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0, false, 12};
@@ -343,14 +377,19 @@ void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr)
         bump_chain_epoch(cpu, true);
 }
 
-/* A block was translated from physical page ppage: writes to it must take the slow path so
- * they invalidate the block. */
-void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage)
+void tcg_protect_code_page(struct accel_vm *vm, uint64_t ppage)
 {
-    for (unsigned u = 0; u < 2; u++)
-        for (unsigned i = 0; i < TLB_SIZE; i++)
-            if (cpu->tlb[u][i].paddr == ppage)
-                cpu->tlb[u][i].write_tag = TLB_INVALID;
+    for (unsigned v = 0; v < vm->nr_vcpus; v++) {
+        struct accel_vcpu *vcpu = atomic_load(&vm->vcpus[v]);
+        if (!vcpu)
+            continue;
+        for (unsigned u = 0; u < 2; u++)
+            for (unsigned i = 0; i < TLB_SIZE; i++) {
+                struct tlb_entry *e = &vcpu->cpu.tlb[u][i];
+                if (__atomic_load_n(&e->paddr, __ATOMIC_RELAXED) == ppage)
+                    __atomic_store_n(&e->write_tag, TLB_INVALID, __ATOMIC_RELAXED);
+            }
+    }
 }
 
 /* A store to code page `index` (RAM) is about to happen. If it rewrites a block holding the
@@ -362,6 +401,7 @@ void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage)
 static void before_code_write(struct tcg_cpu *cpu, size_t index, uint64_t paddr, unsigned len)
 {
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
+    /* Translation lock held (by the caller). */
     if (cpu->in_block && cpu->smc == 0) {
         uint64_t cs_base, insn;
         bool known = mmu_code_phys(cpu, tcg_current_pc(cpu, &cs_base), false, &insn);
@@ -382,10 +422,9 @@ void tcg_notify_ram_write(struct accel_vm *vm, uint64_t gpa, uint64_t len)
     bool queued = false;
     for (uint64_t page = gpa >> 12; page <= (gpa + len - 1) >> 12; page++) {
         size_t index;
-        /* Only the vCPU thread changes the page lists; a racy look at the count is enough: a
-         * page that gains code after this look was translated from the new bytes. */
-        if (!ram_page_index(vm, page << 12, &index) || index >= vm->tbs.nr_pages ||
-            !__atomic_load_n(&vm->tbs.pages[index].nr, __ATOMIC_RELAXED))
+        /* A look without the lock is enough: a translation that starts after it reads the new
+         * bytes (the caller wrote them before calling), one under way has marked the page. */
+        if (!ram_page_index(vm, page << 12, &index) || !tb_page_has_code(&vm->tbs, index))
             continue;
         pthread_mutex_lock(&vm->dma_lock);
         if (vm->nr_dma_pages < sizeof(vm->dma_pages) / sizeof(vm->dma_pages[0]))
@@ -408,6 +447,7 @@ void tcg_notify_ram_write(struct accel_vm *vm, uint64_t gpa, uint64_t len)
 void tcg_drop_dma_pages(struct accel_vcpu *v)
 {
     struct accel_vm *vm = v->vm;
+    struct tcg_cpu *cpu = &v->cpu;
     atomic_fetch_and(&v->cpu.interrupt_request, ~TCG_REQ_INVALIDATE);
     pthread_mutex_lock(&vm->dma_lock);
     bool overflow = vm->dma_overflow;
@@ -417,14 +457,15 @@ void tcg_drop_dma_pages(struct accel_vcpu *v)
     vm->nr_dma_pages = 0;
     vm->dma_overflow = false;
     pthread_mutex_unlock(&vm->dma_lock);
+    tcg_tb_lock(cpu, vm);
     if (overflow) {
-        for (size_t i = 0; i < vm->tbs.nr_pages; i++)
-            if (vm->tbs.pages[i].nr)
-                tb_invalidate_page(&vm->tbs, i);
-        return;
+        for (size_t i = 0; i < vm->tbs.nr_used_pages; i++)
+            tb_invalidate_page(&vm->tbs, vm->tbs.used_pages[i]);
+    } else {
+        for (unsigned i = 0; i < n; i++)
+            tb_invalidate_page(&vm->tbs, pages[i]);
     }
-    for (unsigned i = 0; i < n; i++)
-        tb_invalidate_page(&vm->tbs, pages[i]);
+    tcg_tb_unlock(cpu, vm);
 }
 
 /* The xAPIC register page is per CPU, so it is not on the shared MMIO bus: accesses to it
@@ -460,9 +501,16 @@ static void phys_write(struct tcg_cpu *cpu, uint64_t paddr, uint64_t value, unsi
         return;
     }
     size_t index;
-    if (ram_page_index(vm, paddr, &index) && tb_page_has_code(&vm->tbs, index))
-        before_code_write(cpu, index, paddr, size);
+    if (!ram_page_index(vm, paddr, &index) || !tb_page_has_code(&vm->tbs, index)) {
+        memcpy(host, &value, size);
+        return;
+    }
+    /* Into code: drop the page's blocks and write while holding the translation lock, so no
+     * vCPU translates the page between the two and keeps the old bytes. */
+    tcg_tb_lock(cpu, vm);
+    before_code_write(cpu, index, paddr, size);
     memcpy(host, &value, size);
+    tcg_tb_unlock(cpu, vm);
 }
 
 bool mmu_code_phys(struct tcg_cpu *cpu, uint64_t pc, bool may_fault, uint64_t *paddr)
@@ -489,8 +537,15 @@ void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write)
         return NULL;
     void *host = gpa_to_host(vm->mem, paddr, len);
     size_t index;
-    if (host && write && ram_page_index(vm, paddr, &index) && tb_page_has_code(&vm->tbs, index))
+    if (host && write && ram_page_index(vm, paddr, &index) && tb_page_has_code(&vm->tbs, index)) {
+        tcg_tb_lock(cpu, vm);
         before_code_write(cpu, index, paddr, (unsigned)len);
+        tcg_tb_unlock(cpu, vm);
+        /* With other vCPUs translating, the caller's later write could land after one of
+         * them read the page: such writes go through mmu_store (under the lock). */
+        if (vm->nr_vcpus > 1)
+            return NULL;
+    }
     return host;
 }
 

@@ -39,6 +39,35 @@ int tb_cache_init(struct tb_cache *cache, size_t nr_ram_pages)
     return 0;
 }
 
+int tb_register_jmp_cache(struct tb_cache *cache, struct tb **jmp_cache)
+{
+    if (cache->nr_jmp_caches >= TB_MAX_JMP_CACHES)
+        return -1;
+    memset(jmp_cache, 0, TB_JMP_CACHE_SIZE * sizeof(*jmp_cache));
+    cache->jmp_caches[cache->nr_jmp_caches++] = jmp_cache;
+    return 0;
+}
+
+void tb_unregister_jmp_cache(struct tb_cache *cache, struct tb **jmp_cache)
+{
+    for (unsigned i = 0; i < cache->nr_jmp_caches; i++)
+        if (cache->jmp_caches[i] == jmp_cache) {
+            cache->jmp_caches[i] = cache->jmp_caches[--cache->nr_jmp_caches];
+            return;
+        }
+}
+
+void tb_clear_jmp_caches(struct tb_cache *cache)
+{
+    for (unsigned i = 0; i < cache->nr_jmp_caches; i++)
+        memset(cache->jmp_caches[i], 0, TB_JMP_CACHE_SIZE * sizeof(struct tb *));
+}
+
+static bool tb_is_valid(const struct tb *tb)
+{
+    return __atomic_load_n(&tb->valid, __ATOMIC_ACQUIRE);
+}
+
 void tb_discard(struct tb *tb)
 {
     interp_free(tb->code);
@@ -54,7 +83,7 @@ static size_t tb_bytes(const struct tb *tb)
 /* Chained jumps into a dropped block must not reach its code any more. */
 static void tb_kill(struct tb_cache *cache, struct tb *tb)
 {
-    tb->valid = false;
+    __atomic_store_n(&tb->valid, false, __ATOMIC_SEQ_CST);
     if (tb->native)
         native_invalidate(cache->jit, tb->native);
 }
@@ -72,18 +101,33 @@ void tb_cache_destroy(struct tb_cache *cache)
     memset(cache, 0, sizeof(*cache));
 }
 
-struct tb *tb_lookup(struct tb_cache *cache, uint64_t pc, uint64_t phys_pc, uint64_t cs_base,
-                     uint32_t hflags)
+/* A hint stored after its block was retired would outlive the retirement's sweep of the
+ * jump caches: look again after storing (the sweep runs after `valid` is cleared). */
+static void jmp_cache_store(struct tb **slot, struct tb *tb)
 {
-    struct tb *hint = cache->jmp_cache[jmp_hash(pc)];
+    __atomic_store_n(slot, tb, __ATOMIC_SEQ_CST);
+    if (!tb_is_valid(tb)) {
+        struct tb *expected = tb;
+        __atomic_compare_exchange_n(slot, &expected, NULL, false, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_RELAXED);
+    }
+}
+
+struct tb *tb_lookup(struct tb_cache *cache, struct tb **jmp_cache, uint64_t pc, uint64_t phys_pc,
+                     uint64_t cs_base, uint32_t hflags)
+{
+    struct tb **slot = jmp_cache ? &jmp_cache[jmp_hash(pc)] : NULL;
+    struct tb *hint = slot ? __atomic_load_n(slot, __ATOMIC_ACQUIRE) : NULL;
     if (hint && hint->pc == pc && hint->phys_pc == phys_pc && hint->cs_base == cs_base &&
-        hint->hflags == hflags)
+        hint->hflags == hflags && tb_is_valid(hint))
         return hint;
-    for (struct tb *tb = cache->hash[tb_hash(pc, phys_pc, hflags, cache->hash_size)]; tb;
-         tb = tb->hash_next) {
+    struct tb **bucket = &cache->hash[tb_hash(pc, phys_pc, hflags, cache->hash_size)];
+    for (struct tb *tb = __atomic_load_n(bucket, __ATOMIC_ACQUIRE); tb;
+         tb = __atomic_load_n(&tb->hash_next, __ATOMIC_ACQUIRE)) {
         if (tb->phys_pc == phys_pc && tb->pc == pc && tb->cs_base == cs_base &&
-            tb->hflags == hflags) {
-            cache->jmp_cache[jmp_hash(pc)] = tb;
+            tb->hflags == hflags && tb_is_valid(tb)) {
+            if (slot)
+                jmp_cache_store(slot, tb);
             return tb;
         }
     }
@@ -137,10 +181,16 @@ static void page_list_remove(struct tb_page_list *list, const struct tb *tb)
 
 /* Keep chains short as blocks accumulate (a guest running many processes has the same code
  * at many addresses: ASLR): double the table when it holds two blocks per bucket. Without
- * memory for a bigger table the old one stays. */
+ * memory for a bigger table the old one stays. Lock-free readers may be walking the chains:
+ * only where no block runs (tb_maintain). */
+static bool tb_hash_wants_growth(const struct tb_cache *cache)
+{
+    return cache->nr_tbs >= 2 * cache->hash_size && cache->hash_size < TB_HASH_MAX_SIZE;
+}
+
 static void tb_hash_grow(struct tb_cache *cache)
 {
-    if (cache->nr_tbs < 2 * cache->hash_size || cache->hash_size >= TB_HASH_MAX_SIZE)
+    if (!tb_hash_wants_growth(cache))
         return;
     size_t size = cache->hash_size * 2;
     struct tb **hash = calloc(size, sizeof(*hash));
@@ -163,7 +213,7 @@ int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t 
 {
     size_t bytes = tb_bytes(tb);
     if (cache->code_bytes + bytes > cache->max_code_bytes)
-        tb_flush(cache);
+        cache->flush_wanted = true; /* at the next point where no block runs */
     if (page_index0 >= cache->nr_pages || page_list_add(cache, page_index0, tb) < 0) {
         tb_discard(tb);
         return -1;
@@ -177,13 +227,13 @@ int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t 
     }
     tb->page_index[0] = page_index0;
     tb->page_index[1] = page_index1;
+    tb->in_cache = true;
     tb->valid = true;
-    tb_hash_grow(cache);
     size_t h = tb_hash(tb->pc, tb->phys_pc, tb->hflags, cache->hash_size);
     tb->hash_next = cache->hash[h];
-    cache->hash[h] = tb;
-    cache->jmp_cache[jmp_hash(tb->pc)] = tb;
+    __atomic_store_n(&cache->hash[h], tb, __ATOMIC_RELEASE); /* published whole */
     cache->nr_tbs++;
+    cache->grow_wanted |= tb_hash_wants_growth(cache);
     cache->code_bytes += bytes;
     cache->stats_translated++;
     return 0;
@@ -196,22 +246,36 @@ static void tb_retire(struct tb_cache *cache, struct tb *tb)
     struct tb **link = &cache->hash[tb_hash(tb->pc, tb->phys_pc, tb->hflags, cache->hash_size)];
     while (*link && *link != tb)
         link = &(*link)->hash_next;
-    if (*link)
-        *link = tb->hash_next;
+    if (*link) /* readers standing on tb go on through its hash_next: it stays until reaped */
+        __atomic_store_n(link, tb->hash_next, __ATOMIC_RELEASE);
+    tb_kill(cache, tb); /* before the sweep (see jmp_cache_store) */
     size_t j = jmp_hash(tb->pc);
-    if (cache->jmp_cache[j] == tb)
-        cache->jmp_cache[j] = NULL;
-    tb_kill(cache, tb);
+    for (unsigned i = 0; i < cache->nr_jmp_caches; i++) {
+        struct tb *expected = tb;
+        __atomic_compare_exchange_n(&cache->jmp_caches[i][j], &expected, NULL, false,
+                                    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+    }
     tb->zombie_next = cache->zombies;
     cache->zombies = tb;
     cache->nr_tbs--;
     size_t bytes = tb_bytes(tb);
+    cache->zombie_bytes += bytes;
     cache->code_bytes = cache->code_bytes > bytes ? cache->code_bytes - bytes : 0;
 }
 
 bool tb_page_has_code(const struct tb_cache *cache, size_t page_index)
 {
-    return page_index < cache->nr_pages && cache->pages[page_index].nr != 0;
+    if (page_index >= cache->nr_pages)
+        return false;
+    const struct tb_page_list *list = &cache->pages[page_index];
+    return __atomic_load_n(&list->nr, __ATOMIC_SEQ_CST) != 0 ||
+           __atomic_load_n(&list->translating, __ATOMIC_SEQ_CST);
+}
+
+void tb_page_mark_translating(struct tb_cache *cache, size_t page_index)
+{
+    if (page_index < cache->nr_pages)
+        __atomic_store_n(&cache->pages[page_index].translating, true, __ATOMIC_SEQ_CST);
 }
 
 bool tb_page_code_overlaps(const struct tb_cache *cache, size_t page_index, uint64_t insn,
@@ -235,9 +299,10 @@ size_t tb_invalidate_page(struct tb_cache *cache, size_t page_index)
         return 0;
     struct tb_page_list *list = &cache->pages[page_index];
     size_t count = 0;
+    __atomic_store_n(&list->translating, false, __ATOMIC_RELAXED);
     while (list->nr) {
         struct tb *tb = list->tbs[list->nr - 1];
-        list->nr--;
+        __atomic_store_n(&list->nr, list->nr - 1, __ATOMIC_RELAXED);
         /* A block spanning two pages is on the other page's list too. */
         for (int i = 0; i < 2; i++) {
             size_t other = tb->page_index[i];
@@ -264,11 +329,14 @@ void tb_flush(struct tb_cache *cache)
         }
         cache->hash[i] = NULL;
     }
-    for (size_t i = 0; i < cache->nr_used_pages; i++)
+    for (size_t i = 0; i < cache->nr_used_pages; i++) {
         cache->pages[cache->used_pages[i]].nr = 0;
-    memset(cache->jmp_cache, 0, sizeof(cache->jmp_cache));
+        cache->pages[cache->used_pages[i]].translating = false;
+    }
+    tb_clear_jmp_caches(cache);
     cache->nr_tbs = 0;
     cache->code_bytes = 0;
+    cache->flush_wanted = false;
     cache->stats_flushes++;
 }
 
@@ -281,4 +349,28 @@ void tb_reap(struct tb_cache *cache)
         tb = next;
     }
     cache->zombies = NULL;
+    cache->zombie_bytes = 0;
+}
+
+bool tb_maintenance_due(const struct tb_cache *cache, size_t zombie_limit)
+{
+    return __atomic_load_n(&cache->flush_wanted, __ATOMIC_RELAXED) ||
+           __atomic_load_n(&cache->grow_wanted, __ATOMIC_RELAXED) ||
+           __atomic_load_n(&cache->zombie_bytes, __ATOMIC_RELAXED) > zombie_limit;
+}
+
+bool tb_maintain(struct tb_cache *cache)
+{
+    bool flushed = cache->flush_wanted;
+    if (flushed)
+        tb_flush(cache);
+    if (cache->grow_wanted) {
+        cache->grow_wanted = false;
+        tb_hash_grow(cache);
+    }
+    /* A hint that raced with its block's retirement would dangle after the reap. */
+    if (cache->zombies && cache->nr_jmp_caches > 1)
+        tb_clear_jmp_caches(cache);
+    tb_reap(cache);
+    return flushed;
 }

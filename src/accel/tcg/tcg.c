@@ -34,7 +34,8 @@ static const void *native_next_block(void *env, struct native_site *site);
 
 /* The native backend where the host can run it and it is not turned off; NULL means the
  * interpreter. */
-static struct native_jit *create_native_backend(const struct accel_settings *settings)
+static struct native_jit *create_native_backend(const struct accel_settings *settings,
+                                                unsigned nr_vcpus)
 {
     if (settings && settings->tcg_backend == TCG_BACKEND_INTERP)
         return NULL;
@@ -55,6 +56,8 @@ static struct native_jit *create_native_backend(const struct accel_settings *set
         .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
         .lookup_next = native_next_block,
         .pc_offset = offsetof(struct tcg_cpu, rip),
+        .nr_threads = nr_vcpus,
+        .sites_offset = offsetof(struct tcg_cpu, jit_sites),
     };
     size_t bytes = NATIVE_BUFFER_BYTES;
     if (settings && settings->tcg_code_kb)
@@ -70,9 +73,17 @@ struct tcg_vcpu_extra {
     struct ir_block block; /* scratch IR block for translation (large: kept per vCPU) */
 };
 
+/* Nothing is held across a jump back to the run loop. */
+static void release_locks(struct tcg_cpu *cpu)
+{
+    if (cpu->tb_lock_held)
+        tcg_tb_unlock(cpu, cpu_vcpu(cpu)->vm);
+}
+
 noreturn void tcg_raise_exception(struct tcg_cpu *cpu, int vector, uint32_t error_code,
                                   bool has_error_code)
 {
+    release_locks(cpu);
     cpu->exception = vector;
     cpu->error_code = error_code;
     cpu->has_error_code = has_error_code;
@@ -81,11 +92,13 @@ noreturn void tcg_raise_exception(struct tcg_cpu *cpu, int vector, uint32_t erro
 
 noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu)
 {
+    release_locks(cpu);
     longjmp(cpu->exit_jmp, 2);
 }
 
 noreturn void tcg_exit_atomic(struct tcg_cpu *cpu)
 {
+    release_locks(cpu);
     cpu->step_atomic = true;
     longjmp(cpu->exit_jmp, 2);
 }
@@ -115,13 +128,18 @@ static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **ou
     vm->intack_ctx = cfg->intack_ctx;
     vm->eoi = cfg->eoi;
     pthread_mutex_init(&vm->dma_lock, NULL);
+    pthread_mutex_init(&vm->tb_lock, NULL);
+    tcg_exclusive_init(&vm->excl);
     if (tb_cache_init(&vm->tbs, (size_t)(cfg->mem->ram_size >> 12)) < 0) {
+        pthread_mutex_destroy(&vm->tb_lock);
+        tcg_exclusive_destroy(&vm->excl);
+        pthread_mutex_destroy(&vm->dma_lock);
         free(vm);
         return qk_fail(err, errlen, "out of memory for the translation cache");
     }
     vm->clock = cfg->clock;
     vm->settings = cfg->settings;
-    vm->tbs.jit = create_native_backend(cfg->settings);
+    vm->tbs.jit = create_native_backend(cfg->settings, cfg->nr_vcpus);
     *out = vm;
     return 0;
 }
@@ -134,6 +152,8 @@ static void tcg_vm_destroy(struct accel_vm *vm)
     tb_cache_destroy(&vm->tbs);
     native_jit_destroy(jit);
     pthread_mutex_destroy(&vm->dma_lock);
+    pthread_mutex_destroy(&vm->tb_lock);
+    tcg_exclusive_destroy(&vm->excl);
     free(vm);
 }
 
@@ -167,7 +187,18 @@ static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
                           (1u << 21) | (1u << 24); /* x2APIC TSC-deadline */
     add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1,
              edx1 | (1u << 9)); /* family 6; CLFLUSH 64 B; APIC (lapic.c) */
+    /* Deterministic cache parameters (leaf 4): 32 KiB 8-way L1 data and instruction caches
+     * and a 1 MiB 16-way L2 per core, 64-byte lines; cpuid_shape_for_vcpu fills in the core
+     * count. Then the end of the list (type 0). */
+    add_leaf(out, 4, 0, CPUID_FLAG_INDEXED, 0x121, 7u << 22 | 63, 63, 0);
+    add_leaf(out, 4, 1, CPUID_FLAG_INDEXED, 0x122, 7u << 22 | 63, 63, 0);
+    add_leaf(out, 4, 2, CPUID_FLAG_INDEXED, 0x143, 15u << 22 | 63, 1023, 0);
+    add_leaf(out, 4, 3, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
     add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
+    /* Extended topology (leaf 0xB): SMT and core levels, the x2APIC ID in EDX; the per-vCPU
+     * values come from cpuid_shape_for_vcpu. */
+    for (uint32_t sub = 0; sub < 3; sub++)
+        add_leaf(out, 0xb, sub, CPUID_FLAG_INDEXED, 0, 0, sub, 0);
     /* The TSC and the LAPIC timer both count at 1 GHz from the host's monotonic clock: say so
      * instead of letting the guest calibrate against the PIT. Leaf 0x15 (TSC = crystal *
      * EBX / EAX; Linux also takes the crystal as the LAPIC timer rate) and 0x16 (MHz) are
@@ -287,8 +318,18 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
         free(v);
         return qk_fail(err, errlen, "cannot create the local APIC");
     }
+    pthread_mutex_lock(&vm->tb_lock);
+    rc = tb_register_jmp_cache(&vm->tbs, v->jmp_cache);
+    pthread_mutex_unlock(&vm->tb_lock);
+    if (rc < 0) {
+        lapic_destroy(&v->lapic);
+        pthread_cond_destroy(&v->wake);
+        free(v);
+        return qk_fail(err, errlen, "too many vCPUs for the translation cache");
+    }
     pthread_mutex_init(&v->lock, NULL);
     v->cpu.vcpu = (struct tcg_vcpu *)v;
+    v->cpu.jit_sites = vm->tbs.jit ? native_jit_sites(vm->tbs.jit, index) : NULL;
     tcg_reset_cpu(&v->cpu);
     v->cpu.parallel = vm->nr_vcpus > 1;
     v->wait_for_sipi = index != 0; /* application processors wait for their SIPI (smp.c) */
@@ -305,6 +346,9 @@ static void tcg_vcpu_destroy(struct accel_vcpu *v)
     struct accel_vcpu *self = v;
     if (v->index < TCG_MAX_VCPUS)
         atomic_compare_exchange_strong(&v->vm->vcpus[v->index], &self, NULL);
+    pthread_mutex_lock(&v->vm->tb_lock);
+    tb_unregister_jmp_cache(&v->vm->tbs, v->jmp_cache);
+    pthread_mutex_unlock(&v->vm->tb_lock);
     lapic_destroy(&v->lapic);
     pthread_mutex_destroy(&v->lock);
     pthread_cond_destroy(&v->wake);
@@ -510,83 +554,124 @@ static bool deliver_single_step(struct tcg_cpu *cpu)
     return deliver_exception(cpu);
 }
 
-/* Translate the block at pc. `alone`: just the one instruction, for the interpreter, not
- * cached (after a store rewrote the running block, see before_code_write). */
-static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t phys_pc,
-                                  uint64_t cs_base, bool alone)
+static void log_ir(const struct ir_block *block, const char *what, uint64_t pc, unsigned insns)
+{
+    size_t len = 1 << 20; /* debug output only */
+    char *text = malloc(len);
+    if (!text)
+        return;
+    ir_print(block, text, len);
+    fprintf(stderr, "%s pc=0x%llx (%u insns)\n%s\n", what, (unsigned long long)pc, insns, text);
+    free(text);
+}
+
+/* RAM page number of physical page address ppage, or SIZE_MAX outside RAM. */
+static size_t ram_page(const struct accel_vm *vm, uint64_t ppage)
+{
+    const uint8_t *host = gpa_to_host(vm->mem, ppage, 0x1000);
+    return host ? (size_t)(host - vm->mem->mapping) >> 12 : SIZE_MAX;
+}
+
+/* From now on stores to RAM page `page` (physical ppage) by any vCPU take the slow path, which
+ * drops its blocks: set before its bytes are read, so a store after the read is not missed.
+ * Translation lock held. */
+static void protect_code_page(struct accel_vm *vm, size_t page, uint64_t ppage)
+{
+    if (tb_page_has_code(&vm->tbs, page))
+        return; /* protected already: TLB fills check for code */
+    tb_page_mark_translating(&vm->tbs, page);
+    tcg_protect_code_page(vm, ppage);
+}
+
+/* IR -> host code (or the interpreter's form) for a new block; NULL when out of memory or,
+ * with *full set, when the native code buffer is full. */
+static struct tb *compile_block(struct accel_vcpu *v, const struct x86_translate_info *info,
+                                bool native, bool *full)
 {
     struct tcg_cpu *cpu = &v->cpu;
     struct accel_vm *vm = v->vm;
     struct ir_block *block = vcpu_block(v);
-    struct x86_translate_info info;
-    if (x86_translate_block(cpu, block, cs_base, cpu->rip, cpu->hflags, alone ? 1 : 0, &info) < 0)
-        return NULL;
-    if (getenv("QUOKKA_TCG_LOG_IR")) {
-        static char text[1 << 20]; /* debug output only */
-        ir_print(block, text, sizeof(text));
-        fprintf(stderr, "IN  pc=0x%llx (%u insns)\n%s", (unsigned long long)pc, info.nr_insns,
-                text);
-    }
-    ir_optimize(block);
-    if (getenv("QUOKKA_TCG_LOG_IR")) {
-        static char text[1 << 20];
-        ir_print(block, text, sizeof(text));
-        fprintf(stderr, "OUT\n%s\n", text);
-    }
+    *full = false;
     struct tb *tb = calloc(1, sizeof(*tb));
     if (!tb)
         return NULL;
-    /* Code outside RAM is never cached: interpret it, so that running it again and again
-     * does not fill the native code buffer (where only a flush reclaims space). */
-    const uint8_t *host0 = gpa_to_host(vm->mem, phys_pc & ~0xfffULL, 0x1000);
-    if (vm->tbs.jit && !alone && host0) {
+    if (native) {
         const struct native_block_info ni = {(cpu->hflags & HF_CPL_MASK) == 3, cpu->hflags,
-                                             info.nr_insns, (cpu->hflags & HF_CS64) != 0};
-        bool full;
-        tb->native = native_compile(vm->tbs.jit, block, &ni, &full);
-        if (!tb->native && full) {
-            /* Code buffer full: drop every block (none is running) and start it over. */
-            tb_flush(&vm->tbs);
-            native_reset(vm->tbs.jit);
-            tb->native = native_compile(vm->tbs.jit, block, &ni, &full);
-        }
+                                             info->nr_insns, (cpu->hflags & HF_CS64) != 0};
+        tb->native = native_compile(vm->tbs.jit, block, &ni, full);
+        if (tb->native)
+            tb->native_entry = tb->native->entry;
     } else {
         tb->code = interp_compile(block, &tcg_mem_ops);
     }
-    if (tb->native)
-        tb->native_entry = tb->native->entry;
     if (!tb->code && !tb->native) {
         free(tb);
         return NULL;
     }
+    tb->hflags = cpu->hflags;
+    tb->size = info->guest_size;
+    tb->nr_guest_insns = info->nr_insns;
+    return tb;
+}
+
+/* Translate the block at pc and, for code in RAM, insert it into the shared cache. `alone`:
+ * just the one instruction, for the interpreter, not cached (after a store rewrote the
+ * running block, see before_code_write, or an atomic step). NULL: out of memory or IR
+ * overflow, or (*full) the code buffer must be flushed first. */
+static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t phys_pc,
+                                  uint64_t cs_base, bool alone, bool *full)
+{
+    struct tcg_cpu *cpu = &v->cpu;
+    struct accel_vm *vm = v->vm;
+    struct ir_block *block = vcpu_block(v);
+    /* Code outside RAM is never cached: interpret it, so that running it again and again
+     * does not fill the native code buffer (where only a flush reclaims space). */
+    size_t page0 = ram_page(vm, phys_pc & ~0xfffULL);
+    bool cached = !alone && page0 != SIZE_MAX;
+    *full = false;
+    if (cached) {
+        tcg_tb_lock(cpu, vm);
+        /* Another vCPU may have translated it while this one waited for the lock. */
+        struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, phys_pc, cs_base, cpu->hflags);
+        if (tb) {
+            tcg_tb_unlock(cpu, vm);
+            return tb;
+        }
+        protect_code_page(vm, page0, phys_pc & ~0xfffULL);
+    }
+    struct x86_translate_info info;
+    /* May raise #PF for the first byte (tables changed meanwhile): that releases the lock. */
+    struct tb *tb = NULL;
+    if (x86_translate_block(cpu, block, cs_base, cpu->rip, cpu->hflags, alone ? 1 : 0, &info) < 0)
+        goto out;
+    bool log = getenv("QUOKKA_TCG_LOG_IR") != NULL;
+    if (log)
+        log_ir(block, "IN ", pc, info.nr_insns);
+    ir_optimize(block);
+    if (log)
+        log_ir(block, "OUT", pc, info.nr_insns);
+    tb = compile_block(v, &info, vm->tbs.jit && cached, full);
+    if (!tb)
+        goto out;
     tb->pc = pc;
     tb->phys_pc = phys_pc;
     tb->cs_base = cs_base;
-    tb->hflags = cpu->hflags;
-    tb->size = info.guest_size;
-    tb->nr_guest_insns = info.nr_insns;
-    /* Code pages: the first and, if the block's last byte is on another page, that one. */
-    size_t page0 = host0 ? (size_t)(host0 - vm->mem->mapping) >> 12 : SIZE_MAX;
+    if (!cached)
+        goto out; /* code outside RAM cannot be written by the guest; a lone insn runs once */
+    /* The block's last byte may be on a second page: protect that one too. */
     size_t page1 = SIZE_MAX;
     uint64_t phys_last;
     if ((info.last_byte & ~0xfffULL) != (pc & ~0xfffULL) &&
         mmu_probe(cpu, info.last_byte, MMU_EXEC, &phys_last)) {
-        const uint8_t *host1 = gpa_to_host(vm->mem, phys_last & ~0xfffULL, 0x1000);
-        if (host1)
-            page1 = (size_t)(host1 - vm->mem->mapping) >> 12;
-        if (!host1 || !tb_page_has_code(&vm->tbs, page1))
-            tlb_protect_code(cpu, phys_last & ~0xfffULL);
+        page1 = ram_page(vm, phys_last & ~0xfffULL);
+        if (page1 != SIZE_MAX)
+            protect_code_page(vm, page1, phys_last & ~0xfffULL);
     }
-    if (page0 == SIZE_MAX || alone) {
-        /* Code outside RAM cannot be written by the guest: keep it uncached (and a lone
-         * instruction is run once). */
-        return tb;
-    }
-    /* A page that already holds blocks is protected already: TLB fills check for code. */
-    if (!tb_page_has_code(&vm->tbs, page0))
-        tlb_protect_code(cpu, phys_pc & ~0xfffULL);
     if (tb_insert(&vm->tbs, tb, page0, page1) < 0)
-        return NULL;
+        tb = NULL;
+out:
+    if (cached)
+        tcg_tb_unlock(cpu, vm);
     return tb;
 }
 
@@ -618,6 +703,7 @@ static bool nmi_pending(struct accel_vcpu *v)
 static bool wait_for_interrupt(struct accel_vcpu *v)
 {
     struct tcg_cpu *cpu = &v->cpu;
+    tcg_exec_end(v); /* asleep: exclusive sections need not wait for this vCPU */
     pthread_mutex_lock(&v->lock);
     while (!(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) &&
            !((cpu->eflags & X86_IF) && interrupt_pending(v)) && !nmi_pending(v) &&
@@ -635,6 +721,7 @@ static bool wait_for_interrupt(struct accel_vcpu *v)
         pthread_cond_timedwait(&v->wake, &v->lock, &ts);
     }
     pthread_mutex_unlock(&v->lock);
+    tcg_exec_start(v);
     return !(atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP);
 }
 
@@ -677,17 +764,21 @@ static const void *native_next_block(void *env, struct native_site *site)
     if (cpu->inhibit_irq || cpu->single_step || (cpu->eflags & X86_TF))
         return NULL;
     uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
-    struct accel_vm *vm = cpu_vcpu(cpu)->vm;
-    struct tb *tb = tb_lookup(&vm->tbs, pc, code_phys(cpu, pc), cs_base, cpu->hflags);
-    if (!tb || !tb->valid)
+    struct accel_vcpu *v = cpu_vcpu(cpu);
+    struct accel_vm *vm = v->vm;
+    uint64_t phys = code_phys(cpu, pc);
+    struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base, cpu->hflags);
+    if (!tb)
         return NULL;
     /* The exit's inline cache compares RIP alone: only for 64-bit code (no CS base). */
     if (site && (cpu->hflags & HF_CS64) && native_site_open(site, cpu->rip)) {
         note_chain_target(cpu, tb);
         bool global = code_on_global_page(cpu, tb);
+        tcg_tb_lock(cpu, vm); /* the target's list of sites leading to it is shared */
         native_cache_target(vm->tbs.jit, site, cpu->rip, cpu->hflags,
                             global ? cpu->chain_epoch_global : cpu->chain_epoch, global,
                             tb->native);
+        tcg_tb_unlock(cpu, vm);
     }
     return tb->native_entry;
 }
@@ -697,15 +788,60 @@ static const void *native_next_block(void *env, struct native_site *site)
 static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native_code *from,
                          unsigned slot, const struct tb *to)
 {
-    if (!from || !to->valid || !to->native || to->hflags != cpu->hflags)
+    if (!to->native || to->hflags != cpu->hflags)
         return;
     note_chain_target(cpu, to);
     bool global = code_on_global_page(cpu, to);
-    native_chain(vm->tbs.jit, from, slot, to->native,
-                 global ? cpu->chain_epoch_global : cpu->chain_epoch, global);
+    tcg_tb_lock(cpu, vm); /* `from` and `to` stay alive and their site lists consistent */
+    if (!from->dead && __atomic_load_n(&to->valid, __ATOMIC_ACQUIRE))
+        native_chain(vm->tbs.jit, cpu_vcpu(cpu)->index, from, slot, to->native,
+                     global ? cpu->chain_epoch_global : cpu->chain_epoch, global);
+    tcg_tb_unlock(cpu, vm);
 }
 
-static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
+/* Retired blocks beyond this (bytes) are freed in an exclusive section; with one vCPU they
+ * are freed at every run-loop turn. */
+#define ZOMBIE_LIMIT (8u << 20)
+
+/* At the run loop's top, holding no block: drop code devices wrote, cache maintenance (in
+ * an exclusive section when other vCPUs run), and other vCPUs' sections. Returns true when
+ * blocks may have been freed meanwhile. */
+static bool between_blocks(struct accel_vcpu *v)
+{
+    struct accel_vm *vm = v->vm;
+    struct tcg_cpu *cpu = &v->cpu;
+    bool smp = vm->nr_vcpus > 1, freed = false;
+    if (atomic_load(&cpu->interrupt_request) & TCG_REQ_INVALIDATE)
+        tcg_drop_dma_pages(v);
+    if (tb_maintenance_due(&vm->tbs, smp ? ZOMBIE_LIMIT : 0)) {
+        if (smp)
+            tcg_exclusive_begin(v);
+        tcg_tb_lock(cpu, vm);
+        if (tb_maintain(&vm->tbs) && vm->tbs.jit)
+            native_reset(vm->tbs.jit);
+        tcg_tb_unlock(cpu, vm);
+        if (smp)
+            tcg_exclusive_end(v);
+        freed = true;
+    }
+    if (smp)
+        freed |= tcg_safe_point(v);
+    return freed;
+}
+
+/* The translator could not place a block: the code buffer is full. Have it flushed at the
+ * loop top; false when it was flushed just before (a block that cannot fit at all). */
+static bool want_flush(struct accel_vcpu *v, volatile unsigned *full_in_a_row)
+{
+    if (++*full_in_a_row > 2)
+        return false;
+    tcg_tb_lock(&v->cpu, v->vm);
+    v->vm->tbs.flush_wanted = true;
+    tcg_tb_unlock(&v->cpu, v->vm);
+    return true;
+}
+
+static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
 {
     struct tcg_cpu *cpu = &v->cpu;
     struct accel_vm *vm = v->vm;
@@ -715,11 +851,11 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
     /* An uncached block (code outside RAM, a lone instruction) while it runs: freed after
      * it, also when it leaves by an exception (else each such run leaks it). */
     struct tb *volatile uncached = NULL;
+    volatile unsigned full_in_a_row = 0;
     memset(exit, 0, sizeof(*exit));
     for (;;) {
-        if (atomic_load(&cpu->interrupt_request) & TCG_REQ_INVALIDATE)
-            tcg_drop_dma_pages(v);
-        tb_reap(&vm->tbs);
+        if (between_blocks(v))
+            chain_from = NULL;
         atomic_fetch_and(&cpu->interrupt_request, ~TCG_REQ_INTERRUPT); /* looked at below */
         if (atomic_load(&cpu->interrupt_request) & TCG_REQ_STOP) {
             atomic_fetch_and(&cpu->interrupt_request, ~TCG_REQ_STOP);
@@ -743,6 +879,8 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             if (cpu->smc == TCG_SMC_RUNNING)
                 cpu->smc = 0;
             cpu->parallel = vm->nr_vcpus > 1;
+            if (v->in_exclusive)
+                tcg_exclusive_end(v); /* the atomic step faulted */
             if (cpu->exception >= 0 && !deliver_exception(cpu)) {
                 exit->reason = ACCEL_EXIT_SHUTDOWN;
                 return 0;
@@ -817,11 +955,21 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         if (atomic_step) {
             cpu->step_atomic = false;
             cpu->parallel = false; /* restored after it, or on the way out of a fault */
+            if (vm->nr_vcpus > 1) {
+                tcg_exclusive_begin(v);
+                chain_from = NULL;
+            }
         }
-        struct tb *tb =
-            alone || one_insn ? NULL : tb_lookup(&vm->tbs, pc, phys, cs_base, cpu->hflags);
+        struct tb *tb = alone || one_insn
+                            ? NULL
+                            : tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base, cpu->hflags);
         if (!tb) {
-            tb = translate_block(v, pc, phys, cs_base, alone || one_insn);
+            bool full;
+            tb = translate_block(v, pc, phys, cs_base, alone || one_insn, &full);
+            if (!tb && full && want_flush(v, &full_in_a_row)) {
+                chain_from = NULL;
+                continue;
+            }
             if (!tb) {
                 exit->reason = ACCEL_EXIT_ERROR;
                 snprintf(exit->error.msg, sizeof(exit->error.msg),
@@ -830,10 +978,11 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
                 return 0;
             }
         }
-        if (chain_from && !chain_from->dead)
+        full_in_a_row = 0;
+        if (chain_from)
             chain_blocks(vm, cpu, chain_from, chain_slot, tb);
         chain_from = NULL;
-        bool cached = tb->valid;
+        bool cached = tb->in_cache;
         if (!cached)
             uncached = tb;
         uint32_t why;
@@ -859,8 +1008,11 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
         cpu->in_block = false;
         if (alone)
             cpu->smc = 0;
-        if (atomic_step)
+        if (atomic_step) {
             cpu->parallel = vm->nr_vcpus > 1;
+            if (v->in_exclusive)
+                tcg_exclusive_end(v);
+        }
         cpu->single_step = false;
         if (step && !deliver_single_step(cpu)) {
             exit->reason = ACCEL_EXIT_SHUTDOWN;
@@ -875,6 +1027,14 @@ static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
             tb_discard(tb);
         }
     }
+}
+
+static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
+{
+    tcg_exec_start(v);
+    int rc = run_loop(v, exit);
+    tcg_exec_end(v);
+    return rc;
 }
 
 const struct accel_ops tcg_accel_ops = {

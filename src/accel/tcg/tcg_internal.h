@@ -15,6 +15,15 @@
 
 #define TCG_MAX_VCPUS 64u
 
+/* Stopping every other vCPU at a block boundary (exclusive.c). */
+struct tcg_exclusive {
+    pthread_mutex_t lock;
+    pthread_cond_t stopped; /* the requester: every counted vCPU reached its safe point */
+    pthread_cond_t resume;  /* the others: the section is over */
+    /* 0: none; else 1 + running vCPUs yet to stop (the section runs when it is 1). */
+    atomic_uint pending;
+};
+
 struct accel_vm {
     struct guest_memory *mem;
     struct bus *pio, *mmio;
@@ -23,6 +32,10 @@ struct accel_vm {
     void *intack_ctx;
     void (*eoi)(void *ctx, uint8_t vector); /* the machine's EOI broadcast (IOAPIC) */
     struct tb_cache tbs;
+    /* The translation lock: held to change the block cache (translate and insert, invalidate,
+     * chain) and for stores into pages holding code; never across a wait for other vCPUs. */
+    pthread_mutex_t tb_lock;
+    struct tcg_exclusive excl;
     /* Every vCPU by index, set once it exists (NULL before and after): read from device
      * threads and other vCPUs (APIC messages, code-page protection, exclusive sections). */
     _Atomic(struct accel_vcpu *) vcpus[TCG_MAX_VCPUS];
@@ -56,6 +69,11 @@ struct accel_vcpu {
     struct cpuid_model cpuid;
     uint64_t guest_insns; /* instructions of blocks run to their end (benchmarks) */
     bool wait_for_sipi;   /* an AP before its SIPI, or any CPU after INIT but the BSP (smp.c) */
+    /* Exclusive sections (exclusive.c). */
+    atomic_bool running;                     /* inside tcg_run, may hold blocks */
+    bool excl_waited_for;                    /* counted by a requester (under vm->excl.lock) */
+    bool in_exclusive;                       /* this vCPU owns the running section */
+    struct tb *jmp_cache[TB_JMP_CACHE_SIZE]; /* this vCPU's hints by linear pc (tb.h) */
 };
 
 static inline struct accel_vcpu *cpu_vcpu(struct tcg_cpu *cpu)
@@ -106,6 +124,31 @@ noreturn void tcg_exit_to_loop(struct tcg_cpu *cpu);
  * cpu->parallel false, while every other vCPU is stopped (QEMU's cpu_exec_step_atomic). */
 noreturn void tcg_exit_atomic(struct tcg_cpu *cpu);
 
+/* Exclusive sections (exclusive.c). run() brackets its work with exec_start/exec_end (and
+ * ends around sleeps); the run loop calls tcg_safe_point between blocks. begin/end are
+ * called by a running vCPU holding no lock; in between it alone runs. */
+void tcg_exclusive_init(struct tcg_exclusive *x);
+void tcg_exclusive_destroy(struct tcg_exclusive *x);
+void tcg_exec_start(struct accel_vcpu *v);
+void tcg_exec_end(struct accel_vcpu *v);
+void tcg_exclusive_begin(struct accel_vcpu *self);
+void tcg_exclusive_end(struct accel_vcpu *self);
+/* Returns true when another vCPU's section may have run (blocks may have been freed). */
+bool tcg_safe_point(struct accel_vcpu *v);
+
+/* The translation lock; a guest exception or exit raised while it is held releases it. */
+static inline void tcg_tb_lock(struct tcg_cpu *cpu, struct accel_vm *vm)
+{
+    pthread_mutex_lock(&vm->tb_lock);
+    cpu->tb_lock_held = true;
+}
+
+static inline void tcg_tb_unlock(struct tcg_cpu *cpu, struct accel_vm *vm)
+{
+    cpu->tb_lock_held = false;
+    pthread_mutex_unlock(&vm->tb_lock);
+}
+
 /* --- TSC, MSRs, CR0 (helpers.c), shared with the accelerator's get/set_msrs --- */
 #define TCG_TSC_HZ 1000000000ULL /* 1 GHz nominal, from CLOCK_MONOTONIC */
 uint64_t tcg_read_tsc(const struct tcg_cpu *cpu);
@@ -149,7 +192,8 @@ void tlb_note_chain_target(struct tcg_cpu *cpu, uint64_t vaddr);
 /* A CR3 write: drop every entry but those of global pages. */
 void tlb_flush_nonglobal(struct tcg_cpu *cpu);
 void tlb_flush_page(struct tcg_cpu *cpu, uint64_t vaddr);
-/* Make writes to physical page ppage take the slow path (it now holds translated code). */
-void tlb_protect_code(struct tcg_cpu *cpu, uint64_t ppage);
+/* Make every vCPU's writes to physical page ppage take the slow path (it now holds translated
+ * code); the page is marked in the block cache first (fill_tlb looks again after filling). */
+void tcg_protect_code_page(struct accel_vm *vm, uint64_t ppage);
 
 #endif

@@ -59,9 +59,14 @@ _Static_assert(sizeof(struct native_site) == 40, "site layout used by generated 
 #define SITE_EPOCH_DISP_OFF 24
 #define SITE_MAX_RETARGETS 16
 
+#define NO_SITE UINT32_MAX
+
 struct native_jit {
-    struct native_site *sites; /* data slots for the code's indirect jumps */
+    /* Data slots for the code's indirect jumps: nr_threads copies of nr_sites each, thread
+     * t's at sites + t * nr_sites. */
+    struct native_site *sites;
     size_t nr_sites, sites_used;
+    unsigned nr_threads;
     uint8_t *rw; /* writable view */
     uint8_t *rx; /* executable view of the same pages */
     size_t size;
@@ -359,6 +364,11 @@ static void land8(struct emitter *e, size_t after)
     e->buf[after - 1] = (uint8_t)d;
 }
 
+static size_t jit_sites_bytes(const struct native_jit *jit)
+{
+    return (size_t)jit->nr_threads * jit->nr_sites * sizeof(struct native_site);
+}
+
 static uintptr_t jit_rx(const struct native_jit *jit, uint32_t off)
 {
     return (uintptr_t)jit->rx + off;
@@ -374,18 +384,47 @@ static size_t site_epoch_check(struct emitter *e, unsigned site_reg)
     return jcc8(e, 0x75);
 }
 
-/* A data slot for an indirect jump of this block (none left: like a full buffer). */
-static struct native_site *new_site(struct emitter *e)
+/* A data slot for an indirect jump of this block (none left: like a full buffer): its
+ * index in every thread's copy, or NO_SITE. */
+static uint32_t new_site(struct emitter *e)
 {
     struct native_jit *jit = (struct native_jit *)e->jit;
     if (jit->sites_used >= jit->nr_sites) {
         e->overflow = true;
-        return NULL;
+        return NO_SITE;
     }
-    struct native_site *site = &jit->sites[jit->sites_used++];
-    memset(site, 0, sizeof(*site));
-    site->epoch_disp = (int32_t)jit->cfg.epoch_offset - ENV_BIAS;
-    return site;
+    return (uint32_t)jit->sites_used++;
+}
+
+static struct native_site *thread_site(const struct native_jit *jit, unsigned thread,
+                                       uint32_t index)
+{
+    return &jit->sites[(size_t)thread * jit->nr_sites + index];
+}
+
+/* Every thread's copy of a new site starts unchained: target = fallback = the code at
+ * `fallback`, the every-flush epoch word. */
+static void init_site(const struct native_jit *jit, uint32_t index, const void *fallback)
+{
+    for (unsigned t = 0; t < jit->nr_threads; t++) {
+        struct native_site *site = thread_site(jit, t, index);
+        memset(site, 0, sizeof(*site));
+        site->epoch_disp = (int32_t)jit->cfg.epoch_offset - ENV_BIAS;
+        site->target = site->fallback = fallback;
+    }
+}
+
+/* reg = this thread's copy of site `index`: the address itself with one thread, else
+ * through the env pointer to the thread's slots. */
+static void load_site(struct emitter *e, unsigned reg, uint32_t index)
+{
+    const struct native_jit *jit = e->jit;
+    if (jit->nr_threads <= 1) {
+        mov_imm(e, reg, (uint64_t)(uintptr_t)thread_site(jit, 0, index));
+        return;
+    }
+    op_mem(e, 0x8b, true, reg, RBX, (int32_t)jit->cfg.sites_offset - ENV_BIAS);
+    op_mem(e, 0x8d, true, reg, reg, (int32_t)(index * sizeof(struct native_site)));
 }
 
 static void env_arg(struct emitter *e);
@@ -417,11 +456,11 @@ static void emit_exit(struct emitter *e, uint32_t value)
     count_insns(e);
     if (value == IR_EXIT_NEXT && cfg->lookup_next) {
         size_t no_budget = spend_budget(e);
-        struct native_site *site = e->info->inline_cache ? new_site(e) : NULL;
+        uint32_t site = e->info->inline_cache ? new_site(e) : NO_SITE;
         size_t miss[3] = {0, 0, 0};
-        if (site) {
+        if (site != NO_SITE) {
             /* pc, mode and epoch as when the slot was set: jump straight to its target */
-            mov_imm(e, RSI, (uint64_t)(uintptr_t)site);
+            load_site(e, RSI, site);
             op_mem(e, 0x8b, true, RAX, RBX, (int32_t)cfg->pc_offset - ENV_BIAS);
             op_mem(e, 0x3b, true, RAX, RSI, SITE_PC_OFF);
             miss[0] = jcc8(e, 0x75);
@@ -432,9 +471,10 @@ static void emit_exit(struct emitter *e, uint32_t value)
             op_mem(e, 0xff, false, 4, RSI, SITE_TARGET_OFF); /* jmp [rsi + target] */
             for (int k = 0; k < 3; k++)
                 land8(e, miss[k]);
-            site->target = site->fallback = (const void *)(e->rx_base + e->len); /* lookup */
+            if (!e->overflow) /* the lookup */
+                init_site(e->jit, site, (const void *)(e->rx_base + e->len));
         }
-        if (!site)
+        if (site == NO_SITE)
             mov_imm(e, RSI, 0);
         env_arg(e);
         call_abs(e, (const void *)cfg->lookup_next);
@@ -454,21 +494,21 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
 {
     const struct native_config *cfg = &e->jit->cfg;
     struct native_code *c = e->code;
-    struct native_site *site = new_site(e);
+    uint32_t site = new_site(e);
     count_insns(e);
     size_t no_budget = spend_budget(e);
     op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
     imm32(e, e->info->guard);
     size_t wrong_mode = jcc8(e, 0x75);
-    mov_imm(e, RDX, (uint64_t)(uintptr_t)site);
+    load_site(e, RDX, site == NO_SITE ? 0 : site);
     size_t wrong_epoch = site_epoch_check(e, RDX);
     op_mem(e, 0xff, false, 4, RDX, SITE_TARGET_OFF); /* jmp [rdx + target] */
     land8(e, no_budget);
     land8(e, wrong_mode);
     land8(e, wrong_epoch);
     /* Unchained: the slot's first target, and what leaving looks like. */
-    if (site)
-        site->target = site->fallback = (const void *)(e->rx_base + e->len);
+    if (site != NO_SITE && !e->overflow)
+        init_site(e->jit, site, (const void *)(e->rx_base + e->len));
     c->chain[slot] = site;
     /* Tell the run loop which block left, so it can chain the jump. */
     mov_imm(e, RAX, (uint64_t)(uintptr_t)c);
@@ -1042,6 +1082,7 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
         free(e);
         return NULL;
     }
+    code->chain[0] = code->chain[1] = NO_SITE;
     e->buf = jit->rw + jit->used;
     e->cap = jit->size - jit->used;
     e->len = 0;
@@ -1113,42 +1154,49 @@ uint32_t native_exec(const struct native_jit *jit, const struct native_code *cod
     return jit->enter(env, code->entry + code->body);
 }
 
-static void write_jmp(struct native_jit *jit, size_t at_rel32, uintptr_t target)
+void *native_jit_sites(struct native_jit *jit, unsigned thread)
 {
-    uintptr_t next = (uintptr_t)jit->rx + at_rel32 + 4;
-    patch32(jit->rw + at_rel32, (uint32_t)(target - next));
+    return thread < jit->nr_threads ? thread_site(jit, thread, 0) : NULL;
+}
+
+/* Which site (index) a thread's copy is. */
+static uint32_t site_index(const struct native_jit *jit, const struct native_site *site)
+{
+    return (uint32_t)((size_t)(site - jit->sites) % jit->nr_sites);
 }
 
 static void set_site(const struct native_jit *jit, struct native_site *site, uint32_t epoch,
                      bool global, struct native_code *to)
 {
-    /* Remember the site in `to` (once), so `to` dying resets it. */
+    /* Remember the site in `to` (once), so `to` dying resets it in every thread. */
+    uint32_t index = site_index(jit, site);
     uint32_t i = 0;
-    while (i < to->nr_incoming && to->incoming[i] != site)
+    while (i < to->nr_incoming && to->incoming[i] != index)
         i++;
     if (i == to->nr_incoming) {
         if (to->nr_incoming == to->cap_incoming) {
             uint32_t cap = to->cap_incoming ? 2 * to->cap_incoming : 4;
-            struct native_site **v = realloc(to->incoming, cap * sizeof(*v));
+            uint32_t *v = realloc(to->incoming, cap * sizeof(*v));
             if (!v)
                 return; /* not chained: correct, only slower */
             to->incoming = v;
             to->cap_incoming = cap;
         }
-        to->incoming[to->nr_incoming++] = site;
+        to->incoming[to->nr_incoming++] = index;
     }
     site->epoch = epoch;
     site->epoch_disp =
         (int32_t)(global ? jit->cfg.global_epoch_offset : jit->cfg.epoch_offset) - ENV_BIAS;
-    site->target = to->entry;
+    __atomic_store_n(&site->target, (const void *)to->entry, __ATOMIC_RELEASE);
 }
 
-void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
+void native_chain(struct native_jit *jit, unsigned thread, struct native_code *from, unsigned slot,
                   struct native_code *to, uint32_t epoch, bool global)
 {
-    if (slot > 1 || !from->chain[slot] || from->dead || to->dead)
+    if (slot > 1 || from->chain[slot] == NO_SITE || thread >= jit->nr_threads || from->dead ||
+        to->dead)
         return;
-    set_site(jit, from->chain[slot], epoch, global, to);
+    set_site(jit, thread_site(jit, thread, from->chain[slot]), epoch, global, to);
 }
 
 bool native_site_open(struct native_site *site, uint64_t pc)
@@ -1176,13 +1224,26 @@ void native_invalidate(struct native_jit *jit, struct native_code *code)
     if (code->dead)
         return;
     code->dead = true;
+    /* The entry's first 8 bytes (blocks start 16-byte aligned; the exit-request check is 7
+     * bytes) become a jump to "leave" in one aligned store: a thread entering meanwhile
+     * runs either the old check or the jump. */
     size_t at = (size_t)(code->entry - jit->rx);
-    jit->rw[at] = 0xe9;
-    write_jmp(jit, at + 1, jit_rx(jit, jit->leave_off));
+    uint8_t word[8];
+    memcpy(word, jit->rw + at, sizeof(word));
+    word[0] = 0xe9;
+    uint32_t rel = (uint32_t)(jit_rx(jit, jit->leave_off) - ((uintptr_t)code->entry + 5));
+    memcpy(word + 1, &rel, 4);
+    uint64_t value;
+    memcpy(&value, word, sizeof(value));
+    __atomic_store_n((uint64_t *)(void *)(jit->rw + at), value, __ATOMIC_SEQ_CST);
     for (uint32_t i = 0; i < code->nr_incoming; i++) {
-        struct native_site *site = code->incoming[i];
-        if (site->target == code->entry) /* still pointed here (not re-targeted since) */
-            site->target = site->fallback;
+        for (unsigned t = 0; t < jit->nr_threads; t++) {
+            struct native_site *site = thread_site(jit, t, code->incoming[i]);
+            const void *expected = code->entry;
+            /* still pointed here (not re-targeted since) */
+            __atomic_compare_exchange_n(&site->target, &expected, site->fallback, false,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
+        }
     }
     free(code->incoming);
     code->incoming = NULL;
@@ -1280,10 +1341,12 @@ struct native_jit *native_jit_create(const struct native_config *cfg, size_t buf
         goto fail;
     }
     close(fd);
-    /* Blocks average hundreds of bytes with up to two sites each. */
+    /* Blocks average hundreds of bytes with up to two sites each. Every thread's copy is
+     * reserved; only the pages a thread touches cost memory. */
+    jit->nr_threads = cfg->nr_threads ? cfg->nr_threads : 1;
     jit->nr_sites = jit->size / 128;
-    jit->sites = mmap(NULL, jit->nr_sites * sizeof(*jit->sites), PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    jit->sites = mmap(NULL, jit_sites_bytes(jit), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (jit->sites == MAP_FAILED) {
         jit->sites = NULL;
         snprintf(err, errlen, "jump slots: %s", strerror(errno));
@@ -1316,6 +1379,6 @@ void native_jit_destroy(struct native_jit *jit)
     munmap(jit->rw, jit->size);
     munmap(jit->rx, jit->size);
     if (jit->sites)
-        munmap(jit->sites, jit->nr_sites * sizeof(*jit->sites));
+        munmap(jit->sites, jit_sites_bytes(jit));
     free(jit);
 }

@@ -57,6 +57,13 @@ struct native_config {
     const void *(*lookup_next)(void *env, struct native_site *site);
     uint32_t pc_offset; /* uint64: the guest pc an inline cache compares (blocks with
                            native_block_info.inline_cache) */
+    /* Threads that run the code at once (vCPUs). Each has its own copy of every data slot
+     * (chains and inline caches hold one thread's epochs and targets); with more than one,
+     * the code finds its thread's copies through the pointer at sites_offset in env, which
+     * the caller sets to native_jit_sites(jit, thread). 0 or 1: one copy, addressed
+     * directly. */
+    uint32_t nr_threads;
+    uint32_t sites_offset;
 };
 
 struct native_block_info {
@@ -74,10 +81,10 @@ struct native_code {
     const uint8_t *entry; /* executable address, where chained jumps enter */
     uint32_t body;        /* offset past the entry check, where the run loop enters */
     uint32_t size;
-    struct native_site *chain[2]; /* each GOTO_TB slot's jump target and epoch (or NULL) */
-    /* Sites that were pointed here: reset to their fallback when this block dies, so no
-     * path keeps leaving through its dead entry. */
-    struct native_site **incoming;
+    uint32_t chain[2]; /* each GOTO_TB slot's site (index into every thread's slots) */
+    /* Sites (indexes) that were pointed here: reset to their fallback in every thread when
+     * this block dies, so no path keeps leaving through its dead entry. */
+    uint32_t *incoming;
     uint32_t nr_incoming, cap_incoming;
     bool dead;
 };
@@ -94,10 +101,13 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
                                    const struct native_block_info *info, bool *full);
 uint32_t native_exec(const struct native_jit *jit, const struct native_code *code, void *env);
 
-/* Make from's GOTO_TB `slot` jump straight to `to` while the epoch word stays at `epoch`:
- * the global one when `to`'s code is on global pages (CR3 writes keep those), else the
- * every-flush one. */
-void native_chain(struct native_jit *jit, struct native_code *from, unsigned slot,
+/* Thread `thread`'s data slots (for env at sites_offset). */
+void *native_jit_sites(struct native_jit *jit, unsigned thread);
+/* Make from's GOTO_TB `slot` jump straight to `to`, for `thread`, while the epoch word stays
+ * at `epoch`: the global one when `to`'s code is on global pages (CR3 writes keep those),
+ * else the every-flush one. Callers serialise native_chain, native_cache_target and
+ * native_invalidate (the lists of sites leading to a block are shared). */
+void native_chain(struct native_jit *jit, unsigned thread, struct native_code *from, unsigned slot,
                   struct native_code *to, uint32_t epoch, bool global);
 /* Point an inline cache at `to` for this pc, guard value and epoch (as native_chain). */
 /* False for an inline-cache site that keeps missing with new targets (megamorphic): the
@@ -105,8 +115,9 @@ void native_chain(struct native_jit *jit, struct native_code *from, unsigned slo
 bool native_site_open(struct native_site *site, uint64_t pc);
 void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
                          uint32_t guard, uint32_t epoch, bool global, struct native_code *to);
-/* The block must not run again: its entry now leaves for the run loop, and the chains and
- * caches that led to it go back to their unchained paths. */
+/* The block must not run again: its entry now leaves for the run loop (an atomic rewrite:
+ * other threads may be about to run it), and the chains and caches that led to it go back to
+ * their unchained paths. */
 void native_invalidate(struct native_jit *jit, struct native_code *code);
 /* Frees the descriptor (the code bytes are reclaimed by native_reset). */
 void native_code_free(struct native_code *code);
