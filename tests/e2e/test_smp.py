@@ -124,3 +124,34 @@ def test_pause_snapshot_restore_with_waiting_ap(tmp_path):
         assert ticks(w.console())[0][0] == before[-1][0] + 1
     finally:
         w.close()
+
+
+def interrupt_counts(text, name, cpus):
+    """Per-CPU counts of one /proc/interrupts row ("LOC:", "CAL:", ...)."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == name + ":":
+            return [int(n) for n in fields[1:1 + cpus]]
+    raise AssertionError("no %s row in:\n%s" % (name, text[-3000:]))
+
+
+@pytest.mark.parametrize("backend", ["native", "interp"])
+def test_linux_brings_up_every_cpu(backend):
+    """The stock kernel on 4 translator vCPUs: it starts the APs (INIT/SIPI), and every CPU
+    takes its own LAPIC timer and function-call IPIs from the others. (Needs locked
+    instructions to be atomic across vCPUs: without, spinlocks and the TSC sync check
+    livelock during AP bring-up.)"""
+    reason = accel_unusable_reason("tcg")
+    if reason:
+        pytest.skip("--accel tcg: %s" % reason)
+    cpus = 4
+    res = run_quokka(["--accel", "tcg", "--cpus", str(cpus), "--kernel", KERNEL, "--initrd",
+                      INITRD, "--append",
+                      'console=ttyS0 quokka.run="cat /proc/interrupts; nproc"'],
+                     timeout=240, tcg_backend=backend)
+    out = res.stdout
+    assert "smp: Brought up 1 node, %d CPUs" % cpus in out, describe(res)
+    assert "quokka-guest: run exit=0" in out, describe(res)
+    assert "\n%d\n" % cpus in out.replace("\r", ""), describe(res)
+    assert all(n > 0 for n in interrupt_counts(out, "LOC", cpus)), describe(res)
+    assert all(n > 0 for n in interrupt_counts(out, "CAL", cpus)), describe(res)
