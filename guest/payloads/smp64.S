@@ -2,9 +2,10 @@
  * `cpus=N` on the command line says how many CPUs the machine has (default 1).
  * 1. The BSP (long mode) copies a real-mode trampoline to AP_BASE and sends INIT, SIPI, SIPI
  *    with the all-excluding-self shorthand. Each AP starts in real mode at AP_SEG:0 (checks
- *    CS), switches to protected then long mode on the BSP's page tables, enables its APIC,
- *    records its APIC ID and atomically counts itself. The BSP waits (with a timeout) for
- *    N - 1 APs and prints the sorted APIC IDs, which must be distinct.
+ *    CS; counts itself on the page after the trampoline), switches to protected then long
+ *    mode on the BSP's page tables, enables its APIC, records its APIC ID and atomically
+ *    counts itself. The BSP waits (with a timeout) for N - 1 APs and prints the sorted APIC
+ *    IDs, which must be distinct.
  * 2. Each AP again, by its APIC ID (physical destination): INIT (to a CPU running long-mode
  *    code), SIPI, SIPI; it must come back through the trampoline and report the same ID.
  * 3. Fixed IPIs: the BSP sends vector 0x40 to each AP by ID (waiting for each answer); each
@@ -27,6 +28,10 @@
 #define AP_BASE     0x10000         /* free in quokka's and QEMU's low memory */
 #define AP_SEG      (AP_BASE >> 4)
 #define AP_VECTOR   (AP_BASE >> 12)
+/* The trampoline's counters, on the page after its code (no data on code pages): */
+#define AP_DATA     (AP_BASE + 0x1000)
+#define TRAMP_SEEN  0                   /* real-mode entries */
+#define TRAMP_BAD_CS 4                  /* entries with CS != AP_SEG */
 #define MAX_STARTS  64              /* AP entries through the trampoline (stacks, ID slots) */
 #define MAX_ID      256
 
@@ -73,6 +78,7 @@ main64:
     movl $tramp_end - tramp_start, %ecx
     rep movsb
     sgdt AP_BASE + (tramp_gdtr - tramp_start)
+    movq $0, AP_DATA                /* low memory may hold the firmware's leftovers */
     movb $0xff, %al                 /* mask the 8259s: only IPIs may interrupt */
     outb %al, $PORT_PIC1_DATA
     outb %al, $PORT_PIC2_DATA
@@ -295,14 +301,21 @@ wait_count:
 
 /* Every AP entered the trampoline once per start, in real mode at AP_SEG:0. */
 check_trampoline:
-    movl AP_BASE + (tramp_bad_cs - tramp_start), %eax
+    movl AP_DATA + TRAMP_BAD_CS, %eax
     testl %eax, %eax
     jz 1f
     FAIL64 "an AP started with CS other than the SIPI vector << 8"
-1:  movl AP_BASE + (tramp_seen - tramp_start), %eax
+1:  movl AP_DATA + TRAMP_SEEN, %eax
     cmpl ap_count(%rip), %eax
     je 2f
-    FAIL64 "trampoline entries and AP reports differ"
+    PRINT64 "FAIL: trampoline entries "
+    call putdec64
+    PRINT64 " and AP reports "
+    movl ap_count(%rip), %eax
+    call putdec64
+    PRINT64 " differ\n"
+    movb $EXIT_FAIL, %al
+    jmp exit64
 2:  ret
 
 /* id_seen[id] = 1 for the BSP and every AP that reported; distinct IDs. */
@@ -451,18 +464,16 @@ tramp_start:
     cld
     movw %cs, %ax
     movw %ax, %ds
-    lock incl tramp_seen - tramp_start
+    lock incl AP_DATA - AP_BASE + TRAMP_SEEN
     cmpw $AP_SEG, %ax
     je 1f
-    lock incl tramp_bad_cs - tramp_start
+    lock incl AP_DATA - AP_BASE + TRAMP_BAD_CS
 1:  lgdtl tramp_gdtr - tramp_start
     movl %cr0, %eax
     orl $1, %eax                    /* CR0.PE */
     movl %eax, %cr0
     ljmpl $SEL_CODE32, $ap_entry32
     .balign 4
-tramp_seen: .long 0
-tramp_bad_cs: .long 0
 tramp_gdtr: .skip 10                /* SGDT of the BSP (64-bit form; LGDTL reads 6 bytes) */
 tramp_end:
 

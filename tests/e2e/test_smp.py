@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from conftest import EXIT_PASS, accel_unusable_reason, describe, kvm_is_pvm, payload, run_quokka
+from test_api import INITRD, KERNEL
 
 TARGETS = ["tcg-native", "tcg-interp", "kvm"]
 
@@ -84,3 +85,73 @@ def test_smp64_on_qemu(qemu, cpus):
     out = proc.stdout.decode(errors="replace")
     assert proc.returncode == EXIT_PASS, out
     assert lines_of(out) == expected_lines(cpus, list(range(cpus))), out
+
+
+def test_pause_snapshot_restore_with_waiting_ap(tmp_path):
+    """Two vCPUs, Linux told to start only one (maxcpus=1): the AP stays in wait-for-SIPI.
+    Pausing must still stop it (the rendezvous kicks it out of its wait), the snapshot keeps
+    it waiting, and the restored guest counts on with its AP still waiting."""
+    from test_api import COUNTER, Vmm, ticks  # noqa: E402 (the API harness)
+
+    d1, d2 = tmp_path / "a", tmp_path / "b"
+    d1.mkdir()
+    d2.mkdir()
+    boot_args = COUNTER.replace("console=ttyS0 ", "console=ttyS0 maxcpus=1 ")
+    v = Vmm(d1)
+    try:
+        assert v.api("PUT", "/boot-source", {"kernel_image_path": KERNEL,
+                                             "initrd_path": INITRD,
+                                             "boot_args": boot_args}) == (204, None)
+        assert v.api("PUT", "/machine-config", {"vcpu_count": 2, "mem_size_mib": 256,
+                                                "accelerator": "tcg"}) == (204, None)
+        assert v.api("PUT", "/actions", {"action_type": "InstanceStart"}) == (204, None)
+        v.wait_for(r"tick 3 ")
+        assert v.api("PATCH", "/vm", {"state": "Paused"}) == (204, None)
+        assert v.api("PUT", "/snapshot/create", {"snapshot_path": str(d1 / "vm.snap"),
+                                                 "mem_file_path": str(d1 / "vm.mem")}) == (
+            204, None)
+        before = ticks(v.console())
+        assert "smpboot: Allowing 2 CPUs" in v.console(), v.console()[-3000:]
+    finally:
+        v.close()
+    w = Vmm(d2)
+    try:
+        assert w.api("PUT", "/snapshot/load", {"snapshot_path": str(d1 / "vm.snap"),
+                                               "mem_backend": {"backend_path": str(d1 / "vm.mem"),
+                                                               "backend_type": "File"},
+                                               "resume_vm": True}) == (204, None)
+        w.wait_for(rf"tick {before[-1][0] + 2} ", timeout=60)
+        assert ticks(w.console())[0][0] == before[-1][0] + 1
+    finally:
+        w.close()
+
+
+def interrupt_counts(text, name, cpus):
+    """Per-CPU counts of one /proc/interrupts row ("LOC:", "CAL:", ...)."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == name + ":":
+            return [int(n) for n in fields[1:1 + cpus]]
+    raise AssertionError("no %s row in:\n%s" % (name, text[-3000:]))
+
+
+@pytest.mark.parametrize("backend", ["native", "interp"])
+def test_linux_brings_up_every_cpu(backend):
+    """The stock kernel on 4 translator vCPUs: it starts the APs (INIT/SIPI), and every CPU
+    takes its own LAPIC timer and function-call IPIs from the others. (Needs locked
+    instructions to be atomic across vCPUs: without, spinlocks and the TSC sync check
+    livelock during AP bring-up.)"""
+    reason = accel_unusable_reason("tcg")
+    if reason:
+        pytest.skip("--accel tcg: %s" % reason)
+    cpus = 4
+    res = run_quokka(["--accel", "tcg", "--cpus", str(cpus), "--kernel", KERNEL, "--initrd",
+                      INITRD, "--append",
+                      'console=ttyS0 quokka.run="cat /proc/interrupts; nproc"'],
+                     timeout=240, tcg_backend=backend)
+    out = res.stdout
+    assert "smp: Brought up 1 node, %d CPUs" % cpus in out, describe(res)
+    assert "quokka-guest: run exit=0" in out, describe(res)
+    assert "\n%d\n" % cpus in out.replace("\r", ""), describe(res)
+    assert all(n > 0 for n in interrupt_counts(out, "LOC", cpus)), describe(res)
+    assert all(n > 0 for n in interrupt_counts(out, "CAL", cpus)), describe(res)
