@@ -447,6 +447,7 @@ static int tcg_set_state(struct accel_vcpu *v, const struct vcpu_state *st)
     tcg_update_hflags(cpu);
     tlb_flush(cpu);
     cpu->halted = false;
+    v->wait_for_sipi = false; /* given registers to run, an AP runs them (as the BSP would) */
     return 0;
 }
 
