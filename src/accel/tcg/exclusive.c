@@ -100,7 +100,10 @@ void tcg_exclusive_end(struct accel_vcpu *self)
 
 bool tcg_safe_point(struct accel_vcpu *v)
 {
-    atomic_fetch_and(&v->cpu.interrupt_request, ~TCG_REQ_EXCLUSIVE);
+    /* Called between every two blocks: no locked RMW unless the bit is set. The requester
+     * sets `pending` before the bit, so a bit set after this look is seen below. */
+    if (atomic_load(&v->cpu.interrupt_request) & TCG_REQ_EXCLUSIVE)
+        atomic_fetch_and(&v->cpu.interrupt_request, ~TCG_REQ_EXCLUSIVE);
     if (!atomic_load(&v->vm->excl.pending))
         return false;
     tcg_exec_end(v);

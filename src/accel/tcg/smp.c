@@ -43,14 +43,13 @@ static void init_cpu(struct accel_vcpu *v)
 {
     struct tcg_cpu *cpu = &v->cpu;
     uint8_t phys_bits = cpu->phys_bits;
-    bool page_1g = cpu->page_1g, parallel = cpu->parallel;
+    bool page_1g = cpu->page_1g;          /* parallel, oversubscribed: not reset (cpu.h) */
     int64_t tsc_offset = cpu->tsc_offset; /* INIT does not reset the TSC (SDM table 10-1) */
     uint32_t epoch = cpu->chain_epoch, epoch_global = cpu->chain_epoch_global;
     uint64_t insn_count = cpu->insn_count;
     tcg_reset_cpu(cpu);
     cpu->phys_bits = phys_bits;
     cpu->page_1g = page_1g;
-    cpu->parallel = parallel;
     cpu->tsc_offset = tsc_offset;
     /* Chains made before must stay void: the epochs move on from where they were. */
     cpu->chain_epoch = epoch;
