@@ -76,6 +76,8 @@ def run_once(engine, disk, names, scale_mult, timeout):
     wall = time.monotonic() - start
     out = proc.stdout.decode(errors="replace")
     results = {}
+    if engine != "qemu" and os.environ.get("QUOKKA_TCG_STATS"):
+        print("\n".join(l for l in out.splitlines() if l.startswith("quokka-tcg-stats")))
     for line in out.splitlines():
         f = line.strip().split()
         if len(f) == 4 and f[0] == "RESULT":

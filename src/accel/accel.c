@@ -39,6 +39,10 @@ void accel_settings_from_env(struct accel_settings *s)
         qk_warn("QUOKKA_TCG_BACKEND=%s is neither 'native' nor 'interp': using native", choice);
         s->tcg_backend = TCG_BACKEND_NATIVE;
     }
+    if (getenv("QUOKKA_TCG_STATS"))
+        s->tcg_stats = true;
+    if (getenv("QUOKKA_TCG_PERF_MAP"))
+        s->tcg_perf_map = true;
     /* QUOKKA_TCG_CODE_KB shrinks the code buffer (tests: fills, flushes and restarts). */
     const char *kb = getenv("QUOKKA_TCG_CODE_KB");
     if (kb) {

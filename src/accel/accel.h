@@ -23,6 +23,8 @@ enum tcg_backend_choice { TCG_BACKEND_NATIVE, TCG_BACKEND_INTERP };
 struct accel_settings {
     enum tcg_backend_choice tcg_backend; /* native falls back to interp where unavailable */
     unsigned tcg_code_kb;                /* native code buffer in KiB; 0: the default */
+    bool tcg_stats;                      /* print the translator's counters at exit (stats.h) */
+    bool tcg_perf_map; /* write /tmp/perf-PID.map naming generated blocks for perf */
 };
 
 #define TCG_CODE_KB_MIN 64u

@@ -8,6 +8,7 @@
 #define QUOKKA_ACCEL_TCG_CPU_H
 
 #include "accel/tcg/fpu_state.h"
+#include "accel/tcg/stats.h"
 #include "vm/cpu_state.h"
 
 #include <setjmp.h>
@@ -202,6 +203,7 @@ struct tcg_cpu {
     bool parallel;
     /* More vCPUs than host CPUs: PAUSE (spin-wait loops) yields the host CPU. */
     bool oversubscribed;
+    struct tcg_stats stats; /* kept across resets: counts for the whole run */
 };
 
 #define TCG_REQ_STOP 1u       /* kick(): return to the machine */

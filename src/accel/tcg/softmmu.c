@@ -274,6 +274,7 @@ uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access acce
         tcg_raise_exception(cpu, X86_EXC_PF, fault & 0xff, true);
     }
     fill_tlb(cpu, vaddr, &w, user);
+    cpu->stats.tlb_fills++;
     return w.paddr;
 }
 
@@ -412,6 +413,7 @@ static void before_code_write(struct tcg_cpu *cpu, size_t index, uint64_t paddr,
             tcg_exit_to_loop(cpu);
         }
     }
+    cpu->stats.code_writes++;
     tb_invalidate_page(&vm->tbs, index);
 }
 
@@ -551,6 +553,7 @@ void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write)
 
 static uint64_t load_slow(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size, bool user)
 {
+    cpu->stats.slow_loads++;
     if (((vaddr & 0xfff) + size) > 0x1000) {
         /* Crosses a page: byte by byte, each byte translated (and faulting) on its own. */
         uint64_t value = 0;
@@ -565,6 +568,7 @@ static uint64_t load_slow(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size, bo
 static void store_slow(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsigned size,
                        bool user)
 {
+    cpu->stats.slow_stores++;
     if (((vaddr & 0xfff) + size) > 0x1000) {
         /* Check both pages before writing anything, so a fault leaves memory unchanged. */
         mmu_translate(cpu, vaddr, MMU_WRITE, user);

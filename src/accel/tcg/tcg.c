@@ -112,6 +112,26 @@ static int tcg_probe(char *why, size_t len)
     return 0; /* runs anywhere */
 }
 
+/* perf's JIT convention: /tmp/perf-PID.map lists "START SIZE name" for generated code, so
+ * `perf report`/`perf top` name guest blocks (by guest pc) instead of raw addresses. */
+static void open_perf_map(struct accel_vm *vm)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+    vm->perf_map = fopen(path, "w");
+    if (!vm->perf_map)
+        qk_warn("translator: cannot write %s (%s): no perf map", path, strerror(errno));
+}
+
+/* One line per native block placed in the code buffer (under the translation lock). */
+static void note_perf_map(struct accel_vm *vm, const struct tb *tb)
+{
+    if (vm->perf_map && tb->native)
+        fprintf(vm->perf_map, "%llx %x guest_%llx\n",
+                (unsigned long long)(uintptr_t)tb->native->entry, tb->native->size,
+                (unsigned long long)tb->pc);
+}
+
 static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **out, char *err,
                          size_t errlen)
 {
@@ -141,6 +161,8 @@ static int tcg_vm_create(const struct accel_vm_config *cfg, struct accel_vm **ou
     vm->clock = cfg->clock;
     vm->settings = cfg->settings;
     vm->tbs.jit = create_native_backend(cfg->settings, cfg->nr_vcpus);
+    if (vm->tbs.jit && cfg->settings && cfg->settings->tcg_perf_map)
+        open_perf_map(vm);
     *out = vm;
     return 0;
 }
@@ -149,6 +171,8 @@ static void tcg_vm_destroy(struct accel_vm *vm)
 {
     if (!vm)
         return;
+    if (vm->perf_map)
+        fclose(vm->perf_map);
     struct native_jit *jit = vm->tbs.jit;
     tb_cache_destroy(&vm->tbs);
     native_jit_destroy(jit);
@@ -347,6 +371,8 @@ static void tcg_vcpu_destroy(struct accel_vcpu *v)
     if (!v)
         return;
     struct accel_vcpu *self = v;
+    if (v->vm->settings && v->vm->settings->tcg_stats)
+        tcg_stats_print(&v->cpu.stats, v->index, stderr);
     if (v->index < TCG_MAX_VCPUS)
         atomic_compare_exchange_strong(&v->vm->vcpus[v->index], &self, NULL);
     pthread_mutex_lock(&v->vm->tb_lock);
@@ -506,6 +532,7 @@ static bool is_contributory(int vector)
 static bool deliver_exception(struct tcg_cpu *cpu)
 {
     int first = -1;
+    cpu->stats.exceptions++;
     for (unsigned attempts = 0; attempts < 4; attempts++) {
         int vector = cpu->exception;
         bool soft = cpu->exception_soft;
@@ -573,6 +600,34 @@ static void log_ir(const struct ir_block *block, const char *what, uint64_t pc, 
 }
 
 /* RAM page number of physical page address ppage, or SIZE_MAX outside RAM. */
+/* QUOKKA_TCG_LOG_IR=1 logs every block; =ADDR (hex) only the block at that guest pc, and its
+ * host code too (dump_host_code). */
+static bool want_log(uint64_t pc)
+{
+    const char *which = getenv("QUOKKA_TCG_LOG_IR");
+    if (!which)
+        return false;
+    if (!strcmp(which, "1"))
+        return true;
+    return strtoull(which, NULL, 16) == pc;
+}
+
+/* The block's host code to /tmp/quokka-block-PC.bin, for
+ * `objdump -D -b binary -m i386:x86-64 FILE`. */
+static void dump_host_code(const struct tb *tb)
+{
+    if (!tb->native)
+        return;
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/quokka-block-%llx.bin", (unsigned long long)tb->pc);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return;
+    fwrite(tb->native->entry, 1, tb->native->size, f);
+    fclose(f);
+    fprintf(stderr, "quokka: host code of block 0x%llx in %s\n", (unsigned long long)tb->pc, path);
+}
+
 static size_t ram_page(const struct accel_vm *vm, uint64_t ppage)
 {
     const uint8_t *host = gpa_to_host(vm->mem, ppage, 0x1000);
@@ -647,22 +702,28 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
         protect_code_page(vm, page0, phys_pc & ~0xfffULL);
     }
     struct x86_translate_info info;
+    uint64_t started = clock_monotonic_ns();
     /* May raise #PF for the first byte (tables changed meanwhile): that releases the lock. */
     struct tb *tb = NULL;
     if (x86_translate_block(cpu, block, cs_base, cpu->rip, cpu->hflags, alone ? 1 : 0, &info) < 0)
         goto out;
-    bool log = getenv("QUOKKA_TCG_LOG_IR") != NULL;
+    bool log = want_log(pc);
     if (log)
         log_ir(block, "IN ", pc, info.nr_insns);
     ir_optimize(block);
     if (log)
         log_ir(block, "OUT", pc, info.nr_insns);
     tb = compile_block(v, &info, vm->tbs.jit && cached, full);
+    cpu->stats.blocks_translated++;
+    cpu->stats.insns_translated += info.nr_insns;
+    cpu->stats.translate_ns += clock_monotonic_ns() - started;
     if (!tb)
         goto out;
     tb->pc = pc;
     tb->phys_pc = phys_pc;
     tb->cs_base = cs_base;
+    if (log)
+        dump_host_code(tb);
     if (!cached)
         goto out; /* code outside RAM cannot be written by the guest; a lone insn runs once */
     /* The block's last byte may be on a second page: protect that one too. */
@@ -676,6 +737,8 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     }
     if (tb_insert(&vm->tbs, tb, page0, page1) < 0)
         tb = NULL;
+    else
+        note_perf_map(vm, tb);
 out:
     if (cached)
         tcg_tb_unlock(cpu, vm);
@@ -775,11 +838,15 @@ static const void *native_next_block(void *env, struct native_site *site)
     struct accel_vm *vm = v->vm;
     uint64_t phys = code_phys(cpu, pc);
     struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base, cpu->hflags);
-    if (!tb)
+    cpu->stats.next_lookups++;
+    if (!tb) {
+        cpu->stats.next_misses++;
         return NULL;
+    }
     /* The exit's inline cache compares RIP alone: only for 64-bit code (no CS base). */
     if (site && (cpu->hflags & HF_CS64) && native_site_open(site, cpu->rip)) {
         note_chain_target(cpu, tb);
+        cpu->stats.cache_sets++;
         bool global = code_on_global_page(cpu, tb);
         tcg_tb_lock(cpu, vm); /* the target's list of sites leading to it is shared */
         native_cache_target(vm->tbs.jit, site, cpu->rip, cpu->hflags,
@@ -798,6 +865,7 @@ static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native
     if (!to->native || to->hflags != cpu->hflags)
         return;
     note_chain_target(cpu, to);
+    cpu->stats.chains++;
     bool global = code_on_global_page(cpu, to);
     tcg_tb_lock(cpu, vm); /* `from` and `to` stay alive and their site lists consistent */
     if (!from->dead && __atomic_load_n(&to->valid, __ATOMIC_ACQUIRE))
@@ -877,6 +945,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
         if (setjmp(cpu->exit_jmp) != 0) {
             /* Back from generated code: an exception to deliver, or a helper's exit. */
             chain_from = NULL;
+            cpu->stats.helper_exits++;
             cpu->in_block = false;
             cpu->single_step = false; /* a fault (no trap after it) or an exit */
             if (uncached) {
@@ -970,7 +1039,9 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
         struct tb *tb = alone || one_insn
                             ? NULL
                             : tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base, cpu->hflags);
+        cpu->stats.loop_lookups++;
         if (!tb) {
+            cpu->stats.loop_misses++;
             bool full;
             tb = translate_block(v, pc, phys, cs_base, alone || one_insn, &full);
             if (!tb && full && want_flush(v, &full_in_a_row)) {

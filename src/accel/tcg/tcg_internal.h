@@ -43,6 +43,7 @@ struct accel_vm {
      * count in it. NULL (unit tests): the host's monotonic clock. */
     struct guest_clock *clock;
     const struct accel_settings *settings; /* backend choice, code buffer size */
+    FILE *perf_map;                        /* --tcg perf-map: /tmp/perf-PID.map, or NULL */
     /* Code pages devices wrote (DMA), dropped by the vCPU before its next block: the block
      * cache belongs to the vCPU thread. Overflow drops every block. */
     pthread_mutex_t dma_lock;

@@ -1328,19 +1328,20 @@ struct native_jit *native_jit_create(const struct native_config *cfg, size_t buf
     jit->cfg = *cfg;
     jit->size = (buffer_bytes + 0xfff) & ~(size_t)0xfff;
     /* One memory object, two views: code is written through one and run from the other, so
-     * no page is ever writable and executable at once. */
-    int fd = memfd_create("quokka-jit", MFD_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, (off_t)jit->size) < 0) {
-        snprintf(err, errlen, "code buffer: %s", strerror(errno));
-        goto fail;
-    }
-    jit->rw = mmap(NULL, jit->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    jit->rx = mmap(NULL, jit->size, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0);
-    if (jit->rw == MAP_FAILED || jit->rx == MAP_FAILED) {
+     * no page is ever writable and executable at once. Shared anonymous memory (rather than
+     * a memfd) so that perf treats the code as anonymous and reads --tcg perf-map's names. */
+    jit->rw = mmap(NULL, jit->size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (jit->rw == MAP_FAILED) {
         snprintf(err, errlen, "mapping the code buffer: %s", strerror(errno));
+        free(jit);
+        return NULL;
+    }
+    jit->rx = mremap(jit->rw, 0, jit->size, MREMAP_MAYMOVE); /* a second view of its pages */
+    if (jit->rx == MAP_FAILED || mprotect(jit->rx, jit->size, PROT_READ | PROT_EXEC) < 0) {
+        snprintf(err, errlen, "mapping the code buffer twice: %s", strerror(errno));
         goto fail;
     }
-    close(fd);
     /* Blocks average hundreds of bytes with up to two sites each. Every thread's copy is
      * reserved; only the pages a thread touches cost memory. */
     jit->nr_threads = cfg->nr_threads ? cfg->nr_threads : 1;
@@ -1361,11 +1362,8 @@ struct native_jit *native_jit_create(const struct native_config *cfg, size_t buf
     }
     return jit;
 fail:
-    if (fd >= 0)
-        close(fd);
-    if (jit->rw && jit->rw != MAP_FAILED)
-        munmap(jit->rw, jit->size);
-    if (jit->rx && jit->rx != MAP_FAILED)
+    munmap(jit->rw, jit->size);
+    if (jit->rx != MAP_FAILED)
         munmap(jit->rx, jit->size);
     free(jit);
     return NULL;
