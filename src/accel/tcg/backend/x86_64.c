@@ -23,6 +23,7 @@
  * byte, so page-crossing accesses miss) and call the MMU's load/store otherwise.
  */
 #include "accel/tcg/backend/x86_64.h"
+#include "accel/tcg/backend/x86_64_emit.h"
 
 #include "accel/tcg/ir/bits.h"
 
@@ -32,15 +33,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12 };
-
-#define ENV_BIAS 128
-#define FRAME_BIAS 128
-#define FRAME_BYTES (8u * (IR_MAX_TEMPS + 1))
-/* Keeps RSP 16-byte aligned at helper calls: on entry the return address, RBP, RBX and R12
- * are on the stack (32 bytes). */
-#define STACK_ALLOC ((FRAME_BYTES + 15u) & ~15u)
 
 struct native_site {
     uint64_t pc;          /* inline caches: the guest pc of the target */
@@ -78,153 +70,6 @@ struct native_jit {
     uint32_t leave_off; /* invalidated entries jump here: EAX = IR_EXIT_NEXT, exit */
 };
 
-/* --- the emitter ------------------------------------------------------------------------- */
-
-struct fixup {
-    uint32_t at;    /* offset of a rel32 */
-    uint32_t label; /* its target */
-};
-
-struct emitter {
-    uint8_t *buf; /* writable bytes of this block */
-    size_t cap, len;
-    bool overflow;
-    uintptr_t rx_base; /* executable address of buf[0] */
-    const struct native_jit *jit;
-    const struct ir_block *b;
-    const struct native_block_info *info;
-    int32_t disp[IR_MAX_TEMPS]; /* locals: frame displacement from RBP */
-    uint32_t label_pos[IR_MAX_LABELS];
-    struct fixup fixups[IR_MAX_OPS];
-    uint32_t nr_fixups;
-    struct native_code *code;
-    /* Deferred stores: deferrable[i] says op i's result may stay in R12 for op i + 1; the
-     * local in R12 whose store was skipped (IR_NO_TEMP: none). */
-    bool deferrable[IR_MAX_OPS];
-    uint32_t op_index;
-    ir_temp in_r12;
-};
-
-#define NO_POS UINT32_MAX
-
-static void byte(struct emitter *e, uint8_t v)
-{
-    if (e->len >= e->cap) {
-        e->overflow = true;
-        return;
-    }
-    e->buf[e->len++] = v;
-}
-
-static void imm32(struct emitter *e, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        byte(e, (uint8_t)(v >> (8 * i)));
-}
-
-static void imm64(struct emitter *e, uint64_t v)
-{
-    imm32(e, (uint32_t)v);
-    imm32(e, (uint32_t)(v >> 32));
-}
-
-static void patch32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static bool fits_i8(int64_t v)
-{
-    return v >= -128 && v <= 127;
-}
-
-static bool fits_i32(int64_t v)
-{
-    return v >= INT32_MIN && v <= INT32_MAX;
-}
-
-/* REX prefix: emitted when any bit is set (or forced, for byte registers SPL..DIL). */
-static void rex(struct emitter *e, bool w, unsigned reg, unsigned index, unsigned rm)
-{
-    uint8_t r = (uint8_t)(0x40 | (w ? 8 : 0) | ((reg & 8) ? 4 : 0) | ((index & 8) ? 2 : 0) |
-                          ((rm & 8) ? 1 : 0));
-    if (r != 0x40)
-        byte(e, r);
-}
-
-static void opcode(struct emitter *e, uint32_t opc)
-{
-    if (opc > 0xffff)
-        byte(e, (uint8_t)(opc >> 16));
-    if (opc > 0xff)
-        byte(e, (uint8_t)(opc >> 8));
-    byte(e, (uint8_t)opc);
-}
-
-/* ModRM (+SIB, +displacement) for [base + disp]. */
-static void modrm_mem(struct emitter *e, unsigned reg, unsigned base, int32_t disp)
-{
-    unsigned mod = (disp == 0 && (base & 7) != RBP) ? 0 : fits_i8(disp) ? 1 : 2;
-    byte(e, (uint8_t)(mod << 6 | (reg & 7) << 3 | (base & 7)));
-    if ((base & 7) == RSP)
-        byte(e, 0x24);
-    if (mod == 1)
-        byte(e, (uint8_t)disp);
-    else if (mod == 2)
-        imm32(e, (uint32_t)disp);
-}
-
-/* op reg, [base + disp] (or the reverse direction, by opcode). */
-static void op_mem(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned base,
-                   int32_t disp)
-{
-    rex(e, w, reg, 0, base);
-    opcode(e, opc);
-    modrm_mem(e, reg, base, disp);
-}
-
-/* op reg, [base + index*scale + disp32] */
-static void op_mem_index(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned base,
-                         unsigned index, int32_t disp)
-{
-    rex(e, w, reg, index, base);
-    opcode(e, opc);
-    byte(e, (uint8_t)(2 << 6 | (reg & 7) << 3 | 4));
-    byte(e, (uint8_t)((index & 7) << 3 | (base & 7)));
-    imm32(e, (uint32_t)disp);
-}
-
-/* op reg, rm (register direct). */
-static void op_reg(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned rm)
-{
-    rex(e, w, reg, 0, rm);
-    opcode(e, opc);
-    byte(e, (uint8_t)(0xc0 | (reg & 7) << 3 | (rm & 7)));
-}
-
-static void mov_imm(struct emitter *e, unsigned reg, uint64_t v)
-{
-    if (v == 0) {
-        op_reg(e, 0x31, false, reg, reg); /* xor r32, r32 */
-    } else if (v <= UINT32_MAX) {
-        rex(e, false, 0, 0, reg);
-        byte(e, (uint8_t)(0xb8 + (reg & 7))); /* mov r32, imm32 (zero-extends) */
-        imm32(e, (uint32_t)v);
-    } else if (fits_i32((int64_t)v)) {
-        op_reg(e, 0xc7, true, 0, reg); /* mov r64, simm32 */
-        imm32(e, (uint32_t)v);
-    } else {
-        rex(e, true, 0, 0, reg);
-        byte(e, (uint8_t)(0xb8 + (reg & 7))); /* movabs */
-        imm64(e, v);
-    }
-}
-
-static void mov_rr(struct emitter *e, bool w, unsigned dst, unsigned src)
-{
-    op_reg(e, 0x8b, w, dst, src);
-}
-
 /* --- operands --------------------------------------------------------------------------------- */
 
 static const struct ir_temp_info *tinfo(const struct emitter *e, ir_temp t)
@@ -237,90 +82,30 @@ static bool is_const(const struct emitter *e, ir_temp t)
     return tinfo(e, t)->kind == IR_TEMP_CONST;
 }
 
-static void op_mem(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned base,
-                   int32_t disp);
-
-/* Memory home of a global or local: base register and displacement. A local whose store was
- * deferred is written there first (for ops that take it as a memory operand). */
-static void home(struct emitter *e, ir_temp t, unsigned *base, int32_t *disp)
-{
-    const struct ir_temp_info *ti = tinfo(e, t);
-    if (t == e->in_r12) {
-        e->in_r12 = IR_NO_TEMP;
-        op_mem(e, 0x89, true, R12, RBP, e->disp[t]);
-    }
-    if (ti->kind == IR_TEMP_GLOBAL) {
-        *base = RBX;
-        *disp = (int32_t)ti->env_offset - ENV_BIAS;
-    } else {
-        *base = RBP;
-        *disp = e->disp[t];
-    }
-}
-
+/* reg = t's value (64 bits), from its register, its home or as an immediate. */
 static void load(struct emitter *e, unsigned reg, ir_temp t)
 {
     if (is_const(e, t)) {
         mov_imm(e, reg, tinfo(e, t)->value);
         return;
     }
-    if (t == e->in_r12) { /* its one reader: take it from the register */
-        e->in_r12 = IR_NO_TEMP;
-        mov_rr(e, true, reg, R12);
+    if (e->reg_of[t] != NO_REG) {
+        if (e->reg_of[t] != reg)
+            mov_rr(e, true, reg, e->reg_of[t]);
         return;
     }
     unsigned base;
     int32_t disp;
-    home(e, t, &base, &disp);
+    ra_home(e, t, &base, &disp);
     op_mem(e, 0x8b, true, reg, base, disp);
 }
 
+/* t = reg (all 64 bits): t gets a register of its own. */
 static void store(struct emitter *e, ir_temp t, unsigned reg)
 {
-    if (e->deferrable[e->op_index] && e->in_r12 == IR_NO_TEMP) {
-        e->in_r12 = t;
-        mov_rr(e, true, R12, reg);
-        return;
-    }
-    unsigned base;
-    int32_t disp;
-    home(e, t, &base, &disp);
-    op_mem(e, 0x89, true, reg, base, disp);
-}
-
-/* A constant usable as a sign-extended imm32 operand of a `w`-wide instruction. */
-static bool const_imm32(const struct emitter *e, ir_temp t, bool w, uint32_t *imm)
-{
-    if (!is_const(e, t))
-        return false;
-    uint64_t v = tinfo(e, t)->value;
-    if (w && !fits_i32((int64_t)v))
-        return false;
-    *imm = (uint32_t)v;
-    return true;
-}
-
-/* ALU group-1 op `digit` (ADD 0, OR 1, AND 4, SUB 5, XOR 6, CMP 7) of reg with temp t. */
-static void alu(struct emitter *e, unsigned digit, bool w, unsigned reg, ir_temp t)
-{
-    uint32_t imm;
-    if (const_imm32(e, t, w, &imm)) {
-        if (fits_i8((int32_t)imm)) {
-            op_reg(e, 0x83, w, digit, reg);
-            byte(e, (uint8_t)imm);
-        } else {
-            op_reg(e, 0x81, w, digit, reg);
-            imm32(e, imm);
-        }
-    } else if (is_const(e, t)) {
-        load(e, RDX, t);
-        op_reg(e, 0x03 + 8 * digit, w, reg, RDX);
-    } else {
-        unsigned base;
-        int32_t disp;
-        home(e, t, &base, &disp);
-        op_mem(e, 0x03 + 8 * digit, w, reg, base, disp);
-    }
+    unsigned r = ra_def(e, t, IR_NO_TEMP);
+    if (r != reg)
+        mov_rr(e, true, r, reg);
 }
 
 /* --- control flow ------------------------------------------------------------------------------
@@ -453,6 +238,7 @@ static size_t spend_budget(struct emitter *e)
 static void emit_exit(struct emitter *e, uint32_t value)
 {
     const struct native_config *cfg = &e->jit->cfg;
+    ra_sync_globals(e);
     count_insns(e);
     if (value == IR_EXIT_NEXT && cfg->lookup_next) {
         size_t no_budget = spend_budget(e);
@@ -495,6 +281,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     const struct native_config *cfg = &e->jit->cfg;
     struct native_code *c = e->code;
     uint32_t site = new_site(e);
+    ra_sync_globals(e);
     count_insns(e);
     size_t no_budget = spend_budget(e);
     op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
@@ -588,6 +375,16 @@ static void env_arg(struct emitter *e)
     op_mem(e, 0x8d, true, RDI, RBX, -ENV_BIAS); /* lea rdi, [rbx - bias] = env */
 }
 
+/* The call of a memory access's slow path (TLB miss): globals go home first (it may fault),
+ * caller-saved registers survive it. */
+static void slow_call(struct emitter *e, const void *fn)
+{
+    ra_slow_save(e);
+    env_arg(e);
+    call_abs(e, fn);
+    ra_slow_restore(e);
+}
+
 static void emit_qld(struct emitter *e, const struct ir_op *op)
 {
     unsigned size = op->imm & IR_MEM_SIZE_MASK;
@@ -597,9 +394,8 @@ static void emit_qld(struct emitter *e, const struct ir_op *op)
     load_extend(e, size, sign, is64, false, RSI);
     size_t done = jcc8(e, 0xeb);
     land8(e, miss);
-    env_arg(e);
     mov_imm(e, RDX, op->imm);
-    call_abs(e, (const void *)e->jit->cfg.mem.load);
+    slow_call(e, (const void *)e->jit->cfg.mem.load);
     load_extend(e, size, sign, is64, true, RAX);
     land8(e, done);
     store(e, op->args[0], RAX);
@@ -636,9 +432,8 @@ static void emit_qst(struct emitter *e, const struct ir_op *op)
     }
     size_t done = jcc8(e, 0xeb);
     land8(e, miss);
-    env_arg(e);
     mov_imm(e, RCX, op->imm);
-    call_abs(e, (const void *)e->jit->cfg.mem.store);
+    slow_call(e, (const void *)e->jit->cfg.mem.store);
     land8(e, done);
 }
 
@@ -651,36 +446,200 @@ static const uint8_t cond_cc[] = {
     [IR_COND_LEU] = 0x6, [IR_COND_GTU] = 0x7, [IR_COND_TSTEQ] = 0x4, [IR_COND_TSTNE] = 0x5,
 };
 
-/* Flags for `a cond b` with a in RCX; returns the x86 condition code. */
+/* Where an input is for the op being emitted: a register (locked until the op ends), its
+ * memory home, or an immediate. Resolved before the output gets its register, so the
+ * output's allocation cannot evict it. */
+struct opnd {
+    enum { OPND_REG, OPND_MEM, OPND_IMM } kind;
+    unsigned reg, base;
+    int32_t disp;
+    uint64_t imm;
+};
+
+static struct opnd resolve(struct emitter *e, ir_temp t)
+{
+    struct opnd o = {OPND_MEM, 0, 0, 0, 0};
+    if (is_const(e, t)) {
+        o.kind = OPND_IMM;
+        o.imm = tinfo(e, t)->value;
+    } else if (e->reg_of[t] != NO_REG) {
+        o.kind = OPND_REG;
+        o.reg = e->reg_of[t];
+        e->locked |= (uint16_t)(1u << o.reg);
+    } else {
+        ra_home(e, t, &o.base, &o.disp);
+    }
+    return o;
+}
+
+/* rd = operand (all 64 bits when w, else the low 32 zero-extended). */
+static void mov_opnd(struct emitter *e, unsigned rd, const struct opnd *o, bool w)
+{
+    switch (o->kind) {
+    case OPND_IMM:
+        mov_imm(e, rd, w ? o->imm : (uint32_t)o->imm);
+        break;
+    case OPND_REG:
+        if (o->reg != rd || !w)
+            mov_rr(e, w, rd, o->reg);
+        break;
+    case OPND_MEM:
+        op_mem(e, 0x8b, w, rd, o->base, o->disp);
+        break;
+    }
+}
+
+/* `opc reg, operand` for an r/m-form opcode (0x03 add, 0x0b or, 0x23 and, 0x2b sub, 0x33 xor,
+ * 0x3b cmp, 0x85 test, 0x0faf imul). Immediates go through RDX. */
+static void rm_opnd(struct emitter *e, uint32_t opc, bool w, unsigned reg, const struct opnd *o)
+{
+    switch (o->kind) {
+    case OPND_IMM:
+        mov_imm(e, RDX, o->imm);
+        op_reg(e, opc, w, reg, RDX);
+        break;
+    case OPND_REG:
+        op_reg(e, opc, w, reg, o->reg);
+        break;
+    case OPND_MEM:
+        op_mem(e, opc, w, reg, o->base, o->disp);
+        break;
+    }
+}
+
+/* ALU group-1 op `digit` (ADD 0, OR 1, AND 4, SUB 5, XOR 6, CMP 7) of reg with an operand. */
+static void alu_opnd(struct emitter *e, unsigned digit, bool w, unsigned reg, const struct opnd *o)
+{
+    if (o->kind == OPND_IMM && (!w || fits_i32((int64_t)o->imm))) {
+        uint32_t imm = (uint32_t)o->imm;
+        if (fits_i8((int32_t)imm)) {
+            op_reg(e, 0x83, w, digit, reg);
+            byte(e, (uint8_t)imm);
+        } else {
+            op_reg(e, 0x81, w, digit, reg);
+            imm32(e, imm);
+        }
+        return;
+    }
+    rm_opnd(e, 0x03 + 8 * digit, w, reg, o);
+}
+
+/* Flags for `a cond b`; returns the x86 condition code. Emits no register allocation (so it
+ * can follow the end-of-block spills of a branch). */
 static uint8_t compare(struct emitter *e, enum ir_cond cond, bool w, ir_temp a, ir_temp b)
 {
-    load(e, RCX, a);
-    uint32_t imm;
+    struct opnd x = resolve(e, a), y = resolve(e, b);
+    unsigned ra = RCX;
+    if (x.kind == OPND_REG)
+        ra = x.reg;
+    else
+        mov_opnd(e, RCX, &x, true);
     if (cond == IR_COND_TSTEQ || cond == IR_COND_TSTNE) {
-        if (const_imm32(e, b, w, &imm)) {
-            op_reg(e, 0xf7, w, 0, RCX); /* test rcx, imm32 */
-            imm32(e, imm);
+        if (y.kind == OPND_IMM && (!w || fits_i32((int64_t)y.imm))) {
+            op_reg(e, 0xf7, w, 0, ra); /* test ra, imm32 */
+            imm32(e, (uint32_t)y.imm);
         } else {
-            load(e, RDX, b);
-            op_reg(e, 0x85, w, RDX, RCX);
+            rm_opnd(e, 0x85, w, ra, &y);
         }
     } else {
-        alu(e, 7, w, RCX, b);
+        alu_opnd(e, 7, w, ra, &y);
     }
     return cond_cc[cond];
 }
 
+/* d = x OP y for ADD/SUB/AND/OR/XOR/MUL, computed in d's register. */
+static void emit_binop(struct emitter *e, const struct ir_op *op)
+{
+    static const uint8_t digit[] = {
+        [IR_ADD] = 0, [IR_OR] = 1, [IR_AND] = 4, [IR_SUB] = 5, [IR_XOR] = 6};
+    bool w = op->type == IR_I64, commutative = op->opc != IR_SUB;
+    ir_temp d = op->args[0], xt = op->args[1], yt = op->args[2];
+    if (commutative && is_const(e, xt) && !is_const(e, yt)) {
+        ir_temp tmp = xt;
+        xt = yt;
+        yt = tmp;
+    }
+    struct opnd x = resolve(e, xt), y = resolve(e, yt);
+    unsigned rd = ra_def(e, d, xt);
+    bool x_in_rd = x.kind == OPND_REG && x.reg == rd;
+    if (y.kind == OPND_REG && y.reg == rd && !x_in_rd) { /* d is y: y would be overwritten */
+        if (commutative) {
+            struct opnd tmp = x;
+            x = y;
+            y = tmp;
+        } else {
+            mov_opnd(e, RAX, &x, w);
+            alu_opnd(e, digit[op->opc], w, RAX, &y);
+            mov_rr(e, w, rd, RAX);
+            return;
+        }
+    }
+    mov_opnd(e, rd, &x, w);
+    if (op->opc == IR_MUL) {
+        if (y.kind == OPND_IMM && fits_i32((int64_t)y.imm)) {
+            op_reg(e, 0x69, w, rd, rd); /* imul rd, rd, imm32 */
+            imm32(e, (uint32_t)y.imm);
+        } else {
+            rm_opnd(e, 0x0faf, w, rd, &y);
+        }
+        return;
+    }
+    alu_opnd(e, digit[op->opc], w, rd, &y);
+}
+
+/* d = OP x for the one-operand forms: NOT/NEG (0xf7 /2, /3). */
+static void emit_unop(struct emitter *e, const struct ir_op *op, unsigned digit)
+{
+    bool w = op->type == IR_I64;
+    struct opnd x = resolve(e, op->args[1]);
+    unsigned rd = ra_def(e, op->args[0], op->args[1]);
+    mov_opnd(e, rd, &x, w);
+    op_reg(e, 0xf7, w, digit, rd);
+}
+
 static void shift(struct emitter *e, unsigned digit, bool w, const struct ir_op *op)
 {
-    load(e, RAX, op->args[1]);
-    if (is_const(e, op->args[2])) {
-        op_reg(e, 0xc1, w, digit, RAX);
+    bool by_const = is_const(e, op->args[2]);
+    if (!by_const)
+        load(e, RCX, op->args[2]);
+    struct opnd x = resolve(e, op->args[1]);
+    unsigned rd = ra_def(e, op->args[0], op->args[1]);
+    mov_opnd(e, rd, &x, w);
+    if (by_const) {
+        op_reg(e, 0xc1, w, digit, rd);
         byte(e, (uint8_t)(tinfo(e, op->args[2])->value & (w ? 63 : 31)));
     } else {
-        load(e, RCX, op->args[2]);
-        op_reg(e, 0xd3, w, digit, RAX);
+        op_reg(e, 0xd3, w, digit, rd);
     }
-    store(e, op->args[0], RAX);
+}
+
+/* d = x sign/zero-extended from `size` bytes (EXT* ops), straight from x's register or home. */
+static void emit_extend(struct emitter *e, const struct ir_op *op, unsigned size, bool sign)
+{
+    bool w = op->type == IR_I64;
+    struct opnd x = resolve(e, op->args[1]);
+    unsigned rd = ra_def(e, op->args[0], op->args[1]);
+    if (x.kind == OPND_IMM) {
+        uint64_t v = x.imm, bits = 8u * size;
+        v &= (UINT64_MAX >> (64 - bits));
+        if (sign && (v >> (bits - 1)) & 1)
+            v |= ~(UINT64_MAX >> (64 - bits));
+        mov_imm(e, rd, w ? v : (uint32_t)v);
+        return;
+    }
+    uint32_t opc;
+    bool wide = sign && w;
+    if (size == 1)
+        opc = sign ? 0x0fbe : 0x0fb6;
+    else if (size == 2)
+        opc = sign ? 0x0fbf : 0x0fb7;
+    else
+        opc = wide ? 0x63 : 0x8b; /* movsxd / mov r32 */
+    if (x.kind == OPND_REG) {
+        op_reg(e, opc, wide, rd, x.reg);
+    } else {
+        op_mem(e, opc, wide, rd, x.base, x.disp);
+    }
 }
 
 static uint64_t popcount_helper(uint64_t v)
@@ -703,60 +662,31 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
     case IR_LABEL:
         if (op->imm >= b->nr_labels || e->label_pos[op->imm] != NO_POS)
             return false;
+        if (!e->unreachable)
+            ra_end_bb(e); /* falling into the label */
+        ra_forget_all(e);
         e->label_pos[op->imm] = (uint32_t)e->len;
         return true;
     case IR_MOV:
-        if (w) {
-            load(e, RAX, a[1]);
-        } else if (is_const(e, a[1])) {
-            mov_imm(e, RAX, (uint32_t)tinfo(e, a[1])->value);
-        } else {
-            unsigned base;
-            int32_t disp;
-            home(e, a[1], &base, &disp);
-            op_mem(e, 0x8b, false, RAX, base, disp); /* mov eax, [..]: zero-extends */
-        }
-        store(e, a[0], RAX);
+    case IR_EXT32U: {
+        struct opnd x = resolve(e, a[1]);
+        unsigned rd = ra_def(e, a[0], a[1]);
+        mov_opnd(e, rd, &x, w && op->opc == IR_MOV);
         return true;
+    }
     case IR_MOVI: {
-        uint64_t v = w ? op->imm : (uint32_t)op->imm;
-        unsigned base;
-        int32_t disp;
-        home(e, a[0], &base, &disp);
-        if (fits_i32((int64_t)v)) {
-            op_mem(e, 0xc7, true, 0, base, disp); /* mov qword [..], simm32 */
-            imm32(e, (uint32_t)v);
-        } else {
-            mov_imm(e, RAX, v);
-            store(e, a[0], RAX);
-        }
+        unsigned rd = ra_def(e, a[0], IR_NO_TEMP);
+        mov_imm(e, rd, w ? op->imm : (uint32_t)op->imm);
         return true;
     }
     case IR_ADD:
     case IR_SUB:
     case IR_AND:
     case IR_OR:
-    case IR_XOR: {
-        static const uint8_t digit[] = {
-            [IR_ADD] = 0, [IR_OR] = 1, [IR_AND] = 4, [IR_SUB] = 5, [IR_XOR] = 6};
-        load(e, RAX, a[1]);
-        alu(e, digit[op->opc], w, RAX, a[2]);
-        store(e, a[0], RAX);
+    case IR_XOR:
+    case IR_MUL:
+        emit_binop(e, op);
         return true;
-    }
-    case IR_MUL: {
-        load(e, RAX, a[1]);
-        uint32_t imm;
-        if (const_imm32(e, a[2], w, &imm)) {
-            op_reg(e, 0x69, w, RAX, RAX);
-            imm32(e, imm);
-        } else {
-            load(e, RCX, a[2]);
-            op_reg(e, 0x0faf, w, RAX, RCX);
-        }
-        store(e, a[0], RAX);
-        return true;
-    }
     case IR_ANDC:
         load(e, RCX, a[2]);
         op_reg(e, 0xf7, w, 2, RCX); /* not */
@@ -781,22 +711,17 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         return true;
     case IR_NEG:
     case IR_NOT:
-        load(e, RAX, a[1]);
-        op_reg(e, 0xf7, w, op->opc == IR_NEG ? 3 : 2, RAX);
-        store(e, a[0], RAX);
+        emit_unop(e, op, op->opc == IR_NEG ? 3 : 2);
         return true;
     case IR_EXT8S:
     case IR_EXT8U:
     case IR_EXT16S:
     case IR_EXT16U:
-    case IR_EXT32S:
-    case IR_EXT32U: {
+    case IR_EXT32S: {
         static const uint8_t size[] = {[IR_EXT8S] = 1,  [IR_EXT8U] = 1,  [IR_EXT16S] = 2,
                                        [IR_EXT16U] = 2, [IR_EXT32S] = 4, [IR_EXT32U] = 4};
         bool sign = op->opc == IR_EXT8S || op->opc == IR_EXT16S || op->opc == IR_EXT32S;
-        load(e, RAX, a[1]);
-        load_extend(e, size[op->opc], sign, w, true, RAX);
-        store(e, a[0], RAX);
+        emit_extend(e, op, size[op->opc], sign);
         return true;
     }
     case IR_DEPOSIT: {
@@ -838,16 +763,18 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         store(e, a[0], RAX);
         return true;
     }
-    case IR_SETCOND:
+    case IR_SETCOND: {
         if (op->cond >= IR_COND_ALWAYS) {
-            mov_imm(e, RAX, op->cond == IR_COND_ALWAYS);
-        } else {
-            uint8_t cc = compare(e, (enum ir_cond)op->cond, w, a[1], a[2]);
-            op_reg(e, 0x0f90 | cc, false, 0, RAX); /* setcc al */
-            op_reg(e, 0x0fb6, false, RAX, RAX);    /* movzx eax, al */
+            unsigned rd = ra_def(e, a[0], IR_NO_TEMP);
+            mov_imm(e, rd, op->cond == IR_COND_ALWAYS);
+            return true;
         }
+        uint8_t cc = compare(e, (enum ir_cond)op->cond, w, a[1], a[2]);
+        op_reg(e, 0x0f90 | cc, false, 0, RAX); /* setcc al */
+        op_reg(e, 0x0fb6, false, RAX, RAX);    /* movzx eax, al */
         store(e, a[0], RAX);
         return true;
+    }
     case IR_MOVCOND:
         if (op->cond >= IR_COND_ALWAYS) {
             load(e, RAX, op->cond == IR_COND_ALWAYS ? a[3] : a[4]);
@@ -890,10 +817,12 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         return true;
     }
     case IR_CTPOP:
+        ra_before_call(e, IR_HELPER_NO_SIDE_EFFECTS);
         load(e, RDI, a[1]);
         if (!w)
             mov_rr(e, false, RDI, RDI);
         call_abs(e, (const void *)popcount_helper);
+        ra_after_call(e, IR_HELPER_NO_SIDE_EFFECTS);
         store(e, a[0], RAX);
         return true;
     case IR_BSWAP:
@@ -916,6 +845,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
     case IR_LDENV:
         if (op->imm > INT32_MAX - 8)
             return false;
+        ra_env_access(e, op->imm, false);
         op_mem(e, 0x8b, true, RAX, RBX, (int32_t)op->imm - ENV_BIAS);
         store(e, a[0], RAX);
         return true;
@@ -923,12 +853,16 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         if (op->imm > INT32_MAX - 8)
             return false;
         load(e, RAX, a[0]);
+        ra_env_access(e, op->imm, true);
         op_mem(e, 0x89, true, RAX, RBX, (int32_t)op->imm - ENV_BIAS);
         return true;
     case IR_CALL: {
         if (!b->helpers || op->imm >= b->nr_helpers || !b->helpers[op->imm].fn)
             return false;
+        /* R8 last: an argument may still be read from it before. */
         static const unsigned arg_reg[] = {RSI, RDX, RCX, R8};
+        uint32_t flags = b->helpers[op->imm].flags;
+        ra_before_call(e, flags);
         for (unsigned i = 0; i < 4; i++) {
             if (a[1 + i] == IR_NO_TEMP)
                 mov_imm(e, arg_reg[i], 0);
@@ -937,6 +871,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         }
         env_arg(e);
         call_abs(e, (const void *)b->helpers[op->imm].fn);
+        ra_after_call(e, flags);
         if (a[0] != IR_NO_TEMP)
             store(e, a[0], RAX);
         return true;
@@ -944,6 +879,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
     case IR_BR:
         if (op->imm >= b->nr_labels)
             return false;
+        ra_end_bb(e);
         jump_to_label(e, 0xe9, (uint32_t)op->imm);
         return true;
     case IR_BRCOND: {
@@ -951,6 +887,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
             return false;
         if (op->cond == IR_COND_NEVER)
             return true;
+        ra_end_bb(e);
         if (op->cond == IR_COND_ALWAYS) {
             jump_to_label(e, 0xe9, (uint32_t)op->imm);
             return true;
@@ -981,11 +918,12 @@ static bool fuse_setcond_brcond(struct emitter *e, uint32_t i)
 {
     const struct ir_block *b = e->b;
     const struct ir_op *set = &b->ops[i], *br = &b->ops[i + 1];
-    if (set->opc != IR_SETCOND || set->cond >= IR_COND_ALWAYS || !e->deferrable[i] ||
+    if (set->opc != IR_SETCOND || set->cond >= IR_COND_ALWAYS || !e->single_use[i] ||
         i + 1 >= b->nr_ops || br->opc != IR_BRCOND || br->args[0] != set->args[0] ||
         (br->cond != IR_COND_NE && br->cond != IR_COND_EQ) || br->args[1] >= b->nr_temps ||
         !is_const(e, br->args[1]) || tinfo(e, br->args[1])->value != 0 || br->imm >= b->nr_labels)
         return false;
+    ra_end_bb(e);
     uint8_t cc =
         compare(e, (enum ir_cond)set->cond, set->type == IR_I64, set->args[1], set->args[2]);
     if (br->cond == IR_COND_EQ)
@@ -996,10 +934,9 @@ static bool fuse_setcond_brcond(struct emitter *e, uint32_t i)
 
 /* --- compile ---------------------------------------------------------------------------------- */
 
-/* Which ops' results can skip the frame: a local with exactly one read after its definition,
- * by the very next op (so no path can read the frame copy). Needs forward-only branches;
- * single-output ops only (one register carries it). */
-static void find_deferrable(struct emitter *e, const uint8_t *use)
+/* Which ops' results are locals read exactly once, by the very next op (a SETCOND feeding a
+ * BRCOND is then one compare and jump). Needs forward-only branches; single-output ops. */
+static void find_single_use(struct emitter *e, const uint8_t *use)
 {
     const struct ir_block *b = e->b;
     static const uint32_t none = UINT32_MAX;
@@ -1009,7 +946,7 @@ static void find_deferrable(struct emitter *e, const uint8_t *use)
         label_at[l] = none;
     for (uint32_t i = 0; i < b->nr_ops; i++) {
         const struct ir_op *op = &b->ops[i];
-        e->deferrable[i] = false;
+        e->single_use[i] = false;
         if (op->opc == IR_LABEL && op->imm < IR_MAX_LABELS)
             label_at[op->imm] = i;
         else if ((op->opc == IR_BR || op->opc == IR_BRCOND) &&
@@ -1031,7 +968,7 @@ static void find_deferrable(struct emitter *e, const uint8_t *use)
         ir_temp out = op->args[0];
         if (info->nr_out == 1 && out < b->nr_temps && b->temps[out].kind == IR_TEMP_LOCAL &&
             use[out] == IR_USE_DEFINED && reads[out] == 1 && next_read[out] == i + 1)
-            e->deferrable[i] = true;
+            e->single_use[i] = true;
         for (unsigned k = info->nr_out; k < info->nr_out + info->nr_in; k++) {
             ir_temp t = op->args[k];
             if (t < b->nr_temps) {
@@ -1064,7 +1001,7 @@ static bool assign_frame(struct emitter *e)
             imm32(e, 0);
         }
     }
-    find_deferrable(e, use);
+    find_single_use(e, use);
     return slot <= IR_MAX_TEMPS;
 }
 
@@ -1109,20 +1046,29 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     land8(e, go);
     code->body = (uint32_t)e->len;
 
-    e->in_r12 = IR_NO_TEMP;
     e->op_index = 0;
+    e->unreachable = false;
     bool ok = assign_frame(e);
+    if (ok)
+        ra_init(e);
     for (uint32_t i = 0; ok && i < block->nr_ops && !e->overflow; i++) {
-        ir_temp pending = e->in_r12;
-        e->op_index = i;
-        if (fuse_setcond_brcond(e, i))
+        const struct ir_op *op = &block->ops[i];
+        ra_begin_op(e, i);
+        if (fuse_setcond_brcond(e, i)) {
+            ra_end_op(e, i);
             i++; /* the BRCOND went with it */
-        else
-            ok = emit_op(e, &block->ops[i]);
-        /* A reader that did not need the value after all (a constant condition) leaves it
-         * in R12; it was its only reader, so the value is dead. */
-        if (e->in_r12 == pending)
-            e->in_r12 = IR_NO_TEMP;
+            ra_begin_op(e, i);
+        } else {
+            ok = emit_op(e, op);
+        }
+        ra_end_op(e, i);
+        /* Code after an unconditional jump or exit runs only through a label. */
+        enum ir_opcode opc = (enum ir_opcode)block->ops[i].opc;
+        if (opc == IR_BR || opc == IR_GOTO_TB || opc == IR_EXIT_TB ||
+            (opc == IR_BRCOND && block->ops[i].cond == IR_COND_ALWAYS))
+            e->unreachable = true;
+        else if (opc != IR_NOP && opc != IR_INSN_START)
+            e->unreachable = false;
     }
     if (ok)
         emit_exit(e, IR_EXIT_NEXT); /* falling off the end, or a label after the last op */
@@ -1283,14 +1229,15 @@ static void build_trampolines(struct native_jit *jit)
         return;
     e->buf = jit->rw;
     e->cap = jit->size;
-    e->in_r12 = IR_NO_TEMP;
     e->rx_base = (uintptr_t)jit->rx;
     e->jit = jit;
     /* enter(env = RDI, code = RSI) */
-    byte(e, 0x55); /* push rbp */
-    byte(e, 0x53); /* push rbx */
-    byte(e, 0x41); /* push r12 */
-    byte(e, 0x54);
+    byte(e, 0x55);                          /* push rbp */
+    byte(e, 0x53);                          /* push rbx */
+    for (unsigned r = R12; r <= R15; r++) { /* push r12..r15 */
+        byte(e, 0x41);
+        byte(e, (uint8_t)(0x50 + (r & 7)));
+    }
     op_reg(e, 0x81, true, 5, RSP); /* sub rsp, STACK_ALLOC */
     imm32(e, STACK_ALLOC);
     op_mem(e, 0x8d, true, RBP, RSP, FRAME_BIAS); /* lea rbp, [rsp + bias] */
@@ -1301,8 +1248,10 @@ static void build_trampolines(struct native_jit *jit)
     jit->exit_off = (uint32_t)e->len;
     op_reg(e, 0x81, true, 0, RSP); /* add rsp, STACK_ALLOC */
     imm32(e, STACK_ALLOC);
-    byte(e, 0x41); /* pop r12 */
-    byte(e, 0x5c);
+    for (unsigned r = R15; r >= R12; r--) { /* pop r15..r12 */
+        byte(e, 0x41);
+        byte(e, (uint8_t)(0x58 + (r & 7)));
+    }
     byte(e, 0x5b); /* pop rbx */
     byte(e, 0x5d); /* pop rbp */
     byte(e, 0xc3); /* ret */

@@ -1,0 +1,218 @@
+/* The native backend's emitter: x86-64 instruction encoding and the per-block state shared by
+ * the code generator (x86_64.c) and the register allocator (x86_64_regs.c). Internal to the
+ * backend. */
+#ifndef QUOKKA_ACCEL_TCG_BACKEND_X86_64_EMIT_H
+#define QUOKKA_ACCEL_TCG_BACKEND_X86_64_EMIT_H
+
+#include "accel/tcg/backend/x86_64.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
+#define NO_REG 0xffu
+
+/* Registers the allocator hands out: callee-saved ones first (they survive helper calls),
+ * then R8-R11. RAX, RCX, RDX, RSI and RDI stay scratch for fixed sequences (TLB lookup,
+ * shifts, multiplies, call arguments); RBX and RBP are pinned (env, frame). */
+#define NR_ALLOC_REGS 8
+#define CALLER_SAVED(r) ((r) < R12 && (r) != RBX && (r) != RBP)
+
+#define ENV_BIAS 128
+#define FRAME_BIAS 128
+#define FRAME_BYTES (8u * (IR_MAX_TEMPS + 1))
+/* Keeps RSP 16-byte aligned at helper calls: on entry the return address and six saved
+ * registers (RBP, RBX, R12-R15) are on the stack (56 bytes). */
+#define STACK_ALLOC (((FRAME_BYTES + 15u) & ~15u) + 8u)
+
+#define NO_POS UINT32_MAX
+#define NO_USE 0xffffu
+
+struct fixup {
+    uint32_t at;    /* offset of a rel32 */
+    uint32_t label; /* its target */
+};
+
+struct emitter {
+    uint8_t *buf; /* writable bytes of this block */
+    size_t cap, len;
+    bool overflow;
+    uintptr_t rx_base; /* executable address of buf[0] */
+    const struct native_jit *jit;
+    const struct ir_block *b;
+    const struct native_block_info *info;
+    int32_t disp[IR_MAX_TEMPS]; /* locals: frame displacement from RBP */
+    uint32_t label_pos[IR_MAX_LABELS];
+    struct fixup fixups[IR_MAX_OPS];
+    uint32_t nr_fixups;
+    struct native_code *code;
+    uint32_t op_index;
+    bool unreachable; /* the previous op jumped away: nothing falls into a label here */
+    /* single_use[i]: op i's result is a local read once, by op i + 1 (compare fusion). */
+    bool single_use[IR_MAX_OPS];
+
+    /* --- register allocation (x86_64_regs.c) --- */
+    uint8_t reg_of[IR_MAX_TEMPS]; /* host register holding the temp, or NO_REG */
+    bool dirty[IR_MAX_TEMPS];     /* that register is newer than the temp's home */
+    ir_temp owner[16];            /* temp in each host register, or IR_NO_TEMP */
+    uint16_t locked;              /* registers the current op reads: not to be evicted */
+    /* next_read[i][k]: the next op after i that reads args[k] of op i (NO_USE: none). */
+    uint16_t next_read[IR_MAX_OPS][IR_MAX_ARGS];
+    uint16_t cur_next[IR_MAX_TEMPS]; /* each temp's next read from the current op on */
+    bool has_labels;                 /* defs do not end a local's life: another path may read */
+    bool loops;                      /* a backward branch: every local lives to the end */
+};
+
+static inline void byte(struct emitter *e, uint8_t v)
+{
+    if (e->len >= e->cap) {
+        e->overflow = true;
+        return;
+    }
+    e->buf[e->len++] = v;
+}
+
+static inline void imm32(struct emitter *e, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        byte(e, (uint8_t)(v >> (8 * i)));
+}
+
+static inline void imm64(struct emitter *e, uint64_t v)
+{
+    imm32(e, (uint32_t)v);
+    imm32(e, (uint32_t)(v >> 32));
+}
+
+static inline void patch32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static inline bool fits_i8(int64_t v)
+{
+    return v >= -128 && v <= 127;
+}
+
+static inline bool fits_i32(int64_t v)
+{
+    return v >= INT32_MIN && v <= INT32_MAX;
+}
+
+/* REX prefix: emitted when any bit is set (or forced, for byte registers SPL..DIL). */
+static inline void rex(struct emitter *e, bool w, unsigned reg, unsigned index, unsigned rm)
+{
+    uint8_t r = (uint8_t)(0x40 | (w ? 8 : 0) | ((reg & 8) ? 4 : 0) | ((index & 8) ? 2 : 0) |
+                          ((rm & 8) ? 1 : 0));
+    if (r != 0x40)
+        byte(e, r);
+}
+
+static inline void opcode(struct emitter *e, uint32_t opc)
+{
+    if (opc > 0xffff)
+        byte(e, (uint8_t)(opc >> 16));
+    if (opc > 0xff)
+        byte(e, (uint8_t)(opc >> 8));
+    byte(e, (uint8_t)opc);
+}
+
+/* ModRM (+SIB, +displacement) for [base + disp]. */
+static inline void modrm_mem(struct emitter *e, unsigned reg, unsigned base, int32_t disp)
+{
+    unsigned mod = (disp == 0 && (base & 7) != RBP) ? 0 : fits_i8(disp) ? 1 : 2;
+    byte(e, (uint8_t)(mod << 6 | (reg & 7) << 3 | (base & 7)));
+    if ((base & 7) == RSP)
+        byte(e, 0x24);
+    if (mod == 1)
+        byte(e, (uint8_t)disp);
+    else if (mod == 2)
+        imm32(e, (uint32_t)disp);
+}
+
+/* op reg, [base + disp] (or the reverse direction, by opcode). */
+static inline void op_mem(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned base,
+                          int32_t disp)
+{
+    rex(e, w, reg, 0, base);
+    opcode(e, opc);
+    modrm_mem(e, reg, base, disp);
+}
+
+/* op reg, [base + index*scale + disp32] */
+static inline void op_mem_index(struct emitter *e, uint32_t opc, bool w, unsigned reg,
+                                unsigned base, unsigned index, int32_t disp)
+{
+    rex(e, w, reg, index, base);
+    opcode(e, opc);
+    byte(e, (uint8_t)(2 << 6 | (reg & 7) << 3 | 4));
+    byte(e, (uint8_t)((index & 7) << 3 | (base & 7)));
+    imm32(e, (uint32_t)disp);
+}
+
+/* op reg, rm (register direct). */
+static inline void op_reg(struct emitter *e, uint32_t opc, bool w, unsigned reg, unsigned rm)
+{
+    rex(e, w, reg, 0, rm);
+    opcode(e, opc);
+    byte(e, (uint8_t)(0xc0 | (reg & 7) << 3 | (rm & 7)));
+}
+
+static inline void mov_imm(struct emitter *e, unsigned reg, uint64_t v)
+{
+    if (v == 0) {
+        op_reg(e, 0x31, false, reg, reg); /* xor r32, r32 */
+    } else if (v <= UINT32_MAX) {
+        rex(e, false, 0, 0, reg);
+        byte(e, (uint8_t)(0xb8 + (reg & 7))); /* mov r32, imm32 (zero-extends) */
+        imm32(e, (uint32_t)v);
+    } else if (fits_i32((int64_t)v)) {
+        op_reg(e, 0xc7, true, 0, reg); /* mov r64, simm32 */
+        imm32(e, (uint32_t)v);
+    } else {
+        rex(e, true, 0, 0, reg);
+        byte(e, (uint8_t)(0xb8 + (reg & 7))); /* movabs */
+        imm64(e, v);
+    }
+}
+
+static inline void mov_rr(struct emitter *e, bool w, unsigned dst, unsigned src)
+{
+    op_reg(e, 0x8b, w, dst, src);
+}
+
+/* --- register allocator (x86_64_regs.c) --- */
+
+/* Next-read tables and empty register state for the block (after the frame is assigned). */
+void ra_init(struct emitter *e);
+/* Before op i is emitted / after it: unlock, drop dead locals, advance next reads. */
+void ra_begin_op(struct emitter *e, uint32_t i);
+void ra_end_op(struct emitter *e, uint32_t i);
+/* Base register and displacement of a global's or local's memory home. */
+void ra_home(const struct emitter *e, ir_temp t, unsigned *base, int32_t *disp);
+/* A register holding t's value (loaded now if needed), locked for the current op. */
+unsigned ra_use(struct emitter *e, ir_temp t);
+/* A register to put t's new value in (marked dirty), locked. Pass `reuse` to allow taking
+ * over the register of an input that dies at this op (IR_NO_TEMP: none). */
+unsigned ra_def(struct emitter *e, ir_temp t, ir_temp reuse);
+/* Write every dirty global back to env (registers keep them, now clean). */
+void ra_sync_globals(struct emitter *e);
+/* End of a basic block (branch, or falling into a label): globals written back, live locals
+ * written to the frame. ra_forget_all drops every association (at a label). */
+void ra_end_bb(struct emitter *e);
+void ra_forget_all(struct emitter *e);
+/* Around a C call: `flags` are the helper's IR_HELPER_* (pure calls sync nothing). Before:
+ * what the call may read or clobber goes home. After: caller-saved registers are forgotten,
+ * and every global too when the helper writes globals. */
+void ra_before_call(struct emitter *e, uint32_t flags);
+void ra_after_call(struct emitter *e, uint32_t flags);
+/* Out-of-line slow paths of memory accesses (the register state stays as it was): globals
+ * home (the call may fault), caller-saved registers saved, and restored after. */
+void ra_slow_save(struct emitter *e);
+void ra_slow_restore(struct emitter *e);
+/* Env [offset, offset+8) is read or written directly: globals overlapping it go home, and
+ * are forgotten when it is written. */
+void ra_env_access(struct emitter *e, uint64_t offset, bool write);
+
+#endif
