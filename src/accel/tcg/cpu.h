@@ -156,7 +156,8 @@ struct tcg_cpu {
     /* The instruction at rip could not be done with a host atomic (it crosses a page or a
      * cache line, or is not in RAM): run it once more, alone, everyone else stopped. */
     bool step_atomic;
-    struct tcg_fpu fpu; /* x87, SSE (fpu.c, sse.c) */
+    struct tcg_fpu fpu;       /* x87, SSE (fpu.c, sse.c) */
+    union xmm_reg sse_result; /* HELPER_sse_fp's result, copied into the XMM register by IR */
 
     /* --- exceptions and interrupts --- */
     int32_t exception; /* pending exception vector or -1 */

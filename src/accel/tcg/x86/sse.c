@@ -1178,7 +1178,10 @@ uint64_t h_sse_fp(void *env, uint64_t op, uint64_t lo, uint64_t hi, uint64_t unu
     struct tcg_cpu *cpu = env;
     unsigned opc = (unsigned)op & 0xff, mp = (unsigned)(op >> 8) & 3,
              reg = (unsigned)(op >> 10) & 15;
-    union xmm_reg v = {.q = {lo, hi}}, r, *d = &cpu->fpu.xmm[reg];
+    /* The result goes to sse_result, which the generated code copies into the register: XMM
+     * registers are IR globals, and this helper does not write globals. */
+    union xmm_reg v = {.q = {lo, hi}}, r, *d = &cpu->sse_result;
+    *d = cpu->fpu.xmm[reg];
     if (sse_host_fp(&cpu->fpu.mxcsr, opc, mp, d, &v))
         return 0;
     struct sse s = {.cpu = cpu,

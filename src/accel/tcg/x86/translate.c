@@ -32,7 +32,8 @@ enum global_index {
     G_CC_SRC2,
     G_EFLAGS,
     G_SEG_BASE0,
-    NR_TCG_GLOBALS = G_SEG_BASE0 + NR_SEGS,
+    G_XMM0 = G_SEG_BASE0 + NR_SEGS, /* xmm0 low half, xmm0 high half, xmm1 low... */
+    NR_TCG_GLOBALS = G_XMM0 + 32,
 };
 
 #define GLOBAL(field, label)                                                                       \
@@ -72,6 +73,38 @@ static const struct ir_temp_info tcg_globals[NR_TCG_GLOBALS] = {
     GLOBAL(seg_base[5], "gs_base"),
     GLOBAL(seg_base[6], "ldt_base"),
     GLOBAL(seg_base[7], "tr_base"),
+    GLOBAL(fpu.xmm[0].q[0], "xmm0l"),
+    GLOBAL(fpu.xmm[0].q[1], "xmm0h"),
+    GLOBAL(fpu.xmm[1].q[0], "xmm1l"),
+    GLOBAL(fpu.xmm[1].q[1], "xmm1h"),
+    GLOBAL(fpu.xmm[2].q[0], "xmm2l"),
+    GLOBAL(fpu.xmm[2].q[1], "xmm2h"),
+    GLOBAL(fpu.xmm[3].q[0], "xmm3l"),
+    GLOBAL(fpu.xmm[3].q[1], "xmm3h"),
+    GLOBAL(fpu.xmm[4].q[0], "xmm4l"),
+    GLOBAL(fpu.xmm[4].q[1], "xmm4h"),
+    GLOBAL(fpu.xmm[5].q[0], "xmm5l"),
+    GLOBAL(fpu.xmm[5].q[1], "xmm5h"),
+    GLOBAL(fpu.xmm[6].q[0], "xmm6l"),
+    GLOBAL(fpu.xmm[6].q[1], "xmm6h"),
+    GLOBAL(fpu.xmm[7].q[0], "xmm7l"),
+    GLOBAL(fpu.xmm[7].q[1], "xmm7h"),
+    GLOBAL(fpu.xmm[8].q[0], "xmm8l"),
+    GLOBAL(fpu.xmm[8].q[1], "xmm8h"),
+    GLOBAL(fpu.xmm[9].q[0], "xmm9l"),
+    GLOBAL(fpu.xmm[9].q[1], "xmm9h"),
+    GLOBAL(fpu.xmm[10].q[0], "xmm10l"),
+    GLOBAL(fpu.xmm[10].q[1], "xmm10h"),
+    GLOBAL(fpu.xmm[11].q[0], "xmm11l"),
+    GLOBAL(fpu.xmm[11].q[1], "xmm11h"),
+    GLOBAL(fpu.xmm[12].q[0], "xmm12l"),
+    GLOBAL(fpu.xmm[12].q[1], "xmm12h"),
+    GLOBAL(fpu.xmm[13].q[0], "xmm13l"),
+    GLOBAL(fpu.xmm[13].q[1], "xmm13h"),
+    GLOBAL(fpu.xmm[14].q[0], "xmm14l"),
+    GLOBAL(fpu.xmm[14].q[1], "xmm14h"),
+    GLOBAL(fpu.xmm[15].q[0], "xmm15l"),
+    GLOBAL(fpu.xmm[15].q[1], "xmm15h"),
 };
 
 /* Disassembly context: one block being translated. */
@@ -944,11 +977,6 @@ static void gen_loop(struct dc *s, enum x86_mnemonic mn)
  * availability checks hold for the block). A 16-byte access that is misaligned (the aligned
  * forms: #GP) or crosses a page (all-or-nothing faults) takes the helper at run time. */
 
-static uint32_t xmm_off(unsigned reg, unsigned half)
-{
-    return (uint32_t)(offsetof(struct tcg_cpu, fpu.xmm) + 16 * reg + 8 * half);
-}
-
 /* addr + n for the second half of a 16-byte access (checked not to cross a page). */
 static ir_temp addr_plus(struct dc *s, ir_temp addr, uint64_t n)
 {
@@ -957,16 +985,27 @@ static ir_temp addr_plus(struct dc *s, ir_temp addr, uint64_t n)
     return t;
 }
 
+/* XMM halves are IR globals: the backend keeps them in host registers like GPRs. */
 static ir_temp xmm_ld(struct dc *s, unsigned reg, unsigned half)
 {
     ir_temp t = tmp(s);
-    ir_ldenv(s->b, t, xmm_off(reg, half));
+    ir_mov(s->b, IR_I64, t, (ir_temp)(G_XMM0 + 2 * (reg & 15) + (half & 1)));
     return t;
 }
 
 static void xmm_st(struct dc *s, unsigned reg, unsigned half, ir_temp v)
 {
-    ir_stenv(s->b, v, xmm_off(reg, half));
+    ir_mov(s->b, IR_I64, (ir_temp)(G_XMM0 + 2 * (reg & 15) + (half & 1)), v);
+}
+
+/* HELPER_sse_fp left its result in cpu->sse_result: into the destination register. */
+static void sse_fp_result(struct dc *s, unsigned reg)
+{
+    for (unsigned half = 0; half < 2; half++) {
+        ir_temp t = tmp(s);
+        ir_ldenv(s->b, t, (uint32_t)(offsetof(struct tcg_cpu, sse_result) + 8 * half));
+        xmm_st(s, reg, half, t);
+    }
 }
 
 enum sse_inline_kind {
@@ -1275,6 +1314,7 @@ static bool gen_sse_fp(struct dc *s)
     if (!in->has_mem) {
         gen_call(s, HELPER_sse_fp, IR_NO_TEMP, arg, xmm_ld(s, in->rm & 15, 0),
                  xmm_ld(s, in->rm & 15, 1), IR_NO_TEMP);
+        sse_fp_result(s, in->reg);
         return true;
     }
     ir_temp addr = gen_mem_addr(s);
@@ -1282,6 +1322,7 @@ static bool gen_sse_fp(struct dc *s)
     if (scalar) {
         ir_temp lo = gen_load(s, addr, mp == X86_MP_F3 ? 32 : 64);
         gen_call(s, HELPER_sse_fp, IR_NO_TEMP, arg, lo, cst(s, 0), IR_NO_TEMP);
+        sse_fp_result(s, in->reg);
         return true;
     }
     /* 16 aligned bytes (one page); misaligned: the helper raises #GP */
@@ -1289,6 +1330,7 @@ static bool gen_sse_fp(struct dc *s)
     ir_brcond(s->b, IR_I64, IR_COND_TSTNE, addr, cst(s, 15), slow);
     ir_temp lo = gen_load(s, addr, 64), hi = gen_load(s, addr_plus(s, addr, 8), 64);
     gen_call(s, HELPER_sse_fp, IR_NO_TEMP, arg, lo, hi, IR_NO_TEMP);
+    sse_fp_result(s, in->reg);
     ir_br(s->b, done);
     ir_label_here(s->b, slow);
     gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(in)), addr, IR_NO_TEMP, IR_NO_TEMP);
