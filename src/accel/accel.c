@@ -41,6 +41,8 @@ void accel_settings_from_env(struct accel_settings *s)
     }
     if (getenv("QUOKKA_TCG_STATS"))
         s->tcg_stats = true;
+    if (getenv("QUOKKA_STATS") || getenv("QUOKKA_TCG_STATS"))
+        s->tcg_count_insns = true;
     if (getenv("QUOKKA_TCG_PERF_MAP"))
         s->tcg_perf_map = true;
     /* QUOKKA_TCG_CODE_KB shrinks the code buffer (tests: fills, flushes and restarts). */

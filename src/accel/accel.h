@@ -24,7 +24,8 @@ struct accel_settings {
     enum tcg_backend_choice tcg_backend; /* native falls back to interp where unavailable */
     unsigned tcg_code_kb;                /* native code buffer in KiB; 0: the default */
     bool tcg_stats;                      /* print the translator's counters at exit (stats.h) */
-    bool tcg_perf_map; /* write /tmp/perf-PID.map naming generated blocks for perf */
+    bool tcg_perf_map;    /* write /tmp/perf-PID.map naming generated blocks for perf */
+    bool tcg_count_insns; /* count guest instructions in generated code (QUOKKA_STATS) */
 };
 
 #define TCG_CODE_KB_MIN 64u

@@ -55,6 +55,7 @@ static struct native_jit *create_native_backend(const struct accel_settings *set
         .global_epoch_offset = offsetof(struct tcg_cpu, chain_epoch_global),
         .last_exit_offset = offsetof(struct tcg_cpu, last_exit),
         .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
+        .count_insns = settings && settings->tcg_count_insns,
         .lookup_next = native_next_block,
         .pc_offset = offsetof(struct tcg_cpu, rip),
         .nr_threads = nr_vcpus,

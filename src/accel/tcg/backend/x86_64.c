@@ -219,7 +219,7 @@ static void call_abs(struct emitter *e, const void *fn);
 static void count_insns(struct emitter *e)
 {
     uint32_t n = e->info->nr_guest_insns;
-    if (n) {
+    if (n && e->jit->cfg.count_insns) {
         op_mem(e, 0x81, true, 0, RBX, (int32_t)e->jit->cfg.insn_count_offset - ENV_BIAS);
         imm32(e, n);
     }
@@ -479,8 +479,8 @@ static void mov_opnd(struct emitter *e, unsigned rd, const struct opnd *o, bool 
     case OPND_IMM:
         mov_imm(e, rd, w ? o->imm : (uint32_t)o->imm);
         break;
-    case OPND_REG:
-        if (o->reg != rd || !w)
+    case OPND_REG: /* the same register: ops of width !w ignore (and clear) the high half */
+        if (o->reg != rd)
             mov_rr(e, w, rd, o->reg);
         break;
     case OPND_MEM:
@@ -671,7 +671,11 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
     case IR_EXT32U: {
         struct opnd x = resolve(e, a[1]);
         unsigned rd = ra_def(e, a[0], a[1]);
-        mov_opnd(e, rd, &x, w && op->opc == IR_MOV);
+        bool wide = w && op->opc == IR_MOV;
+        if (!wide && x.kind == OPND_REG && x.reg == rd)
+            mov_rr(e, false, rd, rd); /* the zero-extension is the point */
+        else
+            mov_opnd(e, rd, &x, wide);
         return true;
     }
     case IR_MOVI: {

@@ -50,6 +50,7 @@ struct native_config {
     uint32_t global_epoch_offset; /* uint32: bumped by flushes that may drop global pages */
     uint32_t last_exit_offset;    /* pointer: the struct native_code that left via GOTO_TB */
     uint32_t insn_count_offset;   /* uint64: guest instructions of blocks run to an exit */
+    bool count_insns;             /* keep that count (costs an add per block) */
     /* Optional: where IR_EXIT_NEXT continues (indirect jumps, returns, mode changes).
      * Returns the entry of the cached block for env's current state, or NULL to leave for
      * the run loop. Costs one chain budget unit, like a chained jump. `site` is the exit's

@@ -25,7 +25,8 @@ struct fwd_state {
     uint32_t copy_version[IR_MAX_TEMPS];
     ir_temp copy_src[IR_MAX_TEMPS]; /* IR_NO_TEMP: not a known copy */
     bool known[IR_MAX_TEMPS];
-    bool copy_low32[IR_MAX_TEMPS]; /* d == zext32(src): valid only for uses of the low half */
+    bool copy_low32[IR_MAX_TEMPS];    /* d == zext32(src): valid only for uses of the low half */
+    uint64_t maybe_set[IR_MAX_TEMPS]; /* bits the current value may have set (others are 0) */
 };
 
 static uint64_t type_mask(enum ir_type t)
@@ -182,6 +183,7 @@ static void redefine(struct fwd_state *s, ir_temp t)
     s->version[t]++;
     s->known[t] = false;
     s->copy_src[t] = IR_NO_TEMP;
+    s->maybe_set[t] = UINT64_MAX;
 }
 
 static void forget_all(const struct ir_block *b, struct fwd_state *s)
@@ -189,6 +191,73 @@ static void forget_all(const struct ir_block *b, struct fwd_state *s)
     for (uint32_t t = 0; t < b->nr_temps; t++) {
         s->known[t] = false;
         s->copy_src[t] = IR_NO_TEMP;
+        s->maybe_set[t] = UINT64_MAX;
+    }
+}
+
+/* Bits of t's value that may be 1 (a known value: exactly its bits). */
+static uint64_t maybe_set(const struct ir_block *b, const struct fwd_state *s, ir_temp t)
+{
+    uint64_t v;
+    if (t == IR_NO_TEMP)
+        return UINT64_MAX;
+    if (get_known(b, s, t, &v))
+        return v;
+    return s->maybe_set[t];
+}
+
+/* What op's (single) result may have set, from what its inputs may have set: the known-zero
+ * bits that let extensions and masks of already narrow values become moves. */
+static uint64_t result_bits(const struct ir_block *b, const struct fwd_state *s,
+                            const struct ir_op *op)
+{
+    uint64_t mask = op->type == IR_I32 ? 0xffffffffull : UINT64_MAX;
+    unsigned nin = ir_opcode_info((enum ir_opcode)op->opc)->nr_in;
+    uint64_t x = nin >= 1 ? maybe_set(b, s, op->args[1]) : UINT64_MAX;
+    uint64_t y = nin >= 2 ? maybe_set(b, s, op->args[2]) : UINT64_MAX;
+    uint64_t v;
+    switch (op->opc) {
+    case IR_CALL: /* helpers and env words: whatever they return */
+    case IR_LDENV:
+        return UINT64_MAX;
+    case IR_MOVI:
+        return op->imm & mask;
+    case IR_MOV:
+        return x & mask;
+    case IR_EXT8U:
+        return x & 0xff;
+    case IR_EXT16U:
+        return x & 0xffff;
+    case IR_EXT32U:
+        return x & 0xffffffffull;
+    case IR_AND:
+        return x & y & mask;
+    case IR_OR:
+    case IR_XOR:
+        return (x | y) & mask;
+    case IR_SHR:
+        if (get_known(b, s, op->args[2], &v))
+            return ((x & mask) >> (v & (op->type == IR_I32 ? 31 : 63))) & mask;
+        return mask;
+    case IR_SHL:
+        if (get_known(b, s, op->args[2], &v))
+            return (x << (v & (op->type == IR_I32 ? 31 : 63))) & mask;
+        return mask;
+    case IR_EXTRACT:
+        return (UINT64_MAX >> (64 - ((op->imm >> 8) & 0xff))) & mask;
+    case IR_SETCOND:
+        return 1;
+    case IR_CLZ:
+    case IR_CTZ:
+        return mask == UINT64_MAX ? (127 | y) : ((63 | y) & mask);
+    case IR_CTPOP:
+        return 127;
+    case IR_QLD:
+        if (!(op->imm & IR_MEM_SIGN) && (op->imm & IR_MEM_SIZE_MASK) < 8)
+            return (1ull << (8 * (op->imm & IR_MEM_SIZE_MASK))) - 1;
+        return mask;
+    default:
+        return mask;
     }
 }
 
@@ -387,6 +456,8 @@ static void simplify(const struct ir_block *b, const struct fwd_state *s, struct
         int r = decide_cond(b, s, op, x, y);
         if (r >= 0)
             make_movi(op, (uint64_t)r);
+        else if (op->cond == IR_COND_NE && ky && vy == 0 && maybe_set(b, s, x) == 1)
+            make_mov(op, x); /* x != 0 of a 0/1 value */
         break;
     }
     case IR_MOVCOND: {
@@ -402,9 +473,19 @@ static void simplify(const struct ir_block *b, const struct fwd_state *s, struct
         if (kx && vx == 0)
             make_mov(op, y);
         break;
+    case IR_EXT8U:
+    case IR_EXT16U:
+    case IR_EXT32U: { /* of a value already that narrow: a move */
+        uint64_t keep = op->opc == IR_EXT8U ? 0xff : op->opc == IR_EXT16U ? 0xffff : 0xffffffffull;
+        if ((maybe_set(b, s, x) & ~keep) == 0)
+            make_mov(op, x);
+        break;
+    }
     default:
         break;
     }
+    if (op->opc == IR_AND && !kx && ky && (maybe_set(b, s, x) & ~vy & mask) == 0)
+        make_mov(op, x); /* masks off nothing */
 }
 
 /* A constant temp holding `value` (all 64 bits), or IR_NO_TEMP if the temp table is full.
@@ -501,11 +582,14 @@ static void forward_pass(struct ir_block *b, struct fwd_state *s)
                 make_nop(op);
                 break;
             }
+            uint64_t bits = result_bits(b, s, op);
             redefine(s, d);
+            s->maybe_set[d] = bits;
             if (d != src) {
                 s->copy_src[d] = src;
                 s->copy_version[d] = s->version[src];
-                s->copy_low32[d] = op->type == IR_I32;
+                /* an i32 move of a value with no high bits is a full copy */
+                s->copy_low32[d] = op->type == IR_I32 && (maybe_set(b, s, src) >> 32) != 0;
             }
             break;
         }
@@ -539,10 +623,14 @@ static void forward_pass(struct ir_block *b, struct fwd_state *s)
                 if (overlaps_global(b, g, op->imm))
                     redefine(s, g);
             break;
-        default:
+        default: {
+            uint64_t bits = nout == 1 ? result_bits(b, s, op) : UINT64_MAX;
             for (unsigned k = 0; k < nout; k++)
                 redefine(s, op->args[k]);
+            if (nout == 1)
+                s->maybe_set[op->args[0]] = bits;
             break;
+        }
         }
     }
 }

@@ -2156,7 +2156,8 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
         struct x86_decoded_insn insn;
         int rc = x86_decode(bytes, got, s.mode, &insn);
         ir_insn_start(block, linear);
-        gen_set_rip_const(&s, s.ip);
+        if (n > 0) /* the block is entered with RIP at its first instruction */
+            gen_set_rip_const(&s, s.ip);
         if (rc < 0) {
             if (rc == X86_DECODE_NEED_MORE && n > 0) {
                 /* The rest is on a page that is not mapped yet: execute up to here. */
