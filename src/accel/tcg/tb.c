@@ -103,8 +103,12 @@ void tb_cache_destroy(struct tb_cache *cache)
 
 /* A hint stored after its block was retired would outlive the retirement's sweep of the
  * jump caches: look again after storing (the sweep runs after `valid` is cleared). */
-static void jmp_cache_store(struct tb **slot, struct tb *tb)
+static void jmp_cache_store(const struct tb_cache *cache, struct tb **slot, struct tb *tb)
 {
+    if (cache->nr_jmp_caches <= 1) { /* one vCPU: it also runs every sweep, never meanwhile */
+        __atomic_store_n(slot, tb, __ATOMIC_RELAXED);
+        return;
+    }
     __atomic_store_n(slot, tb, __ATOMIC_SEQ_CST);
     if (!tb_is_valid(tb)) {
         struct tb *expected = tb;
@@ -127,7 +131,7 @@ struct tb *tb_lookup(struct tb_cache *cache, struct tb **jmp_cache, uint64_t pc,
         if (tb->phys_pc == phys_pc && tb->pc == pc && tb->cs_base == cs_base &&
             tb->hflags == hflags && tb_is_valid(tb)) {
             if (slot)
-                jmp_cache_store(slot, tb);
+                jmp_cache_store(cache, slot, tb);
             return tb;
         }
     }

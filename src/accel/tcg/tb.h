@@ -49,7 +49,7 @@ struct tb_page_list {
     bool translating;
 };
 
-#define TB_JMP_CACHE_SIZE 4096
+#define TB_JMP_CACHE_SIZE 16384
 #define TB_MAX_JMP_CACHES 64
 
 struct tb_cache {

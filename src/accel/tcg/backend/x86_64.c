@@ -341,7 +341,8 @@ static void load_extend(struct emitter *e, unsigned size, bool sign, bool is64, 
 }
 
 /* RSI = address; on a TLB hit for `size` bytes at mmu_index falls through with RSI = host
- * address; on a miss jumps (rel8, returned) to the slow path, RSI still the address. */
+ * address; on a miss jumps (jne rel32 at the returned offset) to the slow path, RSI still
+ * the address. */
 static size_t tlb_lookup(struct emitter *e, unsigned size, bool write)
 {
     const struct native_config *cfg = &e->jit->cfg;
@@ -359,7 +360,9 @@ static size_t tlb_lookup(struct emitter *e, unsigned size, bool write)
     op_reg(e, 0x81, true, 4, RDI);                        /* and rdi, ~0xfff */
     imm32(e, 0xfffff000u);
     op_mem_index(e, 0x3b, true, RDI, RBX, RAX, (int32_t)(tlb + tag) - ENV_BIAS);
-    size_t miss = jcc8(e, 0x75);
+    opcode(e, 0x0f85); /* jne rel32, patched when the slow path is placed */
+    size_t miss = e->len;
+    imm32(e, 0);
     op_mem_index(e, 0x03, true, RSI, RBX, RAX, (int32_t)(tlb + cfg->tlb_addend) - ENV_BIAS);
     return miss;
 }
@@ -375,33 +378,64 @@ static void env_arg(struct emitter *e)
     op_mem(e, 0x8d, true, RDI, RBX, -ENV_BIAS); /* lea rdi, [rbx - bias] = env */
 }
 
-/* The call of a memory access's slow path (TLB miss): globals go home first (it may fault),
- * caller-saved registers survive it. */
-static void slow_call(struct emitter *e, const void *fn)
+/* Remember a slow path whose fast path jumps from `jump_at` and continues at the current
+ * offset (emit_slow_paths places it). False when out of memory. */
+static bool defer_slow_path(struct emitter *e, size_t jump_at, const struct ir_op *op, bool store)
 {
-    ra_slow_save(e);
-    env_arg(e);
-    call_abs(e, fn);
-    ra_slow_restore(e);
+    if (e->nr_slow == e->cap_slow) {
+        uint32_t cap = e->cap_slow ? 2 * e->cap_slow : 16;
+        struct slow_path *v = realloc(e->slow, cap * sizeof(*v));
+        if (!v)
+            return false;
+        e->slow = v;
+        e->cap_slow = cap;
+    }
+    struct slow_path *sp = &e->slow[e->nr_slow++];
+    sp->jump_at = (uint32_t)jump_at;
+    sp->resume = (uint32_t)e->len;
+    sp->memop = (uint8_t)op->imm;
+    sp->store = store;
+    sp->sign = (op->imm & IR_MEM_SIGN) != 0;
+    sp->is64 = op->type == IR_I64;
+    ra_snapshot(e, &sp->regs);
+    return true;
 }
 
-static void emit_qld(struct emitter *e, const struct ir_op *op)
+/* After the block: each slow path calls the MMU (RSI = address, RDX = value for stores) with
+ * globals home (it may fault) and caller-saved registers kept, then resumes the fast path
+ * (loads with the value in RAX, extended). */
+static void emit_slow_paths(struct emitter *e)
+{
+    for (uint32_t i = 0; i < e->nr_slow && !e->overflow; i++) {
+        const struct slow_path *sp = &e->slow[i];
+        patch32(e->buf + sp->jump_at, (uint32_t)(e->len - (sp->jump_at + 4)));
+        mov_imm(e, sp->store ? RCX : RDX, sp->memop);
+        ra_slow_save(e, &sp->regs);
+        env_arg(e);
+        call_abs(e, sp->store ? (const void *)e->jit->cfg.mem.store
+                              : (const void *)e->jit->cfg.mem.load);
+        ra_slow_restore(e, &sp->regs);
+        if (!sp->store)
+            load_extend(e, sp->memop & IR_MEM_SIZE_MASK, sp->sign, sp->is64, true, RAX);
+        opcode(e, 0xe9);
+        imm32(e, (uint32_t)(sp->resume - (e->len + 4)));
+    }
+}
+
+static bool emit_qld(struct emitter *e, const struct ir_op *op)
 {
     unsigned size = op->imm & IR_MEM_SIZE_MASK;
     bool sign = (op->imm & IR_MEM_SIGN) != 0, is64 = op->type == IR_I64;
     load(e, RSI, op->args[1]);
     size_t miss = tlb_lookup(e, size, false);
     load_extend(e, size, sign, is64, false, RSI);
-    size_t done = jcc8(e, 0xeb);
-    land8(e, miss);
-    mov_imm(e, RDX, op->imm);
-    slow_call(e, (const void *)e->jit->cfg.mem.load);
-    load_extend(e, size, sign, is64, true, RAX);
-    land8(e, done);
+    if (!defer_slow_path(e, miss, op, false))
+        return false;
     store(e, op->args[0], RAX);
+    return true;
 }
 
-static void emit_qst(struct emitter *e, const struct ir_op *op)
+static bool emit_qst(struct emitter *e, const struct ir_op *op)
 {
     unsigned size = op->imm & IR_MEM_SIZE_MASK;
     bool is64 = op->type == IR_I64;
@@ -430,11 +464,7 @@ static void emit_qst(struct emitter *e, const struct ir_op *op)
         op_mem(e, 0x89, true, RDX, RSI, 0);
         break;
     }
-    size_t done = jcc8(e, 0xeb);
-    land8(e, miss);
-    mov_imm(e, RCX, op->imm);
-    slow_call(e, (const void *)e->jit->cfg.mem.store);
-    land8(e, done);
+    return defer_slow_path(e, miss, op, true);
 }
 
 /* --- ops -----------------------------------------------------------------------------------------
@@ -839,13 +869,11 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
     case IR_QLD:
         if (!ir_memop_valid(op->imm))
             return false;
-        emit_qld(e, op);
-        return true;
+        return emit_qld(e, op);
     case IR_QST:
         if (!ir_memop_valid(op->imm))
             return false;
-        emit_qst(e, op);
-        return true;
+        return emit_qst(e, op);
     case IR_LDENV:
         if (op->imm > INT32_MAX - 8)
             return false;
@@ -1033,6 +1061,8 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     e->b = block;
     e->info = info;
     e->nr_fixups = 0;
+    e->slow = NULL;
+    e->nr_slow = e->cap_slow = 0;
     e->code = code;
     for (uint32_t l = 0; l < IR_MAX_LABELS; l++)
         e->label_pos[l] = NO_POS;
@@ -1074,8 +1104,11 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
         else if (opc != IR_NOP && opc != IR_INSN_START)
             e->unreachable = false;
     }
-    if (ok)
+    if (ok) {
         emit_exit(e, IR_EXIT_NEXT); /* falling off the end, or a label after the last op */
+        emit_slow_paths(e);
+    }
+    free(e->slow);
     for (uint32_t i = 0; ok && !e->overflow && i < e->nr_fixups; i++) {
         uint32_t target = e->label_pos[e->fixups[i].label];
         if (target == NO_POS) {

@@ -34,6 +34,22 @@ struct fixup {
     uint32_t label; /* its target */
 };
 
+/* Which temp each host register held, and whether it was dirty, at one point of the code. */
+struct ra_state {
+    ir_temp owner[16];
+    bool dirty[16];
+};
+
+/* A memory access's slow path (TLB miss), emitted after the block's code: where its jump
+ * from the fast path is, where it returns to, and the register state there. */
+struct slow_path {
+    uint32_t jump_at; /* the rel32 of the fast path's jne */
+    uint32_t resume;  /* where the fast path continues */
+    uint8_t memop;
+    bool store, sign, is64;
+    struct ra_state regs;
+};
+
 struct emitter {
     uint8_t *buf; /* writable bytes of this block */
     size_t cap, len;
@@ -62,6 +78,8 @@ struct emitter {
     uint16_t cur_next[IR_MAX_TEMPS]; /* each temp's next read from the current op on */
     bool has_labels;                 /* defs do not end a local's life: another path may read */
     bool loops;                      /* a backward branch: every local lives to the end */
+    struct slow_path *slow;          /* out-of-line slow paths, emitted at the end */
+    uint32_t nr_slow, cap_slow;
 };
 
 static inline void byte(struct emitter *e, uint8_t v)
@@ -207,10 +225,12 @@ void ra_forget_all(struct emitter *e);
  * and every global too when the helper writes globals. */
 void ra_before_call(struct emitter *e, uint32_t flags);
 void ra_after_call(struct emitter *e, uint32_t flags);
-/* Out-of-line slow paths of memory accesses (the register state stays as it was): globals
- * home (the call may fault), caller-saved registers saved, and restored after. */
-void ra_slow_save(struct emitter *e);
-void ra_slow_restore(struct emitter *e);
+/* Slow paths of memory accesses, emitted out of line for a register state taken with
+ * ra_snapshot (the allocator's own state does not change): globals home (the call may
+ * fault), caller-saved registers saved, and restored after. */
+void ra_snapshot(const struct emitter *e, struct ra_state *st);
+void ra_slow_save(struct emitter *e, const struct ra_state *st);
+void ra_slow_restore(struct emitter *e, const struct ra_state *st);
 /* Env [offset, offset+8) is read or written directly: globals overlapping it go home, and
  * are forgotten when it is written. */
 void ra_env_access(struct emitter *e, uint64_t offset, bool write);

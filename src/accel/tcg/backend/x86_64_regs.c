@@ -314,22 +314,30 @@ void ra_after_call(struct emitter *e, uint32_t flags)
     }
 }
 
-void ra_slow_save(struct emitter *e)
+void ra_snapshot(const struct emitter *e, struct ra_state *st)
 {
     for (unsigned r = 0; r < 16; r++) {
-        ir_temp t = e->owner[r];
+        st->owner[r] = e->owner[r];
+        st->dirty[r] = e->owner[r] != IR_NO_TEMP && e->dirty[e->owner[r]];
+    }
+}
+
+void ra_slow_save(struct emitter *e, const struct ra_state *st)
+{
+    for (unsigned r = 0; r < 16; r++) {
+        ir_temp t = st->owner[r];
         if (t == IR_NO_TEMP)
             continue;
         /* Stored without changing what the allocator believes: this path may not run. */
-        if ((is_global(e, t) && e->dirty[t]) || CALLER_SAVED(r))
+        if ((is_global(e, t) && st->dirty[r]) || CALLER_SAVED(r))
             store_home(e, t, r);
     }
 }
 
-void ra_slow_restore(struct emitter *e)
+void ra_slow_restore(struct emitter *e, const struct ra_state *st)
 {
     for (unsigned r = 0; r < 16; r++) {
-        ir_temp t = e->owner[r];
+        ir_temp t = st->owner[r];
         if (t != IR_NO_TEMP && CALLER_SAVED(r))
             load_home(e, r, t);
     }
