@@ -108,7 +108,9 @@ struct tlb_entry {
     uint64_t paddr;     /* physical page, for code invalidation and MMIO */
     bool global;        /* a global page (CR4.PGE): kept across CR3 writes */
     uint8_t page_shift; /* of the guest page it is a slice of: 12, or 21/22/30 when large */
+    uint8_t pad[22];    /* 64 bytes, a power of two: generated code indexes with a shift */
 };
+_Static_assert(sizeof(struct tlb_entry) == 64, "TLB entry size used by generated code");
 
 struct tcg_segment {
     uint64_t base;

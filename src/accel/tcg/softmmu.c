@@ -305,7 +305,8 @@ static void bump_chain_epoch(struct tcg_cpu *cpu, bool global_too)
     }
 }
 
-static const struct tlb_entry tlb_empty = {TLB_INVALID, TLB_INVALID, TLB_INVALID, 0, 0, false, 12};
+static const struct tlb_entry tlb_empty = {
+    .read_tag = TLB_INVALID, .write_tag = TLB_INVALID, .exec_tag = TLB_INVALID, .page_shift = 12};
 
 /* Pages (hashed) that chained jumps or caches lead into: INVLPG elsewhere leaves chains be. */
 #define CHAIN_PAGE_BIT(vaddr) (((vaddr) >> 12) & (64 * TLB_CHAIN_PAGE_WORDS - 1))

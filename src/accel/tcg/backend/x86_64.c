@@ -349,12 +349,21 @@ static size_t tlb_lookup(struct emitter *e, unsigned size, bool write)
     uint32_t tlb = cfg->tlb_offset[e->info->mmu_index];
     uint32_t tag = write ? cfg->tlb_write_tag : cfg->tlb_read_tag;
     mov_rr(e, true, RAX, RSI);
-    op_reg(e, 0xc1, true, 5, RAX); /* shr rax, 12 */
-    byte(e, 12);
-    op_reg(e, 0x81, false, 4, RAX); /* and eax, entries-1 */
-    imm32(e, cfg->tlb_entries - 1);
-    op_reg(e, 0x69, false, RAX, RAX); /* imul eax, eax, entry_size */
-    imm32(e, cfg->tlb_entry_size);
+    uint32_t entry = cfg->tlb_entry_size;
+    if (entry && !(entry & (entry - 1)) && entry <= 4096) {
+        unsigned log2 = (unsigned)__builtin_ctz(entry);
+        op_reg(e, 0xc1, true, 5, RAX); /* shr rax, 12 - log2(entry): index * entry_size */
+        byte(e, (uint8_t)(12 - log2));
+        op_reg(e, 0x81, false, 4, RAX); /* and eax, (entries-1) * entry_size */
+        imm32(e, (cfg->tlb_entries - 1) << log2);
+    } else {
+        op_reg(e, 0xc1, true, 5, RAX); /* shr rax, 12 */
+        byte(e, 12);
+        op_reg(e, 0x81, false, 4, RAX); /* and eax, entries-1 */
+        imm32(e, cfg->tlb_entries - 1);
+        op_reg(e, 0x69, false, RAX, RAX); /* imul eax, eax, entry_size */
+        imm32(e, entry);
+    }
     /* RDI = page of the last byte: differs from the tag when the access crosses pages. */
     op_mem(e, 0x8d, true, RDI, RSI, (int32_t)(size - 1)); /* lea rdi, [rsi + size-1] */
     op_reg(e, 0x81, true, 4, RDI);                        /* and rdi, ~0xfff */
