@@ -19,7 +19,7 @@ const char cli_usage[] =
     "                  [--vsock cid=N,path=SOCK] [--device MODEL[,KEY=VALUE...]]...\n"
     "                  [--api-sock PATH] [--config-file FILE]\n"
     "       quokka --api-sock PATH [--config-file FILE] [run options...]\n"
-    "                  [--seccomp on|off]\n"
+    "                  [--seccomp on|off] [--tcg SETTINGS]\n"
     "       quokka --help | --version\n"
     "\n"
     "  --kernel PATH    Linux bzImage, vmlinux with a PVH note, Multiboot v1 ELF, or ELF64\n"
@@ -56,6 +56,9 @@ const char cli_usage[] =
     "  --seccomp on|off the seccomp sandbox (default on): once the VM is set up, only the\n"
     "                   system calls quokka needs are allowed; a forbidden one is named on\n"
     "                   stderr and ends quokka (signal 31). off: for debugging only\n"
+    "  --tcg S          translator settings, comma-separated: backend=native|interp,\n"
+    "                   code-kb=N (code buffer), stats (counters on stderr at exit),\n"
+    "                   perf-map (/tmp/perf-PID.map: perf names guest blocks)\n"
     "Options that take one value may be given once; --disk, --net, --rng, --device repeat.\n"
     "\n"
     "Exit status: 0 guest powered off or rebooted; (V<<1)|1 guest wrote V to port 0xf4;\n"
@@ -72,6 +75,7 @@ enum {
     OPT_CPUS,
     OPT_ACCEL,
     OPT_CONSOLE,
+    OPT_TCG,
     OPT_SECCOMP, /* the last single-valued one (see seen[]) */
     OPT_DISK,
     OPT_RNG,
@@ -81,6 +85,39 @@ enum {
     OPT_API_SOCK,
     OPT_CONFIG_FILE,
 };
+
+/* --tcg backend=native|interp,code-kb=N,stats,perf-map (any subset, any order). */
+static int parse_tcg(const char *arg, struct accel_settings *s, char *err, size_t errlen)
+{
+    char buf[256];
+    if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+        return qk_fail(err, errlen, "--tcg '%s' is too long", arg);
+    char *save = NULL;
+    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        if (!strncmp(item, "backend=", 8)) {
+            if (accel_parse_tcg_backend(item + 8, &s->tcg_backend) < 0)
+                return qk_fail(err, errlen, "--tcg backend='%s' must be native or interp",
+                               item + 8);
+        } else if (!strncmp(item, "code-kb=", 8)) {
+            char *end;
+            unsigned long kb = strtoul(item + 8, &end, 10);
+            if (!item[8] || *end || kb < TCG_CODE_KB_MIN || kb > TCG_CODE_KB_MAX)
+                return qk_fail(err, errlen, "--tcg code-kb='%s' must be a number from %u to %u",
+                               item + 8, TCG_CODE_KB_MIN, TCG_CODE_KB_MAX);
+            s->tcg_code_kb = (unsigned)kb;
+        } else if (!strcmp(item, "stats")) {
+            s->tcg_stats = s->tcg_count_insns = true;
+        } else if (!strcmp(item, "perf-map")) {
+            s->tcg_perf_map = true;
+        } else {
+            return qk_fail(err, errlen,
+                           "--tcg '%s': unknown setting (backend=native|interp, code-kb=N, "
+                           "stats, perf-map)",
+                           item);
+        }
+    }
+    return 0;
+}
 
 /* [virtio[:]]stdio|none|file:PATH; "virtio" alone is virtio:stdio. */
 static int parse_console(const char *arg, struct machine_config *cfg)
@@ -200,6 +237,7 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"accel", required_argument, NULL, OPT_ACCEL},
         {"console", required_argument, NULL, OPT_CONSOLE},
+        {"tcg", required_argument, NULL, OPT_TCG},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"disk", required_argument, NULL, OPT_DISK},
         {"rng", no_argument, NULL, OPT_RNG},
@@ -266,6 +304,10 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
                                "--console '%s' must be stdio, none or file:PATH, optionally "
                                "after virtio: (e.g. virtio, virtio:file:PATH)",
                                arg);
+            break;
+        case OPT_TCG:
+            if (parse_tcg(arg, &cfg->accel_settings, err, errlen) < 0)
+                return -1;
             break;
         case OPT_SECCOMP:
             if (strcmp(arg, "on") != 0 && strcmp(arg, "off") != 0)

@@ -76,7 +76,9 @@ def test_bad_memory_size(tmp_path, size, needle):
 
 
 @pytest.mark.parametrize("flag,value", [("--cpus", "0"), ("--cpus", "x"), ("--accel", "hax"),
-                                         ("--console", "serial"), ("--seccomp", "maybe")])
+                                         ("--console", "serial"), ("--seccomp", "maybe"),
+                                         ("--tcg", "fast"), ("--tcg", "backend=jit"),
+                                         ("--tcg", "code-kb=1")])
 def test_bad_values(flag, value):
     assert_usage_error(["run", "--kernel", "/bin/true", flag, value], flag)
 
@@ -169,3 +171,27 @@ def test_overlapping_elf_segments(tmp_path):
     bad = tmp_path / "overlap.elf"
     bad.write_bytes(elf64_exec([(0x100000, 0x1000), (0x200000, 0x1000), (0x100800, 0x1000)]))
     assert_usage_error(["run", "--kernel", str(bad)], "segments 0 and 2 overlap", "0x100800")
+
+
+def test_translator_stats_and_perf_map():
+    """--tcg stats prints the translator's counters at exit; perf-map writes perf's
+    /tmp/perf-PID.map naming each generated block by its guest pc."""
+    proc = subprocess.Popen([QUOKKA, "run", "--accel", "tcg", "--kernel", payload("hello"),
+                             "--console", "none", "--tcg", "stats,perf-map,backend=native"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == EXIT_PASS, err
+    stats = {line.split()[2]: int(line.split()[3]) for line in err.decode().splitlines()
+             if line.startswith("quokka-tcg-stats: cpu0 ")}
+    assert stats["blocks_translated"] > 0 and stats["insns_translated"] >= stats["blocks_translated"]
+    assert stats["loop_lookups"] >= stats["loop_misses"] > 0
+    path = f"/tmp/perf-{proc.pid}.map"
+    try:
+        lines = open(path).read().splitlines()
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    assert 0 < len(lines) <= stats["blocks_translated"]  # lone instructions are not mapped
+    start, size, name = lines[0].split()
+    assert int(start, 16) > 0 and int(size, 16) > 0 and name.startswith("guest_")
