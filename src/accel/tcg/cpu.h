@@ -129,6 +129,8 @@ struct tcg_segment {
 
 struct tcg_vcpu;
 
+#define TCG_RAS_ENTRIES 32
+
 struct tcg_cpu {
     /* --- IR globals (64-bit each, order matches tcg_globals[]) --- */
     uint64_t gpr[NR_GPRS];
@@ -195,6 +197,13 @@ struct tcg_cpu {
     uint64_t chain_pages[TLB_CHAIN_PAGE_WORDS]; /* hashed pages chains lead into (softmmu.c) */
     void *last_exit;                            /* the native block that left through GOTO_TB */
     uint64_t insn_count; /* guest instructions of native blocks run to an exit */
+    /* Return-address stack of the native code (hints: every use is checked): what each CALL
+     * pushed, and a jump slot for the block at that return address. */
+    struct tcg_ras_entry {
+        uint64_t pc;
+        void *site;
+    } ras[TCG_RAS_ENTRIES];
+    uint32_t ras_top;
 
     /* --- exits back to the run loop --- */
     jmp_buf exit_jmp;

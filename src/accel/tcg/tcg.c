@@ -58,6 +58,9 @@ static struct native_jit *create_native_backend(const struct accel_settings *set
         .count_insns = settings && settings->tcg_count_insns,
         .lookup_next = native_next_block,
         .pc_offset = offsetof(struct tcg_cpu, rip),
+        .ras_offset = offsetof(struct tcg_cpu, ras),
+        .ras_top_offset = offsetof(struct tcg_cpu, ras_top),
+        .ras_entries = TCG_RAS_ENTRIES,
         .nr_threads = nr_vcpus,
         .sites_offset = offsetof(struct tcg_cpu, jit_sites),
     };
@@ -659,8 +662,15 @@ static struct tb *compile_block(struct accel_vcpu *v, const struct x86_translate
     if (!tb)
         return NULL;
     if (native) {
-        const struct native_block_info ni = {(cpu->hflags & HF_CPL_MASK) == 3, cpu->hflags,
-                                             info->nr_insns, (cpu->hflags & HF_CS64) != 0};
+        const struct native_block_info ni = {
+            .mmu_index = (cpu->hflags & HF_CPL_MASK) == 3,
+            .guard = cpu->hflags,
+            .nr_guest_insns = info->nr_insns,
+            .inline_cache = (cpu->hflags & HF_CS64) != 0,
+            .ras_push = info->ends_with_call,
+            .ras_pop = info->ends_with_ret,
+            .ras_return = info->call_return,
+        };
         tb->native = native_compile(vm->tbs.jit, block, &ni, full);
         if (tb->native)
             tb->native_entry = tb->native->entry;

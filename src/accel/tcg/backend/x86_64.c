@@ -225,23 +225,113 @@ static void count_insns(struct emitter *e)
     }
 }
 
-/* sub dword [budget], 1; js <returned rel8> */
+/* sub dword [budget], 1; js <returned rel32, see land32> */
 static size_t spend_budget(struct emitter *e)
 {
     op_mem(e, 0x83, false, 5, RBX, (int32_t)e->jit->cfg.chain_budget_offset - ENV_BIAS);
     byte(e, 1);
-    return jcc8(e, 0x78);
+    opcode(e, 0x0f88);
+    size_t at = e->len;
+    imm32(e, 0);
+    return at;
+}
+
+static void land32(struct emitter *e, size_t at)
+{
+    if (!e->overflow)
+        patch32(e->buf + at, (uint32_t)(e->len - (at + 4)));
 }
 
 /* Leave the block with EAX = value. IR_EXIT_NEXT first asks lookup_next for a block to
  * continue with, so indirect jumps stay in generated code too. */
+static bool ras_enabled(const struct emitter *e)
+{
+    const struct native_config *cfg = &e->jit->cfg;
+    return cfg->ras_entries && !(cfg->ras_entries & (cfg->ras_entries - 1)) &&
+           e->info->inline_cache;
+}
+
+/* EAX = the RAS slot's offset from its base for the top index in env (after `adjust`). */
+static void ras_slot(struct emitter *e, int adjust)
+{
+    const struct native_config *cfg = &e->jit->cfg;
+    int32_t top = (int32_t)cfg->ras_top_offset - ENV_BIAS;
+    if (adjust) {
+        op_mem(e, 0x83, false, adjust > 0 ? 0 : 5, RBX, top); /* add/sub dword [top], 1 */
+        byte(e, 1);
+    }
+    op_mem(e, 0x8b, false, RAX, RBX, top);
+    op_reg(e, 0x81, false, 4, RAX); /* and eax, entries-1 */
+    imm32(e, cfg->ras_entries - 1);
+    op_reg(e, 0xc1, false, 4, RAX); /* shl eax, 4 */
+    byte(e, 4);
+}
+
+/* A CALL's block, leaving: push {return pc, a slot for the block there} (the slot is aimed
+ * at that block by the first RET that finds it unaimed). */
+static void emit_ras_push(struct emitter *e)
+{
+    if (!e->info->ras_push || !ras_enabled(e))
+        return;
+    const struct native_config *cfg = &e->jit->cfg;
+    uint32_t site = new_site(e);
+    if (site == NO_SITE)
+        return;
+    init_site(e->jit, site, NULL);
+    int32_t ras = (int32_t)cfg->ras_offset - ENV_BIAS;
+    load_site(e, RDX, site);
+    mov_imm(e, RCX, e->info->ras_return);
+    ras_slot(e, 0);
+    op_mem_index(e, 0x89, true, RCX, RBX, RAX, ras);     /* entry.pc */
+    op_mem_index(e, 0x89, true, RDX, RBX, RAX, ras + 8); /* entry.site */
+    op_mem(e, 0x83, false, 0, RBX, (int32_t)cfg->ras_top_offset - ENV_BIAS);
+    byte(e, 1); /* add dword [top], 1 */
+}
+
+/* A RET's block, leaving: pop the RAS; when its pc is the return target, jump through its
+ * slot if that is aimed (pc, mode, epoch as set), else have lookup_next aim it: RSI = slot,
+ * jump (rel32 returned, to be patched) to the lookup call. Other cases fall through. */
+static size_t emit_ras_pop(struct emitter *e)
+{
+    const struct native_config *cfg = &e->jit->cfg;
+    int32_t ras = (int32_t)cfg->ras_offset - ENV_BIAS;
+    ras_slot(e, -1);
+    op_mem_index(e, 0x8b, true, RCX, RBX, RAX, ras);
+    op_mem(e, 0x3b, true, RCX, RBX, (int32_t)cfg->pc_offset - ENV_BIAS);
+    size_t other = jcc8(e, 0x75);
+    op_mem_index(e, 0x8b, true, RSI, RBX, RAX, ras + 8);
+    op_reg(e, 0x85, true, RSI, RSI);
+    size_t empty = jcc8(e, 0x74);
+    size_t aim[4];
+    op_mem(e, 0x3b, true, RCX, RSI, SITE_PC_OFF);
+    aim[0] = jcc8(e, 0x75);
+    op_mem(e, 0x8b, false, RAX, RBX, (int32_t)cfg->guard_offset - ENV_BIAS);
+    op_mem(e, 0x3b, false, RAX, RSI, SITE_GUARD_OFF);
+    aim[1] = jcc8(e, 0x75);
+    aim[2] = site_epoch_check(e, RSI);
+    op_mem(e, 0x83, true, 7, RSI, SITE_TARGET_OFF); /* cmp qword [rsi + target], 0 */
+    byte(e, 0);
+    aim[3] = jcc8(e, 0x74);
+    op_mem(e, 0xff, false, 4, RSI, SITE_TARGET_OFF); /* jmp [rsi + target] */
+    for (int k = 0; k < 4; k++)
+        land8(e, aim[k]);
+    opcode(e, 0xe9); /* jmp rel32: to the lookup, RSI = this slot */
+    size_t to_lookup = e->len;
+    imm32(e, 0);
+    land8(e, other);
+    land8(e, empty);
+    return to_lookup;
+}
+
 static void emit_exit(struct emitter *e, uint32_t value)
 {
     const struct native_config *cfg = &e->jit->cfg;
     ra_sync_globals(e);
     count_insns(e);
+    emit_ras_push(e);
     if (value == IR_EXIT_NEXT && cfg->lookup_next) {
         size_t no_budget = spend_budget(e);
+        size_t ras_lookup = e->info->ras_pop && ras_enabled(e) ? emit_ras_pop(e) : 0;
         uint32_t site = e->info->inline_cache ? new_site(e) : NO_SITE;
         size_t miss[3] = {0, 0, 0};
         if (site != NO_SITE) {
@@ -262,12 +352,14 @@ static void emit_exit(struct emitter *e, uint32_t value)
         }
         if (site == NO_SITE)
             mov_imm(e, RSI, 0);
+        if (ras_lookup && !e->overflow)
+            patch32(e->buf + ras_lookup, (uint32_t)(e->len - (ras_lookup + 4)));
         env_arg(e);
         call_abs(e, (const void *)cfg->lookup_next);
         op_reg(e, 0x85, true, RAX, RAX); /* test rax, rax */
         size_t none = jcc8(e, 0x74);
         op_reg(e, 0xff, false, 4, RAX); /* jmp rax */
-        land8(e, no_budget);
+        land32(e, no_budget);
         land8(e, none);
     }
     mov_imm(e, RAX, value);
@@ -283,6 +375,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     uint32_t site = new_site(e);
     ra_sync_globals(e);
     count_insns(e);
+    emit_ras_push(e);
     size_t no_budget = spend_budget(e);
     op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
     imm32(e, e->info->guard);
@@ -290,7 +383,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     load_site(e, RDX, site == NO_SITE ? 0 : site);
     size_t wrong_epoch = site_epoch_check(e, RDX);
     op_mem(e, 0xff, false, 4, RDX, SITE_TARGET_OFF); /* jmp [rdx + target] */
-    land8(e, no_budget);
+    land32(e, no_budget);
     land8(e, wrong_mode);
     land8(e, wrong_epoch);
     /* Unchained: the slot's first target, and what leaving looks like. */

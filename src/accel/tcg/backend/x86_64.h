@@ -56,6 +56,9 @@ struct native_config {
      * the run loop. Costs one chain budget unit, like a chained jump. `site` is the exit's
      * inline cache (NULL where the block has none), for native_cache_target(). */
     const void *(*lookup_next)(void *env, struct native_site *site);
+    /* Return-address stack in env (blocks ending with a CALL push, with a RET pop and try its
+     * slot first): ras_entries x {uint64 pc, native_site *}; 0: none. */
+    uint32_t ras_offset, ras_top_offset, ras_entries;
     uint32_t pc_offset; /* uint64: the guest pc an inline cache compares (blocks with
                            native_block_info.inline_cache) */
     /* Threads that run the code at once (vCPUs). Each has its own copy of every data slot
@@ -75,6 +78,10 @@ struct native_block_info {
      * word, the guard word and the epoch match what it was patched with. Only where the pc
      * word and the guard fully identify a block (e.g. no segment base in play). */
     bool inline_cache;
+    /* The block ends with a near CALL returning to ras_return / with a near RET (64-bit code,
+     * with inline_cache): see native_config's return-address stack. */
+    bool ras_push, ras_pop;
+    uint64_t ras_return;
 };
 
 struct native_jit;

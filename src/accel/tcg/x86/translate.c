@@ -117,8 +117,9 @@ struct dc {
     uint64_t next_ip; /* RIP after it */
     uint32_t hflags;
     enum x86_cpu_mode mode;
-    int cc_op; /* static lazy-flags op, or CC_OP_DYNAMIC */
-    bool end;  /* the block ends after this instruction */
+    int cc_op;      /* static lazy-flags op, or CC_OP_DYNAMIC */
+    bool end;       /* the block ends after this instruction */
+    bool call, ret; /* ...with a near CALL / RET (x86_translate_info) */
 };
 
 /* --- small utilities -------------------------------------------------------------------- */
@@ -1731,13 +1732,18 @@ static void translate_insn(struct dc *s)
             gen_zext(s, target, load_operand(s, 0, NULL), bits);
         }
         gen_push(s, cst(s, s->next_ip & ip_mask(s, bits)), bits);
-        gen_jump_reg(s, target);
+        s->call = true;
+        if (in->operand[0].kind == X86_OPND_REL)
+            gen_jump_const(s, rel_target(s), 0);
+        else
+            gen_jump_reg(s, target);
         break;
     }
     case X86_MN_RET: {
         ir_temp t = gen_pop(s, bits);
         if (in->nr_operands == 1)
             gen_stack_adjust(s, in->imm & 0xffff);
+        s->ret = true;
         gen_jump_reg(s, t);
         break;
     }
@@ -2127,6 +2133,8 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
     info->guest_size = 0;
     info->nr_insns = 0;
     info->last_byte = cs_base + rip;
+    info->ends_with_call = info->ends_with_ret = false;
+    info->call_return = 0;
     for (unsigned n = 0; n < max_insns && !s.end; n++) {
         uint64_t linear = cs_base + s.ip;
         if (s.mode != X86_MODE_64)
@@ -2189,6 +2197,11 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
     }
     if (!s.end)
         gen_jump_const(&s, s.ip, 0);
+    if (s.mode == X86_MODE_64) {
+        info->ends_with_call = s.call;
+        info->ends_with_ret = s.ret;
+        info->call_return = s.ip; /* after the last instruction */
+    }
     info->guest_size = (uint32_t)(info->last_byte - (cs_base + rip) + 1);
     return block->overflow ? -1 : 0;
 }

@@ -9,6 +9,10 @@ struct x86_translate_info {
     uint32_t guest_size; /* bytes of guest code covered */
     uint32_t nr_insns;
     uint64_t last_byte; /* linear address of the block's last code byte */
+    /* How the block ends, for a backend's return-address stack (64-bit code only): a near
+     * CALL whose return address is call_return, or a near RET. */
+    bool ends_with_call, ends_with_ret;
+    uint64_t call_return;
 };
 
 void x86_translate_init(struct ir_block *block);
