@@ -3,6 +3,7 @@
 #include "accel/accel.h"
 
 #include "util/log.h"
+#include "vm/cpu_model.h"
 #include "vm/memory.h"
 #include "vm/platform.h"
 
@@ -218,10 +219,16 @@ static int kvm_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
         free(cpuid);
         return qk_fail(err, errlen, "KVM_GET_SUPPORTED_CPUID failed: %s", strerror(errno));
     }
-    out->nr = 0;
+    struct cpuid_model *kvm = calloc(1, sizeof(*kvm)), *model = calloc(1, sizeof(*model));
+    if (!kvm || !model) {
+        free(kvm);
+        free(model);
+        free(cpuid);
+        return qk_fail(err, errlen, "out of memory");
+    }
     for (uint32_t i = 0; i < cpuid->nent && i < CPUID_MAX_ENTRIES; i++) {
         const struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
-        out->entry[out->nr++] = (struct cpuid_entry){
+        kvm->entry[kvm->nr++] = (struct cpuid_entry){
             .function = e->function,
             .index = e->index,
             .flags = (e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ? CPUID_FLAG_INDEXED : 0,
@@ -232,7 +239,36 @@ static int kvm_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, cha
         };
     }
     free(cpuid);
+    /* The translator's model, cut down to what this KVM supports: guests see one CPU on
+     * both accelerators. The TSC-deadline timer is a capability, not a table bit. */
+    uint32_t extra =
+        ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0 ? (1u << 24) : 0;
+    cpu_model_cpuid(model, 0, 0); /* timing leaves: KVM's own (its TSC runs at the host's rate) */
+    cpu_model_for_kvm(model, kvm, extra, out);
+    free(kvm);
+    free(model);
     return 0;
+}
+
+static struct kvm_msrs *msr_buffer(unsigned n);
+
+/* The MSR values the CPU model defines, one at a time: a KVM that refuses one (older kernels
+ * take IA32_MCG_CAP only through KVM_X86_SETUP_MCE) keeps its own value, said once. */
+static void set_model_msrs(struct accel_vcpu *vcpu)
+{
+    static atomic_bool warned;
+    struct kvm_msrs *one = msr_buffer(1);
+    if (!one)
+        return;
+    for (unsigned i = 0; i < cpu_model_nr_msrs; i++) {
+        one->nmsrs = 1;
+        one->entries[0] = (struct kvm_msr_entry){.index = cpu_model_msrs[i].index,
+                                                 .data = cpu_model_msrs[i].value};
+        if (ioctl(vcpu->fd, KVM_SET_MSRS, one) != 1 && !atomic_exchange(&warned, true))
+            qk_warn("kvm: MSR 0x%x cannot be set to the CPU model's 0x%llx; the guest sees KVM's",
+                    cpu_model_msrs[i].index, (unsigned long long)cpu_model_msrs[i].value);
+    }
+    free(one);
 }
 
 static int kvm_set_irq(struct accel_vm *vm, uint32_t gsi, int level)
@@ -380,7 +416,10 @@ static int kvm_set_cpuid(struct accel_vcpu *vcpu, const struct cpuid_model *mode
     }
     int rc = ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid);
     free(cpuid);
-    return rc < 0 ? -1 : 0;
+    if (rc < 0)
+        return -1;
+    set_model_msrs(vcpu); /* after CPUID: KVM checks MSRs against it */
+    return 0;
 }
 
 static void seg_from_kvm(struct vcpu_segment *s, const struct kvm_segment *k)

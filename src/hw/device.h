@@ -168,6 +168,9 @@ struct device_model {
     /* Optional, before save: finish the I/O in flight (-1 with a message when it does not
      * finish in time). */
     int (*quiesce)(void *state, char *err, size_t errlen);
+    /* Optional, after the snapshot was written (or a later device's quiesce failed): resume
+     * what quiesce held back (backends delivering into guest memory). */
+    void (*thaw)(void *state);
     int (*load)(void *state, struct snap_reader *r, char *err, size_t errlen);
     bool stateless;
 };

@@ -120,6 +120,12 @@ struct net_backend_ops {
     /* Optional (queues of a multiqueue backend): whether the host may steer frames to this
      * queue (the guest uses it). Any thread. */
     void (*set_enabled)(struct net_backend *be, bool enabled);
+    /* Optional (snapshots): the backend's own state as a malloc'd blob (*buf, *len; -1 when
+     * out of memory), and that blob put into a fresh backend (-1 with a message when it is
+     * malformed or from another version). Any thread; the device is quiesced. */
+    int (*save_state)(struct net_backend *be, uint8_t **buf, size_t *len);
+    int (*load_state)(struct net_backend *be, const uint8_t *buf, size_t len, char *err,
+                      size_t errlen);
     /* Stop (join threads, unwatch fds) and free. */
     void (*free)(struct net_backend *be);
 };

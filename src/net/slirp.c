@@ -58,6 +58,13 @@ struct slirp_backend {
     int wake_fd;
     atomic_bool stop, rx_kick;
 
+    /* Snapshots: another thread asks (park) and the slirp thread waits, touching nothing,
+     * until it is told to go on (libslirp is not thread-safe). */
+    pthread_mutex_t park_lock;
+    pthread_cond_t park_cond;
+    atomic_bool park;
+    bool parked; /* under park_lock */
+
     pthread_mutex_t tx_lock; /* txq and tx_wanted: the device's thread vs ours */
     struct frame_queue txq;
     bool tx_wanted; /* send() said BUSY: call tx_ready once the queue is empty */
@@ -333,11 +340,24 @@ static void loop_turn(struct slirp_backend *sb, bool busy)
     }
 }
 
+static void park_here(struct slirp_backend *sb)
+{
+    pthread_mutex_lock(&sb->park_lock);
+    sb->parked = true;
+    pthread_cond_broadcast(&sb->park_cond);
+    while (atomic_load(&sb->park))
+        pthread_cond_wait(&sb->park_cond, &sb->park_lock);
+    sb->parked = false;
+    pthread_mutex_unlock(&sb->park_lock);
+}
+
 static void *slirp_thread(void *opaque)
 {
     struct slirp_backend *sb = opaque;
     bool busy = false;
     while (!atomic_load(&sb->stop)) {
+        if (atomic_load(&sb->park))
+            park_here(sb);
         loop_turn(sb, busy);
         if (atomic_exchange(&sb->rx_kick, false))
             flush_backlog(sb);
@@ -379,6 +399,107 @@ static void slirp_set_rx_offloads(struct net_backend *be, uint64_t features)
     (void)be, (void)features; /* slirp builds plain frames whatever the guest takes */
 }
 
+/* Hold the slirp thread between loop turns (nothing to wait for before it started). */
+static void park_thread(struct slirp_backend *sb)
+{
+    if (!sb->started)
+        return;
+    pthread_mutex_lock(&sb->park_lock);
+    atomic_store(&sb->park, true);
+    wake(sb);
+    while (!sb->parked)
+        pthread_cond_wait(&sb->park_cond, &sb->park_lock);
+    pthread_mutex_unlock(&sb->park_lock);
+}
+
+static void unpark_thread(struct slirp_backend *sb)
+{
+    if (!sb->started)
+        return;
+    pthread_mutex_lock(&sb->park_lock);
+    atomic_store(&sb->park, false);
+    pthread_cond_broadcast(&sb->park_cond);
+    pthread_mutex_unlock(&sb->park_lock);
+}
+
+struct blob {
+    uint8_t *buf;
+    size_t len, cap, pos;
+    bool failed;
+};
+
+static ssize_t blob_write(const void *data, size_t len, void *opaque)
+{
+    struct blob *b = opaque;
+    if (b->failed)
+        return -1;
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + len)
+            cap *= 2;
+        uint8_t *p = realloc(b->buf, cap);
+        if (!p) {
+            b->failed = true;
+            return -1;
+        }
+        b->buf = p;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, data, len);
+    b->len += len;
+    return (ssize_t)len;
+}
+
+static ssize_t blob_read(void *data, size_t len, void *opaque)
+{
+    struct blob *b = opaque;
+    size_t n = b->len - b->pos < len ? b->len - b->pos : len;
+    memcpy(data, b->buf + b->pos, n);
+    b->pos += n;
+    return (ssize_t)n;
+}
+
+/* libslirp saves its DHCP leases and IP id (and guestfwd sockets, which quokka has none of),
+ * preceded here by its state version. Its TCP/UDP sockets to the host are not saved: a
+ * connection the guest had open through slirp is reset after a restore, as on QEMU. */
+static int slirp_save_state(struct net_backend *be, uint8_t **buf, size_t *len)
+{
+    struct slirp_backend *sb = (struct slirp_backend *)be;
+    struct blob b = {0};
+    uint32_t version = (uint32_t)slirp_state_version();
+    blob_write(&version, sizeof(version), &b);
+    park_thread(sb);
+    slirp_state_save(sb->slirp, blob_write, &b);
+    unpark_thread(sb);
+    if (b.failed) {
+        free(b.buf);
+        return -1;
+    }
+    *buf = b.buf;
+    *len = b.len;
+    return 0;
+}
+
+static int slirp_load_state(struct net_backend *be, const uint8_t *buf, size_t len, char *err,
+                            size_t errlen)
+{
+    struct slirp_backend *sb = (struct slirp_backend *)be;
+    uint32_t version;
+    if (len < sizeof(version))
+        return qk_fail(err, errlen, "user network: its saved state is truncated");
+    memcpy(&version, buf, sizeof(version));
+    if (version == 0 || version > (uint32_t)slirp_state_version())
+        return qk_fail(err, errlen, "user network: libslirp state version %u is not %d or older",
+                       version, slirp_state_version());
+    struct blob b = {.buf = (uint8_t *)buf, .len = len, .pos = sizeof(version)};
+    park_thread(sb);
+    int rc = slirp_state_load(sb->slirp, (int)version, blob_read, &b);
+    unpark_thread(sb);
+    if (rc < 0 || b.pos != b.len)
+        return qk_fail(err, errlen, "user network: libslirp refused its saved state");
+    return 0;
+}
+
 static int slirp_start(struct net_backend *be, const struct net_client *client, char *err,
                        size_t errlen)
 {
@@ -415,6 +536,8 @@ static void slirp_free(struct net_backend *be)
     fq_destroy(&sb->txq);
     fq_destroy(&sb->backlog);
     pthread_mutex_destroy(&sb->tx_lock);
+    pthread_mutex_destroy(&sb->park_lock);
+    pthread_cond_destroy(&sb->park_cond);
     free(sb->scratch);
     free(sb->pfds);
     free(sb);
@@ -425,6 +548,8 @@ static const struct net_backend_ops slirp_ops = {
     .send = slirp_send,
     .rx_ready = slirp_rx_ready,
     .set_rx_offloads = slirp_set_rx_offloads,
+    .save_state = slirp_save_state,
+    .load_state = slirp_load_state,
     .free = slirp_free,
 };
 
@@ -505,6 +630,8 @@ struct net_backend *net_slirp_new(const struct net_hostfwd *fwds, unsigned nr_fw
     }
     sb->wake_fd = -1;
     sb->be.ops = &slirp_ops;
+    pthread_mutex_init(&sb->park_lock, NULL);
+    pthread_cond_init(&sb->park_cond, NULL);
     /* Checksums and TCP segmentation are finished in software here (offload.c); slirp's own
      * frames are complete, which the guest hears as DATA_VALID. */
     sb->be.tx_offloads = NET_F(VIRTIO_NET_F_CSUM) | NET_F(VIRTIO_NET_F_HOST_TSO4) |

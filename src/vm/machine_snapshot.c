@@ -54,6 +54,7 @@ int machine_snapshot_create(struct machine *m, const char *state_path, const cha
 {
     pthread_mutex_lock(&m->state_lock);
     int rc = -1;
+    size_t quiesced = 0;
     struct snap_writer w;
     snap_writer_init(&w);
     if (atomic_load(&m->state) != MACHINE_PAUSED) {
@@ -62,8 +63,8 @@ int machine_snapshot_create(struct machine *m, const char *state_path, const cha
     }
     if (check_devices(m, err, errlen) < 0)
         goto out;
-    for (size_t i = 0; i < m->devices.nr; i++) {
-        const struct device_instance *d = &m->devices.list[i];
+    for (; quiesced < m->devices.nr; quiesced++) {
+        const struct device_instance *d = &m->devices.list[quiesced];
         if (d->created && d->model->quiesce && d->model->quiesce(d->state, err, errlen) < 0)
             goto out;
     }
@@ -88,6 +89,12 @@ int machine_snapshot_create(struct machine *m, const char *state_path, const cha
         goto out;
     rc = 0;
 out:
+    /* Every device quiesced so far carries on (a failed quiesce undid its own part). */
+    for (size_t i = 0; i < quiesced; i++) {
+        const struct device_instance *d = &m->devices.list[i];
+        if (d->created && d->model->thaw)
+            d->model->thaw(d->state);
+    }
     snap_writer_free(&w);
     pthread_mutex_unlock(&m->state_lock);
     return rc;

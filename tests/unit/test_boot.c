@@ -640,11 +640,12 @@ static void test_multiboot_errors(void **state)
     w32(h + 28, AOUT_LOAD + AOUT_LEN); /* entry after the image */
     expect_error(f, k, len, "entry_addr");
     w32(h + 28, AOUT_LOAD + 64);
-    /* Load address in the boot area below 1 MiB. */
+    /* Loaded over the default zero page: the loader's data moves instead (QEMU loads it). */
     w32(h + 12, 0x7000 + AOUT_HDR_OFF);
     w32(h + 16, 0x7000);
     w32(h + 28, 0x7000 + 64);
-    expect_error(f, k, len, "boot area");
+    assert_int_equal(load(f, k, len), 0);
+    assert_int_equal(f->res.cpu.rip, 0x7000 + 64);
     w32(h + 12, AOUT_LOAD + AOUT_HDR_OFF);
     w32(h + 16, AOUT_LOAD);
     w32(h + 28, AOUT_LOAD + 64);
@@ -789,6 +790,58 @@ static void test_elf64(void **state)
     free(k);
 }
 
+/* True when [a, a + n) and [lo, hi) share a byte. */
+static bool overlaps(uint64_t a, uint64_t n, uint64_t lo, uint64_t hi)
+{
+    return a < hi && a + n > lo;
+}
+
+/* Issue 12: a payload linked into 0x6000-0xF000, where the loader's data usually goes, is
+ * loaded as it is; the page tables, GDT, stack and command line move elsewhere. */
+static void test_elf64_low_segment(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t lo = 0x6000, hi = 0xf000;
+    struct seg_spec s = {1, lo, lo, text, sizeof(text), hi - lo};
+    size_t len;
+    uint8_t *k = make_elf(true, lo + 0x10, &s, 1, &len);
+    f->req.cmdline = "low args";
+    assert_int_equal(load(f, k, len), 0);
+    const struct vcpu_state *c = &f->res.cpu;
+    assert_int_equal(c->rip, lo + 0x10);
+    assert_memory_equal(guest(f, lo, sizeof(text)), text, sizeof(text));
+    const uint8_t *bss = guest(f, lo + sizeof(text), hi - lo - sizeof(text));
+    for (size_t i = 0; i < hi - lo - sizeof(text); i++)
+        assert_int_equal(bss[i], 0);
+    assert_false(overlaps(c->cr3, 6 * 4096, lo, hi));
+    assert_false(overlaps(c->gdt.base, 0x30, lo, hi));
+    assert_false(overlaps(c->gpr[GPR_RSP] - 16, 16, lo, hi));
+    assert_false(overlaps(c->gpr[GPR_RDI], 9, lo, hi));
+    assert_true(c->cr3 < 0x100000 && c->gdt.base < 0x100000); /* room below 1 MiB */
+    assert_string_equal((const char *)guest(f, c->gpr[GPR_RDI], 9), "low args");
+    /* The moved page tables map what they should. */
+    assert_int_equal(r64(guest(f, c->cr3, 8)) & ~0xfffULL, c->cr3 + 0x1000);
+    assert_int_equal(r64(guest(f, c->cr3 + 0x1000, 8)) & ~0xfffULL, c->cr3 + 0x2000);
+    assert_int_equal(r64(guest(f, c->cr3 + 0x2000 + 8, 8)), 0x200000 | 0x83);
+    assert_int_equal(r64(guest(f, c->gdt.base + 0x08, 8)), 0x00af9b000000ffffULL);
+    free(k);
+
+    /* Low RAM full below 1 MiB: the data goes above the kernel. */
+    s = (struct seg_spec){1, 0x1000, 0x1000, text, sizeof(text), 0x9e000};
+    k = make_elf(true, 0x1010, &s, 1, &len);
+    assert_int_equal(load(f, k, len), 0);
+    assert_true(f->res.cpu.cr3 >= 0x100000);
+    free(k);
+
+    /* Every byte of RAM but the ACPI tables taken: nothing fits, and the message says so. */
+    struct seg_spec two[2] = {{1, 0, 0, text, sizeof(text), 0xe0000},
+                              {1, 0xf0000, 0xf0000, text, sizeof(text), RAM_SIZE - 0xf0000}};
+    k = make_elf(true, 0x10, two, 2, &len);
+    expect_error(f, k, len, "no room in low RAM");
+    free(k);
+    f->req.cmdline = "";
+}
+
 /* Patch program header 0 of an image from make_elf64 / make_multiboot_elf. */
 static void set_ph64(uint8_t *k, size_t field_off, uint64_t v)
 {
@@ -817,8 +870,12 @@ static void test_elf_errors(void **state)
 
     set_ph64(k, 24, 0xfffffffffffff000ULL); /* paddr + memsz wraps */
     expect_error(f, k, len, "wraps");
-    set_ph64(k, 24, 0x7000); /* over the zero page */
-    expect_error(f, k, len, "boot area");
+    set_ph64(k, 24, 0x7000); /* over the default zero page: the loader's data moves */
+    set_ph64(k, 16, 0x7000);
+    w64(k + 24, 0x7010); /* e_entry */
+    assert_int_equal(load(f, k, len), 0);
+    set_ph64(k, 16, ELF64_LOAD);
+    w64(k + 24, ELF64_ENTRY);
     set_ph64(k, 24, 0xdf000); /* over the ACPI tables */
     expect_error(f, k, len, "ACPI");
     set_ph64(k, 24, ELF64_LOAD);
@@ -992,6 +1049,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pvh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pvh_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_elf64, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_elf64_low_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_elf_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dispatch_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_images, setup, teardown),

@@ -13,6 +13,7 @@
 #include "accel/tcg/x86/seg.h"
 #include "accel/tcg/x86/translate.h"
 #include "util/log.h"
+#include "vm/cpu_model.h"
 #include "vm/cpuid.h"
 #include "vm/memory.h"
 #include "vm/timers.h"
@@ -186,73 +187,16 @@ static void tcg_vm_destroy(struct accel_vm *vm)
     free(vm);
 }
 
-static void add_leaf(struct cpuid_model *m, uint32_t fn, uint32_t idx, uint32_t flags, uint32_t a,
-                     uint32_t b, uint32_t c, uint32_t d)
-{
-    if (m->nr < CPUID_MAX_ENTRIES)
-        m->entry[m->nr++] = (struct cpuid_entry){fn, idx, flags, a, b, c, d};
-}
-
-/* Exactly what the translator implements: integer ISA, long mode, NX, PAE/PSE paging (1 GiB
- * pages too), machine-check architecture without banks,
- * CMPXCHG8B/16B, CMOV, TSC/RDTSCP, MSRs, SYSCALL, POPCNT, LZCNT. x87, FXSR, MMX, SSE,
- * SSE2 (fpu.c, mmx.c, sse.c), the local APIC with x2APIC and the TSC-deadline timer. */
+/* The CPU model (vm/cpu_model.c), with the translator's TSC and LAPIC timer rates: both count
+ * at 1 GHz from the host's monotonic clock, which leaves 0x15/0x16/0x40000010 tell the guest
+ * instead of letting it calibrate against the PIT. The model's MSR values are the ones
+ * tcg_msr_read starts with. */
 static int tcg_supported_cpuid(struct accel_vm *vm, struct cpuid_model *out, char *err,
                                size_t errlen)
 {
     (void)vm, (void)err, (void)errlen;
-    out->nr = 0;
-    /* One fixed model whatever the host: an Intel family-6 CPU, so the MSRs a guest may
-     * expect are Intel's (tcg_msr_read); an AMD host's vendor here would promise AMD's. */
-    add_leaf(out, 0, 0, 0, 0x16, 0x756e6547, 0x6c65746e, 0x49656e69); /* "GenuineIntel" */
-    const uint32_t edx1 = (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 13) |
-                          (1u << 15) | (1u << 19) | /* PSE TSC MSR PAE CX8 PGE CMOV
-                                                      CLFSH */
-                          (1u << 7) | (1u << 14) |  /* MCE MCA: MCG_CAP with no banks */
-                          (1u << 0) | (1u << 24) | (1u << 25) | (1u << 26) | /* FPU FXSR SSE SSE2
-                                                                                (fpu.c, sse.c) */
-                          (1u << 23);                                        /* MMX (mmx.c) */
-    const uint32_t ecx1 = (1u << 13) | (1u << 23) |                          /* CX16 POPCNT */
-                          (1u << 21) | (1u << 24); /* x2APIC TSC-deadline */
-    add_leaf(out, 1, 0, 0, 0x000606a6, 0x00000800, ecx1,
-             edx1 | (1u << 9)); /* family 6; CLFLUSH 64 B; APIC (lapic.c) */
-    /* Deterministic cache parameters (leaf 4): 32 KiB 8-way L1 data and instruction caches
-     * and a 1 MiB 16-way L2 per core, 64-byte lines; cpuid_shape_for_vcpu fills in the core
-     * count. Then the end of the list (type 0). */
-    add_leaf(out, 4, 0, CPUID_FLAG_INDEXED, 0x121, 7u << 22 | 63, 63, 0);
-    add_leaf(out, 4, 1, CPUID_FLAG_INDEXED, 0x122, 7u << 22 | 63, 63, 0);
-    add_leaf(out, 4, 2, CPUID_FLAG_INDEXED, 0x143, 15u << 22 | 63, 1023, 0);
-    add_leaf(out, 4, 3, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
-    add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
-    /* Extended topology (leaf 0xB): SMT and core levels, the x2APIC ID in EDX; the per-vCPU
-     * values come from cpuid_shape_for_vcpu. */
-    for (uint32_t sub = 0; sub < 3; sub++)
-        add_leaf(out, 0xb, sub, CPUID_FLAG_INDEXED, 0, 0, sub, 0);
-    /* The TSC and the LAPIC timer both count at 1 GHz from the host's monotonic clock: say so
-     * instead of letting the guest calibrate against the PIT. Leaf 0x15 (TSC = crystal *
-     * EBX / EAX; Linux also takes the crystal as the LAPIC timer rate) and 0x16 (MHz) are
-     * what Linux reads on Intel-vendor CPUs; 0x40000010 is the VMware/KVM timing leaf (TSC
-     * and APIC bus kHz) other guests read behind a hypervisor signature. */
     _Static_assert(TCG_TSC_HZ == LAPIC_TIMER_HZ, "leaf 0x15 describes both clocks");
-    add_leaf(out, 0x15, 0, 0, 1, 1, (uint32_t)TCG_TSC_HZ, 0);
-    const uint32_t mhz = (uint32_t)(TCG_TSC_HZ / 1000000ULL);
-    add_leaf(out, 0x16, 0, 0, mhz, mhz, (uint32_t)(LAPIC_TIMER_HZ / 1000000ULL), 0);
-    static const char signature[12] = "quokka-tcg";
-    uint32_t sig[3];
-    memcpy(sig, signature, sizeof(sig));
-    add_leaf(out, 0x40000000, 0, 0, 0x40000010, sig[0], sig[1], sig[2]);
-    add_leaf(out, 0x40000010, 0, 0, (uint32_t)(TCG_TSC_HZ / 1000ULL),
-             (uint32_t)(LAPIC_TIMER_HZ / 1000ULL), 0, 0);
-    add_leaf(out, 0x80000000, 0, 0, 0x80000008, 0, 0, 0);
-    add_leaf(out, 0x80000001, 0, 0, 0, 0, (1u << 0) | (1u << 5), /* LAHF_LM ABM(LZCNT) */
-             (1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) |
-                 (1u << 29)); /* SYSCALL NX Page1GB RDTSCP LM */
-    static const char brand[48] = "quokka translator CPU";
-    uint32_t w[12];
-    memcpy(w, brand, sizeof(w));
-    for (unsigned i = 0; i < 3; i++)
-        add_leaf(out, 0x80000002 + i, 0, 0, w[i * 4], w[i * 4 + 1], w[i * 4 + 2], w[i * 4 + 3]);
-    add_leaf(out, 0x80000008, 0, 0, 0x00003028, 0, 0, 0); /* 40-bit physical, 48-bit virtual */
+    cpu_model_cpuid(out, TCG_TSC_HZ, LAPIC_TIMER_HZ);
     return 0;
 }
 

@@ -31,8 +31,11 @@
  * backend's own locks). The control queue runs on the notifying thread under its own mutex. */
 #include "hw/virtio/virtio_net.h"
 
+#include "hw/virtio/virtqueue.h"
+
 #include "util/log.h"
 #include "util/opts.h"
+#include "vm/snapshot.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -71,6 +74,7 @@ struct net_rx {
     pthread_mutex_t lock;
     struct virtqueue *vq; /* NULL while not running */
     bool halted;          /* the ring is malformed: wait for a reset */
+    bool frozen;          /* a snapshot is being taken: frames wait in the backend */
     bool mergeable;
     uint64_t features;     /* the guest's receive offloads (GUEST_*) */
     struct vq_elem *elem;  /* scratch for vq_pop/vq_push */
@@ -78,12 +82,16 @@ struct net_rx {
     unsigned held_size, held_first, held_count;
     uint64_t held_cap; /* bytes in all held chains */
     bool pushed;       /* chains returned since the last interrupt */
+    /* An unusable chain was returned while others were held: the held ones are no longer
+     * the last ones taken from the ring, so a snapshot cannot hand them back by rewinding. */
+    bool interleaved;
 };
 
 struct net_tx {
     pthread_mutex_t lock;
     struct virtqueue *vq;
     bool halted;
+    bool frozen;  /* a snapshot is being taken */
     bool pending; /* elem holds a chain the backend said BUSY to */
     bool blocked; /* waiting for tx_ready */
     uint64_t features;
@@ -111,6 +119,8 @@ struct virtio_net {
     struct event_loop *loop;
     uint8_t config[VIRTIO_NET_CONFIG_SIZE];
     unsigned nr_pairs;
+    unsigned used_pairs; /* what the guest set through the control queue */
+    bool inherited_fds;  /* tap-fd=: a restore could not open them again */
     struct net_pair *pairs;
     pthread_mutex_t ctrl_lock; /* the control queue (nr_pairs > 1) */
     struct vq_elem *ctrl_elem;
@@ -206,6 +216,7 @@ static int take_chain(struct net_rx *rx)
      * do not, unused. */
     if (c->cap < VNET_HDR_LEN) {
         push_chain(rx, c, 0);
+        rx->interleaved |= rx->held_count > 0;
         return 1;
     }
     rx->held_count++;
@@ -284,6 +295,7 @@ static void write_frame(struct net_rx *rx, struct vnet_hdr *h, const uint8_t *fr
     }
     rx->held_first = (rx->held_first + n) % rx->held_size;
     rx->held_count -= n;
+    rx->interleaved &= rx->held_count > 0;
 }
 
 static enum net_rx_result net_receive(void *opaque, const uint8_t *raw_hdr, const uint8_t *frame,
@@ -295,8 +307,8 @@ static enum net_rx_result net_receive(void *opaque, const uint8_t *raw_hdr, cons
     struct vnet_hdr h;
     pthread_mutex_lock(&rx->lock);
     enum net_rx_result r = NET_RX_FULL;
-    if (!rx->vq || rx->halted)
-        goto out; /* activation (or a reset and activation) calls rx_ready */
+    if (!rx->vq || rx->halted || rx->frozen)
+        goto out; /* activation (or a reset and activation, or the thaw) calls rx_ready */
     r = NET_RX_DROPPED;
     if (len < NET_ETH_HLEN || len > NET_MAX_FRAME || rx_header(rx, raw_hdr, &h) < 0)
         goto out;
@@ -328,7 +340,7 @@ static void rx_notify(struct net_pair *p)
 {
     struct net_rx *rx = &p->rx;
     pthread_mutex_lock(&rx->lock);
-    bool running = rx->vq && !rx->halted;
+    bool running = rx->vq && !rx->halted && !rx->frozen;
     if (running)
         vq_set_notification(rx->vq, false); /* we take what comes until we run out again */
     pthread_mutex_unlock(&rx->lock);
@@ -396,7 +408,7 @@ static enum net_tx_result transmit_one(struct net_pair *p)
 static void tx_run_locked(struct net_pair *p)
 {
     struct net_tx *tx = &p->tx;
-    if (!tx->vq || tx->halted || tx->blocked)
+    if (!tx->vq || tx->halted || tx->blocked || tx->frozen)
         return;
     unsigned budget = TX_BUDGET;
     bool pushed = false;
@@ -465,6 +477,7 @@ static void on_tx_kick(void *opaque, uint32_t revents)
  * rings stay, the guest just stops filling them). */
 static void use_pairs(struct virtio_net *n, unsigned k)
 {
+    n->used_pairs = k;
     for (unsigned i = 1; i < n->nr_pairs; i++)
         if (n->pairs[i].be->ops->set_enabled)
             n->pairs[i].be->ops->set_enabled(n->pairs[i].be, i < k);
@@ -524,7 +537,7 @@ static void rx_forget_locked(struct net_rx *rx)
     rx->held_size = rx->held_first = rx->held_count = 0;
     rx->held_cap = 0;
     rx->vq = NULL;
-    rx->halted = rx->pushed = false;
+    rx->halted = rx->pushed = rx->interleaved = false;
 }
 
 static int pair_activate(struct net_pair *p, uint64_t f)
@@ -771,7 +784,10 @@ static int net_create(const struct device_host *host, const struct device_args *
                               err, errlen);
     if (nr < 0)
         return -1;
-    return virtio_net_create_on(host, args, bes, (unsigned)nr, state, err, errlen);
+    if (virtio_net_create_on(host, args, bes, (unsigned)nr, state, err, errlen) < 0)
+        return -1;
+    ((struct virtio_net *)*state)->inherited_fds = opts_get(args->opts, "tap-fd") != NULL;
+    return 0;
 }
 
 static void print_stats(struct virtio_net *n)
@@ -824,6 +840,141 @@ static void net_destroy(void *state)
     free(n);
 }
 
+/* --- snapshots ------------------------------------------------------------------------------- */
+
+/* Give the held receive chains back to the ring. They are normally the last ones taken, so
+ * moving the ring's position back over them leaves it as if they had never been touched (as
+ * Firecracker undoes its parsed chains); after an interleaved unusable chain they are
+ * returned used with nothing written instead (the driver counts a short frame, refills). */
+static void rx_unhold_locked(struct net_rx *rx)
+{
+    if (rx->vq && rx->held_count && rx->interleaved) {
+        for (unsigned i = 0; i < rx->held_count; i++)
+            push_chain(rx, held_at(rx, i), 0);
+        vq_notify(rx->vq);
+    } else if (rx->vq && rx->held_count) {
+        struct vq_indices idx;
+        vq_get_indices(rx->vq, &idx);
+        idx.last_avail = (uint16_t)(idx.last_avail - rx->held_count);
+        vq_set_indices(rx->vq, &idx);
+    }
+    rx->held_first = rx->held_count = 0;
+    rx->held_cap = 0;
+    rx->interleaved = false;
+}
+
+/* The chain the backend said BUSY to is the last one taken: put it back the same way. */
+static void tx_unpend_locked(struct net_tx *tx)
+{
+    if (tx->vq && tx->pending) {
+        struct vq_indices idx;
+        vq_get_indices(tx->vq, &idx);
+        idx.last_avail = (uint16_t)(idx.last_avail - 1);
+        vq_set_indices(tx->vq, &idx);
+    }
+    tx->pending = tx->blocked = false;
+}
+
+/* Nothing of the guest's rings is held by the device afterwards, and nothing more is written
+ * into guest memory until the thaw: the backends keep their frames (flow control). */
+static int net_quiesce(void *state, char *err, size_t errlen)
+{
+    struct virtio_net *n = state;
+    if (n->inherited_fds)
+        return qk_fail(err, errlen,
+                       "virtio-net on inherited tap fds (tap-fd=) cannot be snapshotted: a "
+                       "restore could not open them again (use tap=NAME)");
+    for (unsigned i = 0; i < n->nr_pairs; i++) {
+        struct net_pair *p = &n->pairs[i];
+        pthread_mutex_lock(&p->rx.lock);
+        p->rx.frozen = true;
+        rx_unhold_locked(&p->rx);
+        pthread_mutex_unlock(&p->rx.lock);
+        pthread_mutex_lock(&p->tx.lock);
+        p->tx.frozen = true;
+        tx_unpend_locked(&p->tx);
+        pthread_mutex_unlock(&p->tx.lock);
+    }
+    return 0;
+}
+
+static void net_thaw(void *state)
+{
+    struct virtio_net *n = state;
+    for (unsigned i = 0; i < n->nr_pairs; i++) {
+        struct net_pair *p = &n->pairs[i];
+        pthread_mutex_lock(&p->rx.lock);
+        p->rx.frozen = false;
+        pthread_mutex_unlock(&p->rx.lock);
+        pthread_mutex_lock(&p->tx.lock);
+        p->tx.frozen = false;
+        tx_run_locked(p); /* what the guest queued meanwhile; turns its kicks back on */
+        pthread_mutex_unlock(&p->tx.lock);
+        p->be->ops->rx_ready(p->be); /* frames that waited in the backend */
+    }
+}
+
+/* The pairs in use, each backend's own state (slirp's leases), then the transport (whose
+ * load checks it reads to the section's end). A tap is opened again by name on restore. */
+static void net_save(void *state, struct snap_writer *w)
+{
+    struct virtio_net *n = state;
+    snap_put_u32(w, n->used_pairs);
+    snap_put_u32(w, n->nr_pairs);
+    for (unsigned i = 0; i < n->nr_pairs; i++) {
+        struct net_backend *be = n->pairs[i].be;
+        uint8_t *blob = NULL;
+        size_t len = 0;
+        if (be->ops->save_state && (be->ops->save_state(be, &blob, &len) < 0 || len > UINT32_MAX))
+            w->failed = true; /* out of memory: the snapshot reports it */
+        snap_put_u32(w, (uint32_t)len);
+        if (len)
+            snap_put(w, blob, len);
+        free(blob);
+    }
+    virtio_pci_save(n->vdev, w);
+}
+
+static const uint8_t *get_blob(struct snap_reader *r, uint32_t len)
+{
+    if (r->failed || len > r->len - r->pos) {
+        r->failed = true;
+        return NULL;
+    }
+    const uint8_t *p = r->data + r->pos;
+    r->pos += len;
+    return p;
+}
+
+static int net_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct virtio_net *n = state;
+    uint32_t used = snap_get_u32(r);
+    if (snap_get_u32(r) != n->nr_pairs || used < 1 || used > n->nr_pairs)
+        return qk_fail(err, errlen, "virtio-net: the saved queue pairs do not match the device");
+    const uint8_t *blobs[VIRTIO_NET_MAX_PAIRS];
+    uint32_t lens[VIRTIO_NET_MAX_PAIRS];
+    for (unsigned i = 0; i < n->nr_pairs && i < VIRTIO_NET_MAX_PAIRS; i++) {
+        lens[i] = snap_get_u32(r);
+        blobs[i] = get_blob(r, lens[i]);
+    }
+    if (r->failed)
+        return qk_fail(err, errlen, "virtio-net: its saved state is truncated");
+    if (virtio_pci_load(n->vdev, r, err, errlen) < 0)
+        return -1;
+    use_pairs(n, used);
+    for (unsigned i = 0; i < n->nr_pairs; i++) {
+        struct net_backend *be = n->pairs[i].be;
+        if (lens[i] && !be->ops->load_state)
+            return qk_fail(err, errlen,
+                           "virtio-net: the saved state is for another kind of backend");
+        if (lens[i] && be->ops->load_state(be, blobs[i], lens[i], err, errlen) < 0)
+            return -1;
+        tx_run(&n->pairs[i]); /* the saved ring may have had the guest's kicks off */
+    }
+    return 0;
+}
+
 static const char *const net_option_keys[] = {"user", "tap", "tap-fd", "hostfwd",
                                               "mac",  "mtu", "queues", NULL};
 static const char *const net_repeatable_keys[] = {"hostfwd", NULL};
@@ -836,4 +987,8 @@ DEVICE_MODEL(virtio_net_model) = {
     .repeatable_keys = net_repeatable_keys,
     .create = net_create,
     .destroy = net_destroy,
+    .save = net_save,
+    .load = net_load,
+    .quiesce = net_quiesce,
+    .thaw = net_thaw,
 };

@@ -4,10 +4,11 @@
  * `--vsock cid=N,path=SOCK`: N is the guest's context ID (3 or more; 0-2 are reserved for the
  * hypervisor, loopback and the host), SOCK the Unix socket host programs connect to.
  *
- * Queues: 0 receive (packets to the guest), 1 transmit (packets from the guest), 2 events. We
- * never send events (TRANSPORT_RESET only matters after a snapshot restore, which quokka does
- * not do): the driver's event buffers just wait. No device feature bits (stream only; no
- * SEQPACKET), as Firecracker. Config space: le64 guest_cid, read-only.
+ * Queues: 0 receive (packets to the guest), 1 transmit (packets from the guest), 2 events. The
+ * only event is TRANSPORT_RESET, sent once after a snapshot restore (as Firecracker does): the
+ * host ends of the guest's connections did not survive, so the driver drops them; new ones
+ * work at once. No device feature bits (stream only; no SEQPACKET), as Firecracker. Config
+ * space: le64 guest_cid, read-only.
  *
  * Transmit: every chain is one packet: a 44-byte header (read through the chain, so a header
  * split across descriptors is fine) and h.len payload bytes after it. A chain too short for a
@@ -39,9 +40,10 @@
 #define VSOCK_RX 0
 #define VSOCK_TX 1
 #define VSOCK_EVENT 2
-#define VSOCK_CONFIG_SIZE 8         /* le64 guest_cid */
-#define VSOCK_CID_MIN 3             /* 0-2: hypervisor, local, host */
-#define VSOCK_CID_MAX 0xfffffffeULL /* Linux's CIDs are 32-bit; U32_MAX is VMADDR_CID_ANY */
+#define VSOCK_EVENT_TRANSPORT_RESET 0 /* struct virtio_vsock_event: le32 id */
+#define VSOCK_CONFIG_SIZE 8           /* le64 guest_cid */
+#define VSOCK_CID_MIN 3               /* 0-2: hypervisor, local, host */
+#define VSOCK_CID_MAX 0xfffffffeULL   /* Linux's CIDs are 32-bit; U32_MAX is VMADDR_CID_ANY */
 
 struct virtio_vsock {
     struct vsock_mux *mux; /* its lock is the device's lock */
@@ -49,6 +51,8 @@ struct virtio_vsock {
     uint64_t cid;
     struct virtqueue *rx, *tx; /* NULL while not running */
     bool rx_halted, tx_halted; /* a malformed ring: wait for a reset */
+    bool frozen;               /* a snapshot is being taken: guest memory stays as it is */
+    bool reset_owed;           /* restored: TRANSPORT_RESET waits for an event buffer */
     struct vq_elem *elem;      /* scratch for vq_pop */
     struct iovec iov[VQ_MAX_SEGS];
 };
@@ -95,7 +99,7 @@ static void handle_tx(struct virtio_vsock *vs, const struct vq_elem *e)
  * what is left is picked up from the I/O thread, so neither thread is held for long. */
 static void process_rx_locked(struct virtio_vsock *vs)
 {
-    if (!vs->rx || vs->rx_halted)
+    if (!vs->rx || vs->rx_halted || vs->frozen)
         return;
     unsigned budget = 2u * vq_size(vs->rx);
     bool pushed = false;
@@ -130,7 +134,7 @@ static void process_rx_locked(struct virtio_vsock *vs)
 
 static void process_tx_locked(struct virtio_vsock *vs)
 {
-    if (!vs->tx || vs->tx_halted)
+    if (!vs->tx || vs->tx_halted || vs->frozen)
         return;
     bool pushed = false;
     for (;;) {
@@ -155,6 +159,23 @@ static void vsock_rx_ready(void *opaque)
     process_rx_locked(opaque);
 }
 
+/* TRANSPORT_RESET into the driver's next event buffer, once (none posted yet: when it kicks). */
+static void send_reset_locked(struct virtio_vsock *vs)
+{
+    struct virtqueue *evq = virtio_queue(vs->vdev, VSOCK_EVENT);
+    if (!vs->reset_owed || !evq || vs->frozen)
+        return;
+    int rc = vq_pop(evq, vs->elem);
+    if (rc <= 0) {
+        vs->reset_owed = rc == 0; /* a malformed ring gets nothing */
+        return;
+    }
+    uint8_t ev[4] = {VSOCK_EVENT_TRANSPORT_RESET, 0, 0, 0};
+    vq_push(evq, vs->elem, (uint32_t)vq_elem_write(vs->elem, 0, ev, sizeof(ev)));
+    vq_notify(evq);
+    vs->reset_owed = vs->tx != NULL;
+}
+
 static void vsock_queue_notify(void *opaque, unsigned index)
 {
     struct virtio_vsock *vs = opaque;
@@ -165,6 +186,8 @@ static void vsock_queue_notify(void *opaque, unsigned index)
      * buffers stay with us unused. */
     if (index == VSOCK_TX || index == VSOCK_RX)
         process_rx_locked(vs);
+    if (index == VSOCK_EVENT)
+        send_reset_locked(vs);
     vsock_mux_unlock(vs->mux);
 }
 
@@ -187,7 +210,7 @@ static void vsock_reset(void *opaque)
     vsock_mux_lock(vs->mux);
     vsock_mux_stop(vs->mux);
     vs->rx = vs->tx = NULL;
-    vs->rx_halted = vs->tx_halted = false;
+    vs->rx_halted = vs->tx_halted = vs->reset_owed = false;
     vsock_mux_unlock(vs->mux);
 }
 
@@ -278,6 +301,54 @@ static void vsock_destroy(void *state)
     free(vs);
 }
 
+/* --- snapshots ------------------------------------------------------------------------------- */
+
+/* Chains are never held (each is returned as it is taken), so stopping the I/O thread's
+ * deliveries is all: host data waits in the host sockets meanwhile. */
+static int vsock_quiesce(void *state, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    struct virtio_vsock *vs = state;
+    vsock_mux_lock(vs->mux);
+    vs->frozen = true;
+    vsock_mux_unlock(vs->mux);
+    return 0;
+}
+
+static void vsock_thaw(void *state)
+{
+    struct virtio_vsock *vs = state;
+    vsock_mux_lock(vs->mux);
+    vs->frozen = false;
+    process_tx_locked(vs);
+    process_rx_locked(vs);
+    vsock_mux_unlock(vs->mux);
+}
+
+/* The transport and queues only: connections are not saved (their host ends belong to this
+ * process), as on Firecracker. */
+static void vsock_save(void *state, struct snap_writer *w)
+{
+    struct virtio_vsock *vs = state;
+    virtio_pci_save(vs->vdev, w);
+}
+
+/* A fresh device (its Unix socket listening again at the same path) with the driver's queues
+ * as they were; the driver hears TRANSPORT_RESET, so it drops the connections whose host
+ * ends are gone, and kicks for its transmit queue are turned back on. */
+static int vsock_load(void *state, struct snap_reader *r, char *err, size_t errlen)
+{
+    struct virtio_vsock *vs = state;
+    if (virtio_pci_load(vs->vdev, r, err, errlen) < 0)
+        return -1;
+    vsock_mux_lock(vs->mux);
+    vs->reset_owed = vs->tx != NULL;
+    send_reset_locked(vs);
+    process_tx_locked(vs);
+    vsock_mux_unlock(vs->mux);
+    return 0;
+}
+
 static const char *const vsock_option_keys[] = {"cid", "path", NULL};
 
 DEVICE_MODEL(virtio_vsock_model) = {
@@ -287,4 +358,8 @@ DEVICE_MODEL(virtio_vsock_model) = {
     .option_keys = vsock_option_keys,
     .create = vsock_create,
     .destroy = vsock_destroy,
+    .save = vsock_save,
+    .load = vsock_load,
+    .quiesce = vsock_quiesce,
+    .thaw = vsock_thaw,
 };

@@ -41,15 +41,15 @@ const char *boot_format_name(enum boot_format f)
     return "unknown";
 }
 
-static void write_gdt(struct guest_memory *mem, bool long_mode)
+static void write_gdt(struct guest_memory *mem, bool long_mode, uint64_t at)
 {
     uint8_t gdt[GDT_BYTES] = {0};
     put_le64(gdt + BOOT_SEL_CODE64, GDT_CODE64);
     put_le64(gdt + BOOT_SEL_CODE, long_mode ? GDT_CODE64 : GDT_CODE32);
     put_le64(gdt + BOOT_SEL_DATA, GDT_DATA);
     put_le64(gdt + BOOT_SEL_TSS, GDT_TSS); /* upper half (base 63:32) stays zero */
-    /* BOOT_GDT_ADDR is always RAM: guest memory is at least 2 MiB. */
-    (void)guest_write(mem, BOOT_GDT_ADDR, gdt, sizeof(gdt));
+    /* The layout put it in RAM (the default one: guest memory is at least 2 MiB). */
+    (void)guest_write(mem, at, gdt, sizeof(gdt));
 }
 
 static struct vcpu_segment flat_segment(uint16_t selector, uint8_t type, bool code64)
@@ -69,7 +69,7 @@ static struct vcpu_segment flat_segment(uint16_t selector, uint8_t type, bool co
 
 /* Registers common to both entry modes: everything zero but the fixed rflags bit, data
  * segments, a busy TSS (VMX refuses an unusable TR) and an unusable LDTR. */
-static void base_state(struct vcpu_state *cpu)
+static void base_state(struct vcpu_state *cpu, uint64_t gdt)
 {
     memset(cpu, 0, sizeof(*cpu));
     cpu->rflags = X86_RFLAGS_FIXED;
@@ -79,54 +79,64 @@ static void base_state(struct vcpu_state *cpu)
     cpu->seg[SEG_TR] =
         (struct vcpu_segment){.selector = BOOT_SEL_TSS, .limit = 0x67, .type = 0xb, .present = 1};
     cpu->seg[SEG_LDTR] = (struct vcpu_segment){.type = 0x2, .unusable = 1};
-    cpu->gdt = (struct vcpu_dtable){.base = BOOT_GDT_ADDR, .limit = GDT_BYTES - 1};
+    cpu->gdt = (struct vcpu_dtable){.base = gdt, .limit = GDT_BYTES - 1};
     cpu->idt = (struct vcpu_dtable){.base = 0, .limit = 0};
 }
 
 void boot_cpu_flat32(struct vcpu_state *cpu, struct guest_memory *mem)
 {
-    write_gdt(mem, false);
-    base_state(cpu);
-    cpu->seg[SEG_CS] = flat_segment(BOOT_SEL_CODE, 0xb, false);
-    cpu->cr0 = X86_CR0_PE | X86_CR0_ET;
+    boot_cpu_flat32_at(cpu, mem, &boot_default_layout);
 }
 
 int boot_cpu_long64(struct vcpu_state *cpu, struct guest_memory *mem)
 {
-    uint8_t *pml4 = gpa_to_host(mem, BOOT_PML4, BOOT_PAGE_SIZE);
-    uint8_t *pdpt = gpa_to_host(mem, BOOT_PDPT, BOOT_PAGE_SIZE);
-    uint8_t *pd = gpa_to_host(mem, BOOT_PD, BOOT_PD_PAGES * BOOT_PAGE_SIZE);
+    return boot_cpu_long64_at(cpu, mem, &boot_default_layout);
+}
+
+void boot_cpu_flat32_at(struct vcpu_state *cpu, struct guest_memory *mem,
+                        const struct boot_layout *l)
+{
+    write_gdt(mem, false, l->gdt);
+    base_state(cpu, l->gdt);
+    cpu->seg[SEG_CS] = flat_segment(BOOT_SEL_CODE, 0xb, false);
+    cpu->cr0 = X86_CR0_PE | X86_CR0_ET;
+}
+
+int boot_cpu_long64_at(struct vcpu_state *cpu, struct guest_memory *mem,
+                       const struct boot_layout *l)
+{
+    uint64_t pml4_at = l->page_tables, pdpt_at = pml4_at + BOOT_PAGE_SIZE;
+    uint64_t pd_at = pdpt_at + BOOT_PAGE_SIZE;
+    uint8_t *pml4 = gpa_to_host(mem, pml4_at, BOOT_PAGE_SIZE);
+    uint8_t *pdpt = gpa_to_host(mem, pdpt_at, BOOT_PAGE_SIZE);
+    uint8_t *pd = gpa_to_host(mem, pd_at, BOOT_PD_PAGES * BOOT_PAGE_SIZE);
     if (!pml4 || !pdpt || !pd)
         return -1;
     memset(pml4, 0, BOOT_PAGE_SIZE);
     memset(pdpt, 0, BOOT_PAGE_SIZE);
-    put_le64(pml4, BOOT_PDPT | PTE_PRESENT | PTE_WRITE);
+    put_le64(pml4, pdpt_at | PTE_PRESENT | PTE_WRITE);
     for (unsigned i = 0; i < BOOT_PD_PAGES; i++)
-        put_le64(pdpt + 8 * i, (BOOT_PD + i * BOOT_PAGE_SIZE) | PTE_PRESENT | PTE_WRITE);
+        put_le64(pdpt + 8 * i, (pd_at + i * BOOT_PAGE_SIZE) | PTE_PRESENT | PTE_WRITE);
     for (uint64_t i = 0; i < BOOT_PD_PAGES * 512ULL; i++)
         put_le64(pd + 8 * i, (i << 21) | PTE_PRESENT | PTE_WRITE | PTE_LARGE);
 
-    write_gdt(mem, true);
-    base_state(cpu);
+    write_gdt(mem, true, l->gdt);
+    base_state(cpu, l->gdt);
     cpu->seg[SEG_CS] = flat_segment(BOOT_SEL_CODE64, 0xb, true);
     cpu->cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
-    cpu->cr3 = BOOT_PML4;
+    cpu->cr3 = pml4_at;
     cpu->cr4 = X86_CR4_PAE;
     cpu->efer = X86_EFER_LME | X86_EFER_LMA;
     return 0;
 }
 
-/* What the loaders themselves write below 1 MiB (boot.h). Kernel segments may use the rest of
- * low RAM, as under QEMU: binutils puts the ELF headers of a kernel linked at 1 MiB in a
- * segment at 0xff000, and test kernels link low. */
+/* What the board places before any loader runs. Kernel segments may use the rest of RAM, as
+ * under QEMU: binutils puts the ELF headers of a kernel linked at 1 MiB in a segment at
+ * 0xff000, and test kernels link low; the loader's own data moves out of their way. */
 static const struct {
     uint64_t start, end;
     const char *what;
 } boot_reserved[] = {
-    {BOOT_GDT_ADDR, BOOT_GDT_ADDR + GDT_BYTES, "the boot GDT"},
-    {BOOT_INFO_ADDR, BOOT_PD + BOOT_PD_PAGES *BOOT_PAGE_SIZE,
-     "the boot information, stack and page tables"},
-    {BOOT_CMDLINE, BOOT_CMDLINE + BOOT_CMDLINE_MAX, "the command line"},
     {BOOT_ACPI_BASE, BOOT_ACPI_BASE + BOOT_ACPI_SIZE, "the ACPI tables"},
 };
 
@@ -152,16 +162,22 @@ int boot_check_kernel_range(const struct guest_memory *mem, uint64_t gpa, uint64
     return 0;
 }
 
-int boot_write_cmdline(const struct boot_request *req, uint64_t max_len, char *err, size_t errlen)
+long boot_cmdline_len(const struct boot_request *req, uint64_t max_len, char *err, size_t errlen)
 {
-    const char *cmdline = req->cmdline ? req->cmdline : "";
-    size_t len = strlen(cmdline);
+    size_t len = strlen(req->cmdline ? req->cmdline : "");
     if (max_len > BOOT_CMDLINE_MAX - 1)
         max_len = BOOT_CMDLINE_MAX - 1;
     if (len > max_len)
         return qk_fail(err, errlen, "command line of %zu bytes exceeds the %llu-byte limit", len,
                        (unsigned long long)max_len);
-    if (guest_write(req->mem, BOOT_CMDLINE, cmdline, len + 1) < 0)
+    return (long)len;
+}
+
+int boot_write_cmdline(const struct boot_request *req, const struct boot_layout *l, char *err,
+                       size_t errlen)
+{
+    const char *cmdline = req->cmdline ? req->cmdline : "";
+    if (guest_write(req->mem, l->cmdline, cmdline, strlen(cmdline) + 1) < 0)
         return qk_fail(err, errlen, "cannot write the command line to guest memory");
     return 0;
 }

@@ -174,7 +174,10 @@ int boot_load_bzimage(const struct boot_request *req, struct boot_result *out, c
     struct bz_header h;
     if (parse_header(req, &h, err, errlen) < 0)
         return -1;
-    if (boot_write_cmdline(req, h.cmdline_size, err, errlen) < 0)
+    /* The kernel loads at 1 MiB or above: the default layout is always free. */
+    const struct boot_layout *l = &boot_default_layout;
+    if (boot_cmdline_len(req, h.cmdline_size, err, errlen) < 0 ||
+        boot_write_cmdline(req, l, err, errlen) < 0)
         return -1;
 
     uint64_t kernel_end = h.load_addr + h.kernel_size;

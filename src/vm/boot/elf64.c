@@ -1,6 +1,7 @@
 /* Plain ELF64 payloads: loaded at their physical addresses and entered in long mode on the
- * 4 GiB identity map with RSP = BOOT_STACK_TOP, RDI = command line, RSI/RDX = initrd
- * address/size (0 when none), so small payloads need no boot protocol of their own. */
+ * 4 GiB identity map with RSP = the boot stack (BOOT_STACK_TOP unless a segment is there), RDI =
+ * command line, RSI/RDX = initrd address/size (0 when none), so small payloads need no boot
+ * protocol of their own. */
 #include "vm/boot/boot.h"
 
 #include "util/log.h"
@@ -33,18 +34,24 @@ int boot_load_elf64(const struct boot_request *req, struct boot_result *out, cha
                        "ELF64 entry point 0x%llx is not identity mapped (loaded at 0x%llx; "
                        "only the first 4 GiB are mapped 1:1)",
                        (unsigned long long)elf.entry, (unsigned long long)entry);
-    if (boot_write_cmdline(req, BOOT_CMDLINE_MAX - 1, err, errlen) < 0)
-        return -1;
-    if (elf_load_segments(&elf, req->mem, &lo, &hi, err, errlen) < 0)
+    long cmdline_len = boot_cmdline_len(req, BOOT_CMDLINE_MAX - 1, err, errlen);
+    struct boot_ranges kr = {0};
+    struct boot_layout l;
+    boot_ranges_from_elf(&elf, &kr);
+    if (cmdline_len < 0 ||
+        boot_plan_layout(req->mem, &kr, (uint64_t)cmdline_len, &l, err, errlen) < 0 ||
+        boot_write_cmdline(req, &l, err, errlen) < 0 ||
+        elf_load_segments(&elf, req->mem, &lo, &hi, err, errlen) < 0)
         return -1;
     uint64_t initrd_addr = 0;
-    if (req->initrd && boot_place_initrd(req, IDENTITY_MAP_END, hi, &initrd_addr, err, errlen) < 0)
+    if (req->initrd && boot_place_initrd(req, IDENTITY_MAP_END, hi > l.high_end ? hi : l.high_end,
+                                         &initrd_addr, err, errlen) < 0)
         return -1;
-    if (boot_cpu_long64(&out->cpu, req->mem) < 0)
+    if (boot_cpu_long64_at(&out->cpu, req->mem, &l) < 0)
         return qk_fail(err, errlen, "cannot build the boot page tables");
     out->cpu.rip = entry;
-    out->cpu.gpr[GPR_RSP] = BOOT_STACK_TOP;
-    out->cpu.gpr[GPR_RDI] = BOOT_CMDLINE;
+    out->cpu.gpr[GPR_RSP] = l.stack_top;
+    out->cpu.gpr[GPR_RDI] = l.cmdline;
     out->cpu.gpr[GPR_RSI] = initrd_addr;
     out->cpu.gpr[GPR_RDX] = req->initrd ? req->initrd_size : 0;
     out->format = BOOT_FMT_ELF64;

@@ -9,8 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Kernel images must load at or above 1 MiB: everything below holds boot structures (GDT,
- * info blocks, zero page, page tables, command line, ACPI tables). */
+/* Where modules and initrds go at the lowest, and where bzImages load. */
 #define BOOT_KERNEL_MIN_ADDR 0x100000ULL
 #define BOOT_PAGE_SIZE 0x1000ULL
 
@@ -53,15 +52,47 @@ static inline uint64_t align_up_u64(uint64_t v, uint64_t align) /* align: power 
     return (v + align - 1) & ~(align - 1);
 }
 
-/* Check that [gpa, gpa+len) is guest RAM clear of what the loaders place below 1 MiB (boot
- * GDT, boot information and page tables, command line, ACPI); `what` names the piece for the
- * message. */
+/* Where one load puts the loader's own data (layout.c): the addresses of boot.h unless the
+ * kernel's segments are there. The page tables are 6 pages (PML4, PDPT, 4 PDs); info is one
+ * page (Multiboot info or hvm_start_info, with the memory map and module list after it). */
+struct boot_layout {
+    uint64_t gdt, info, zero_page, stack_top, page_tables, cmdline;
+    uint64_t high_end; /* end of the pieces that had to go above 1 MiB, 0: none */
+};
+extern const struct boot_layout boot_default_layout;
+
+/* Guest-physical ranges the kernel occupies. */
+#define BOOT_MAX_RANGES 32
+struct boot_ranges {
+    unsigned nr;
+    uint64_t start[BOOT_MAX_RANGES], end[BOOT_MAX_RANGES];
+};
+struct elf_file;
+void boot_ranges_add(struct boot_ranges *r, uint64_t start, uint64_t end);
+void boot_ranges_from_elf(const struct elf_file *elf, struct boot_ranges *r);
+
+/* Place the loader's data clear of the kernel's ranges and the ACPI tables; -1 with a
+ * message when nothing fits in low RAM. */
+int boot_plan_layout(const struct guest_memory *mem, const struct boot_ranges *kernel,
+                     uint64_t cmdline_len, struct boot_layout *l, char *err, size_t errlen);
+
+/* Entry CPU states with the layout's GDT (and page tables for long mode). */
+void boot_cpu_flat32_at(struct vcpu_state *cpu, struct guest_memory *mem,
+                        const struct boot_layout *l);
+int boot_cpu_long64_at(struct vcpu_state *cpu, struct guest_memory *mem,
+                       const struct boot_layout *l);
+
+/* Check that [gpa, gpa+len) is guest RAM clear of the ACPI tables (the loader's own data
+ * moves out of a kernel's way: boot_plan_layout); `what` names the piece for the message. */
 int boot_check_kernel_range(const struct guest_memory *mem, uint64_t gpa, uint64_t len,
                             const char *what, char *err, size_t errlen);
 
-/* Copy req->cmdline (NUL-terminated) to BOOT_CMDLINE. Its length without the NUL must be at
- * most max_len and leave room for the NUL in BOOT_CMDLINE_MAX. */
-int boot_write_cmdline(const struct boot_request *req, uint64_t max_len, char *err, size_t errlen);
+/* Check req->cmdline's length (without the NUL at most max_len, and room for the NUL in
+ * BOOT_CMDLINE_MAX); returns it, or -1 with a message. */
+long boot_cmdline_len(const struct boot_request *req, uint64_t max_len, char *err, size_t errlen);
+/* Copy req->cmdline (NUL-terminated) to l->cmdline. */
+int boot_write_cmdline(const struct boot_request *req, const struct boot_layout *l, char *err,
+                       size_t errlen);
 
 /* Place the initrd page-aligned as high as possible below min(top, end of low RAM) and above
  * floor (the end of the kernel), copy it, and return its address. Call only with an initrd. */

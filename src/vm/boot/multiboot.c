@@ -44,18 +44,19 @@
 #define MB_MMAP_ENTRY_SIZE 24 /* size field (20) + base, length, type */
 #define MB_MODULE_SIZE 16     /* mod_start, mod_end, string, reserved */
 
-/* Layout of BOOT_INFO_EXTRA: memory map, module list, strings. */
-#define MB_MMAP_ADDR BOOT_INFO_EXTRA
-#define MB_MODS_ADDR (MB_MMAP_ADDR + E820_MAX_ENTRIES * MB_MMAP_ENTRY_SIZE)
-#define MB_MOD_STRING_ADDR (MB_MODS_ADDR + MB_MODULE_SIZE)
-#define MB_LOADER_NAME_ADDR (MB_MOD_STRING_ADDR + 16)
-#define MB_INFO_END (MB_LOADER_NAME_ADDR + 16)
+/* Offsets in the info page (the layout's `info`): the info, memory map, module list,
+ * strings. */
+#define MB_MMAP_OFF (BOOT_INFO_EXTRA - BOOT_INFO_ADDR)
+#define MB_MODS_OFF (MB_MMAP_OFF + E820_MAX_ENTRIES * MB_MMAP_ENTRY_SIZE)
+#define MB_MOD_STRING_OFF (MB_MODS_OFF + MB_MODULE_SIZE)
+#define MB_LOADER_NAME_OFF (MB_MOD_STRING_OFF + 16)
+#define MB_INFO_SIZE (MB_LOADER_NAME_OFF + 16)
 
 static const char mb_module_string[] = "initrd";
 static const char mb_loader_name[] = "quokka";
 
 _Static_assert(BOOT_INFO_ADDR + MBI_SIZE <= BOOT_INFO_EXTRA, "info overlaps its extra area");
-_Static_assert(MB_INFO_END <= BOOT_ZERO_PAGE, "multiboot info overruns the zero page");
+_Static_assert(MB_INFO_SIZE <= BOOT_PAGE_SIZE, "multiboot info overruns its page");
 _Static_assert(sizeof(mb_module_string) <= 16 && sizeof(mb_loader_name) <= 16, "strings");
 
 long multiboot_find_header(const uint8_t *data, size_t size)
@@ -73,8 +74,9 @@ long multiboot_find_header(const uint8_t *data, size_t size)
 
 /* Image loaded by the a.out kludge: header_addr tells where the header itself lands, which
  * fixes the file offset that corresponds to load_addr. */
-static int load_aout(const struct boot_request *req, size_t hdr, uint64_t *entry, uint64_t *end,
-                     char *err, size_t errlen)
+static int load_aout(const struct boot_request *req, size_t hdr, uint64_t cmdline_len,
+                     struct boot_layout *l, uint64_t *entry, uint64_t *end, char *err,
+                     size_t errlen)
 {
     const uint8_t *k = req->kernel;
     size_t size = req->kernel_size;
@@ -116,6 +118,10 @@ static int load_aout(const struct boot_request *req, size_t hdr, uint64_t *entry
     if (boot_check_kernel_range(req->mem, load_addr, bss_end - load_addr, "Multiboot image", err,
                                 errlen) < 0)
         return -1;
+    struct boot_ranges kr = {0};
+    boot_ranges_add(&kr, load_addr, bss_end);
+    if (boot_plan_layout(req->mem, &kr, cmdline_len, l, err, errlen) < 0)
+        return -1;
     uint8_t *dst = gpa_to_host(req->mem, load_addr, bss_end - load_addr);
     memcpy(dst, k + file_off, load_end - load_addr);
     memset(dst + (load_end - load_addr), 0, bss_end - load_end);
@@ -124,8 +130,8 @@ static int load_aout(const struct boot_request *req, size_t hdr, uint64_t *entry
     return 0;
 }
 
-static int load_elf(const struct boot_request *req, uint64_t *entry, uint64_t *end, char *err,
-                    size_t errlen)
+static int load_elf(const struct boot_request *req, uint64_t cmdline_len, struct boot_layout *l,
+                    uint64_t *entry, uint64_t *end, char *err, size_t errlen)
 {
     struct elf_file elf;
     uint64_t lo = 0;
@@ -142,6 +148,10 @@ static int load_elf(const struct boot_request *req, uint64_t *entry, uint64_t *e
     if (*entry > UINT32_MAX)
         return qk_fail(err, errlen, "Multiboot ELF entry point 0x%llx is above 4 GiB",
                        (unsigned long long)*entry);
+    struct boot_ranges kr = {0};
+    boot_ranges_from_elf(&elf, &kr);
+    if (boot_plan_layout(req->mem, &kr, cmdline_len, l, err, errlen) < 0)
+        return -1;
     return elf_load_segments(&elf, req->mem, &lo, end, err, errlen);
 }
 
@@ -213,55 +223,57 @@ int boot_load_multiboot(const struct boot_request *req, struct boot_result *out,
                        "Multiboot kernel requires unsupported features (header "
                        "flags 0x%04x)",
                        required & ~MB_SUPPORTED_REQUIRED);
-    if (boot_write_cmdline(req, BOOT_CMDLINE_MAX - 1, err, errlen) < 0)
+    long cmdline_len = boot_cmdline_len(req, BOOT_CMDLINE_MAX - 1, err, errlen);
+    if (cmdline_len < 0)
         return -1;
 
     uint64_t entry = 0, end = 0;
-    int rc = (flags & MB_FLAG_AOUT_KLUDGE) ? load_aout(req, (size_t)hdr, &entry, &end, err, errlen)
-                                           : load_elf(req, &entry, &end, err, errlen);
-    if (rc < 0)
+    struct boot_layout l;
+    int rc = (flags & MB_FLAG_AOUT_KLUDGE)
+                 ? load_aout(req, (size_t)hdr, (uint64_t)cmdline_len, &l, &entry, &end, err, errlen)
+                 : load_elf(req, (uint64_t)cmdline_len, &l, &entry, &end, err, errlen);
+    if (rc < 0 || boot_write_cmdline(req, &l, err, errlen) < 0)
         return -1;
 
-    uint8_t *info = gpa_to_host(req->mem, BOOT_INFO_ADDR, MB_INFO_END - BOOT_INFO_ADDR);
+    uint8_t *info = gpa_to_host(req->mem, l.info, MB_INFO_SIZE);
     if (!info)
         return qk_fail(err, errlen, "cannot reach the Multiboot information area");
-    memset(info, 0, MB_INFO_END - BOOT_INFO_ADDR);
+    memset(info, 0, MB_INFO_SIZE);
     uint32_t nr_mods = 0;
     if (req->initrd) {
         uint64_t mod_start = 0;
-        if (load_module(req, end, &mod_start, err, errlen) < 0)
+        if (load_module(req, end > l.high_end ? end : l.high_end, &mod_start, err, errlen) < 0)
             return -1;
-        uint8_t *mod = info + (MB_MODS_ADDR - BOOT_INFO_ADDR);
+        uint8_t *mod = info + MB_MODS_OFF;
         put_le32(mod, (uint32_t)mod_start);
         put_le32(mod + 4, (uint32_t)(mod_start + req->initrd_size));
-        put_le32(mod + 8, (uint32_t)MB_MOD_STRING_ADDR);
+        put_le32(mod + 8, (uint32_t)(l.info + MB_MOD_STRING_OFF));
         nr_mods = 1;
     }
-    memcpy(info + (MB_MOD_STRING_ADDR - BOOT_INFO_ADDR), mb_module_string,
-           sizeof(mb_module_string));
-    memcpy(info + (MB_LOADER_NAME_ADDR - BOOT_INFO_ADDR), mb_loader_name, sizeof(mb_loader_name));
+    memcpy(info + MB_MOD_STRING_OFF, mb_module_string, sizeof(mb_module_string));
+    memcpy(info + MB_LOADER_NAME_OFF, mb_loader_name, sizeof(mb_loader_name));
 
     struct e820_map scratch;
     const struct e820_map *map = boot_e820(req, &scratch);
     uint32_t lower, upper;
     memory_sizes(map, &lower, &upper);
-    uint32_t mmap_len = write_mmap(info + (MB_MMAP_ADDR - BOOT_INFO_ADDR), map);
+    uint32_t mmap_len = write_mmap(info + MB_MMAP_OFF, map);
     put_le32(info + MBI_FLAGS, MBI_FLAG_MEMORY | MBI_FLAG_CMDLINE | MBI_FLAG_MODS | MBI_FLAG_MMAP |
                                    MBI_FLAG_LOADER_NAME);
     put_le32(info + MBI_MEM_LOWER, lower);
     put_le32(info + MBI_MEM_UPPER, upper);
-    put_le32(info + MBI_CMDLINE, (uint32_t)BOOT_CMDLINE);
+    put_le32(info + MBI_CMDLINE, (uint32_t)l.cmdline); /* the layout is in low RAM */
     put_le32(info + MBI_MODS_COUNT, nr_mods);
-    put_le32(info + MBI_MODS_ADDR, (uint32_t)MB_MODS_ADDR);
+    put_le32(info + MBI_MODS_ADDR, (uint32_t)(l.info + MB_MODS_OFF));
     put_le32(info + MBI_MMAP_LENGTH, mmap_len);
-    put_le32(info + MBI_MMAP_ADDR, (uint32_t)MB_MMAP_ADDR);
-    put_le32(info + MBI_LOADER_NAME, (uint32_t)MB_LOADER_NAME_ADDR);
+    put_le32(info + MBI_MMAP_ADDR, (uint32_t)(l.info + MB_MMAP_OFF));
+    put_le32(info + MBI_LOADER_NAME, (uint32_t)(l.info + MB_LOADER_NAME_OFF));
 
-    boot_cpu_flat32(&out->cpu, req->mem);
+    boot_cpu_flat32_at(&out->cpu, req->mem, &l);
     out->cpu.rip = entry;
     out->cpu.gpr[GPR_RAX] = MB_BOOT_MAGIC;
-    out->cpu.gpr[GPR_RBX] = BOOT_INFO_ADDR;
-    out->cpu.gpr[GPR_RSP] = BOOT_STACK_TOP; /* the spec leaves ESP undefined; be kind */
+    out->cpu.gpr[GPR_RBX] = l.info;
+    out->cpu.gpr[GPR_RSP] = l.stack_top; /* the spec leaves ESP undefined; be kind */
     out->format = BOOT_FMT_MULTIBOOT;
     out->kernel_end = end;
     return 0;

@@ -30,13 +30,13 @@
 #define MEMMAP_ENTRY_SIZE 24  /* addr, size, type, reserved */
 #define MODLIST_ENTRY_SIZE 32 /* paddr, size, cmdline_paddr, reserved */
 
-/* Layout of BOOT_INFO_EXTRA: the memory map, then the module list. */
-#define PVH_MEMMAP_ADDR BOOT_INFO_EXTRA
-#define PVH_MODLIST_ADDR (BOOT_INFO_EXTRA + E820_MAX_ENTRIES * MEMMAP_ENTRY_SIZE)
-#define PVH_INFO_END (PVH_MODLIST_ADDR + MODLIST_ENTRY_SIZE)
+/* Offsets in the info page (the layout's `info`): start info, memory map, module list. */
+#define PVH_MEMMAP_OFF (BOOT_INFO_EXTRA - BOOT_INFO_ADDR)
+#define PVH_MODLIST_OFF (PVH_MEMMAP_OFF + E820_MAX_ENTRIES * MEMMAP_ENTRY_SIZE)
+#define PVH_INFO_SIZE (PVH_MODLIST_OFF + MODLIST_ENTRY_SIZE)
 
 _Static_assert(BOOT_INFO_ADDR + HSI_SIZE <= BOOT_INFO_EXTRA, "start info overlaps its extra area");
-_Static_assert(PVH_INFO_END <= BOOT_ZERO_PAGE, "PVH info overruns the zero page");
+_Static_assert(PVH_INFO_SIZE <= BOOT_PAGE_SIZE, "PVH info overruns its page");
 
 static int read_entry(const struct elf_file *elf, uint64_t *entry, char *err, size_t errlen)
 {
@@ -79,21 +79,27 @@ int boot_load_pvh(const struct boot_request *req, struct boot_result *out, char 
     if (!elf_paddr_in_segment(&elf, entry))
         return qk_fail(err, errlen, "PVH entry point 0x%llx is outside every loaded segment",
                        (unsigned long long)entry);
-    if (boot_write_cmdline(req, BOOT_CMDLINE_MAX - 1, err, errlen) < 0)
-        return -1;
-    if (elf_load_segments(&elf, req->mem, &lo, &hi, err, errlen) < 0)
+    long cmdline_len = boot_cmdline_len(req, BOOT_CMDLINE_MAX - 1, err, errlen);
+    struct boot_ranges kr = {0};
+    struct boot_layout l;
+    boot_ranges_from_elf(&elf, &kr);
+    if (cmdline_len < 0 ||
+        boot_plan_layout(req->mem, &kr, (uint64_t)cmdline_len, &l, err, errlen) < 0 ||
+        boot_write_cmdline(req, &l, err, errlen) < 0 ||
+        elf_load_segments(&elf, req->mem, &lo, &hi, err, errlen) < 0)
         return -1;
 
-    uint8_t *info = gpa_to_host(req->mem, BOOT_INFO_ADDR, PVH_INFO_END - BOOT_INFO_ADDR);
+    uint8_t *info = gpa_to_host(req->mem, l.info, PVH_INFO_SIZE);
     if (!info)
         return qk_fail(err, errlen, "cannot reach the PVH start info area");
-    memset(info, 0, PVH_INFO_END - BOOT_INFO_ADDR);
+    memset(info, 0, PVH_INFO_SIZE);
     uint32_t nr_modules = 0;
     if (req->initrd) {
         uint64_t initrd_addr = 0;
-        if (boot_place_initrd(req, UINT32_MAX, hi, &initrd_addr, err, errlen) < 0)
+        if (boot_place_initrd(req, UINT32_MAX, hi > l.high_end ? hi : l.high_end, &initrd_addr, err,
+                              errlen) < 0)
             return -1;
-        uint8_t *mod = info + (PVH_MODLIST_ADDR - BOOT_INFO_ADDR);
+        uint8_t *mod = info + PVH_MODLIST_OFF;
         put_le64(mod, initrd_addr);
         put_le64(mod + 8, req->initrd_size);
         nr_modules = 1;
@@ -101,21 +107,21 @@ int boot_load_pvh(const struct boot_request *req, struct boot_result *out, char 
     struct e820_map scratch;
     const struct e820_map *map = boot_e820(req, &scratch);
     uint32_t nr_map = map->nr < E820_MAX_ENTRIES ? map->nr : E820_MAX_ENTRIES;
-    write_memmap(info + (PVH_MEMMAP_ADDR - BOOT_INFO_ADDR), map, nr_map);
+    write_memmap(info + PVH_MEMMAP_OFF, map, nr_map);
 
     put_le32(info + HSI_MAGIC, HVM_START_MAGIC);
     put_le32(info + HSI_VERSION, HVM_START_VERSION);
     put_le32(info + HSI_FLAGS, 0);
     put_le32(info + HSI_NR_MODULES, nr_modules);
-    put_le64(info + HSI_MODLIST_PADDR, nr_modules ? PVH_MODLIST_ADDR : 0);
-    put_le64(info + HSI_CMDLINE_PADDR, BOOT_CMDLINE);
+    put_le64(info + HSI_MODLIST_PADDR, nr_modules ? l.info + PVH_MODLIST_OFF : 0);
+    put_le64(info + HSI_CMDLINE_PADDR, l.cmdline);
     put_le64(info + HSI_RSDP_PADDR, req->rsdp_addr);
-    put_le64(info + HSI_MEMMAP_PADDR, PVH_MEMMAP_ADDR);
+    put_le64(info + HSI_MEMMAP_PADDR, l.info + PVH_MEMMAP_OFF);
     put_le32(info + HSI_MEMMAP_ENTRIES, nr_map);
 
-    boot_cpu_flat32(&out->cpu, req->mem);
+    boot_cpu_flat32_at(&out->cpu, req->mem, &l);
     out->cpu.rip = entry;
-    out->cpu.gpr[GPR_RBX] = BOOT_INFO_ADDR;
+    out->cpu.gpr[GPR_RBX] = l.info;
     out->format = BOOT_FMT_PVH;
     out->kernel_end = hi;
     return 0;
