@@ -211,7 +211,11 @@ enum tcg_debug_action tcg_debug_before_insn(struct accel_vcpu *v, uint64_t pc,
                                             struct accel_exit *exit)
 {
     struct tcg_cpu *cpu = &v->cpu;
-    if (!v->dbg.exec || (v->dbg.restart && v->dbg.restart_pc == pc))
+    if (!v->dbg.exec) {
+        cpu->eflags &= ~(uint64_t)X86_RF;
+        return TCG_DEBUG_NONE;
+    }
+    if (v->dbg.restart && v->dbg.restart_pc == pc)
         return TCG_DEBUG_NONE; /* (an instruction run again after a watched access) */
     /* The debugger's breakpoints: not for the instruction it steps (it may step off one). */
     if (!v->dbg.gdb.single_step)

@@ -962,7 +962,9 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             continue;
         }
         uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
-        if (v->dbg.exec) { /* instruction breakpoints come before code fetch faults */
+        /* Instruction breakpoints come before code fetch faults; RF (set by IRET) is
+         * cleared here, after the instruction it was for (debug.c). */
+        if (v->dbg.exec || (cpu->eflags & X86_RF)) {
             enum tcg_debug_action act = tcg_debug_before_insn(v, pc, exit);
             if (act == TCG_DEBUG_STOP)
                 return 0;
