@@ -981,7 +981,8 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
         cpu->single_step = step;
         cpu->inhibit_db = false;
         bool alone = cpu->smc == TCG_SMC_ONE_INSN;
-        alone |= tcg_debug_take_restart(v, pc); /* after a watched access: record this one */
+        if (v->dbg.restart) /* after a watched access: record this one */
+            alone |= tcg_debug_take_restart(v, pc);
         /* A locked instruction the host cannot do atomically: alone, non-atomic, with every
          * other vCPU stopped (exclusive). */
         bool atomic_step = cpu->step_atomic;
