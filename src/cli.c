@@ -17,7 +17,7 @@ const char cli_usage[] =
     "                  [--net user[,hostfwd=RULE]...|tap=NAME[,queues=N]|tap-fd=N[:N...]\n"
     "                         [,mac=MAC][,mtu=N]]...\n"
     "                  [--vsock cid=N,path=SOCK] [--device MODEL[,KEY=VALUE...]]...\n"
-    "                  [--api-sock PATH] [--config-file FILE]\n"
+    "                  [--api-sock PATH] [--config-file FILE] [--gdb tcp:HOST:PORT|unix:PATH]\n"
     "       quokka --api-sock PATH [--config-file FILE] [run options...]\n"
     "                  [--seccomp on|off] [--tcg SETTINGS]\n"
     "       quokka --help | --version\n"
@@ -53,6 +53,8 @@ const char cli_usage[] =
     "                   /machine-config, /drives/ID..., boot with PUT /actions InstanceStart;\n"
     "                   PATCH /vm pauses and resumes. The options above are the defaults\n"
     "  --config-file F  boot right away from Firecracker's JSON configuration file F\n"
+    "  --gdb ADDR       serve the GDB remote protocol on tcp:HOST:PORT or unix:PATH; the guest\n"
+    "                   starts stopped and runs when gdb continues (target remote ADDR)\n"
     "  --seccomp on|off the seccomp sandbox (default on): once the VM is set up, only the\n"
     "                   system calls quokka needs are allowed; a forbidden one is named on\n"
     "                   stderr and ends quokka (signal 31). off: for debugging only\n"
@@ -84,6 +86,7 @@ enum {
     OPT_VSOCK,
     OPT_API_SOCK,
     OPT_CONFIG_FILE,
+    OPT_GDB,
 };
 
 /* --tcg backend=native|interp,code-kb=N,stats,perf-map (any subset, any order). */
@@ -246,6 +249,7 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
         {"vsock", required_argument, NULL, OPT_VSOCK},
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+        {"gdb", required_argument, NULL, OPT_GDB},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -327,6 +331,14 @@ int cli_parse(int argc, char **argv, const char *default_kernel, const char *def
             break;
         case OPT_CONFIG_FILE:
             extra->config_file = arg;
+            break;
+        case OPT_GDB:
+            if (cfg->gdb)
+                return qk_fail(err, errlen, "--gdb given twice ('%s' and '%s'): it takes one value",
+                               cfg->gdb, arg);
+            if (strncmp(arg, "tcp:", 4) != 0 && strncmp(arg, "unix:", 5) != 0)
+                return qk_fail(err, errlen, "--gdb '%s' must be tcp:HOST:PORT or unix:PATH", arg);
+            cfg->gdb = arg;
             break;
         case 'h':
             help = true; /* after the other words are checked: `run --help extra` is wrong */

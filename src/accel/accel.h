@@ -42,7 +42,29 @@ enum accel_exit_reason {
     ACCEL_EXIT_SHUTDOWN, /* triple fault */
     ACCEL_EXIT_STOPPED,  /* accel_vcpu_kick() from another thread */
     ACCEL_EXIT_ERROR,    /* the accelerator cannot continue; error.msg says why */
+    ACCEL_EXIT_DEBUG,    /* a debugger's breakpoint, watchpoint or single step (set_debug) */
 };
+
+/* Guest debugging (the gdbstub, src/vm/gdbstub.c): what a vCPU stops for. Breakpoints are at
+ * linear addresses and stop before the instruction there runs; watchpoints stop after the
+ * instruction that accessed [addr, addr+len). Guest-visible state is not changed (no 0xCC is
+ * written into guest memory, the guest's own DR0-DR7 keep working on the translator). */
+#define ACCEL_MAX_BREAKPOINTS 64
+#define ACCEL_MAX_WATCHPOINTS 4
+enum accel_watch_kind { ACCEL_WATCH_WRITE = 1, ACCEL_WATCH_READ = 2, ACCEL_WATCH_ACCESS = 3 };
+struct accel_watchpoint {
+    uint64_t addr;
+    uint8_t len;  /* 1..8 */
+    uint8_t kind; /* enum accel_watch_kind */
+};
+struct accel_debug {
+    bool single_step; /* stop after one instruction; no interrupt is taken before it */
+    unsigned nr_breakpoints;
+    uint64_t breakpoint[ACCEL_MAX_BREAKPOINTS];
+    unsigned nr_watchpoints;
+    struct accel_watchpoint watchpoint[ACCEL_MAX_WATCHPOINTS];
+};
+enum accel_debug_kind { ACCEL_DEBUG_STEP, ACCEL_DEBUG_BREAKPOINT, ACCEL_DEBUG_WATCHPOINT };
 
 struct accel_exit {
     enum accel_exit_reason reason;
@@ -63,6 +85,11 @@ struct accel_exit {
         struct {
             char msg[160];
         } error;
+        struct {
+            enum accel_debug_kind kind;
+            uint64_t addr;      /* the breakpoint's or the watched access's address */
+            uint8_t watch_kind; /* enum accel_watch_kind, for watchpoints */
+        } debug;
     };
 };
 
@@ -138,6 +165,14 @@ struct accel_ops {
      * malformed data. NULL: this accelerator cannot snapshot yet. */
     void (*save_vcpu)(struct accel_vcpu *vcpu, struct snap_writer *w);
     int (*load_vcpu)(struct accel_vcpu *vcpu, struct snap_reader *r, char *err, size_t errlen);
+    /* Optional (debugging): what the vCPU stops for from its next run() on; called while it
+     * is stopped between two run() calls (the machine is paused). -1 with a reason when the
+     * accelerator cannot do it (e.g. more hardware breakpoints than it has). */
+    int (*set_debug)(struct accel_vcpu *vcpu, const struct accel_debug *dbg, char *err,
+                     size_t errlen);
+    /* Optional (debugging): the guest-physical address of linear address gva through the
+     * vCPU's current page tables, as a supervisor read would see it; -1 where unmapped. */
+    int (*translate_gva)(struct accel_vcpu *vcpu, uint64_t gva, uint64_t *gpa);
     /* Optional: guest instructions executed so far (for benchmarks); NULL when unknown. */
     uint64_t (*guest_insns)(struct accel_vcpu *vcpu);
 };

@@ -49,6 +49,7 @@ struct accel_vcpu {
     struct kvm_run *run;
     pthread_t thread;
     atomic_bool thread_known;
+    struct accel_debug dbg; /* the debugger's settings (kvm_set_debug): to name a stop */
 };
 
 static void kick_handler(int sig)
@@ -591,6 +592,100 @@ static void kvm_kick(struct accel_vcpu *vcpu)
         pthread_kill(vcpu->thread, KVM_KICK_SIGNAL);
 }
 
+/* --- debugging (untested here: no /dev/kvm on the development machine) --------------------
+ * Everything is a hardware breakpoint (KVM_GUESTDBG_USE_HW_BP): no 0xCC is written into guest
+ * memory. DR0-DR3 hold the breakpoints first, then the watchpoints; KVM has no read-only
+ * watchpoint, so a read watchpoint also stops on writes (as QEMU's gdbstub on KVM). */
+
+static int dr7_len_bits(unsigned len)
+{
+    switch (len) {
+    case 1:
+        return 0;
+    case 2:
+        return 1;
+    case 4:
+        return 3;
+    case 8:
+        return 2;
+    default:
+        return -1;
+    }
+}
+
+static int kvm_set_debug(struct accel_vcpu *vcpu, const struct accel_debug *dbg, char *err,
+                         size_t errlen)
+{
+    struct kvm_guest_debug gd;
+    memset(&gd, 0, sizeof(gd));
+    if (dbg->nr_breakpoints + dbg->nr_watchpoints > 4)
+        return qk_fail(err, errlen, "KVM: 4 hardware breakpoints and watchpoints at most");
+    uint64_t dr7 = 0;
+    unsigned slot = 0;
+    for (unsigned i = 0; i < dbg->nr_breakpoints; i++, slot++) {
+        gd.arch.debugreg[slot] = dbg->breakpoint[i];
+        dr7 |= 2ULL << (2 * slot); /* G: R/W=00 (execute), LEN=00 */
+    }
+    for (unsigned i = 0; i < dbg->nr_watchpoints; i++, slot++) {
+        const struct accel_watchpoint *w = &dbg->watchpoint[i];
+        int len = dr7_len_bits(w->len);
+        if (len < 0 || (w->addr & (w->len - 1)))
+            return qk_fail(err, errlen, "KVM: a watchpoint must be 1, 2, 4 or 8 aligned bytes");
+        uint64_t rw = w->kind == ACCEL_WATCH_WRITE ? 1 : 3;
+        gd.arch.debugreg[slot] = w->addr;
+        dr7 |= 2ULL << (2 * slot) | rw << (16 + 4 * slot) | (uint64_t)len << (18 + 4 * slot);
+    }
+    if (slot) {
+        gd.control |= KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP;
+        gd.arch.debugreg[7] = dr7 | 0x400;
+    }
+    if (dbg->single_step) {
+        gd.control |= KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP;
+#ifdef KVM_GUESTDBG_BLOCKIRQ
+        gd.control |= KVM_GUESTDBG_BLOCKIRQ; /* no interrupt taken by the step */
+#endif
+    }
+    if (ioctl(vcpu->fd, KVM_SET_GUEST_DEBUG, &gd) < 0)
+        return qk_fail(err, errlen, "KVM_SET_GUEST_DEBUG: %s", strerror(errno));
+    vcpu->dbg = *dbg;
+    return 0;
+}
+
+/* KVM_EXIT_DEBUG: DR6 says which breakpoint (Bn) or the single step (BS). */
+static void kvm_debug_exit(struct accel_vcpu *vcpu, struct accel_exit *exit)
+{
+    const struct kvm_debug_exit_arch *d = &vcpu->run->debug.arch;
+    exit->reason = ACCEL_EXIT_DEBUG;
+    exit->debug.kind = ACCEL_DEBUG_STEP;
+    exit->debug.addr = d->pc;
+    unsigned nr_bps = vcpu->dbg.nr_breakpoints;
+    for (unsigned n = 0; n < 4; n++) {
+        if (!(d->dr6 & (1u << n)))
+            continue;
+        if (n < nr_bps) {
+            exit->debug.kind = ACCEL_DEBUG_BREAKPOINT;
+            exit->debug.addr = vcpu->dbg.breakpoint[n];
+        } else if (n - nr_bps < vcpu->dbg.nr_watchpoints) {
+            const struct accel_watchpoint *w = &vcpu->dbg.watchpoint[n - nr_bps];
+            exit->debug.kind = ACCEL_DEBUG_WATCHPOINT;
+            exit->debug.addr = w->addr;
+            exit->debug.watch_kind = w->kind;
+        }
+        return;
+    }
+}
+
+static int kvm_translate_gva(struct accel_vcpu *vcpu, uint64_t gva, uint64_t *gpa)
+{
+    struct kvm_translation tr;
+    memset(&tr, 0, sizeof(tr));
+    tr.linear_address = gva;
+    if (ioctl(vcpu->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
+        return -1;
+    *gpa = tr.physical_address;
+    return 0;
+}
+
 static int kvm_run(struct accel_vcpu *vcpu, struct accel_exit *exit)
 {
     struct kvm_run *run = vcpu->run;
@@ -632,6 +727,9 @@ static int kvm_run(struct accel_vcpu *vcpu, struct accel_exit *exit)
             return 0;
         case KVM_EXIT_HLT:
             exit->reason = ACCEL_EXIT_HALT;
+            return 0;
+        case KVM_EXIT_DEBUG:
+            kvm_debug_exit(vcpu, exit);
             return 0;
         case KVM_EXIT_SHUTDOWN:
             exit->reason = ACCEL_EXIT_SHUTDOWN;
@@ -831,4 +929,6 @@ const struct accel_ops kvm_accel_ops = {
     .run = kvm_run,
     .kick = kvm_kick,
     .vcpu_thread_init = kvm_vcpu_thread_init,
+    .set_debug = kvm_set_debug,
+    .translate_gva = kvm_translate_gva,
 };

@@ -1,5 +1,6 @@
 #include "vm/machine.h"
 #include "vm/machine_internal.h"
+#include "vm/gdbstub.h"
 
 #include "hw/device.h"
 #include "hw/pci/pci.h"
@@ -400,6 +401,10 @@ static void *vcpu_thread(void *arg)
         }
         case ACCEL_EXIT_STOPPED:
             break;
+        case ACCEL_EXIT_DEBUG:
+            if (m->gdb)
+                gdbstub_vcpu_stopped(m->gdb, slot->index, &ex);
+            break;
         case ACCEL_EXIT_SHUTDOWN:
             if (!atomic_load(&m->stop_requested)) {
                 qk_error("guest triple fault on vCPU %u", slot->index);
@@ -631,6 +636,8 @@ static void teardown(struct machine *m, bool failed)
 {
     if (!atomic_load(&m->stop_requested))
         machine_request_stop(m, VM_STOP_ERROR, 0);
+    gdbstub_destroy(m->gdb, m->exit_status); /* before the vCPUs it looks at go */
+    m->gdb = NULL;
     for (unsigned i = 0; i < m->nr_vcpus; i++)
         if (m->vcpus[i].thread_started)
             pthread_join(m->vcpus[i].thread, NULL);
@@ -846,6 +853,7 @@ int machine_start(struct machine *m, bool paused, char *err, size_t errlen)
         goto out;
     }
     console_enter_raw(&m->console);
+    paused |= m->gdb != NULL; /* the debugger lets it run */
     if (paused) {
         guest_clock_freeze(&m->clock);
         atomic_store(&m->pause_requested, true);
@@ -858,6 +866,8 @@ int machine_start(struct machine *m, bool paused, char *err, size_t errlen)
     if (start_vcpu_threads(m, err, errlen) < 0)
         goto out;
     atomic_store(&m->state, paused ? MACHINE_PAUSED : MACHINE_RUNNING);
+    if (m->gdb && gdbstub_start(m->gdb, err, errlen) < 0)
+        goto out;
     rc = 0;
 out:
     pthread_mutex_unlock(&m->state_lock);
@@ -1022,6 +1032,10 @@ struct machine *machine_create(const struct machine_config *cfg, int *status, ch
     if (m->accel->vm_create(&vm_cfg, &m->accel_vm, err, errlen) < 0 ||
         setup_host(m, err, errlen) < 0)
         goto fail;
+    if (cfg->gdb && gdbstub_create(m, cfg->gdb, &m->gdb, err, errlen) < 0) {
+        *status = EXIT_USAGE;
+        goto fail;
+    }
     /* A device that cannot be created is the user's disk, image or option. */
     *status = EXIT_USAGE;
     if (create_devices(m, err, errlen) < 0)

@@ -29,6 +29,7 @@ struct machine_config {
     struct console_spec console;
     bool virtio_console; /* the host console is hvc0 (virtio-console) instead of COM1 */
     bool seccomp_off;    /* --seccomp off: no sandbox (debugging) */
+    const char *gdb;     /* --gdb tcp:HOST:PORT|unix:PATH: a gdbstub (gdbstub.h); NULL: none */
     /* Driven by the control API (--api-sock / --config-file): no sandbox yet, since snapshot,
      * logger and metrics files are opened for writing while the guest runs. */
     bool api_controlled;

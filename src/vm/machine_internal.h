@@ -71,6 +71,7 @@ struct machine {
     int signal_fd;
     sigset_t old_sigmask;
     bool sigmask_saved;
+    struct gdbstub *gdb; /* --gdb */
     int (*ctrl_alt_del)(void *opaque);
     void *ctrl_alt_del_opaque;
 

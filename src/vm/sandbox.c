@@ -156,6 +156,8 @@ static const unsigned long allowed_ioctls[] = {
     KVM_SET_SREGS,
     KVM_GET_MSRS,
     KVM_SET_MSRS,
+    KVM_SET_GUEST_DEBUG, /* the gdbstub */
+    KVM_TRANSLATE,
     KVM_IRQ_LINE,
     KVM_IRQFD,
     KVM_IOEVENTFD,

@@ -18,6 +18,7 @@ PAYLOADS = {
     "msr64": ("", "qemu=1", ["-cpu", "qemu64,vendor=GenuineIntel"]),
     "lapic64": ("", "", []),
     "tf64": ("", "qemu=1", []),
+    "dr64": ("", "", []),
     "rtc64": ("", "", []),
     # Segments at 0x6000 and 0xA000: the loader's own data moves out of their way.
     "low32": ("", "", []),

@@ -237,6 +237,8 @@ static void fill_tlb(struct tcg_cpu *cpu, uint64_t vaddr, const struct walk *w, 
     e->paddr = ppage;
     e->global = w->global;
     e->page_shift = w->page_shift;
+    if (cpu_vcpu(cpu)->dbg.watch && tcg_debug_page_watched(cpu, vpage))
+        e->read_tag = e->write_tag = TLB_INVALID; /* watched: the slow path looks */
     if (e->write_tag != TLB_INVALID && vm->nr_vcpus > 1) {
         /* Another vCPU may have started translating from the page since `code` was read,
          * and scanned this TLB before the entry was written: look again (it marks the page
@@ -284,6 +286,17 @@ bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint
         return false;
     struct walk w;
     if (page_walk(cpu, vaddr, access, cpu_user_mode(cpu), false, false, &w))
+        return false;
+    *paddr = w.paddr;
+    return true;
+}
+
+bool mmu_debug_translate(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t *paddr)
+{
+    if ((cpu->hflags & HF_LMA) && !canonical(vaddr))
+        return false;
+    struct walk w;
+    if (page_walk(cpu, vaddr, MMU_READ, false, false, false, &w))
         return false;
     *paddr = w.paddr;
     return true;
@@ -534,6 +547,8 @@ void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write)
 {
     if (len == 0 || (vaddr & 0xfff) + len > 0x1000)
         return NULL;
+    if (cpu_vcpu(cpu)->dbg.watch && tcg_debug_page_watched(cpu, vaddr & ~0xfffULL))
+        return NULL; /* a watched page: through mmu_load/mmu_store */
     uint64_t paddr = mmu_translate(cpu, vaddr, write ? MMU_WRITE : MMU_READ, cpu_user_mode(cpu));
     struct accel_vm *vm = cpu_vcpu(cpu)->vm;
     if (lapic_mmio_hit(&cpu_vcpu(cpu)->lapic, paddr))
@@ -555,6 +570,8 @@ void *mmu_ram_ptr(struct tcg_cpu *cpu, uint64_t vaddr, size_t len, bool write)
 static uint64_t load_slow(struct tcg_cpu *cpu, uint64_t vaddr, unsigned size, bool user)
 {
     cpu->stats.slow_loads++;
+    if (cpu_vcpu(cpu)->dbg.watch)
+        tcg_debug_watch_access(cpu, vaddr, size, false);
     if (((vaddr & 0xfff) + size) > 0x1000) {
         /* Crosses a page: byte by byte, each byte translated (and faulting) on its own. */
         uint64_t value = 0;
@@ -570,6 +587,8 @@ static void store_slow(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t value, unsi
                        bool user)
 {
     cpu->stats.slow_stores++;
+    if (cpu_vcpu(cpu)->dbg.watch)
+        tcg_debug_watch_access(cpu, vaddr, size, true);
     if (((vaddr & 0xfff) + size) > 0x1000) {
         /* Check both pages before writing anything, so a fault leaves memory unchanged. */
         mmu_translate(cpu, vaddr, MMU_WRITE, user);

@@ -235,6 +235,7 @@ void tcg_reset_cpu(struct tcg_cpu *cpu)
     cpu->gdt.limit = 0xffff;
     tlb_flush(cpu);
     tcg_update_hflags(cpu);
+    tcg_debug_reset(cpu);
 }
 
 static uint64_t lapic_clock(void *ctx)
@@ -792,6 +793,8 @@ static const void *native_next_block(void *env, struct native_site *site)
     struct accel_vcpu *v = cpu_vcpu(cpu);
     struct accel_vm *vm = v->vm;
     uint64_t phys = code_phys(cpu, pc);
+    if (!tcg_debug_may_chain(vm, pc))
+        return NULL; /* the run loop looks at a breakpoint address first */
     struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base, cpu->hflags);
     cpu->stats.next_lookups++;
     if (!tb) {
@@ -817,7 +820,7 @@ static const void *native_next_block(void *env, struct native_site *site)
 static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native_code *from,
                          unsigned slot, const struct tb *to)
 {
-    if (!to->native || to->hflags != cpu->hflags)
+    if (!to->native || to->hflags != cpu->hflags || !tcg_debug_may_chain(vm, to->pc))
         return;
     note_chain_target(cpu, to);
     cpu->stats.chains++;
@@ -903,6 +906,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             cpu->stats.helper_exits++;
             cpu->in_block = false;
             cpu->single_step = false; /* a fault (no trap after it) or an exit */
+            tcg_debug_after_fault(v);
             if (uncached) {
                 tb_discard(uncached);
                 uncached = NULL;
@@ -916,10 +920,17 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
                 exit->reason = ACCEL_EXIT_SHUTDOWN;
                 return 0;
             }
+            /* The debugger's step ends where the exception took the CPU. */
+            if (v->dbg.gdb.single_step && !v->dbg.restart && !cpu->step_atomic &&
+                cpu->smc != TCG_SMC_ONE_INSN &&
+                tcg_debug_after_block(v, true, exit) == TCG_DEBUG_STOP)
+                return 0;
             continue;
         }
         poll_lapic_timer(v, cpu->halted);
-        bool inhibit = cpu->inhibit_irq;
+        /* The debugger's single step takes no interrupt (as QEMU's gdbstub by default). */
+        const bool gdb_step = v->dbg.gdb.single_step;
+        bool inhibit = cpu->inhibit_irq || gdb_step;
         cpu->inhibit_irq = false;
         if (!inhibit && nmi_pending(v) && lapic_take_nmi(&v->lapic)) {
             chain_from = NULL;
@@ -941,7 +952,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             inhibit && (((cpu->eflags & X86_IF) && interrupt_pending(v)) || nmi_pending(v));
         /* TF: one instruction, then the single-step #DB (before any interrupt). */
         bool step = (cpu->eflags & X86_TF) != 0;
-        one_insn |= step;
+        one_insn |= step || gdb_step;
         if (!inhibit && (cpu->eflags & X86_IF)) {
             int vector = -1;
             /* ExtINT (the PIC through LINT0) first, as KVM does; it answers its own
@@ -963,7 +974,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
                 }
                 continue;
             }
-        } else if (inhibit && (cpu->eflags & X86_IF) && interrupt_pending(v)) {
+        } else if (inhibit && !gdb_step && (cpu->eflags & X86_IF) && interrupt_pending(v)) {
             /* The STI / MOV SS shadow ends with the next instruction (run alone, one_insn):
              * look again after it. (With IF clear, setting IF asks for that look itself.) */
             tcg_recheck_interrupts(cpu);
@@ -975,10 +986,27 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             continue;
         }
         uint64_t cs_base, pc = tcg_current_pc(cpu, &cs_base);
+        /* Instruction breakpoints come before code fetch faults; RF (set by IRET) is
+         * cleared here, after the instruction it was for (debug.c). */
+        if (v->dbg.exec || (cpu->eflags & X86_RF)) {
+            enum tcg_debug_action act = tcg_debug_before_insn(v, pc, exit);
+            if (act == TCG_DEBUG_STOP)
+                return 0;
+            if (act == TCG_DEBUG_RAISE) {
+                chain_from = NULL;
+                if (!deliver_exception(cpu)) {
+                    exit->reason = ACCEL_EXIT_SHUTDOWN;
+                    return 0;
+                }
+                continue;
+            }
+        }
         uint64_t phys = code_phys(cpu, pc);
         cpu->single_step = step;
         cpu->inhibit_db = false;
         bool alone = cpu->smc == TCG_SMC_ONE_INSN;
+        if (v->dbg.restart) /* after a watched access: record this one */
+            alone |= tcg_debug_take_restart(v, pc);
         /* A locked instruction the host cannot do atomically: alone, non-atomic, with every
          * other vCPU stopped (exclusive). */
         bool atomic_step = cpu->step_atomic;
@@ -1051,6 +1079,16 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             exit->reason = ACCEL_EXIT_SHUTDOWN;
             return 0;
         }
+        if (alone || gdb_step) {
+            enum tcg_debug_action act = tcg_debug_after_block(v, gdb_step, exit);
+            if (act == TCG_DEBUG_STOP || (act == TCG_DEBUG_RAISE && !deliver_exception(cpu))) {
+                if (act == TCG_DEBUG_RAISE)
+                    exit->reason = ACCEL_EXIT_SHUTDOWN;
+                if (!cached)
+                    tb_discard(tb);
+                return 0;
+            }
+        }
         (void)why;
         if (!cached) {
             /* Blocks from outside RAM are not cached: drop after one run. */
@@ -1092,6 +1130,8 @@ const struct accel_ops tcg_accel_ops = {
     .kick = tcg_kick,
     .vcpu_thread_init = tcg_vcpu_thread_init,
     .guest_insns = tcg_guest_insns,
+    .set_debug = tcg_set_debug,
+    .translate_gva = tcg_translate_gva,
     .save_vcpu = tcg_save_vcpu,
     .load_vcpu = tcg_load_vcpu,
 };

@@ -5,6 +5,7 @@
 
 #include "accel/accel.h"
 #include "accel/tcg/cpu.h"
+#include "accel/tcg/debug.h"
 #include "accel/tcg/lapic.h"
 #include "accel/tcg/tb.h"
 #include "vm/guest_clock.h"
@@ -50,6 +51,7 @@ struct accel_vm {
     size_t dma_pages[64];
     unsigned nr_dma_pages;
     bool dma_overflow;
+    struct tcg_vm_debug dbg; /* execution breakpoints of every vCPU (debug.h) */
 };
 
 /* Guest nanoseconds: the guest clock, or the host's monotonic clock without one. */
@@ -75,6 +77,7 @@ struct accel_vcpu {
     bool excl_waited_for;                    /* counted by a requester (under vm->excl.lock) */
     bool in_exclusive;                       /* this vCPU owns the running section */
     struct tb *jmp_cache[TB_JMP_CACHE_SIZE]; /* this vCPU's hints by linear pc (tb.h) */
+    struct tcg_vcpu_debug dbg;               /* debugger and DR breakpoints (debug.h) */
 };
 
 static inline struct accel_vcpu *cpu_vcpu(struct tcg_cpu *cpu)
@@ -166,6 +169,8 @@ enum mmu_access { MMU_READ, MMU_WRITE, MMU_EXEC };
 uint64_t mmu_translate(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, bool user);
 /* The same without side effects on the guest: returns false where the access would fault. */
 bool mmu_probe(struct tcg_cpu *cpu, uint64_t vaddr, enum mmu_access access, uint64_t *paddr);
+/* The debugger's view: a supervisor read of vaddr, no side effects; false where unmapped. */
+bool mmu_debug_translate(struct tcg_cpu *cpu, uint64_t vaddr, uint64_t *paddr);
 uint64_t mmu_load(void *env, uint64_t vaddr, unsigned memop);
 void mmu_store(void *env, uint64_t vaddr, uint64_t value, unsigned memop);
 /* Host memory for len bytes at vaddr (one page) when they are plain RAM, after what an

@@ -1247,8 +1247,8 @@ static uint64_t h_sysenter_family(void *env, uint64_t kind_size, uint64_t next_r
     }
 }
 
-/* Debug registers are kept so the guest reads back what it wrote; hardware breakpoints and
- * single-step traps they would arm are not modelled. DR4/DR5 alias DR6/DR7 unless CR4.DE. */
+/* Debug registers; breakpoints in DR0-DR3 armed by DR7 work as debug.h describes (not I/O
+ * breakpoints, R/W=10, nor DR7.GD). DR4/DR5 alias DR6/DR7 unless CR4.DE. */
 static uint64_t h_mov_dr(void *env, uint64_t dr, uint64_t value, uint64_t is_write, uint64_t d)
 {
     (void)d;
@@ -1271,6 +1271,8 @@ static uint64_t h_mov_dr(void *env, uint64_t dr, uint64_t value, uint64_t is_wri
     else if (dr == 7)
         value = (value & ~0xd000ULL) | 0x400;
     cpu->dr[dr] = value;
+    if (dr != 6)
+        tcg_debug_dr_changed(cpu);
     return 0;
 }
 

@@ -465,7 +465,8 @@ static void return_to(struct tcg_cpu *cpu, struct stack *st, uint16_t cs_sel, ui
         ss_sel = (uint16_t)stack_pop(cpu, st, opsize);
     }
     if (is_iret) {
-        uint64_t mask = tcg_eflags_write_mask(cpu, opsize);
+        /* IRET also loads RF (POPF does not): a #DB handler resumes past a breakpoint. */
+        uint64_t mask = tcg_eflags_write_mask(cpu, opsize) | (opsize > 2 ? X86_RF : 0);
         tcg_write_eflags(cpu, flags, mask);
     }
     load_cs(cpu, cs_sel, w0, w1, rpl);
@@ -529,7 +530,8 @@ void tcg_iret(struct tcg_cpu *cpu, unsigned opsize)
     uint64_t flags = stack_pop(cpu, &st, opsize);
     if (!(cpu->hflags & HF_PE)) {
         set_sp(cpu, &st);
-        tcg_write_eflags(cpu, flags, tcg_eflags_write_mask(cpu, opsize));
+        tcg_write_eflags(cpu, flags,
+                         tcg_eflags_write_mask(cpu, opsize) | (opsize > 2 ? X86_RF : 0));
         tcg_set_seg(cpu, SEG_CS, cs_sel, (uint64_t)cs_sel << 4, cpu->seg[SEG_CS].limit,
                     cpu->seg[SEG_CS].attr);
         cpu->rip = rip & (opsize == 2 ? 0xffff : 0xffffffffULL);

@@ -2015,6 +2015,7 @@ static void translate_insn(struct dc *s)
             ir_temp v = load_operand(s, 1, NULL);
             gen_call(s, HELPER_mov_dr, IR_NO_TEMP, cst(s, in->operand[0].reg), v, cst(s, 1),
                      IR_NO_TEMP);
+            gen_jump_const(s, s->next_ip, 0); /* breakpoints may have changed (debug.h) */
         } else {
             ir_temp v = tmp(s);
             gen_call(s, HELPER_mov_dr, v, cst(s, in->operand[1].reg), cst(s, 0), cst(s, 0),
@@ -2143,7 +2144,8 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
          * most two pages: its last instruction may cross). */
         if (n > 0 && (block->nr_ops + OPS_PER_INSN_RESERVE > IR_MAX_OPS ||
                       block->nr_temps + TEMPS_PER_INSN_RESERVE > IR_MAX_TEMPS ||
-                      (linear & ~0xfffULL) != first_page)) {
+                      (linear & ~0xfffULL) != first_page ||
+                      tcg_debug_break_at(cpu_vcpu(cpu)->vm, linear))) { /* see debug.h */
             gen_jump_const(&s, s.ip, 0);
             break;
         }
