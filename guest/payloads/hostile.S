@@ -18,7 +18,18 @@
  *   case=7  interrupt controller and timer abuse: PIT channel 0 at its fastest, the LAPIC
  *           timer periodic with count 1, all PIC lines open, then garbage in every LAPIC
  *           register (not the ICR), every IOAPIC redirection entry, and PIC init words;
- *           interrupts must arrive and the guest keep running, iters busy-loop steps. */
+ *           interrupts must arrive and the guest keep running, iters busy-loop steps.
+ *   case=8  MMIO hammering, iters rounds: reads of every byte offset as byte, word and dword
+ *           (unaligned and page-crossing ones too) over the LAPIC page, the IOAPIC page and
+ *           each virtio-pci device's BARs (BAR 4: common, ISR, device and notify regions;
+ *           BAR 1: MSI-X table and PBA); random writes of every size to the ISR, device
+ *           config, doorbells and MSI-X table (MSI-X stays disabled, the device never
+ *           live), and random IOAPIC register indexes and values (redirection entries
+ *           masked and fixed-delivery, so no INIT or NMI reaches the vCPU). Then the
+ *           known values must read back: IOAPIC version 0x00170011, each device's vendor
+ *           0x1af4, device status 0 and num_queues 1-16. The devices come from the command line (--disk,
+ *           --rng...): every 1af4 device on bus 0 gets BAR 4 at 0xc0000000 + slot * 64 KiB
+ *           and BAR 1 at 0xc1000000 + slot * 4 KiB. */
 #include "payload.h"
 
 #define NOWHERE 0x40000000          /* above the RAM the tests give (256M), below MMIO */
@@ -64,6 +75,8 @@ main32:
     je case_code_in_mmio
     cmpl $7, %eax
     je case_irq_abuse
+    cmpl $8, %eax
+    je case_mmio_hammer
     FAIL32 "unknown case"
 
 pass:
@@ -365,6 +378,236 @@ case_irq_abuse:
     PRINT32 "interrupt controllers after garbage ok\n"
     jmp pass
 
+/* case 8: MMIO hammering. */
+case_mmio_hammer:
+    call virtio_bars_assign
+    PRINT32 "virtio devices: "
+    movl nr_vdev, %eax
+    call putdec32
+    PRINT32 "\n"
+    movl $0, rounds
+1:  movl $LAPIC_BASE, %esi          /* reads only: a write could send IPIs or NMIs */
+    movl $0x1000, %ecx
+    xorl %edi, %edi
+    call hammer
+    movl $IOAPIC_BASE, %esi
+    movl $0x1000, %ecx
+    call hammer
+    call ioapic_garbage
+    call virtio_hammer
+    incl rounds
+    movl rounds, %eax
+    cmpl iters, %eax
+    jb 1b
+    PRINT32 "mmio accesses: "
+    movl accesses, %eax
+    call putdec32
+    PRINT32 "\n"
+    movl $1, IOAPIC_BASE            /* the version register: a known value */
+    movl IOAPIC_BASE + 0x10, %eax
+    cmpl $0x00170011, %eax
+    je 2f
+    PRINT32 "ioapic version "
+    call puthex32
+    FAIL32 " after the hammering"
+2:  call virtio_check
+    PRINT32 "mmio hammer ok\n"
+    jmp pass
+
+/* Random IOAPIC register indexes and values, 256 per round; a redirection entry's low
+ * half is written masked with fixed delivery. */
+ioapic_garbage:
+    pushal
+    movl $256, %ecx
+1:  call rand32
+    movzbl %al, %ebx
+    movl %ebx, IOAPIC_BASE
+    call rand32
+    cmpl $0x10, %ebx
+    jb 2f
+    testl $1, %ebx
+    jnz 2f
+    andl $0xfffff8ff, %eax          /* delivery mode fixed */
+    orl $0x10000, %eax              /* masked */
+2:  movl %eax, IOAPIC_BASE + 0x10
+    movl IOAPIC_BASE + 0x10, %eax
+    addl $3, accesses
+    loop 1b
+    popal
+    ret
+
+/* %esi = base, %ecx = length, %edi != 0: also random writes. Byte, word and dword at every
+ * offset. */
+hammer:
+    pushal
+    xorl %ebx, %ebx
+1:  leal (%esi,%ebx), %edx
+    movb (%edx), %al
+    movw (%edx), %ax
+    movl (%edx), %eax
+    addl $3, accesses
+    testl %edi, %edi
+    jz 2f
+    call rand32
+    movb %al, (%edx)
+    call rand32
+    movw %ax, (%edx)
+    call rand32
+    movl %eax, (%edx)
+    addl $3, accesses
+2:  incl %ebx
+    cmpl %ecx, %ebx
+    jb 1b
+    popal
+    ret
+
+/* xorshift32: %eax = the next value; other registers kept. */
+rand32:
+    pushl %edx
+    movl seed, %eax
+    movl %eax, %edx
+    shll $13, %edx
+    xorl %edx, %eax
+    movl %eax, %edx
+    shrl $17, %edx
+    xorl %edx, %eax
+    movl %eax, %edx
+    shll $5, %edx
+    xorl %edx, %eax
+    movl %eax, seed
+    popl %edx
+    ret
+
+/* PCI configuration dword: %ebx = slot, %ecx = register -> %eax. */
+pci_read:
+    movl %ebx, %eax
+    shll $11, %eax
+    orl %ecx, %eax
+    orl $0x80000000, %eax
+    movw $0xcf8, %dx
+    outl %eax, %dx
+    movw $0xcfc, %dx
+    inl %dx, %eax
+    ret
+
+/* %ebx = slot, %ecx = register, %esi = value. */
+pci_write:
+    movl %ebx, %eax
+    shll $11, %eax
+    orl %ecx, %eax
+    orl $0x80000000, %eax
+    movw $0xcf8, %dx
+    outl %eax, %dx
+    movw $0xcfc, %dx
+    movl %esi, %eax
+    outl %eax, %dx
+    ret
+
+/* Every 1af4 device on bus 0: BARs placed, memory decoding on; slots kept in vdev_slots.
+ * Decoding goes off everywhere first: a BAR moved onto another device's current place
+ * would overlap it for a while. */
+virtio_bars_assign:
+    pushal
+    movl $1, %ebx
+1:  movl $0x04, %ecx
+    xorl %esi, %esi
+    call pci_write
+    incl %ebx
+    cmpl $32, %ebx
+    jb 1b
+    movl $0, nr_vdev
+    movl $1, %ebx
+1:  xorl %ecx, %ecx
+    call pci_read
+    cmpw $0x1af4, %ax
+    jne 2f
+    movl nr_vdev, %eax
+    movl %ebx, vdev_slots(,%eax,4)
+    incl nr_vdev
+    movl $0x20, %ecx                /* BAR 4, 64-bit */
+    movl %ebx, %esi
+    shll $16, %esi
+    addl $PCI_HOLE, %esi
+    call pci_write
+    movl $0x24, %ecx
+    xorl %esi, %esi
+    call pci_write
+    movl $0x14, %ecx                /* BAR 1 */
+    movl %ebx, %esi
+    shll $12, %esi
+    addl $0xc1000000, %esi
+    call pci_write
+    movl $0x04, %ecx                /* command: memory space */
+    movl $0x2, %esi
+    call pci_write
+2:  incl %ebx
+    cmpl $32, %ebx
+    jb 1b
+    popal
+    ret
+
+/* One round over every device's BARs. */
+virtio_hammer:
+    pushal
+    xorl %ebp, %ebp
+1:  cmpl nr_vdev, %ebp
+    jae 9f
+    movl vdev_slots(,%ebp,4), %esi
+    shll $16, %esi
+    addl $PCI_HOLE, %esi            /* BAR 4 */
+    movl $0x1000, %ecx
+    xorl %edi, %edi
+    call hammer                     /* common config: reads (writes would make it live) */
+    addl $0x1000, %esi
+    movl $0x3000, %ecx              /* ISR, device config, doorbells */
+    movl $1, %edi
+    call hammer
+    movl vdev_slots(,%ebp,4), %esi
+    shll $12, %esi
+    addl $0xc1000000, %esi          /* BAR 1: MSI-X table and PBA */
+    movl $0x1000, %ecx
+    call hammer
+    incl %ebp
+    jmp 1b
+9:  popal
+    ret
+
+/* Known values after the hammering: vendor 1af4, device status 0 (never written). */
+virtio_check:
+    pushal
+    xorl %ebp, %ebp
+1:  cmpl nr_vdev, %ebp
+    jae 9f
+    movl vdev_slots(,%ebp,4), %ebx
+    xorl %ecx, %ecx
+    call pci_read
+    cmpw $0x1af4, %ax
+    je 2f
+    FAIL32 "a virtio device's vendor changed"
+2:  movl %ebx, %esi
+    shll $16, %esi
+    movzbl PCI_HOLE + 0x14(%esi), %eax
+    testl %eax, %eax
+    jz 3f
+    PRINT32 "slot "
+    pushl %eax
+    movl %ebx, %eax
+    call putdec32
+    PRINT32 " status "
+    popl %eax
+    call puthex32
+    PRINT32 "\n"
+    FAIL32 "a virtio device's status is not 0"
+3:  movzwl PCI_HOLE + 0x12(%esi), %eax /* num_queues: the BAR really decodes */
+    decl %eax
+    cmpl $16, %eax
+    jb 4f
+    FAIL32 "a virtio device's num_queues is not 1-16"
+4:  incl %ebp
+    jmp 1b
+9:  popal
+    ret
+
 /* PIC: ICW1-4, vectors 0x20/0x28, every line unmasked. */
 pic_init_open:
     movb $0x11, %al
@@ -431,3 +674,9 @@ rounds: .long 0
 iters: .long 0
 hcase: .long 0
 ud_next: .long 0
+accesses: .long 0
+nr_vdev: .long 0
+vdev_slots: .space 32 * 4
+    .data
+    .balign 4
+seed: .long 0x2545f491
