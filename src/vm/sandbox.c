@@ -104,7 +104,6 @@ static const int group_sanitizer[] = {
     SCMP_SYS(waitid),     SCMP_SYS(getppid),    SCMP_SYS(kill),      SCMP_SYS(readlink),
     SCMP_SYS(readlinkat), SCMP_SYS(getdents64), SCMP_SYS(getdents),  SCMP_SYS(pipe2),
     SCMP_SYS(setrlimit),  SCMP_SYS(getrlimit),  SCMP_SYS(prlimit64), SCMP_SYS(sched_getaffinity),
-    SCMP_SYS(open),       SCMP_SYS(openat),
 };
 #endif
 
@@ -385,6 +384,13 @@ static scmp_filter_ctx build(enum sandbox_thread kind, uint32_t deflt)
         if (rc == -EEXIST)
             rc = 0;
     }
+    /* ... and reads /proc: open and openat for reading, on every kind. */
+    const scmp_datum_t writing = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_TMPFILE;
+    if (rc == 0)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(open), 1,
+                              arg_cmp(1, SCMP_CMP_MASKED_EQ, writing, 0));
+    if (rc == 0 && k->open == OPEN_NONE)
+        rc = add_open_rules(ctx, OPEN_READ);
 #endif
     if (rc < 0) {
         seccomp_release(ctx);
