@@ -24,7 +24,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps guest debian payloads test unit-test e2e-test run bench clean format format-check fuzz-cpu \
+.PHONY: all deps guest debian payloads test unit-test e2e-test run bench bench-interp clean format format-check fuzz-cpu \
     fuzz fuzz-build fuzz-bins fuzz-run
 
 all: $(BUILD)/quokka
@@ -48,6 +48,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@echo "  CCLD    $@"
 	@$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJS) -lcmocka $(LDLIBS)
 
+# The interpreter micro-benchmark (informational timings, not a test).
+$(BUILD)/bench/interp_micro: tests/unit/test_interp.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  CCLD    $@"
+	@$(CC) $(CFLAGS) -DINTERP_BENCH -Wno-unused-function -Itests/unit $(LDFLAGS) -o $@ $< $(LIB_OBJS) -lcmocka $(LDLIBS)
+
+bench-interp: $(BUILD)/bench/interp_micro
+	$(BUILD)/bench/interp_micro
+
 # The decoder test cross-checks against capstone (a test-only dependency).
 $(BUILD)/tests/test_x86_decode: LDLIBS += -lcapstone
 
@@ -68,6 +77,8 @@ FUZZ_CPU := $(BUILD)/tests/fuzz_cpu
 FUZZ_CPU_CI_COUNT ?= $(if $(SANITIZE),10000,100000)
 FUZZ_CPU_CI_PARALLEL_COUNT ?= $(if $(SANITIZE),5000,30000)
 FUZZ_CPU_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/cpu/*.c))
+# The reproducers are found from the source tree, whatever the current directory.
+$(BUILD)/obj/tests/cpu/fuzz_cpu.o: CFLAGS += -DQUOKKA_SOURCE_DIR='"$(CURDIR)"'
 $(FUZZ_CPU): $(FUZZ_CPU_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
@@ -113,7 +124,7 @@ test: deps
 run: deps all guest
 	$(BUILD)/quokka run
 
-bench: deps all payloads
+bench: deps all payloads bench-interp
 	/usr/bin/python3 bench/run.py
 	/usr/bin/python3 bench/cpu.py
 	@$(MAKE) --no-print-directory guest

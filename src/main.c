@@ -2,6 +2,7 @@
 #include "api/api.h"
 #include "cli.h"
 #include "util/log.h"
+#include "vm/sandbox.h"
 
 #include <libgen.h>
 #include <limits.h>
@@ -51,6 +52,12 @@ int main(int argc, char **argv)
         break;
     }
     accel_settings_from_env(&cfg.accel_settings);
+    /* Before any thread that filters itself starts (block, network and API threads start
+     * during set-up). */
+    if (sandbox_configure(!cfg.seccomp_off, SANDBOX_TRAP, err, sizeof(err)) < 0) {
+        qk_error("%s", err);
+        return EXIT_HOST_FAILURE;
+    }
     if (extra.api_sock || extra.config_file) {
         const struct api_options api = {extra.api_sock, extra.config_file, &cfg,
                                         extra.kernel_given};

@@ -9,6 +9,7 @@
 
 #include "api/api_internal.h"
 #include "util/log.h"
+#include "vm/sandbox.h"
 #include "vm/snapshot.h"
 
 #include <errno.h>
@@ -578,6 +579,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                  rb->len, API_MAX_BODY);
         r = reply_fault(MHD_HTTP_CONTENT_TOO_LARGE, msg);
     } else {
+        sandbox_enter_or_die(SANDBOX_API); /* already on since the connection started */
         pthread_mutex_lock(&api->lock);
         api_log(api, 3, "The API server received a %s request on \"%s\".", method, url);
         r = route(api, method, url, rb->data, rb->len);
@@ -590,6 +592,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         pthread_mutex_unlock(&api->lock);
     }
     return send_reply(conn, r);
+}
+
+/* The HTTP thread's filter goes on as it takes its first connection, before it reads a byte
+ * a client sent (MHD gives no hook at the thread's start; until then it only polls the
+ * listening socket). It then stays for the process's life: pre-boot configuration, start,
+ * pause, snapshot files, logger and metrics all run within the API allow-list. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls, (void)conn, (void)socket_context;
+    static _Thread_local bool entered;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED && !entered) {
+        pthread_setname_np(pthread_self(), "api"); /* prctl: not in the API list */
+        sandbox_enter_or_die(SANDBOX_API);
+        entered = true;
+    }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -636,7 +654,8 @@ static int start_http(struct api_server *api, const char *path, char *err, size_
     api->daemon =
         MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, on_request,
                          api, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, api, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
+                         on_completed, api, MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
+                         MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!api->daemon) {
         close(fd);
@@ -660,7 +679,6 @@ static struct machine *boot(struct api_server *api, struct machine_config *cfg, 
     if (rc < 0)
         return NULL;
     char why[1024];
-    cfg->api_controlled = true;
     struct machine *m = machine_create(cfg, status, why, sizeof(why));
     if (m && machine_start(m, false, why, sizeof(why)) < 0) {
         machine_destroy(m, true);
@@ -699,7 +717,6 @@ static struct machine *restore(struct api_server *api, int *status, char *err, s
         return NULL;
     }
     sc->cfg.restore_mem_path = api->load_mem;
-    sc->cfg.api_controlled = true;
     m = machine_create(&sc->cfg, status, why, sizeof(why));
     sc->cfg.restore = NULL; /* only read while creating */
     snap_file_free(&f);

@@ -12,6 +12,7 @@
 #include "block/aio.h"
 
 #include "util/log.h"
+#include "vm/sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -299,6 +300,8 @@ static int uring_init(struct aio_engine *e, unsigned max_inflight)
 static void *worker_main(void *opaque)
 {
     struct aio_engine *e = opaque;
+    pthread_setname_np(pthread_self(), "blk-aio");
+    sandbox_enter_or_die(SANDBOX_BLOCK); /* before the first guest request */
     pthread_mutex_lock(&e->lock);
     for (;;) {
         while (!e->todo_head && !e->stopping)

@@ -117,6 +117,10 @@ struct device_host {
      * usual, so a device must handle both. NULL: never possible. */
     int (*ioeventfd)(void *ctx, bool mmio, uint64_t addr, unsigned len, int fd, bool assign);
     void *ioeventfd_ctx;
+    /* Device work (virtqueues) only on the I/O loop, never on the vCPU thread that wrote a
+     * doorbell: the machine sets it, so a vCPU thread's sandbox needs none of the back ends'
+     * calls. Unit tests leave it off and see doorbells handled synchronously. */
+    bool doorbells_on_loop;
     /* Number of vCPUs (e.g. one virtio-blk queue per vCPU). */
     unsigned nr_vcpus;
 };

@@ -17,6 +17,7 @@
 #include "net/net.h"
 #include "net/offload.h"
 #include "util/log.h"
+#include "vm/sandbox.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -355,6 +356,8 @@ static void *slirp_thread(void *opaque)
 {
     struct slirp_backend *sb = opaque;
     bool busy = false;
+    pthread_setname_np(pthread_self(), "net-slirp");
+    sandbox_enter_or_die(SANDBOX_NET); /* before the first guest frame */
     while (!atomic_load(&sb->stop)) {
         if (atomic_load(&sb->park))
             park_here(sb);

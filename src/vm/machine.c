@@ -370,8 +370,17 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu_slot *slot = arg;
     struct machine *m = slot->machine;
+    char name[16], err[200];
+    snprintf(name, sizeof(name), "vcpu%u", slot->index);
+    pthread_setname_np(pthread_self(), name);
     if (m->accel->vcpu_thread_init(slot->accel) < 0) {
         qk_error("cannot set up the thread of vCPU %u", slot->index);
+        machine_request_stop(m, VM_STOP_ERROR, 0);
+        return NULL;
+    }
+    /* Set up: from here on the guest drives this thread, within the vCPU allow-list. */
+    if (sandbox_enter(SANDBOX_VCPU, err, sizeof(err)) < 0) {
+        qk_error("vCPU %u: %s", slot->index, err);
         machine_request_stop(m, VM_STOP_ERROR, 0);
         return NULL;
     }
@@ -799,6 +808,7 @@ static int setup_host(struct machine *m, char *err, size_t errlen)
         .msi_ctx = m,
         .ioeventfd = machine_ioeventfd,
         .ioeventfd_ctx = m,
+        .doorbells_on_loop = true,
         .nr_vcpus = m->cfg->nr_vcpus,
     };
     return 0;
@@ -858,12 +868,11 @@ int machine_start(struct machine *m, bool paused, char *err, size_t errlen)
         guest_clock_freeze(&m->clock);
         atomic_store(&m->pause_requested, true);
     }
-    /* Set-up is done (devices, memory, the translator's code buffer, the terminal): from
-     * here on only the calls in the sandbox's allow-list, on every thread. */
-    if (!m->cfg->seccomp_off && !m->cfg->api_controlled &&
-        sandbox_install(SANDBOX_TRAP, err, errlen) < 0)
-        goto out;
-    if (start_vcpu_threads(m, err, errlen) < 0)
+    /* Set-up is done (devices, memory, the translator's code buffer, the terminal). Each
+     * vCPU thread installs its own filter before its first guest instruction; this (the I/O)
+     * thread installs its own after starting them, which then do not inherit it. */
+    sandbox_set_kvm(!strcmp(m->accel->name, "kvm"));
+    if (start_vcpu_threads(m, err, errlen) < 0 || sandbox_enter(SANDBOX_IO, err, errlen) < 0)
         goto out;
     atomic_store(&m->state, paused ? MACHINE_PAUSED : MACHINE_RUNNING);
     if (m->gdb && gdbstub_start(m->gdb, err, errlen) < 0)

@@ -30,9 +30,6 @@ struct machine_config {
     bool virtio_console; /* the host console is hvc0 (virtio-console) instead of COM1 */
     bool seccomp_off;    /* --seccomp off: no sandbox (debugging) */
     const char *gdb;     /* --gdb tcp:HOST:PORT|unix:PATH: a gdbstub (gdbstub.h); NULL: none */
-    /* Driven by the control API (--api-sock / --config-file): no sandbox yet, since snapshot,
-     * logger and metrics files are opened for writing while the guest runs. */
-    bool api_controlled;
     struct device_request devices[MACHINE_MAX_DEVICE_REQUESTS]; /* --disk, --rng, --device */
     unsigned nr_devices;
     struct accel_settings accel_settings; /* translator backend, code buffer */

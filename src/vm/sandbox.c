@@ -4,12 +4,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/kvm.h>
 #include <linux/if_tun.h>
+#include <linux/kvm.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -17,102 +19,78 @@
 #include <termios.h>
 #include <unistd.h>
 
-/* System calls any quokka thread may make once the guest runs (found with strace over the
- * payload, Linux, disk, network, vsock and console tests, then read against the code):
- * memory for the heap and thread stacks, files already open (images, tap, console), the
- * event loop and eventfds, io_uring and the block thread pool, signals for kicks and
- * Ctrl-C, threads (the block pool starts workers on demand), sockets for user networking
- * (libslirp) and vsock (Unix sockets: connect to SOCK_P, accept on SOCK). Opening files for
- * writing, executing programs, ptrace, mount, and the like are not here. */
-static const int allowed[] = {
-    /* memory (mmap/mprotect only without PROT_EXEC: see below) */
-    SCMP_SYS(brk),
-    SCMP_SYS(munmap),
-    SCMP_SYS(mremap),
-    SCMP_SYS(madvise),
-    /* files and fds already open */
-    SCMP_SYS(read),
-    SCMP_SYS(write),
-    SCMP_SYS(readv),
-    SCMP_SYS(writev),
-    SCMP_SYS(pread64),
-    SCMP_SYS(pwrite64),
-    SCMP_SYS(preadv),
-    SCMP_SYS(pwritev),
-    SCMP_SYS(preadv2),
-    SCMP_SYS(pwritev2),
-    SCMP_SYS(lseek),
-    SCMP_SYS(close),
-    SCMP_SYS(fstat),
-    SCMP_SYS(newfstatat),
-    SCMP_SYS(statx),
-    SCMP_SYS(fsync),
-    SCMP_SYS(fdatasync),
-    SCMP_SYS(fallocate),
-    SCMP_SYS(fcntl),
-    SCMP_SYS(dup),
-    SCMP_SYS(flock),
-    SCMP_SYS(ftruncate),
-    SCMP_SYS(unlink),
-    SCMP_SYS(unlinkat),
-    /* waiting and waking */
-    SCMP_SYS(futex),
+/* The allow-lists were found with strace over the payload, Linux, disk, network, vsock,
+ * console, API and snapshot tests (threads named, one list per name), then read against
+ * the code. They are built from groups; each thread kind takes the groups it needs. */
+
+/* Every thread: memory for the heap, waiting and waking (futexes, eventfds it was handed),
+ * time, signals (vCPU kicks, SIGSYS's own handler), leaving. */
+static const int group_base[] = {
+    SCMP_SYS(brk),           SCMP_SYS(munmap),
+    SCMP_SYS(mremap),        SCMP_SYS(madvise),
+    SCMP_SYS(read),          SCMP_SYS(write),
+    SCMP_SYS(close),         SCMP_SYS(futex),
+    SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday),
+    SCMP_SYS(nanosleep),     SCMP_SYS(clock_nanosleep),
+    SCMP_SYS(sched_yield),   SCMP_SYS(restart_syscall),
+    SCMP_SYS(rt_sigaction),  SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(rt_sigreturn),  SCMP_SYS(sigaltstack),
+    SCMP_SYS(tgkill),        SCMP_SYS(gettid),
+    SCMP_SYS(getpid),        SCMP_SYS(exit),
+    SCMP_SYS(exit_group),    SCMP_SYS(getrandom),
+    SCMP_SYS(fstat),         SCMP_SYS(newfstatat),
+};
+
+/* vCPU threads: a device activated by the guest (DRIVER_OK, a register write on a vCPU
+ * thread) subscribes its descriptors to the I/O loop. */
+static const int group_vcpu[] = {SCMP_SYS(epoll_ctl)};
+
+/* Reading and writing files already open (disk images, the memory file, the console). */
+static const int group_file_io[] = {
+    SCMP_SYS(readv),  SCMP_SYS(writev),  SCMP_SYS(pread64),   SCMP_SYS(pwrite64),
+    SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(preadv2),   SCMP_SYS(pwritev2),
+    SCMP_SYS(lseek),  SCMP_SYS(fsync),   SCMP_SYS(fdatasync), SCMP_SYS(fallocate),
+};
+
+/* Event loops: epoll, poll, eventfds and timerfds, descriptor flags. */
+static const int group_poll[] = {
     SCMP_SYS(epoll_wait),
     SCMP_SYS(epoll_pwait),
     SCMP_SYS(epoll_ctl),
     SCMP_SYS(poll),
     SCMP_SYS(ppoll),
     SCMP_SYS(eventfd2),
-    SCMP_SYS(nanosleep),
-    SCMP_SYS(clock_nanosleep),
-    SCMP_SYS(clock_gettime),
-    SCMP_SYS(gettimeofday),
-    SCMP_SYS(sched_yield),
-    SCMP_SYS(restart_syscall),
     SCMP_SYS(timerfd_create),
     SCMP_SYS(timerfd_settime),
     SCMP_SYS(timerfd_gettime),
-    /* io_uring (virtio-blk) */
-    SCMP_SYS(io_uring_enter),
-    SCMP_SYS(io_uring_register),
-    /* signals (vCPU kicks, Ctrl-C through the signalfd, the tty restored on the way out) */
-    SCMP_SYS(rt_sigaction),
-    SCMP_SYS(rt_sigprocmask),
-    SCMP_SYS(rt_sigreturn),
-    SCMP_SYS(sigaltstack),
-    SCMP_SYS(tgkill),
-    SCMP_SYS(gettid),
-    SCMP_SYS(getpid),
-    /* threads */
-    SCMP_SYS(set_robust_list),
-    SCMP_SYS(rseq),
-    SCMP_SYS(exit),
-    SCMP_SYS(exit_group),
-    SCMP_SYS(sched_getaffinity),
-    SCMP_SYS(getrandom),
-    SCMP_SYS(membarrier),
-    /* sockets: slirp's host side, vsock's Unix sockets */
-    SCMP_SYS(connect),
-    SCMP_SYS(accept),
-    SCMP_SYS(accept4),
-    SCMP_SYS(bind),
-    SCMP_SYS(listen),
-    SCMP_SYS(sendto),
-    SCMP_SYS(recvfrom),
-    SCMP_SYS(sendmsg),
-    SCMP_SYS(recvmsg),
-    SCMP_SYS(sendmmsg),
-    SCMP_SYS(recvmmsg),
-    SCMP_SYS(getsockopt),
-    SCMP_SYS(setsockopt),
-    SCMP_SYS(getsockname),
-    SCMP_SYS(getpeername),
-    SCMP_SYS(shutdown),
+    SCMP_SYS(fcntl),
+    SCMP_SYS(dup),
+};
+
+/* Sockets already made or accepted (socket() itself is filtered by family, per kind). */
+static const int group_sockets[] = {
+    SCMP_SYS(connect),    SCMP_SYS(accept),      SCMP_SYS(accept4),     SCMP_SYS(bind),
+    SCMP_SYS(listen),     SCMP_SYS(sendto),      SCMP_SYS(recvfrom),    SCMP_SYS(sendmsg),
+    SCMP_SYS(recvmsg),    SCMP_SYS(sendmmsg),    SCMP_SYS(recvmmsg),    SCMP_SYS(getsockopt),
+    SCMP_SYS(setsockopt), SCMP_SYS(getsockname), SCMP_SYS(getpeername), SCMP_SYS(shutdown),
+};
+
+/* io_uring (virtio-blk's requests are submitted where the queue is processed). */
+static const int group_uring[] = {SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register)};
+
+/* The I/O thread's teardown: image locks released, vsock and API socket files removed. */
+static const int group_teardown[] = {SCMP_SYS(flock), SCMP_SYS(unlink), SCMP_SYS(unlinkat)};
+
+/* The API thread's files: snapshot state (written to NAME.tmp, then renamed), memory file,
+ * logger and metrics targets. Opening them is the openat rule below. */
+static const int group_api_files[] = {
+    SCMP_SYS(ftruncate), SCMP_SYS(rename), SCMP_SYS(renameat),
+    SCMP_SYS(renameat2), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
 };
 
 /* Sanitizer builds only: LeakSanitizer's check at exit stops the world with a tracer task
  * (clone without CLONE_THREAD, ptrace, prctl) and reads /proc/self/task and maps (open,
- * getdents). Never in a normal build. */
+ * getdents); ASan's reports read /proc too. Never in a normal build. */
 #if defined(__SANITIZE_ADDRESS__)
 #define SANDBOX_SANITIZER 1
 #elif defined(__has_feature)
@@ -121,72 +99,154 @@ static const int allowed[] = {
 #endif
 #endif
 #ifdef SANDBOX_SANITIZER
-static const int sanitizer_allowed[] = {
-    SCMP_SYS(prctl),
-    SCMP_SYS(ptrace),
-    SCMP_SYS(clone),
-    SCMP_SYS(wait4),
-    SCMP_SYS(waitid),
-    SCMP_SYS(getppid),
-    SCMP_SYS(kill),
-    SCMP_SYS(readlink),
-    SCMP_SYS(readlinkat),
-    SCMP_SYS(getdents64),
-    SCMP_SYS(getdents),
-    SCMP_SYS(pipe2),
-    SCMP_SYS(sched_getaffinity),
-    SCMP_SYS(setrlimit),
-    SCMP_SYS(getrlimit),
-    SCMP_SYS(prlimit64),
+static const int group_sanitizer[] = {
+    SCMP_SYS(prctl),      SCMP_SYS(ptrace),     SCMP_SYS(clone),     SCMP_SYS(wait4),
+    SCMP_SYS(waitid),     SCMP_SYS(getppid),    SCMP_SYS(kill),      SCMP_SYS(readlink),
+    SCMP_SYS(readlinkat), SCMP_SYS(getdents64), SCMP_SYS(getdents),  SCMP_SYS(pipe2),
+    SCMP_SYS(setrlimit),  SCMP_SYS(getrlimit),  SCMP_SYS(prlimit64), SCMP_SYS(sched_getaffinity),
 };
 #endif
 
-/* Socket families: Unix (vsock), IPv4/IPv6 (slirp's host sockets). No netlink, no packet. */
-static const int socket_families[] = {AF_UNIX, AF_INET, AF_INET6};
+struct group {
+    const int *nrs;
+    size_t n;
+};
+#define GROUP(a)                                                                                   \
+    {                                                                                              \
+        a, sizeof(a) / sizeof(a[0])                                                                \
+    }
 
-/* ioctls while the guest runs: the vCPU's KVM calls (registers for a crash dump, MSRs),
- * the VM's interrupt lines, MSI routes and eventfds that the guest's virtio set-up adds,
- * tap offloads the guest negotiates, tap queues it enables or disables (multiqueue), and
- * the terminal restored at exit. */
-static const unsigned long allowed_ioctls[] = {
-    KVM_RUN,
-    KVM_GET_REGS,
-    KVM_SET_REGS,
-    KVM_GET_SREGS,
-    KVM_SET_SREGS,
-    KVM_GET_MSRS,
-    KVM_SET_MSRS,
-    KVM_SET_GUEST_DEBUG, /* the gdbstub */
-    KVM_TRANSLATE,
+enum {
+    G_BASE = 1u << 0,
+    G_FILE_IO = 1u << 1,
+    G_POLL = 1u << 2,
+    G_SOCKETS = 1u << 3,
+    G_URING = 1u << 4,
+    G_TEARDOWN = 1u << 5,
+    G_API_FILES = 1u << 6,
+    G_VCPU = 1u << 7,
+    G_COUNT = 8,
+};
+
+static const struct group groups[G_COUNT] = {
+    GROUP(group_base),  GROUP(group_file_io),  GROUP(group_poll),      GROUP(group_sockets),
+    GROUP(group_uring), GROUP(group_teardown), GROUP(group_api_files), GROUP(group_vcpu),
+};
+
+/* ioctls, by request number (the request is an unsigned int to the kernel). */
+static const unsigned long ioctls_kvm_vcpu[] = {
+    /* the vCPU's own: run, registers (crash dump, INIT/SIPI), MSRs */
+    KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_MSRS, KVM_SET_MSRS,
+    KVM_SET_GUEST_DEBUG, KVM_TRANSLATE, /* the gdbstub */
+};
+static const unsigned long ioctls_kvm_vm[] = {
+    /* interrupt lines, MSI routes and the eventfds a guest's virtio/MSI-X set-up adds */
     KVM_IRQ_LINE,
     KVM_IRQFD,
     KVM_IOEVENTFD,
     KVM_SET_GSI_ROUTING,
+};
+static const unsigned long ioctls_kvm_state[] = {
+    /* a paused vCPU's state read for a snapshot (the API thread may start before the
+     * accelerator is chosen: always listed; the translator's vCPUs have no descriptors) */
+    KVM_GET_REGS,
+    KVM_GET_SREGS,
+    KVM_GET_MSRS,
+};
+static const unsigned long ioctls_tap[] = {
+    /* offloads the guest negotiates (DRIVER_OK), queues it enables (control queue) */
     TUNSETOFFLOAD,
     TUNSETVNETHDRSZ,
     TUNSETQUEUE,
-    TCGETS,
-    TCSETS,
-    TCSETSW,
-    TCSETSF,
-    FIONREAD,
-    FIONBIO,
+};
+static const unsigned long ioctls_tty[] = {
+    /* the terminal restored at exit, pending input */
+    TCGETS, TCSETS, TCSETSW, TCSETSF, FIONREAD, FIONBIO,
+};
+static const unsigned long ioctls_sock[] = {FIONREAD, FIONBIO};
+
+struct ioctl_list {
+    const unsigned long *reqs;
+    size_t n;
+    bool kvm_only; /* only when the vCPUs run on KVM */
+};
+#define IOCTLS(a, k)                                                                               \
+    {                                                                                              \
+        a, sizeof(a) / sizeof(a[0]), k                                                             \
+    }
+
+/* openat: none, for reading only (libslirp's /etc/resolv.conf), or any (the API's files). */
+enum open_rule { OPEN_NONE, OPEN_READ, OPEN_ANY };
+
+struct kind_spec {
+    const char *name;
+    unsigned groups;
+    struct ioctl_list ioctls[4];
+    int families[3]; /* socket() families, 0-terminated */
+    enum open_rule open;
 };
 
-/* SIGSYS from SCMP_ACT_TRAP: name the call (async-signal-safe writes only), then die by
- * the signal so the exit status says what happened. */
+static const struct kind_spec kinds[SANDBOX_NR_THREADS] = {
+    [SANDBOX_VCPU] = {"vCPU",
+                      G_BASE | G_VCPU,
+                      {IOCTLS(ioctls_kvm_vcpu, true), IOCTLS(ioctls_kvm_vm, true),
+                       IOCTLS(ioctls_tap, false)},
+                      {0},
+                      OPEN_NONE},
+    [SANDBOX_IO] = {"I/O",
+                    G_BASE | G_FILE_IO | G_POLL | G_SOCKETS | G_URING | G_TEARDOWN,
+                    {IOCTLS(ioctls_kvm_vm, true), IOCTLS(ioctls_tap, false),
+                     IOCTLS(ioctls_tty, false)},
+                    {AF_UNIX, 0},
+                    OPEN_NONE},
+    [SANDBOX_BLOCK] = {"block", G_BASE | G_FILE_IO, {{0}}, {0}, OPEN_NONE},
+    [SANDBOX_NET] = {"network",
+                     G_BASE | G_POLL | G_SOCKETS,
+                     {IOCTLS(ioctls_sock, false)},
+                     {AF_UNIX, AF_INET, AF_INET6},
+                     OPEN_READ},
+    [SANDBOX_API] = {"API",
+                     G_BASE | G_FILE_IO | G_POLL | G_SOCKETS | G_API_FILES,
+                     {IOCTLS(ioctls_kvm_state, false), IOCTLS(ioctls_sock, false)},
+                     {0},
+                     OPEN_ANY},
+};
+
+static struct {
+    bool enabled;
+    enum sandbox_action action;
+    bool kvm;
+    /* QUOKKA_SANDBOX_PROBE=KIND:CALL (tests only): right after the thread of kind KIND
+     * installs its filter, it makes CALL once, so a test can show the call refused on one
+     * kind and allowed on another. Read from the environment at start-up; a guest cannot
+     * reach it. */
+    int probe_kind; /* -1: none */
+    char probe_call[16];
+} settings = {.probe_kind = -1};
+
+static _Thread_local int thread_kind = -1; /* this thread's filter, -1: none yet */
+
+const char *sandbox_thread_name(enum sandbox_thread kind)
+{
+    return (unsigned)kind < SANDBOX_NR_THREADS ? kinds[kind].name : "?";
+}
+
+/* SIGSYS from SCMP_ACT_TRAP: name the call and the thread kind (async-signal-safe writes
+ * only; the name table is static data), then die by the signal so the exit status says
+ * what happened. */
 static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 {
     (void)uctx;
-    char msg[160];
+    char msg[200];
     const char *name = NULL;
 #ifdef __x86_64__
     name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, si->si_syscall);
 #endif
     int n = snprintf(msg, sizeof(msg),
-                     "quokka: sandbox: system call %d (%s) is not allowed: stopping (--seccomp "
-                     "off disables the sandbox, for debugging)\n",
-                     si->si_syscall, name ? name : "?");
+                     "quokka: sandbox: system call %d (%s) is not allowed on the %s thread: "
+                     "stopping (--seccomp off disables the sandbox, for debugging)\n",
+                     si->si_syscall, name ? name : "?",
+                     thread_kind >= 0 ? kinds[thread_kind].name : "?");
     if (n > 0 && write(STDERR_FILENO, msg, (size_t)n) < 0) {
         /* nothing more to say */
     }
@@ -194,22 +254,30 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
     raise(sig);
 }
 
-/* One argument comparison (libseccomp's SCMP_An macros leave fields to the initializer,
- * which clang's -Wmissing-field-initializers rejects). For CMP_EQ, mask is unused. */
-static struct scmp_arg_cmp arg_cmp(unsigned arg, enum scmp_compare op, scmp_datum_t a,
-                                   scmp_datum_t b)
+static void read_probe(void)
 {
-    return (struct scmp_arg_cmp){.arg = arg, .op = op, .datum_a = a, .datum_b = b};
+    const char *p = getenv("QUOKKA_SANDBOX_PROBE");
+    const char *colon = p ? strchr(p, ':') : NULL;
+    if (!colon || strlen(colon + 1) >= sizeof(settings.probe_call))
+        return;
+    static const char *const names[SANDBOX_NR_THREADS] = {"vcpu", "io", "block", "net", "api"};
+    for (int k = 0; k < SANDBOX_NR_THREADS; k++)
+        if (strlen(names[k]) == (size_t)(colon - p) && !strncmp(p, names[k], (size_t)(colon - p)))
+            settings.probe_kind = k;
+    snprintf(settings.probe_call, sizeof(settings.probe_call), "%s", colon + 1);
 }
 
-static uint32_t scmp_action(enum sandbox_action action)
+void sandbox_set_kvm(bool kvm)
 {
-    return action == SANDBOX_KILL ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_TRAP;
+    settings.kvm = kvm;
 }
 
-static int set_trap_handler(enum sandbox_action action, char *err, size_t errlen)
+int sandbox_configure(bool enabled, enum sandbox_action action, char *err, size_t errlen)
 {
-    if (action != SANDBOX_TRAP)
+    settings.enabled = enabled;
+    settings.action = action;
+    read_probe();
+    if (!enabled || action != SANDBOX_TRAP)
         return 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -220,18 +288,31 @@ static int set_trap_handler(enum sandbox_action action, char *err, size_t errlen
     return 0;
 }
 
-static int add_rules(scmp_filter_ctx ctx, const int *nrs, size_t n)
+/* One argument comparison (libseccomp's SCMP_An macros leave fields to the initializer,
+ * which clang's -Wmissing-field-initializers rejects). For CMP_EQ, mask is unused. */
+static struct scmp_arg_cmp arg_cmp(unsigned arg, enum scmp_compare op, scmp_datum_t a,
+                                   scmp_datum_t b)
 {
-    for (size_t i = 0; i < n; i++) {
-        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nrs[i], 0);
-        if (rc < 0)
-            return rc;
+    return (struct scmp_arg_cmp){.arg = arg, .op = op, .datum_a = a, .datum_b = b};
+}
+
+static int add_groups(scmp_filter_ctx ctx, unsigned mask)
+{
+    for (unsigned g = 0; g < G_COUNT; g++) {
+        if (!(mask & (1u << g)))
+            continue;
+        for (size_t i = 0; i < groups[g].n; i++) {
+            int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, groups[g].nrs[i], 0);
+            if (rc < 0)
+                return rc;
+        }
     }
     return 0;
 }
 
-/* mmap and mprotect without PROT_EXEC: the translator's code buffer is mapped before the
- * filter; nothing maps new executable memory after. */
+/* mmap and mprotect without PROT_EXEC: the translator's code buffer is mapped before any
+ * filter; nothing maps new executable memory after. clone3 (glibc tries it first for a new
+ * thread) fails with ENOSYS rather than killing: no filtered thread starts threads. */
 static int add_memory_rules(scmp_filter_ctx ctx)
 {
     int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
@@ -239,96 +320,171 @@ static int add_memory_rules(scmp_filter_ctx ctx)
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
                               arg_cmp(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-    return rc;
-}
-
-/* New threads only (CLONE_THREAD), never processes; clone3's flags are in memory the filter
- * cannot read, so it fails with ENOSYS and glibc falls back to clone. */
-static int add_thread_rules(scmp_filter_ctx ctx)
-{
-    int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                              arg_cmp(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     return rc;
 }
 
-static int add_ioctl_rules(scmp_filter_ctx ctx, const unsigned long *reqs, size_t n)
+static int add_ioctl_rules(scmp_filter_ctx ctx, const struct kind_spec *k)
 {
-    for (size_t i = 0; i < n; i++) {
-        /* The request is an unsigned int to the kernel: compare the low 32 bits. */
-        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                                  arg_cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffu, reqs[i]));
+    for (size_t l = 0; l < sizeof(k->ioctls) / sizeof(k->ioctls[0]); l++) {
+        const struct ioctl_list *list = &k->ioctls[l];
+        if (list->kvm_only && !settings.kvm)
+            continue;
+        for (size_t i = 0; i < list->n; i++) {
+            /* libseccomp refuses a second identical rule: lists may overlap (FIONREAD). */
+            int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                                      arg_cmp(1, SCMP_CMP_MASKED_EQ, 0xffffffffu, list->reqs[i]));
+            if (rc < 0 && rc != -EEXIST)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int add_socket_rules(scmp_filter_ctx ctx, const struct kind_spec *k)
+{
+    for (size_t i = 0; i < sizeof(k->families) / sizeof(k->families[0]) && k->families[i]; i++) {
+        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                                  arg_cmp(0, SCMP_CMP_EQ, (scmp_datum_t)k->families[i], 0));
         if (rc < 0)
             return rc;
     }
     return 0;
 }
 
-/* openat for reading only: libslirp reads /etc/resolv.conf when the guest first asks its
- * DNS address (10.0.2.3). Nothing may be created, written or truncated. */
-static int add_open_rules(scmp_filter_ctx ctx)
+static int add_open_rules(scmp_filter_ctx ctx, enum open_rule rule)
 {
     const scmp_datum_t writing = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_TMPFILE;
-    return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-                            arg_cmp(2, SCMP_CMP_MASKED_EQ, writing, 0));
-}
-
-static int add_socket_rules(scmp_filter_ctx ctx)
-{
-    for (size_t i = 0; i < sizeof(socket_families) / sizeof(socket_families[0]); i++) {
-        int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-                                  arg_cmp(0, SCMP_CMP_EQ, (scmp_datum_t)socket_families[i], 0));
-        if (rc < 0)
-            return rc;
-    }
+    if (rule == OPEN_ANY)
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 0);
+    if (rule == OPEN_READ)
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+                                arg_cmp(2, SCMP_CMP_MASKED_EQ, writing, 0));
     return 0;
 }
 
-static int load(scmp_filter_ctx ctx, char *err, size_t errlen)
+static scmp_filter_ctx build(enum sandbox_thread kind, uint32_t deflt)
 {
-    /* TSYNC: every thread that exists now (the block pool's, slirp's) gets it too. */
-    int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-    if (rc == 0)
-        rc = seccomp_load(ctx);
-    seccomp_release(ctx);
-    if (rc < 0)
-        return qk_fail(err, errlen, "sandbox: cannot install the seccomp filter: %s",
-                       strerror(-rc));
-    return 0;
-}
-
-int sandbox_install(enum sandbox_action action, char *err, size_t errlen)
-{
-    if (set_trap_handler(action, err, errlen) < 0)
-        return -1;
-    scmp_filter_ctx ctx = seccomp_init(scmp_action(action));
+    const struct kind_spec *k = &kinds[kind];
+    scmp_filter_ctx ctx = seccomp_init(deflt);
     if (!ctx)
-        return qk_fail(err, errlen, "sandbox: seccomp_init failed");
-    int rc = add_rules(ctx, allowed, sizeof(allowed) / sizeof(allowed[0]));
+        return NULL;
+    int rc = add_groups(ctx, k->groups);
     if (rc == 0)
         rc = add_memory_rules(ctx);
     if (rc == 0)
-        rc = add_thread_rules(ctx);
+        rc = add_ioctl_rules(ctx, k);
     if (rc == 0)
-        rc = add_ioctl_rules(ctx, allowed_ioctls,
-                             sizeof(allowed_ioctls) / sizeof(allowed_ioctls[0]));
+        rc = add_socket_rules(ctx, k);
     if (rc == 0)
-        rc = add_socket_rules(ctx);
-    if (rc == 0)
-        rc = add_open_rules(ctx);
+        rc = add_open_rules(ctx, k->open);
 #ifdef SANDBOX_SANITIZER
+    for (size_t i = 0; rc == 0 && i < sizeof(group_sanitizer) / sizeof(group_sanitizer[0]); i++) {
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, group_sanitizer[i], 0);
+        if (rc == -EEXIST)
+            rc = 0;
+    }
+    /* ... and reads /proc: open and openat for reading, on every kind. */
+    const scmp_datum_t writing = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_TMPFILE;
     if (rc == 0)
-        rc = seccomp_rule_add(
-            ctx, SCMP_ACT_ALLOW, SCMP_SYS(open), 1,
-            arg_cmp(1, SCMP_CMP_MASKED_EQ, O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND, 0));
-    if (rc == 0)
-        rc = add_rules(ctx, sanitizer_allowed,
-                       sizeof(sanitizer_allowed) / sizeof(sanitizer_allowed[0]));
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(open), 1,
+                              arg_cmp(1, SCMP_CMP_MASKED_EQ, writing, 0));
+    if (rc == 0 && k->open == OPEN_NONE)
+        rc = add_open_rules(ctx, OPEN_READ);
 #endif
     if (rc < 0) {
         seccomp_release(ctx);
-        return qk_fail(err, errlen, "sandbox: cannot build the seccomp filter: %s", strerror(-rc));
+        errno = -rc;
+        return NULL;
     }
-    return load(ctx, err, errlen);
+    return ctx;
+}
+
+/* The test-only probe: one call that some kinds allow and others do not. */
+static void run_probe(enum sandbox_thread kind)
+{
+    if (settings.probe_kind != (int)kind)
+        return;
+    settings.probe_kind = -1; /* once, on the first thread of the kind */
+    long rc = -1;
+    if (!strcmp(settings.probe_call, "socket")) {
+        rc = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    } else if (!strcmp(settings.probe_call, "openat")) {
+        rc = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    } else if (!strcmp(settings.probe_call, "tcgets")) {
+        struct termios t;
+        rc = ioctl(STDIN_FILENO, TCGETS, &t);
+        rc = rc < 0 && errno == ENOTTY ? 0 : rc; /* allowed, just not a terminal */
+    }
+    if (rc >= 0 && strcmp(settings.probe_call, "tcgets") != 0)
+        close((int)rc);
+    qk_error("sandbox probe: %s on the %s thread %s", settings.probe_call, kinds[kind].name,
+             rc >= 0 ? "was allowed" : "failed");
+}
+
+int sandbox_enter(enum sandbox_thread kind, char *err, size_t errlen)
+{
+    if (!settings.enabled || thread_kind >= 0)
+        return 0;
+    if ((unsigned)kind >= SANDBOX_NR_THREADS)
+        return qk_fail(err, errlen, "sandbox: no such thread kind %d", (int)kind);
+    uint32_t deflt = settings.action == SANDBOX_KILL ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_TRAP;
+    scmp_filter_ctx ctx = build(kind, deflt);
+    if (!ctx)
+        return qk_fail(err, errlen, "sandbox: cannot build the %s thread's filter: %s",
+                       kinds[kind].name, strerror(errno));
+    /* No TSYNC: this thread only. */
+    int rc = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (rc < 0)
+        return qk_fail(err, errlen, "sandbox: cannot install the %s thread's filter: %s",
+                       kinds[kind].name, strerror(-rc));
+    thread_kind = (int)kind;
+    run_probe(kind);
+    return 0;
+}
+
+void sandbox_enter_or_die(enum sandbox_thread kind)
+{
+    char err[200];
+    if (sandbox_enter(kind, err, sizeof(err)) < 0) {
+        qk_error("%s", err);
+        abort();
+    }
+}
+
+/* Counted from a built filter's rules is not possible through libseccomp's API; the
+ * groups and the argument-filtered calls are counted instead (each system call once). */
+size_t sandbox_syscall_count(enum sandbox_thread kind)
+{
+    if ((unsigned)kind >= SANDBOX_NR_THREADS)
+        return 0;
+    const struct kind_spec *k = &kinds[kind];
+    int seen[512];
+    size_t n = 0;
+    int extra[] = {SCMP_SYS(mmap), SCMP_SYS(mprotect), -1, -1, -1};
+    size_t next = 2;
+    for (size_t l = 0; l < sizeof(k->ioctls) / sizeof(k->ioctls[0]); l++)
+        if (k->ioctls[l].n && (!k->ioctls[l].kvm_only || settings.kvm))
+            extra[next] = SCMP_SYS(ioctl);
+    next = 3;
+    if (k->families[0])
+        extra[next] = SCMP_SYS(socket);
+    if (k->open != OPEN_NONE)
+        extra[4] = SCMP_SYS(openat);
+    for (unsigned g = 0; g <= G_COUNT; g++) {
+        const int *nrs = g < G_COUNT ? groups[g].nrs : extra;
+        size_t cnt = g < G_COUNT ? groups[g].n : sizeof(extra) / sizeof(extra[0]);
+        if (g < G_COUNT && !(k->groups & (1u << g)))
+            continue;
+        for (size_t i = 0; i < cnt; i++) {
+            bool dup = nrs[i] < 0;
+            for (size_t j = 0; j < n && !dup; j++)
+                dup = seen[j] == nrs[i];
+            if (!dup && n < sizeof(seen) / sizeof(seen[0]))
+                seen[n++] = nrs[i];
+        }
+    }
+    return n;
 }

@@ -303,6 +303,10 @@ static unsigned replay_dir(struct driver *d, const char *dir)
     return count;
 }
 
+#ifndef QUOKKA_SOURCE_DIR
+#define QUOKKA_SOURCE_DIR "."
+#endif
+
 int main(int argc, char **argv)
 {
     bool ci = false, fuzz = false, parallel = false;
@@ -310,7 +314,8 @@ int main(int argc, char **argv)
     double seconds = 0;
     bool seed_given = false;
     struct driver d = {.max_items = 8, .max_reports = 5};
-    const char *replay = "tests/cpu/repro";
+    /* The source tree's reproducers, not a path relative to wherever this runs. */
+    const char *replay = QUOKKA_SOURCE_DIR "/tests/cpu/repro";
     int nfiles = 0;
     char **files = calloc((size_t)argc, sizeof(char *));
     for (int i = 1; i < argc; i++) {
@@ -402,6 +407,11 @@ int main(int argc, char **argv)
         unsigned replayed = replay_dir(&d, replay);
         ran = run_batches(&d, seed, count, 0);
         printf("fuzz-cpu: replayed %u reproducers from %s\n", replayed, replay);
+        if (!replayed) {
+            /* A missing or empty directory would otherwise pass silently. */
+            printf("fuzz-cpu: no reproducers found in %s\n", replay);
+            d.failed++;
+        }
     }
     double el = now_sec() - t0;
     printf("fuzz-cpu: %" PRIu64 " sequences in %.1f s (%.0f/s, %" PRIu64 " ending in #DE on both), "

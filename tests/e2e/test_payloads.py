@@ -146,14 +146,14 @@ def test_io_port_and_mmio(accel):
     res = quokka_run(accel, "io", "--mem", "256M", "--append", "count=1000")
     assert_pass(res, [
         r"port 0x80 writes: 1000 done",
-        r"port 0x80 read after writing 0x5a: 0x[0-9a-f]{2}",
+        r"port 0x80 read after writing 0x5a: 0x5a",  # the POST port keeps the last code
         # the 3G-4G hole is unclaimed: reads are all-ones, writes are dropped
         r"mmio read32 0xd0000000: 0xffffffff",
         r"mmio read16 0xd0000004: 0x0000ffff",
         r"mmio read8 0xd0000007: 0x000000ff",
         r"mmio write32 0xd0000000 <- 0x12345678",
         r"mmio read32 0xd0000000 after write: 0xffffffff",
-        r"beyond RAM read32 0x[0-9a-f]{8}: 0x[0-9a-f]{8}",
+        r"beyond RAM read32 0x10000000: 0xffffffff",  # just past --mem 256M: unclaimed
     ])
 
 
@@ -167,9 +167,9 @@ IRQ_LINES = [r"pic remapped to 0x20/0x28", r"irq 4 taken, iir=0x[0-9a-f]2", r"pi
 
 def test_irq(accel, request):
     if accel == "kvm" and kvm_is_pvm():
-        request.node.add_marker(pytest.mark.xfail(
-            reason="kvm_pvm host: its instruction emulator cannot do a protected-mode IRET "
-                   "(test_irq_without_iret covers interrupt injection here)", strict=False))
+        pytest.skip(
+            "kvm_pvm host: its instruction emulator cannot do a protected-mode IRET "
+                   "(test_irq_without_iret covers interrupt injection here)")
     res = quokka_run(accel, "irq")
     assert_pass(res, IRQ_LINES)
 

@@ -17,17 +17,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
-/* Run fn in a child with the sandbox on; returns its wait status. Its stderr goes to
- * err_out (up to len bytes, NUL-terminated) when given. */
-static int run_sandboxed(void (*fn)(void), enum sandbox_action action, char *err_out, size_t len)
+/* Run fn in a child whose calling thread has kind's filter; returns its wait status. Its
+ * stderr goes to err_out (up to len bytes, NUL-terminated) when given. */
+static int run_sandboxed(enum sandbox_thread kind, void (*fn)(void), enum sandbox_action action,
+                         char *err_out, size_t len)
 {
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -38,7 +42,8 @@ static int run_sandboxed(void (*fn)(void), enum sandbox_action action, char *err
         dup2(fds[1], STDERR_FILENO);
         close(fds[0]);
         char err[256];
-        if (sandbox_install(action, err, sizeof(err)) < 0) {
+        if (sandbox_configure(true, action, err, sizeof(err)) < 0 ||
+            sandbox_enter(kind, err, sizeof(err)) < 0) {
             dprintf(STDERR_FILENO, "%s\n", err);
             _exit(100);
         }
@@ -61,13 +66,8 @@ static int run_sandboxed(void (*fn)(void), enum sandbox_action action, char *err
     return status;
 }
 
-static void *thread_fn(void *arg)
-{
-    return arg;
-}
-
-/* What quokka does while the guest runs: all allowed. */
-static void allowed_calls(void)
+/* What the I/O thread does while the guest runs: all allowed there. */
+static void io_allowed_calls(void)
 {
     int efd = eventfd(0, EFD_CLOEXEC);
     uint64_t one = 1;
@@ -78,13 +78,6 @@ static void allowed_calls(void)
     void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED || mprotect(m, 4096, PROT_READ) < 0 || munmap(m, 1 << 20) < 0)
         _exit(3);
-    pthread_t t;
-    if (pthread_create(&t, NULL, thread_fn, NULL) != 0 || pthread_join(t, NULL) != 0)
-        _exit(4); /* glibc's clone3 gets ENOSYS and falls back to clone(CLONE_THREAD) */
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0)
-        _exit(5);
-    close(fd);
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
     if (s < 0)
         _exit(6);
@@ -131,13 +124,101 @@ static void call_kvm_create_vm_ioctl(void)
     ioctl(0, 0xae01 /* KVM_CREATE_VM */, 0);
 }
 
+/* The network thread's: host sockets of every family slirp uses, /etc/resolv.conf. */
+static void net_allowed_calls(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    int s6 = socket(AF_INET6, SOCK_DGRAM, 0);
+    if (s < 0 || s6 < 0)
+        _exit(1);
+    close(s);
+    close(s6);
+    int fd = open("/etc/hostname", O_RDONLY);
+    if (fd < 0 && errno != ENOENT)
+        _exit(2);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The block thread's: positioned reads and writes, flushes of an open image. */
+static void block_allowed_calls(void)
+{
+    char buf[16];
+    if (pread(STDIN_FILENO, buf, 0, 0) < 0 && errno != ESPIPE)
+        _exit(1);
+    if (fdatasync(STDERR_FILENO) < 0 && errno != EINVAL)
+        _exit(2);
+}
+
+/* The API thread's: a snapshot file written next to its final name, then renamed. */
+static void api_allowed_calls(void)
+{
+    int fd = open("/tmp/quokka-sandbox-api.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, "x", 1) != 1 || ftruncate(fd, 4096) < 0 || close(fd) < 0)
+        _exit(1);
+    if (rename("/tmp/quokka-sandbox-api.tmp", "/tmp/quokka-sandbox-api") < 0 ||
+        unlink("/tmp/quokka-sandbox-api") < 0)
+        _exit(2);
+}
+
+/* The vCPU thread's: eventfds it was handed (doorbells, interrupts), memory, time. */
+static void vcpu_allowed_calls(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
+        _exit(1);
+    void *heap = malloc(8 << 20);
+    if (!heap)
+        _exit(2);
+    free(heap);
+    if (write(STDERR_FILENO, "", 0) < 0)
+        _exit(3);
+}
+
+static void call_socket_unix(void)
+{
+    socket(AF_UNIX, SOCK_STREAM, 0);
+}
+
+__attribute__((unused)) static void call_open_readonly(void)
+{
+    open("/etc/hostname", O_RDONLY);
+}
+
+static void call_tcgets(void)
+{
+    struct termios t;
+    ioctl(STDIN_FILENO, TCGETS, &t);
+}
+
+static void call_uring_enter(void)
+{
+    syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0);
+}
+
+static void call_epoll(void)
+{
+    epoll_create1(0);
+}
+
 static void test_allowed_calls_work(void **state)
 {
     (void)state;
-    char err[512];
-    int status = run_sandboxed(allowed_calls, SANDBOX_TRAP, err, sizeof(err));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("child status 0x%x, stderr: %s", status, err);
+    static const struct {
+        enum sandbox_thread kind;
+        void (*fn)(void);
+    } cases[] = {
+        {SANDBOX_IO, io_allowed_calls},       {SANDBOX_NET, net_allowed_calls},
+        {SANDBOX_BLOCK, block_allowed_calls}, {SANDBOX_API, api_allowed_calls},
+        {SANDBOX_VCPU, vcpu_allowed_calls},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[512];
+        int status = run_sandboxed(cases[i].kind, cases[i].fn, SANDBOX_TRAP, err, sizeof(err));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("%s thread: child status 0x%x, stderr: %s", sandbox_thread_name(cases[i].kind),
+                     status, err);
+    }
 }
 
 /* Sanitizer builds let LeakSanitizer's exit check fork a tracer and ptrace (sandbox.c). */
@@ -149,45 +230,153 @@ static void test_allowed_calls_work(void **state)
 #endif
 #endif
 
-static void test_forbidden_calls_kill(void **state)
+/* Refused on every kind of thread. */
+static void test_forbidden_everywhere(void **state)
 {
     (void)state;
     static void (*const forbidden[])(void) = {
-        call_execve,
-        call_open_for_writing,
-        call_mmap_exec,
-        call_packet_socket,
-        call_kvm_create_vm_ioctl,
+        call_execve, call_mmap_exec, call_packet_socket, call_kvm_create_vm_ioctl,
 #ifndef SANITIZER_BUILD
-        call_fork,
-        call_ptrace,
+        call_fork,   call_ptrace,
 #endif
     };
-    for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
-        int status = run_sandboxed(forbidden[i], SANDBOX_KILL, NULL, 0);
+    for (int k = 0; k < SANDBOX_NR_THREADS; k++)
+        for (size_t i = 0; i < sizeof(forbidden) / sizeof(forbidden[0]); i++) {
+            int status = run_sandboxed((enum sandbox_thread)k, forbidden[i], SANDBOX_KILL, NULL, 0);
+            if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS)
+                fail_msg("%s thread, forbidden call %zu: child status 0x%x, not killed by SIGSYS",
+                         sandbox_thread_name((enum sandbox_thread)k), i, status);
+        }
+}
+
+/* Refused on some kinds, allowed on others (the *_allowed_calls above). */
+static void test_forbidden_per_kind(void **state)
+{
+    (void)state;
+    static const struct {
+        enum sandbox_thread kind;
+        void (*fn)(void);
+    } cases[] = {
+        {SANDBOX_VCPU, call_socket_unix},      {SANDBOX_VCPU, call_tcgets},
+        {SANDBOX_VCPU, call_uring_enter},      {SANDBOX_VCPU, call_epoll},
+        {SANDBOX_VCPU, call_open_for_writing}, {SANDBOX_BLOCK, call_socket_unix},
+        {SANDBOX_IO, call_open_for_writing},
+#ifndef SANITIZER_BUILD /* LeakSanitizer reads /proc: read-only opens are allowed there */
+        {SANDBOX_VCPU, call_open_readonly},    {SANDBOX_BLOCK, call_open_readonly},
+        {SANDBOX_IO, call_open_readonly},
+#endif
+        {SANDBOX_NET, call_open_for_writing},  {SANDBOX_NET, call_tcgets},
+        {SANDBOX_API, call_socket_unix},       {SANDBOX_API, call_uring_enter},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int status = run_sandboxed(cases[i].kind, cases[i].fn, SANDBOX_KILL, NULL, 0);
         if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS)
-            fail_msg("forbidden call %zu: child status 0x%x, not killed by SIGSYS", i, status);
+            fail_msg("%s thread, case %zu: child status 0x%x, not killed by SIGSYS",
+                     sandbox_thread_name(cases[i].kind), i, status);
     }
     unlink("/tmp/quokka-sandbox-test");
+}
+
+/* A filter binds only the thread that installed it: another thread of the same process,
+ * unfiltered, still makes the call the filtered one dies of. */
+static void *vcpu_then_socket(void *arg)
+{
+    char err[200];
+    if (sandbox_enter(SANDBOX_VCPU, err, sizeof(err)) < 0)
+        _exit(100);
+    *(volatile int *)arg = 1;
+    for (;;) {
+        struct timespec nap = {0, 1000000};
+        nanosleep(&nap, NULL);
+        if (*(volatile int *)arg == 2)
+            call_socket_unix(); /* dies here */
+    }
+    return NULL;
+}
+
+static void per_thread_child(void)
+{
+    static volatile int step;
+    pthread_t t;
+    if (pthread_create(&t, NULL, vcpu_then_socket, (void *)&step) != 0)
+        _exit(1);
+    while (step != 1)
+        sched_yield();
+    int s = socket(AF_UNIX, SOCK_STREAM, 0); /* this thread has no filter */
+    if (s < 0)
+        _exit(2);
+    close(s);
+    dprintf(STDERR_FILENO, "unfiltered thread made its socket\n");
+    step = 2;
+    pthread_join(t, NULL);
+    _exit(3);
+}
+
+static void test_filters_are_per_thread(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        char err[200];
+        if (sandbox_configure(true, SANDBOX_TRAP, err, sizeof(err)) < 0)
+            _exit(100);
+        per_thread_child();
+    }
+    close(fds[1]);
+    char out[1024];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof(out) - 1 && (n = read(fds[0], out + got, sizeof(out) - 1 - got)) > 0)
+        got += (size_t)n;
+    out[got] = '\0';
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS)
+        fail_msg("child status 0x%x, stderr: %s", status, out);
+    assert_non_null(strstr(out, "unfiltered thread made its socket"));
+    if (!strstr(out, "system call 41 (socket) is not allowed on the vCPU thread"))
+        fail_msg("stderr: %s", out);
 }
 
 static void test_trap_names_the_call(void **state)
 {
     (void)state;
     char err[512];
-    int status = run_sandboxed(call_execve, SANDBOX_TRAP, err, sizeof(err));
+    int status = run_sandboxed(SANDBOX_IO, call_execve, SANDBOX_TRAP, err, sizeof(err));
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS);
-    if (!strstr(err, "sandbox: system call 59 (execve) is not allowed"))
+    if (!strstr(err, "sandbox: system call 59 (execve) is not allowed on the I/O thread"))
         fail_msg("stderr: %s", err);
     assert_non_null(strstr(err, "--seccomp off"));
+}
+
+/* The sizes of the lists, for the record (and a check that each kind got its own). */
+static void test_list_sizes(void **state)
+{
+    (void)state;
+    sandbox_set_kvm(true);
+    for (int k = 0; k < SANDBOX_NR_THREADS; k++)
+        printf("sandbox: the %s thread allows %zu system calls (KVM)\n",
+               sandbox_thread_name((enum sandbox_thread)k),
+               sandbox_syscall_count((enum sandbox_thread)k));
+    assert_true(sandbox_syscall_count(SANDBOX_VCPU) < sandbox_syscall_count(SANDBOX_IO));
+    assert_true(sandbox_syscall_count(SANDBOX_BLOCK) < sandbox_syscall_count(SANDBOX_IO));
+    sandbox_set_kvm(false);
+    printf("sandbox: the vCPU thread allows %zu system calls (translator)\n",
+           sandbox_syscall_count(SANDBOX_VCPU));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_allowed_calls_work),
-        cmocka_unit_test(test_forbidden_calls_kill),
-        cmocka_unit_test(test_trap_names_the_call),
+        cmocka_unit_test(test_allowed_calls_work),  cmocka_unit_test(test_forbidden_everywhere),
+        cmocka_unit_test(test_forbidden_per_kind),  cmocka_unit_test(test_filters_are_per_thread),
+        cmocka_unit_test(test_trap_names_the_call), cmocka_unit_test(test_list_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

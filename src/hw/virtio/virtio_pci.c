@@ -7,10 +7,13 @@
  * configuration changes; without MSI-X, the ISR status and INTx pin A. A fifth capability
  * (VIRTIO_PCI_CAP_PCI_CFG) is a window onto the BAR through configuration space.
  *
- * With KVM, each doorbell is also an ioeventfd: the guest's 16-bit doorbell write (Linux's
- * iowrite16) signals an eventfd on the I/O thread without a vCPU exit. Writes of other widths,
- * and every write on the translator (which has no ioeventfds), come through the BAR handler;
- * both paths end in the same kick().
+ * Queues are processed on the I/O thread, never on a vCPU thread: each doorbell has an
+ * eventfd on the I/O loop. With KVM it is also an ioeventfd: the guest's 16-bit doorbell
+ * write (Linux's iowrite16) signals it without a vCPU exit. Writes of other widths, and every
+ * write on the translator (which has no ioeventfds), come through the BAR handler, which
+ * signals the same eventfd; the I/O thread then calls kick(). So a vCPU thread's sandbox
+ * needs none of the calls the devices' back ends make (io_uring, sockets, tap). Without an
+ * I/O loop or host->doorbells_on_loop (unit tests), the BAR handler kicks directly.
  *
  * Locking: `lock` guards the register state; vCPU threads (BAR and config accesses), device
  * threads (vq_notify's interrupt, virtio_set_needs_reset) and the I/O thread (doorbells) take
@@ -128,7 +131,7 @@ struct virtio_device {
     uint8_t cfg_cap;             /* offset of the PCI_CFG capability */
     uint8_t window[CAP_CFG_LEN]; /* its bar/offset/length/data fields as the driver set them */
     uint64_t doorbell_base;      /* guest address the ioeventfds sit at, UINT64_MAX: none */
-    bool ioeventfds;             /* the accelerator takes them */
+    bool ioeventfds;             /* the accelerator takes them (else only the BAR handler) */
     unsigned num_queues;
     struct vpci_queue *queues;
 };
@@ -510,6 +513,19 @@ static void kick(struct virtio_device *vdev, unsigned index)
         vdev->ops.queue_notify(vdev->opaque, index);
 }
 
+/* A doorbell write through the BAR: the I/O thread processes the queue (its eventfd), as
+ * for an ioeventfd; directly only when there is no I/O loop. */
+static void ring_doorbell(struct virtio_device *vdev, unsigned index)
+{
+    int efd = vdev->queues[index].efd;
+    uint64_t one = 1;
+    if (efd < 0 || !vdev->host->doorbells_on_loop)
+        kick(vdev, index);
+    else if (write(efd, &one, sizeof(one)) < 0) {
+        /* the counter is saturated: the I/O thread has a kick pending anyway */
+    }
+}
+
 /* Each access lies inside one region (the bus gives sizes 1-8; other callers may not). */
 static bool valid_access(uint64_t off, unsigned size)
 {
@@ -551,7 +567,7 @@ static void bar_write(void *opaque, uint64_t off, unsigned size, uint64_t value)
         /* The doorbell's address says which queue; the value (the same index) is not needed. */
         if ((off - VPCI_NOTIFY) % VPCI_NOTIFY_MULT == 0 &&
             (off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT < vdev->num_queues)
-            kick(vdev, (unsigned)((off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT));
+            ring_doorbell(vdev, (unsigned)((off - VPCI_NOTIFY) / VPCI_NOTIFY_MULT));
         break;
     default:
         break; /* ISR status is read-only */
@@ -685,12 +701,13 @@ static void close_doorbells(struct virtio_device *vdev)
     vdev->ioeventfds = false;
 }
 
-/* One eventfd per doorbell on the I/O loop, if the accelerator takes ioeventfds (the first
- * assignment tells; the translator does not, and then the BAR handler does everything). */
+/* One eventfd per doorbell on the I/O loop; also an ioeventfd if the accelerator takes them
+ * (the first assignment tells; the translator does not, and then the BAR handler signals
+ * the eventfds). */
 static void open_doorbells(struct virtio_device *vdev)
 {
     const struct device_host *h = vdev->host;
-    if (!h->ioeventfd || !h->loop)
+    if (!h->loop || (!h->ioeventfd && !h->doorbells_on_loop))
         return;
     for (unsigned i = 0; i < vdev->num_queues; i++) {
         struct vpci_queue *q = &vdev->queues[i];
@@ -705,14 +722,18 @@ static void open_doorbells(struct virtio_device *vdev)
             return;
         }
     }
+    if (!h->ioeventfd)
+        return;
     vdev->ioeventfds = true;
     pthread_mutex_lock(&vdev->lock);
     place_doorbells(vdev, pci_device_bar_address(vdev->pci, VPCI_BAR));
     bool refused = vdev->doorbell_base != UINT64_MAX && !vdev->queues[0].doorbell_on;
-    if (refused)
+    if (refused) {
         place_doorbells(vdev, UINT64_MAX);
+        vdev->ioeventfds = false; /* the eventfds stay, for the BAR handler */
+    }
     pthread_mutex_unlock(&vdev->lock);
-    if (refused)
+    if (refused && !h->doorbells_on_loop)
         close_doorbells(vdev);
 }
 
