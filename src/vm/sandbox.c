@@ -154,8 +154,10 @@ static const unsigned long allowed_ioctls[] = {
     KVM_SET_REGS,
     KVM_GET_SREGS,
     KVM_SET_SREGS,
+#if defined(__x86_64__) /* the x86 KVM ABI (MSRs): no such calls elsewhere */
     KVM_GET_MSRS,
     KVM_SET_MSRS,
+#endif
     KVM_IRQ_LINE,
     KVM_IRQFD,
     KVM_IOEVENTFD,

@@ -848,6 +848,12 @@ static bool want_flush(struct accel_vcpu *v, volatile unsigned *full_in_a_row)
     return true;
 }
 
+/* cpu and vm are set once before the setjmp and never changed, so a longjmp cannot leave them
+ * stale; gcc's aarch64 register allocation still warns about cpu (a false positive). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wclobbered"
+#endif
 static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
 {
     struct tcg_cpu *cpu = &v->cpu;
@@ -1035,6 +1041,9 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
         }
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
 {
