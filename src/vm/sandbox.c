@@ -149,27 +149,14 @@ static const int socket_families[] = {AF_UNIX, AF_INET, AF_INET6};
  * tap offloads the guest negotiates, tap queues it enables or disables (multiqueue), and
  * the terminal restored at exit. */
 static const unsigned long allowed_ioctls[] = {
-    KVM_RUN,
-    KVM_GET_REGS,
-    KVM_SET_REGS,
-    KVM_GET_SREGS,
+    KVM_RUN,       KVM_GET_REGS,    KVM_SET_REGS,  KVM_GET_SREGS,
     KVM_SET_SREGS,
 #if defined(__x86_64__) /* the x86 KVM ABI (MSRs): no such calls elsewhere */
-    KVM_GET_MSRS,
-    KVM_SET_MSRS,
+    KVM_GET_MSRS,  KVM_SET_MSRS,
 #endif
-    KVM_IRQ_LINE,
-    KVM_IRQFD,
-    KVM_IOEVENTFD,
-    KVM_SET_GSI_ROUTING,
-    TUNSETOFFLOAD,
-    TUNSETVNETHDRSZ,
-    TUNSETQUEUE,
-    TCGETS,
-    TCSETS,
-    TCSETSW,
-    TCSETSF,
-    FIONREAD,
+    KVM_IRQ_LINE,  KVM_IRQFD,       KVM_IOEVENTFD, KVM_SET_GSI_ROUTING,
+    TUNSETOFFLOAD, TUNSETVNETHDRSZ, TUNSETQUEUE,   TCGETS,
+    TCSETS,        TCSETSW,         TCSETSF,       FIONREAD,
     FIONBIO,
 };
 

@@ -38,6 +38,10 @@ static const void *native_next_block(void *env, struct native_site *site);
 static struct native_jit *create_native_backend(const struct accel_settings *settings,
                                                 unsigned nr_vcpus)
 {
+#if !defined(__x86_64__)
+    (void)settings, (void)nr_vcpus, (void)native_next_block;
+    return NULL; /* the native backend emits x86-64 code: this host runs the interpreter */
+#else
     if (settings && settings->tcg_backend == TCG_BACKEND_INTERP)
         return NULL;
     const struct native_config cfg = {
@@ -68,6 +72,7 @@ static struct native_jit *create_native_backend(const struct accel_settings *set
     if (!jit)
         qk_warn("translator: native backend unavailable (%s); using the interpreter", why);
     return jit;
+#endif
 }
 
 struct tcg_vcpu_extra {

@@ -265,10 +265,8 @@ static fx80 arith(struct x87 *x, unsigned op, fx80 a, fx80 b)
 /* Condition codes of a comparison (C3 C2 C0: > 000, < 001, = 100, unordered 111). */
 static unsigned compare(struct x87 *x, fx80 a, fx80 b, bool quiet)
 {
-    static const unsigned cc[4] = {[FX_LT] = FSW_C0,
-                                   [FX_EQ] = FSW_C3,
-                                   [FX_GT] = 0,
-                                   [FX_UN] = FSW_C3 | FSW_C2 | FSW_C0};
+    static const unsigned cc[4] = {
+        [FX_LT] = FSW_C0, [FX_EQ] = FSW_C3, [FX_GT] = 0, [FX_UN] = FSW_C3 | FSW_C2 | FSW_C0};
     return cc[fx_compare(a, b, quiet, &x->exc)];
 }
 
@@ -640,7 +638,7 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
                 st_set(x, 0, transcend(x, 0xa, a, a));
                 return;
             }
-            case 3: {   /* FSINCOS */
+            case 3: { /* FSINCOS */
                 fx80 a = st_get(x, 0);
                 if (trig_in_range(x, a)) {
                     fx80 s = transcend(x, 0xe, a, a), c = transcend(x, 0xf, a, a);
