@@ -24,7 +24,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps guest debian payloads test unit-test e2e-test run bench clean format format-check fuzz-cpu \
+.PHONY: cross-aarch64 cross-aarch64-test all deps guest debian payloads test unit-test e2e-test run bench clean format format-check fuzz-cpu \
     fuzz fuzz-build fuzz-bins fuzz-run
 
 all: $(BUILD)/quokka
@@ -100,6 +100,15 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# Cross build for a 64-bit non-x86 host (aarch64: software x87/SSE, the interpreter backend;
+# HOST_ARCH names it, the compiler decides) and its tests under qemu-user.
+AARCH64_BUILD ?= build-aarch64
+cross-aarch64:
+	@$(MAKE) --no-print-directory BUILD=$(AARCH64_BUILD) CC=aarch64-linux-gnu-gcc \
+	    HOST_ARCH=aarch64 all $(AARCH64_BUILD)/tests/test_softfloat80
+cross-aarch64-test: cross-aarch64 payloads
+	scripts/cross-aarch64-test.sh $(AARCH64_BUILD) $(BUILD)
 
 e2e-test: all payloads
 	$(PYTEST) -v tests/e2e

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
@@ -88,8 +90,6 @@ static struct sf80 gen80(void)
 {
     return gen80_near(16383 - 30 + (unsigned)(rnd() % 60));
 }
-
-#if defined(__x86_64__)
 
 struct hw80 {
     uint64_t mant;
