@@ -10,7 +10,16 @@
 
 #include <stdint.h>
 
-#if defined(__x86_64__)
+/* The host's x87 and SSE compute the guest's x87 and SSE arithmetic on x86-64 hosts; elsewhere,
+ * or built with -DQUOKKA_SOFT_FLOAT (which lets the x86-64 unit tests check the software path
+ * against the CPU), softfloat80.c does. */
+#if defined(__x86_64__) && !defined(QUOKKA_SOFT_FLOAT)
+#define QUOKKA_HOST_X87 1
+#else
+#define QUOKKA_HOST_X87 0
+#endif
+
+#if QUOKKA_HOST_X87
 typedef long double fx80;
 #else
 typedef struct {

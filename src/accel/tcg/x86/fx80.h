@@ -21,7 +21,7 @@
 
 enum { FX_LT = SF_LT, FX_EQ = SF_EQ, FX_GT = SF_GT, FX_UN = SF_UN };
 
-#if defined(__x86_64__)
+#if QUOKKA_HOST_X87
 
 _Static_assert(LDBL_MANT_DIG == 64 && LDBL_MAX_EXP == 16384,
                "x87 registers are host long double: needs the x86 80-bit extended format");

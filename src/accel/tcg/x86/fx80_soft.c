@@ -8,7 +8,7 @@
  * FSQRT and FRNDINT are not transcendental and stay bit-exact (softfloat80.c). */
 #include "accel/tcg/x86/fx80.h"
 
-#if !defined(__x86_64__)
+#if !QUOKKA_HOST_X87
 
 static long double to_host(fx80 v)
 {

@@ -193,7 +193,7 @@ static uint64_t fp_binop(struct sse *s, unsigned op, uint64_t a, uint64_t b, boo
     }
     a = fp_in(s, a, dbl), b = fp_in(s, b, dbl);
     uint64_t r;
-#if !defined(__x86_64__)
+#if !QUOKKA_HOST_X87
     /* Not the host's float unit: its default NaN, tininess and flags are not x86's. */
     static const unsigned sf_op[] = {
         [FOP_ADD] = 0, [FOP_SUB] = 1, [FOP_MUL] = 2, [FOP_DIV] = 3, [FOP_SQRT] = 4};
@@ -336,7 +336,7 @@ static uint64_t fp_convert(struct sse *s, uint64_t v, bool to_dbl)
         memcpy(&r, &d, 8);
         return r;
     }
-#if !defined(__x86_64__)
+#if !QUOKKA_HOST_X87
     struct sf_env e = {(s->cpu->fpu.mxcsr >> 13) & 3, 64, 0, false, false, false};
     uint64_t u = sf_ieee_convert(&e, v, false);
     s->exc |= e.exc & ~MX_DE;

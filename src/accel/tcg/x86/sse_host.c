@@ -15,7 +15,7 @@
 #define MX_DAZ 0x40u
 #define MX_FTZ 0x8000u
 
-#if defined(__x86_64__)
+#if QUOKKA_HOST_X87
 
 typedef double v2df __attribute__((vector_size(16)));
 typedef long long v2di __attribute__((vector_size(16)));
