@@ -167,9 +167,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
     (void)uctx;
     char msg[160];
     const char *name = NULL;
-#ifdef __x86_64__
-    name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, si->si_syscall);
-#endif
+    name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, si->si_syscall);
     int n = snprintf(msg, sizeof(msg),
                      "quokka: sandbox: system call %d (%s) is not allowed: stopping (--seccomp "
                      "off disables the sandbox, for debugging)\n",
@@ -210,6 +208,8 @@ static int set_trap_handler(enum sandbox_action action, char *err, size_t errlen
 static int add_rules(scmp_filter_ctx ctx, const int *nrs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (nrs[i] < 0)
+            continue; /* libseccomp's pseudo number: no such call on this arch (aarch64: poll) */
         int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nrs[i], 0);
         if (rc < 0)
             return rc;
