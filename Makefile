@@ -24,7 +24,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 PYTEST := /usr/bin/python3 -m pytest
 
-.PHONY: all deps guest debian payloads test unit-test e2e-test run bench bench-interp clean format format-check fuzz-cpu \
+.PHONY: cross-aarch64 cross-aarch64-test soft-float-test all deps guest debian payloads test unit-test e2e-test run bench bench-interp clean format format-check fuzz-cpu \
     fuzz fuzz-build fuzz-bins fuzz-run
 
 all: $(BUILD)/quokka
@@ -111,6 +111,23 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# Cross build for a 64-bit non-x86 host (aarch64: software x87/SSE, the interpreter backend;
+# HOST_ARCH names it, the compiler decides) and its tests under qemu-user.
+AARCH64_BUILD ?= build-aarch64
+cross-aarch64:
+	@$(MAKE) --no-print-directory BUILD=$(AARCH64_BUILD) CC=aarch64-linux-gnu-gcc \
+	    HOST_ARCH=aarch64 all $(AARCH64_BUILD)/tests/test_softfloat80
+cross-aarch64-test: cross-aarch64 payloads
+	scripts/cross-aarch64-test.sh $(AARCH64_BUILD) $(BUILD)
+
+# The software x87/SSE path that non-x86 hosts run, built on this x86-64 host and checked by the
+# x87/SSE differential test against the CPU itself.
+SOFT_BUILD ?= build-soft
+soft-float-test:
+	@$(MAKE) --no-print-directory BUILD=$(SOFT_BUILD) EXTRA_CFLAGS=-DQUOKKA_SOFT_FLOAT \
+	    $(SOFT_BUILD)/tests/test_fpu_sse
+	$(SOFT_BUILD)/tests/test_fpu_sse
 
 e2e-test: all payloads
 	$(PYTEST) -v tests/e2e

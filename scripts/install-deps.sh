@@ -30,3 +30,28 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# The aarch64 cross build (make cross-aarch64-test): Debian's cross compiler, qemu-user, and the
+# libraries quokka links as arm64 packages through multiarch. Guarded: without arm64 packages in
+# the apt sources this says so and stops, rather than failing somewhere in the build.
+cross_pkgs=(gcc-aarch64-linux-gnu qemu-user libc6:arm64 liburing-dev:arm64 libslirp-dev:arm64
+    libmicrohttpd-dev:arm64 libjson-c-dev:arm64 libseccomp-dev:arm64 libcmocka-dev:arm64)
+cross_missing=()
+for p in "${cross_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || cross_missing+=("$p")
+done
+if ((${#cross_missing[@]})); then
+  echo "installing (aarch64 cross build): ${cross_missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $SUDO dpkg --add-architecture arm64
+  fi
+  $SUDO apt-get update -q
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+      "${cross_missing[@]}"; then
+    echo "install-deps: cannot install the aarch64 cross-build packages (${cross_missing[*]})." >&2
+    echo "install-deps: the apt sources must serve arm64 packages (Debian multiarch);" \
+      "make cross-aarch64-test needs them." >&2
+    exit 1
+  fi
+fi

@@ -22,6 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* KVM runs x86 guests only on x86 hosts: elsewhere the accelerator reports itself unusable and
+ * --accel auto picks the translator. */
+#if defined(__x86_64__)
+
 /* A signal with an empty handler interrupts KVM_RUN (EINTR); SIGUSR1 is reserved for that. */
 #define KVM_KICK_SIGNAL SIGUSR1
 
@@ -932,3 +936,18 @@ const struct accel_ops kvm_accel_ops = {
     .set_debug = kvm_set_debug,
     .translate_gva = kvm_translate_gva,
 };
+
+#else
+
+static int kvm_unavailable(char *why, size_t len)
+{
+    return qk_fail(why, len, "KVM runs x86 guests only on an x86-64 host");
+}
+
+const struct accel_ops kvm_accel_ops = {
+    .name = "kvm",
+    .probe = kvm_unavailable,
+    .probe_guest_os = kvm_unavailable,
+};
+
+#endif

@@ -136,8 +136,17 @@ static const struct group groups[G_COUNT] = {
 /* ioctls, by request number (the request is an unsigned int to the kernel). */
 static const unsigned long ioctls_kvm_vcpu[] = {
     /* the vCPU's own: run, registers (crash dump, INIT/SIPI), MSRs */
-    KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_MSRS, KVM_SET_MSRS,
-    KVM_SET_GUEST_DEBUG, KVM_TRANSLATE, /* the gdbstub */
+    KVM_RUN,
+    KVM_GET_REGS,
+    KVM_SET_REGS,
+    KVM_GET_SREGS,
+    KVM_SET_SREGS,
+#if defined(__x86_64__) /* the x86 KVM ABI (MSRs): no such calls elsewhere */
+    KVM_GET_MSRS,
+    KVM_SET_MSRS,
+#endif
+    KVM_SET_GUEST_DEBUG,
+    KVM_TRANSLATE, /* the gdbstub */
 };
 static const unsigned long ioctls_kvm_vm[] = {
     /* interrupt lines, MSI routes and the eventfds a guest's virtio/MSI-X set-up adds */
@@ -151,7 +160,9 @@ static const unsigned long ioctls_kvm_state[] = {
      * accelerator is chosen: always listed; the translator's vCPUs have no descriptors) */
     KVM_GET_REGS,
     KVM_GET_SREGS,
+#if defined(__x86_64__)
     KVM_GET_MSRS,
+#endif
 };
 static const unsigned long ioctls_tap[] = {
     /* offloads the guest negotiates (DRIVER_OK), queues it enables (control queue) */
@@ -239,9 +250,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
     (void)uctx;
     char msg[200];
     const char *name = NULL;
-#ifdef __x86_64__
-    name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, si->si_syscall);
-#endif
+    name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, si->si_syscall);
     int n = snprintf(msg, sizeof(msg),
                      "quokka: sandbox: system call %d (%s) is not allowed on the %s thread: "
                      "stopping (--seccomp off disables the sandbox, for debugging)\n",

@@ -39,6 +39,10 @@ static const void *native_next_block(void *env, struct native_site *site);
 static struct native_jit *create_native_backend(const struct accel_settings *settings,
                                                 unsigned nr_vcpus)
 {
+#if !defined(__x86_64__)
+    (void)settings, (void)nr_vcpus, (void)native_next_block;
+    return NULL; /* the native backend emits x86-64 code: this host runs the interpreter */
+#else
     if (settings && settings->tcg_backend == TCG_BACKEND_INTERP)
         return NULL;
     const struct native_config cfg = {
@@ -73,6 +77,7 @@ static struct native_jit *create_native_backend(const struct accel_settings *set
     if (!jit)
         qk_warn("translator: native backend unavailable (%s); using the interpreter", why);
     return jit;
+#endif
 }
 
 struct tcg_vcpu_extra {
@@ -874,6 +879,12 @@ static bool want_flush(struct accel_vcpu *v, volatile unsigned *full_in_a_row)
     return true;
 }
 
+/* cpu and vm are set once before the setjmp and never changed, so a longjmp cannot leave them
+ * stale; gcc's aarch64 register allocation still warns about cpu (a false positive). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wclobbered"
+#endif
 static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
 {
     struct tcg_cpu *cpu = &v->cpu;
@@ -1099,6 +1110,9 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
         }
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 static int tcg_run(struct accel_vcpu *v, struct accel_exit *exit)
 {

@@ -1361,6 +1361,7 @@ size_t native_jit_used(const struct native_jit *jit)
 /* --- buffer and trampolines ----------------------------------------------------------------------
  */
 
+#if defined(__x86_64__)
 static void build_trampolines(struct native_jit *jit)
 {
     struct emitter *e = calloc(1, sizeof(*e));
@@ -1399,6 +1400,7 @@ static void build_trampolines(struct native_jit *jit)
     jit->enter = (uint32_t(*)(void *, const void *))(void *)jit->rx;
     free(e);
 }
+#endif
 
 struct native_jit *native_jit_create(const struct native_config *cfg, size_t buffer_bytes,
                                      char *err, size_t errlen)

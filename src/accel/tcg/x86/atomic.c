@@ -5,7 +5,8 @@
  * register, so an operand misaligned within its cache line (atomic on x86, but undefined
  * behaviour through a C pointer) needs no special case. The other operations (AND, OR, XOR,
  * NEG: their result needs the old value) are a bounded compare-and-swap loop. Elsewhere the
- * __atomic builtins do it on naturally aligned operands and everything else is run alone.
+ * __atomic builtins do it on naturally aligned operands (CMPXCHG16B: a 16-byte __sync on
+ * aarch64) and everything else is run alone.
  * No lock is ever taken: a vCPU inside these helpers never waits for another. */
 #include "accel/tcg/x86/atomic.h"
 
@@ -301,7 +302,17 @@ bool x86_atomic_cmpxchg_wide(struct tcg_cpu *cpu, uint64_t addr, unsigned bytes,
     }
 #if ATOMIC_X86_64
     return host_cmpxchg16b(p, expected, repl);
+#elif defined(__aarch64__)
+    /* The 16-byte __sync builtin is gcc's lock-free aarch64 helper (CASP with LSE, else an
+     * LDXP/STXP loop); the __atomic one would call libatomic, which may take a lock and so not
+     * be atomic against the 8-byte operations of other vCPUs on the same memory. */
+    typedef unsigned __int128 u128;
+    u128 e = (u128)expected[1] << 64 | expected[0], r = (u128)repl[1] << 64 | repl[0];
+    u128 old = __sync_val_compare_and_swap((u128 *)p, e, r);
+    expected[0] = (uint64_t)old;
+    expected[1] = (uint64_t)(old >> 64);
+    return old == e;
 #else
-    tcg_exit_atomic(cpu); /* no portable 16-byte compare-and-swap without libatomic */
+    tcg_exit_atomic(cpu); /* no lock-free 16-byte compare-and-swap here: run alone */
 #endif
 }

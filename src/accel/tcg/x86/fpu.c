@@ -1,7 +1,8 @@
 /* x87 FPU, FXSAVE/FXRSTOR and LDMXCSR/STMXCSR for the translator, as C helpers on env.
  *
  * Arithmetic uses the host's 80-bit long double (x87 on x86-64 hosts) under the guest's
- * rounding control, so results and the IE/ZE/OE/UE/PE flags are the hardware's. Not modelled
+ * rounding control, so results and the IE/ZE/OE/UE/PE flags are the hardware's; other hosts
+ * use the bit-exact software extended precision of softfloat80.c (fx80.h). Not modelled
  * (documented simplifications): precision control (always 64-bit mantissa), the DE flag,
  * unmasked-exception responses (the masked result is always written; an unmasked flag sets
  * ES/B and the next waiting x87 instruction raises #MF), real-mode FSTENV/FSAVE layouts (the
@@ -13,14 +14,9 @@
 #include "accel/tcg/fpu_state.h"
 #include "accel/tcg/tcg_internal.h"
 #include "accel/tcg/x86/flags.h"
-#include "accel/tcg/x86/fpu_host.h"
+#include "accel/tcg/x86/fx80.h"
 
-#include <float.h>
-#include <math.h>
 #include <string.h>
-
-_Static_assert(LDBL_MANT_DIG == 64 && LDBL_MAX_EXP == 16384,
-               "x87 registers are host long double: needs the x86 80-bit extended format");
 
 #define FSW_IE 0x0001u
 #define FSW_ZE 0x0004u
@@ -133,45 +129,22 @@ void fpu_store_bytes(struct tcg_cpu *cpu, uint64_t addr, const void *src, unsign
 
 /* --- 80-bit values --------------------------------------------------------------------------- */
 
-static uint64_t ld_mant(long double v)
+static fx80 default_nan(void)
 {
-    uint64_t m;
-    memcpy(&m, &v, 8);
-    return m;
+    return fx_make(0xffff, 0xc000000000000000ULL); /* the "real indefinite" */
 }
 
-static unsigned ld_sexp(long double v) /* sign << 15 | exponent */
+static bool ld_is_snan(fx80 v)
 {
-    uint16_t e;
-    memcpy(&e, (const uint8_t *)&v + 8, 2);
-    return e;
-}
-
-static long double ld_make(unsigned sexp, uint64_t mant)
-{
-    long double v = 0;
-    uint16_t e = (uint16_t)sexp;
-    memcpy(&v, &mant, 8);
-    memcpy((uint8_t *)&v + 8, &e, 2);
-    return v;
-}
-
-static long double default_nan(void)
-{
-    return ld_make(0xffff, 0xc000000000000000ULL); /* the "real indefinite" */
-}
-
-static bool ld_is_snan(long double v)
-{
-    return (ld_sexp(v) & 0x7fff) == 0x7fff && (ld_mant(v) & (1ULL << 62)) == 0 &&
-           (ld_mant(v) << 1) != 0;
+    return (fx_sexp(v) & 0x7fff) == 0x7fff && (fx_mant(v) & (1ULL << 62)) == 0 &&
+           (fx_mant(v) << 1) != 0;
 }
 
 /* Full 2-bit tag of a non-empty register: 0 valid, 1 zero, 2 special. */
-static unsigned tag_of(long double v)
+static unsigned tag_of(fx80 v)
 {
-    unsigned e = ld_sexp(v) & 0x7fff;
-    uint64_t m = ld_mant(v);
+    unsigned e = fx_sexp(v) & 0x7fff;
+    uint64_t m = fx_mant(v);
     if (e == 0x7fff)
         return 2;
     if (e == 0)
@@ -198,7 +171,7 @@ static bool st_empty(const struct x87 *x, unsigned i)
 }
 
 /* ST(i); reading an empty register is a stack underflow giving the indefinite. */
-static long double st_get(struct x87 *x, unsigned i)
+static fx80 st_get(struct x87 *x, unsigned i)
 {
     if (st_empty(x, i)) {
         x->exc |= FSW_IE | FSW_SF;
@@ -208,13 +181,13 @@ static long double st_get(struct x87 *x, unsigned i)
     return x->f->st[phys(x, i)];
 }
 
-static void st_set(struct x87 *x, unsigned i, long double v)
+static void st_set(struct x87 *x, unsigned i, fx80 v)
 {
     x->f->st[phys(x, i)] = v;
     x->f->ftw |= (uint8_t)(1u << phys(x, i));
 }
 
-static void push(struct x87 *x, long double v)
+static void push(struct x87 *x, fx80 v)
 {
     x->f->top = (x->f->top - 1) & 7;
     if (!st_empty(x, 0)) { /* overflow: C1 = 1, masked response loads the indefinite */
@@ -278,49 +251,23 @@ static void fninit(struct tcg_fpu *f)
 
 /* --- arithmetic ------------------------------------------------------------------------------ */
 
-/* op: 0 add, 1 mul, 4 a - b, 5 b - a, 6 a / b, 7 b / a (the D8 /r numbering) */
-static long double arith(struct x87 *x, unsigned op, long double a, long double b)
+static unsigned rc_of(const struct x87 *x)
 {
-    volatile long double va = a, vb = b, vr; /* keep the operation inside the host scope */
-    struct fp_host h;
-    fp_host_begin(&h, (x->f->fcw >> 10) & 3);
-    switch (op) {
-    case 0:
-        vr = va + vb;
-        break;
-    case 1:
-        vr = va * vb;
-        break;
-    case 4:
-        vr = va - vb;
-        break;
-    case 5:
-        vr = vb - va;
-        break;
-    case 6:
-        vr = va / vb;
-        break;
-    default:
-        vr = vb / va;
-        break;
-    }
-    x->exc |= fp_host_end(&h);
-    return vr;
+    return (x->f->fcw >> 10) & 3;
+}
+
+/* op: 0 add, 1 mul, 4 a - b, 5 b - a, 6 a / b, 7 b / a (the D8 /r numbering) */
+static fx80 arith(struct x87 *x, unsigned op, fx80 a, fx80 b)
+{
+    return fx_arith(op, a, b, rc_of(x), &x->exc);
 }
 
 /* Condition codes of a comparison (C3 C2 C0: > 000, < 001, = 100, unordered 111). */
-static unsigned compare(struct x87 *x, long double a, long double b, bool quiet)
+static unsigned compare(struct x87 *x, fx80 a, fx80 b, bool quiet)
 {
-    if (isnan(a) || isnan(b)) {
-        if (!quiet || ld_is_snan(a) || ld_is_snan(b))
-            x->exc |= FSW_IE;
-        return FSW_C3 | FSW_C2 | FSW_C0;
-    }
-    if (a > b)
-        return 0;
-    if (a < b)
-        return FSW_C0;
-    return FSW_C3;
+    static const unsigned cc[4] = {
+        [FX_LT] = FSW_C0, [FX_EQ] = FSW_C3, [FX_GT] = 0, [FX_UN] = FSW_C3 | FSW_C2 | FSW_C0};
+    return cc[fx_compare(a, b, quiet, &x->exc)];
 }
 
 static void set_eflags_from_cc(struct x87 *x, unsigned cc)
@@ -338,52 +285,23 @@ static void set_eflags_from_cc(struct x87 *x, unsigned cc)
 
 /* Round to an integer of `bits` under RC (or truncating); out of range gives the integer
  * indefinite (the minimum value) with IE. */
-static int64_t to_int(struct x87 *x, long double v, unsigned bits, bool truncate)
+static int64_t to_int(struct x87 *x, fx80 v, unsigned bits, bool truncate)
 {
-    volatile long double vv = v, vr;
-    struct fp_host h;
-    fp_host_begin(&h, truncate ? 3 : (x->f->fcw >> 10) & 3);
-    vr = rintl(vv);
-    x->exc |= fp_host_end(&h);
-    long double r = vr;
-    long double lim = ldexpl(1.0L, (int)bits - 1);
-    if (isnan(r) || r < -lim || r >= lim) {
-        x->exc = (x->exc & ~FSW_PE) | FSW_IE;
-        return INT64_MIN >> (64 - bits);
-    }
-    return (int64_t)r;
+    return fx_to_int(v, bits, truncate ? 3 : rc_of(x), &x->exc);
 }
 
-static long double load_mem_real(struct x87 *x, uint64_t addr, unsigned kind)
+static fx80 load_mem_real(struct x87 *x, uint64_t addr, unsigned kind)
 {
     /* kind: 0 m32 real, 1 m32 int, 2 m64 real, 3 m16 int (the D8/DA/DC/DE order) */
     switch (kind) {
-    case 0: {
-        uint32_t u = (uint32_t)mmu_load(x->cpu, addr, 4);
-        float fv;
-        memcpy(&fv, &u, 4);
-        volatile float vf = fv;
-        struct fp_host h;
-        fp_host_begin(&h, 0);
-        volatile long double r = vf; /* SNaN -> QNaN with IE, like FLD */
-        x->exc |= fp_host_end(&h);
-        return r;
-    }
+    case 0: /* SNaN -> QNaN with IE, like FLD */
+        return fx_from_f32((uint32_t)mmu_load(x->cpu, addr, 4), &x->exc);
     case 1:
-        return (long double)(int32_t)mmu_load(x->cpu, addr, 4);
-    case 2: {
-        uint64_t u = mmu_load(x->cpu, addr, 8);
-        double dv;
-        memcpy(&dv, &u, 8);
-        volatile double vd = dv;
-        struct fp_host h;
-        fp_host_begin(&h, 0);
-        volatile long double r = vd;
-        x->exc |= fp_host_end(&h);
-        return r;
-    }
+        return fx_from_int((int32_t)mmu_load(x->cpu, addr, 4));
+    case 2:
+        return fx_from_f64(mmu_load(x->cpu, addr, 8), &x->exc);
     default:
-        return (long double)(int16_t)mmu_load(x->cpu, addr, 2);
+        return fx_from_int((int16_t)mmu_load(x->cpu, addr, 2));
     }
 }
 
@@ -444,32 +362,29 @@ static void load_env(struct x87 *x, const uint8_t *b, uint64_t desc)
 
 /* --- BCD (FBLD / FBSTP) ---------------------------------------------------------------------- */
 
-static long double bcd_load(const uint8_t *b)
+static fx80 bcd_load(const uint8_t *b)
 {
-    long double v = 0;
+    int64_t v = 0; /* at most 18 digits of 0..15: below 2^61 */
     for (int i = 8; i >= 0; i--)
         v = v * 100 + (b[i] >> 4) * 10 + (b[i] & 15);
-    return (b[9] & 0x80) ? -v : v;
+    return (b[9] & 0x80) ? fx_neg(fx_from_int(v)) : fx_from_int(v);
 }
 
-static void bcd_store(struct x87 *x, long double v, uint8_t *b)
+static void bcd_store(struct x87 *x, fx80 v, uint8_t *b)
 {
     memset(b, 0, 10);
-    volatile long double vv = v, vr;
-    struct fp_host h;
-    fp_host_begin(&h, (x->f->fcw >> 10) & 3);
-    vr = rintl(vv);
-    x->exc |= fp_host_end(&h);
-    long double r = vr;
-    if (isnan(r) || fabsl(r) >= 1e18L) { /* the packed BCD indefinite */
-        x->exc = (x->exc & ~FSW_PE) | FSW_IE;
+    unsigned ignored = 0;
+    fx80 r = fx_round_int(v, rc_of(x), &x->exc);
+    if (fx_isnan(r) ||
+        fx_compare(fx_abs(r), fx_from_int(1000000000000000000LL), true, &ignored) != FX_LT) {
+        x->exc = (x->exc & ~FSW_PE) | FSW_IE; /* the packed BCD indefinite */
         b[7] = 0xc0, b[8] = 0xff, b[9] = 0xff;
         return;
     }
-    uint64_t u = (uint64_t)fabsl(r);
+    uint64_t u = (uint64_t)fx_to_int(fx_abs(r), 64, 0, &ignored); /* an integer: exact */
     for (unsigned i = 0; i < 9; i++, u /= 100)
         b[i] = (uint8_t)((u % 10) | ((u / 10) % 10) << 4);
-    if (signbit(r))
+    if (fx_signbit(r))
         b[9] = 0x80;
 }
 
@@ -481,13 +396,13 @@ static noreturn void raise_ud(struct tcg_cpu *cpu)
 }
 
 /* Transcendentals: reduce |x| < 2^63, else C2 = 1 and the operand is left alone. */
-static bool trig_in_range(struct x87 *x, long double v)
+static bool trig_in_range(struct x87 *x, fx80 v)
 {
-    if (isinf(v)) {
+    if (fx_isinf(v)) {
         x->exc |= FSW_IE;
         return true;
     }
-    if (fabsl(v) >= 0x1p63L) {
+    if (!fx_isnan(v) && (fx_sexp(v) & 0x7fff) >= 0x3fff + 63) {
         set_cc(x, FSW_C2);
         return false;
     }
@@ -498,41 +413,33 @@ static bool trig_in_range(struct x87 *x, long double v)
 /* FPREM (round_nearest false) / FPREM1: partial remainder with quotient bits in C0 C3 C1. */
 static void fprem(struct x87 *x, bool nearest)
 {
-    long double a = st_get(x, 0), b = st_get(x, 1);
-    if (isnan(a) || isnan(b) || isinf(a) || b == 0) {
-        if (!isnan(a) && !isnan(b))
+    fx80 a = st_get(x, 0), b = st_get(x, 1);
+    if (fx_isnan(a) || fx_isnan(b) || fx_isinf(a) || fx_iszero(b)) {
+        if (!fx_isnan(a) && !fx_isnan(b))
             x->exc |= FSW_IE, a = default_nan();
         else if (ld_is_snan(a) || ld_is_snan(b))
             x->exc |= FSW_IE;
-        st_set(x, 0, isnan(a) ? a : isnan(b) ? b : a);
+        st_set(x, 0, fx_isnan(a) ? a : fx_isnan(b) ? b : a);
         set_cc(x, 0);
         return;
     }
-    if (isinf(b) || a == 0) {
+    if (fx_isinf(b) || fx_iszero(a)) {
         set_cc(x, 0);
         return;
     }
-    int ea = ilogbl(a), eb = ilogbl(b);
+    int ea = fx_ilogb(a), eb = fx_ilogb(b);
     if (ea - eb >= 64) {
         /* Partial: reduce by b * 2^k, a multiple of b, so the final remainder is unchanged. */
         int k = ea - eb - (32 + (ea - eb) % 32);
         if (k < 1)
             k = 1;
-        st_set(x, 0, fmodl(a, ldexpl(b, k)));
+        unsigned exact = 0;
+        st_set(x, 0, fx_rem(a, fx_scalbn(b, k, 0, &exact), false, NULL));
         set_cc(x, FSW_C2);
         return;
     }
-    long double r;
     uint64_t q;
-    if (nearest) {
-        int qi;
-        r = remquol(a, b, &qi);
-        q = (uint64_t)(qi < 0 ? -qi : qi);
-    } else {
-        r = fmodl(a, b);
-        q = (uint64_t)fabsl((a - r) / b); /* exact: the quotient fits 64 bits here */
-    }
-    st_set(x, 0, r);
+    st_set(x, 0, fx_rem(a, b, nearest, &q));
     set_cc(x, ((q & 4) ? FSW_C0 : 0) | ((q & 2) ? FSW_C3 : 0) | ((q & 1) ? FSW_C1 : 0));
 }
 
@@ -542,9 +449,9 @@ static void fxam(struct x87 *x)
     if (st_empty(x, 0)) {
         cc = FSW_C3 | FSW_C0;
     } else {
-        long double v = x->f->st[phys(x, 0)];
-        unsigned e = ld_sexp(v) & 0x7fff;
-        uint64_t m = ld_mant(v);
+        fx80 v = x->f->st[phys(x, 0)];
+        unsigned e = fx_sexp(v) & 0x7fff;
+        uint64_t m = fx_mant(v);
         if (e == 0x7fff && !(m >> 63))
             cc = 0; /* pseudo-infinity / pseudo-NaN: unsupported */
         else if (e == 0x7fff)
@@ -553,70 +460,32 @@ static void fxam(struct x87 *x)
             cc = m == 0 ? FSW_C3 : (FSW_C3 | FSW_C2);
         else
             cc = (m >> 63) ? FSW_C2 : 0; /* normal : unsupported (unnormal) */
-        if (ld_sexp(v) & 0x8000)
+        if (fx_sexp(v) & 0x8000)
             cc |= FSW_C1;
     }
     set_cc(x, cc);
 }
 
-/* Library calls for the D9 E0-FF group, under the guest's rounding control. */
-static long double transcend(struct x87 *x, unsigned low, long double a, long double b)
+/* The D9 E0-FF group's library functions (fx80.h), under the guest's rounding control. */
+static fx80 transcend(struct x87 *x, unsigned low, fx80 a, fx80 b)
 {
-    volatile long double va = a, vb = b, vr;
-    struct fp_host h;
-    fp_host_begin(&h, (x->f->fcw >> 10) & 3);
-    switch (low) {
-    case 0x0:
-        vr = expm1l(va * 0.693147180559945309417232121458176568L);
-        break; /* F2XM1 */
-    case 0x1:
-        vr = vb * log2l(va);
-        break; /* FYL2X */
-    case 0x2:
-        vr = tanl(va);
-        break; /* FPTAN */
-    case 0x3:
-        vr = atan2l(vb, va);
-        break; /* FPATAN */
-    case 0x9:
-        vr = vb * (log1pl(va) / 0.693147180559945309417232121458176568L);
-        break;
-    case 0xa:
-        vr = sqrtl(va);
-        break;
-    case 0xc:
-        vr = rintl(va);
-        break;
-    case 0xe:
-        vr = sinl(va);
-        break;
-    default:
-        vr = cosl(va);
-        break;
-    }
-    x->exc |= fp_host_end(&h);
-    return vr;
+    return fx_transcend(low, a, b, rc_of(x), &x->exc);
 }
 
-static long double fscale(struct x87 *x, long double a, long double b)
+static fx80 fscale(struct x87 *x, fx80 a, fx80 b)
 {
-    if (isnan(a) || isnan(b))
+    if (fx_isnan(a) || fx_isnan(b))
         return arith(x, 0, a, b);
-    if (isinf(b)) {
-        if ((b < 0 && isinf(a)) || (b > 0 && a == 0)) {
+    if (fx_isinf(b)) {
+        bool neg = fx_signbit(b);
+        if ((neg && fx_isinf(a)) || (!neg && fx_iszero(a))) {
             x->exc |= FSW_IE;
             return default_nan();
         }
-        return b < 0 ? copysignl(0.0L, a) : (a == 0 ? a : copysignl(INFINITY, a));
+        unsigned sign = fx_sexp(a) & 0x8000u;
+        return neg ? fx_make(sign, 0) : fx_iszero(a) ? a : fx_make(sign | 0x7fff, 1ULL << 63);
     }
-    long double t = truncl(b);
-    int n = t > 65536 ? 65536 : t < -65536 ? -65536 : (int)t;
-    volatile long double va = a, vr;
-    struct fp_host h;
-    fp_host_begin(&h, (x->f->fcw >> 10) & 3);
-    vr = scalbnl(va, n);
-    x->exc |= fp_host_end(&h);
-    return vr;
+    return fx_scalbn(a, fx_scale_count(b), rc_of(x), &x->exc);
 }
 
 static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
@@ -659,7 +528,7 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
             push(x, st_get(x, i));
             return; /* FLD ST(i): read before the push */
         case 1: {   /* FXCH */
-            long double a = st_get(x, 0), b = st_get(x, i);
+            fx80 a = st_get(x, 0), b = st_get(x, i);
             st_set(x, 0, b);
             st_set(x, i, a);
             set_cc(x, 0);
@@ -676,15 +545,15 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
         case 4:
             switch (i) {
             case 0:
-                st_set(x, 0, -st_get(x, 0));
+                st_set(x, 0, fx_neg(st_get(x, 0)));
                 set_cc(x, 0);
                 return; /* FCHS */
             case 1:
-                st_set(x, 0, fabsl(st_get(x, 0)));
+                st_set(x, 0, fx_abs(st_get(x, 0)));
                 set_cc(x, 0);
                 return;
             case 4:
-                set_cc(x, compare(x, st_get(x, 0), 0.0L, false));
+                set_cc(x, compare(x, st_get(x, 0), fx_from_int(0), false));
                 return; /* FTST */
             case 5:
                 fxam(x);
@@ -692,54 +561,49 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
             }
             break;
         case 5: {
-            static const long double k[7] = {
-                1.0L,
-                3.32192809488736234787031942948939018L, /* log2(10) */
-                1.44269504088896340735992468100189214L, /* log2(e) */
-                3.14159265358979323846264338327950288L,
-                0.301029995663981195213738894724493027L, /* log10(2) */
-                0.693147180559945309417232121458176568L, /* ln 2 */
-                0.0L,
-            };
             if (i == 7)
                 break;
             set_cc(x, 0); /* before the push: a stack overflow sets C1 */
-            push(x, k[i]);
+            push(x, fx_const(i));
             return;
         }
         case 6:
             switch (i) {
-            case 0: /* F2XM1 */
-                st_set(x, 0, transcend(x, 0, st_get(x, 0), 0));
+            case 0: { /* F2XM1 */
+                fx80 a = st_get(x, 0);
+                st_set(x, 0, transcend(x, 0, a, a));
                 return;
+            }
             case 1:
             case 3: { /* FYL2X, FPATAN: ST(1) = f(ST(0), ST(1)), pop */
-                long double r = transcend(x, i, st_get(x, 0), st_get(x, 1));
+                fx80 r = transcend(x, i, st_get(x, 0), st_get(x, 1));
                 st_set(x, 1, r);
                 pop(x);
                 set_cc(x, 0);
                 return;
             }
             case 2: { /* FPTAN */
-                long double a = st_get(x, 0);
+                fx80 a = st_get(x, 0);
                 if (trig_in_range(x, a)) {
-                    st_set(x, 0, transcend(x, 2, a, 0));
-                    push(x, 1.0L);
+                    st_set(x, 0, transcend(x, 2, a, a));
+                    push(x, fx_from_int(1));
                 }
                 return;
             }
             case 4: { /* FXTRACT */
-                long double a = st_get(x, 0), e, m;
-                if (a == 0) {
+                fx80 a = st_get(x, 0), e, m;
+                if (fx_iszero(a)) {
                     x->exc |= FSW_ZE;
-                    e = -INFINITY, m = a;
-                } else if (isinf(a)) {
-                    e = INFINITY, m = a;
-                } else if (isnan(a)) {
+                    e = fx_make(0xffff, 1ULL << 63), m = a; /* -inf */
+                } else if (fx_isinf(a)) {
+                    e = fx_make(0x7fff, 1ULL << 63), m = a;
+                } else if (fx_isnan(a)) {
                     e = m = a;
                 } else {
-                    e = (long double)ilogbl(a);
-                    m = scalbnl(a, -ilogbl(a));
+                    unsigned exact = 0;
+                    int k = fx_ilogb(a);
+                    e = fx_from_int(k);
+                    m = fx_scalbn(a, -k, 0, &exact);
                 }
                 st_set(x, 0, e);
                 push(x, m);
@@ -764,34 +628,36 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
                 fprem(x, false);
                 return;
             case 1: { /* FYL2XP1 */
-                long double r = transcend(x, 9, st_get(x, 0), st_get(x, 1));
+                fx80 r = transcend(x, 9, st_get(x, 0), st_get(x, 1));
                 st_set(x, 1, r);
                 pop(x);
                 return;
             }
-            case 2:
-                st_set(x, 0, transcend(x, 0xa, st_get(x, 0), 0));
-                return; /* FSQRT */
-            case 3: {   /* FSINCOS */
-                long double a = st_get(x, 0);
+            case 2: { /* FSQRT */
+                fx80 a = st_get(x, 0);
+                st_set(x, 0, transcend(x, 0xa, a, a));
+                return;
+            }
+            case 3: { /* FSINCOS */
+                fx80 a = st_get(x, 0);
                 if (trig_in_range(x, a)) {
-                    long double s = transcend(x, 0xe, a, 0), c = transcend(x, 0xf, a, 0);
+                    fx80 s = transcend(x, 0xe, a, a), c = transcend(x, 0xf, a, a);
                     st_set(x, 0, s);
                     push(x, c);
                 }
                 return;
             }
-            case 4:
-                st_set(x, 0, transcend(x, 0xc, st_get(x, 0), 0));
-                return; /* FRNDINT */
+            case 4: /* FRNDINT */
+                st_set(x, 0, fx_round_int(st_get(x, 0), rc_of(x), &x->exc));
+                return;
             case 5:
                 st_set(x, 0, fscale(x, st_get(x, 0), st_get(x, 1)));
                 return;
             case 6:
             case 7: {
-                long double a = st_get(x, 0);
+                fx80 a = st_get(x, 0);
                 if (trig_in_range(x, a))
-                    st_set(x, 0, transcend(x, i == 6 ? 0xe : 0xf, a, 0));
+                    st_set(x, 0, transcend(x, i == 6 ? 0xe : 0xf, a, a));
                 return;
             }
             }
@@ -805,7 +671,7 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
             uint32_t fl = x86_flags_compute((uint32_t)x->cpu->cc_op, x->cpu->cc_dst, x->cpu->cc_src,
                                             x->cpu->cc_src2);
             bool take = x86_flags_condition(fl, cc[reg] | (op == 3 ? 1u : 0u)) != 0;
-            long double v = st_get(x, i);
+            fx80 v = st_get(x, i);
             if (take)
                 st_set(x, 0, v);
             return;
@@ -840,7 +706,7 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
             f->ftw &= (uint8_t) ~(1u << phys(x, i));
             return;
         case 1: { /* FXCH4 alias */
-            long double a = st_get(x, 0), b = st_get(x, i);
+            fx80 a = st_get(x, 0), b = st_get(x, i);
             st_set(x, 0, b);
             st_set(x, i, a);
             return;
@@ -876,7 +742,7 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
             return;
         }
         if (reg == 1) { /* FXCH7 alias */
-            long double a = st_get(x, 0), b = st_get(x, i);
+            fx80 a = st_get(x, 0), b = st_get(x, i);
             st_set(x, 0, b);
             st_set(x, i, a);
             return;
@@ -891,24 +757,9 @@ static void x87_register_form(struct x87 *x, unsigned op, unsigned modrm)
     raise_ud(x->cpu);
 }
 
-static void store_real(struct x87 *x, uint64_t addr, long double v, unsigned bytes)
+static void store_real(struct x87 *x, uint64_t addr, fx80 v, unsigned bytes)
 {
-    volatile long double vv = v;
-    struct fp_host h;
-    fp_host_begin(&h, (x->f->fcw >> 10) & 3);
-    uint64_t bits;
-    if (bytes == 4) {
-        volatile float r = (float)vv;
-        float rf = r;
-        uint32_t u;
-        memcpy(&u, &rf, 4);
-        bits = u;
-    } else {
-        volatile double r = (double)vv;
-        double rd = r;
-        memcpy(&bits, &rd, 8);
-    }
-    x->exc |= fp_host_end(&h);
+    uint64_t bits = fx_to_real(v, bytes, rc_of(x), &x->exc);
     probe_write(x->cpu, addr, bytes);
     mmu_store(x->cpu, addr, bits, bytes);
 }
@@ -920,7 +771,7 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
     struct tcg_fpu *f = x->f;
     struct tcg_cpu *cpu = x->cpu;
     if (!(op & 1)) { /* D8 DA DC DE: arithmetic with m32real, m32int, m64real, m16int */
-        long double m = load_mem_real(x, addr, op >> 1);
+        fx80 m = load_mem_real(x, addr, op >> 1);
         if (reg == 2 || reg == 3) {
             set_cc(x, compare(x, st_get(x, 0), m, false));
             if (reg == 3)
@@ -944,7 +795,7 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
         push(x, load_mem_real(x, addr, 3));
         return; /* FILD m16 */
     case 7 << 3 | 5:
-        push(x, (long double)(int64_t)mmu_load(cpu, addr, 8));
+        push(x, fx_from_int((int64_t)mmu_load(cpu, addr, 8)));
         return;
     case 3 << 3 | 5: { /* FLD m80 */
         uint8_t b[10];
@@ -952,7 +803,7 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
         uint16_t e;
         uint64_t m;
         memcpy(&m, b, 8), memcpy(&e, b + 8, 2);
-        push(x, ld_make(e, m));
+        push(x, fx_make(e, m));
         return;
     }
     case 7 << 3 | 4: { /* FBLD */
@@ -970,10 +821,10 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
             pop(x);
         return;
     case 3 << 3 | 7: { /* FSTP m80 */
-        long double v = st_get(x, 0);
+        fx80 v = st_get(x, 0);
         uint8_t b[10];
-        uint64_t m = ld_mant(v);
-        uint16_t e = (uint16_t)ld_sexp(v);
+        uint64_t m = fx_mant(v);
+        uint16_t e = (uint16_t)fx_sexp(v);
         memcpy(b, &m, 8), memcpy(b + 8, &e, 2);
         fpu_store_bytes(cpu, addr, b, 10);
         pop(x);
@@ -1030,7 +881,7 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
             uint64_t m;
             uint16_t e;
             memcpy(&m, b + n + 10 * i, 8), memcpy(&e, b + n + 10 * i + 8, 2);
-            f->st[phys(x, i)] = ld_make(e, m);
+            f->st[phys(x, i)] = fx_make(e, m);
         }
         return;
     }
@@ -1039,9 +890,9 @@ static void x87_memory_form(struct x87 *x, unsigned op, unsigned modrm, uint64_t
         unsigned n = env_size(desc);
         probe_write(cpu, addr, n + 80);
         for (unsigned i = 0; i < 8; i++) {
-            long double v = f->st[phys(x, i)];
-            uint64_t m = ld_mant(v);
-            uint16_t e = (uint16_t)ld_sexp(v);
+            fx80 v = f->st[phys(x, i)];
+            uint64_t m = fx_mant(v);
+            uint16_t e = (uint16_t)fx_sexp(v);
             memcpy(b + 10 * i, &m, 8), memcpy(b + 10 * i + 8, &e, 2);
         }
         store_env(x, addr, desc);
@@ -1121,9 +972,9 @@ static void fxsave(struct tcg_cpu *cpu, uint64_t addr, uint64_t desc)
     uint32_t m = f->mxcsr, mask = FPU_MXCSR_MASK;
     memcpy(b + 24, &m, 4), memcpy(b + 28, &mask, 4);
     for (unsigned i = 0; i < 8; i++) {
-        long double v = f->st[(f->top + i) & 7];
-        uint64_t mant = ld_mant(v);
-        uint16_t e = (uint16_t)ld_sexp(v);
+        fx80 v = f->st[(f->top + i) & 7];
+        uint64_t mant = fx_mant(v);
+        uint16_t e = (uint16_t)fx_sexp(v);
         memcpy(b + 32 + 16 * i, &mant, 8), memcpy(b + 40 + 16 * i, &e, 2);
     }
     unsigned nxmm = FD_MODE64(desc) ? 16 : 8;
@@ -1159,7 +1010,7 @@ static void fxrstor(struct tcg_cpu *cpu, uint64_t addr, uint64_t desc)
         uint64_t mant;
         uint16_t e;
         memcpy(&mant, b + 32 + 16 * i, 8), memcpy(&e, b + 40 + 16 * i, 2);
-        f->st[(f->top + i) & 7] = ld_make(e, mant);
+        f->st[(f->top + i) & 7] = fx_make(e, mant);
     }
     memcpy(f->xmm, b + 160, 16 * (FD_MODE64(desc) ? 16 : 8));
     update_es(f);

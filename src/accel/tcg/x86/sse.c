@@ -15,6 +15,7 @@
 #include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/fpu_host.h"
 #include "accel/tcg/x86/helpers.h"
+#include "accel/tcg/x86/softfloat80.h"
 #include "accel/tcg/x86/sse_host.h"
 
 #include <math.h>
@@ -192,6 +193,15 @@ static uint64_t fp_binop(struct sse *s, unsigned op, uint64_t a, uint64_t b, boo
     }
     a = fp_in(s, a, dbl), b = fp_in(s, b, dbl);
     uint64_t r;
+#if !QUOKKA_HOST_X87
+    /* Not the host's float unit: its default NaN, tininess and flags are not x86's. */
+    static const unsigned sf_op[] = {
+        [FOP_ADD] = 0, [FOP_SUB] = 1, [FOP_MUL] = 2, [FOP_DIV] = 3, [FOP_SQRT] = 4};
+    struct sf_env e = {(s->cpu->fpu.mxcsr >> 13) & 3, 64, 0, false, false, false};
+    r = sf_ieee_arith(&e, sf_op[op], a, b, dbl);
+    s->exc |= e.exc & ~MX_DE; /* DE: fp_in's */
+    return fp_out(s, r, dbl);
+#endif
     if (dbl) {
         volatile double x = as_d(a, true), y = as_d(b, true), z;
         switch (op) {
@@ -326,11 +336,17 @@ static uint64_t fp_convert(struct sse *s, uint64_t v, bool to_dbl)
         memcpy(&r, &d, 8);
         return r;
     }
+#if !QUOKKA_HOST_X87
+    struct sf_env e = {(s->cpu->fpu.mxcsr >> 13) & 3, 64, 0, false, false, false};
+    uint64_t u = sf_ieee_convert(&e, v, false);
+    s->exc |= e.exc & ~MX_DE;
+#else
     volatile double x = as_d(v, true);
     volatile float f = (float)x;
     float ff = f;
     uint32_t u;
     memcpy(&u, &ff, 4);
+#endif
     return fp_out(s, u, false);
 }
 

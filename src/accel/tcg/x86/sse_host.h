@@ -17,4 +17,11 @@ bool sse_host_fp(uint32_t *mxcsr, unsigned opc, unsigned mp, union xmm_reg *dst,
 bool sse_host_comis(uint32_t *mxcsr, bool dbl, bool quiet, const union xmm_reg *x,
                     const union xmm_reg *y, uint32_t *eflags);
 
+/* The same two in software (softfloat80.c), for any MXCSR: what hosts without SSE run, and what
+ * the unit test compares with the host's SSE. */
+bool sse_soft_fp(uint32_t *mxcsr, unsigned opc, unsigned mp, union xmm_reg *dst,
+                 const union xmm_reg *src);
+bool sse_soft_comis(uint32_t *mxcsr, bool dbl, bool quiet, const union xmm_reg *x,
+                    const union xmm_reg *y, uint32_t *eflags);
+
 #endif
