@@ -175,6 +175,7 @@ static struct native_config test_config(void)
         .global_epoch_offset = offsetof(struct tenv, global_epoch),
         .last_exit_offset = offsetof(struct tenv, last_exit),
         .insn_count_offset = offsetof(struct tenv, insn_count),
+        .count_insns = true,
     };
 }
 
