@@ -19,6 +19,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+/* Enough for every x86-64 and aarch64 system call number. */
+#define SYSCALL_NAMES 512
+
 /* The allow-lists were found with strace over the payload, Linux, disk, network, vsock,
  * console, API and snapshot tests (threads named, one list per name), then read against
  * the code. They are built from groups; each thread kind takes the groups it needs. */
@@ -233,6 +236,10 @@ static struct {
      * reach it. */
     int probe_kind; /* -1: none */
     char probe_call[16];
+    /* System call names for the SIGSYS message, resolved at configure time: libseccomp's
+     * resolver allocates, and the handler may run inside malloc (glibc's free() opens
+     * /proc when it trims an arena), so it must not call it. */
+    char *call_names[SYSCALL_NAMES];
 } settings = {.probe_kind = -1};
 
 static _Thread_local int thread_kind = -1; /* this thread's filter, -1: none yet */
@@ -249,8 +256,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *uctx)
 {
     (void)uctx;
     char msg[200];
-    const char *name = NULL;
-    name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, si->si_syscall);
+    int nr = si->si_syscall;
+    const char *name = nr >= 0 && nr < SYSCALL_NAMES ? settings.call_names[nr] : NULL;
     int n = snprintf(msg, sizeof(msg),
                      "quokka: sandbox: system call %d (%s) is not allowed on the %s thread: "
                      "stopping (--seccomp off disables the sandbox, for debugging)\n",
@@ -288,6 +295,9 @@ int sandbox_configure(bool enabled, enum sandbox_action action, char *err, size_
     read_probe();
     if (!enabled || action != SANDBOX_TRAP)
         return 0;
+    for (int nr = 0; nr < SYSCALL_NAMES; nr++)
+        if (!settings.call_names[nr])
+            settings.call_names[nr] = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_sigsys;
@@ -370,7 +380,10 @@ static int add_open_rules(scmp_filter_ctx ctx, enum open_rule rule)
     if (rule == OPEN_READ)
         return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
                                 arg_cmp(2, SCMP_CMP_MASKED_EQ, writing, 0));
-    return 0;
+    /* None: the call fails with EACCES rather than trapping, because glibc's free() opens
+     * /proc/sys/vm/overcommit_memory once per process when it first trims a thread's arena,
+     * on whichever thread that happens, and copes with the failure. */
+    return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
 }
 
 static scmp_filter_ctx build(enum sandbox_thread kind, uint32_t deflt)
@@ -386,8 +399,12 @@ static scmp_filter_ctx build(enum sandbox_thread kind, uint32_t deflt)
         rc = add_ioctl_rules(ctx, k);
     if (rc == 0)
         rc = add_socket_rules(ctx, k);
+    enum open_rule opens = k->open;
+#ifdef SANDBOX_SANITIZER
+    opens = opens == OPEN_NONE ? OPEN_READ : opens; /* LeakSanitizer reads /proc, below */
+#endif
     if (rc == 0)
-        rc = add_open_rules(ctx, k->open);
+        rc = add_open_rules(ctx, opens);
 #ifdef SANDBOX_SANITIZER
     for (size_t i = 0; rc == 0 && i < sizeof(group_sanitizer) / sizeof(group_sanitizer[0]); i++) {
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, group_sanitizer[i], 0);
@@ -399,8 +416,6 @@ static scmp_filter_ctx build(enum sandbox_thread kind, uint32_t deflt)
     if (rc == 0)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(open), 1,
                               arg_cmp(1, SCMP_CMP_MASKED_EQ, writing, 0));
-    if (rc == 0 && k->open == OPEN_NONE)
-        rc = add_open_rules(ctx, OPEN_READ);
 #endif
     if (rc < 0) {
         seccomp_release(ctx);
