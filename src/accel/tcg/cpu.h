@@ -8,6 +8,7 @@
 #define QUOKKA_ACCEL_TCG_CPU_H
 
 #include "accel/tcg/fpu_state.h"
+#include "accel/tcg/ir/fpenv.h"
 #include "accel/tcg/stats.h"
 #include "vm/cpu_state.h"
 
@@ -91,6 +92,9 @@ enum x86_exception {
 #define HF_PG (1u << 7)     /* paging */
 #define HF_ADDSEG (1u << 8) /* some of DS/ES/SS has a nonzero base: add segment bases */
 #define HF_SSE (1u << 9)    /* SSE usable (CR4.OSFXSR, !CR0.EM, !CR0.TS): inline SSE moves */
+/* Every MXCSR exception masked and the host can run scalar SSE arithmetic inline (host_fp):
+ * IR_FPOP instead of a helper. LDMXCSR and FXRSTOR end their block (the bit may change). */
+#define HF_MXFAST (1u << 10)
 
 /* Software TLB: direct-mapped, virtual page -> host pointer for RAM pages. */
 #define TLB_BITS 10
@@ -196,6 +200,9 @@ struct tcg_cpu {
     uint32_t chain_epoch_global; /* bumped by flushes that can drop global pages */
     uint64_t chain_pages[TLB_CHAIN_PAGE_WORDS]; /* hashed pages chains lead into (softmmu.c) */
     void *last_exit;                            /* the native block that left through GOTO_TB */
+    /* The host MXCSR holds the guest's while generated code runs (ir/fpenv.h): released into
+     * fpu.mxcsr when the run loop or an FP helper takes control back (tcg_fp_release). */
+    struct ir_fp_live fp_live;
     uint64_t insn_count; /* guest instructions of native blocks run to an exit */
     /* Return-address stack of the native code (hints: every use is checked): what each CALL
      * pushed, and a jump slot for the block at that return address. */
@@ -215,8 +222,16 @@ struct tcg_cpu {
     bool parallel;
     /* More vCPUs than host CPUs: PAUSE (spin-wait loops) yields the host CPU. */
     bool oversubscribed;
+    bool host_fp;           /* scalar SSE arithmetic inline (IR_HOST_FP hosts) */
     struct tcg_stats stats; /* kept across resets: counts for the whole run */
 };
+
+/* Generated code has left (or a helper needs the guest's MXCSR or the host's FP unit): the
+ * host's MXCSR back to the host, the flags it gathered into the guest's. */
+static inline void tcg_fp_release(struct tcg_cpu *cpu)
+{
+    ir_fp_release(&cpu->fpu.mxcsr, &cpu->fp_live);
+}
 
 #define TCG_REQ_STOP 1u       /* kick(): return to the machine */
 #define TCG_SMC_ONE_INSN 1u   /* run the interrupted instruction again, translated alone */

@@ -219,6 +219,7 @@ void tcg_reset_cpu(struct tcg_cpu *cpu)
      * resets a running CPU). */
     const size_t req = offsetof(struct tcg_cpu, interrupt_request);
     const size_t after = req + sizeof(cpu->interrupt_request);
+    tcg_fp_release(cpu);
     memset(cpu, 0, req);
     memset((char *)cpu + after, 0, offsetof(struct tcg_cpu, exit_jmp) - after);
     cpu->eflags = 2;
@@ -309,6 +310,7 @@ static int tcg_vcpu_create(struct accel_vm *vm, unsigned index, struct accel_vcp
     pthread_mutex_init(&v->lock, NULL);
     v->cpu.vcpu = (struct tcg_vcpu *)v;
     v->cpu.jit_sites = vm->tbs.jit ? native_jit_sites(vm->tbs.jit, index) : NULL;
+    v->cpu.host_fp = IR_HOST_FP; /* before the reset computes hflags */
     tcg_reset_cpu(&v->cpu);
     v->cpu.parallel = vm->nr_vcpus > 1;
     long host_cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -916,6 +918,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             chain_from = NULL;
             cpu->stats.helper_exits++;
             cpu->in_block = false;
+            tcg_fp_release(cpu);
             cpu->single_step = false; /* a fault (no trap after it) or an exit */
             tcg_debug_after_fault(v);
             if (uncached) {
@@ -1078,6 +1081,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             v->guest_insns += tb->nr_guest_insns;
         }
         cpu->in_block = false;
+        tcg_fp_release(cpu);
         if (alone)
             cpu->smc = 0;
         if (atomic_step) {

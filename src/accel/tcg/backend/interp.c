@@ -21,6 +21,7 @@
  */
 #include "accel/tcg/backend/interp.h"
 #include "accel/tcg/ir/bits.h"
+#include "accel/tcg/ir/fpenv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,7 @@
 #define INTERP_CONDS(X)                                                                            \
     X(EQ) X(NE) X(LT) X(GE) X(LE) X(GT) X(LTU) X(GEU) X(LEU) X(GTU) X(TSTEQ) X(TSTNE)
 #define INTERP_PLAIN_OPS(X)                                                                        \
-    X(MOVI) X(LDENV) X(STENV) X(CALL) X(CALL_VOID) X(BR) X(GOTO_TB) X(EXIT_TB)
+    X(MOVI) X(LDENV) X(STENV) X(CALL) X(CALL_VOID) X(BR) X(GOTO_TB) X(EXIT_TB) X(FPENV) X(FPOP)
 /* clang-format on */
 
 enum interp_opcode {
@@ -194,6 +195,16 @@ static int encode(const struct compiler *c, const struct ir_op *op, uint32_t *w)
             return -1;
         w[0] = opc == IR_LDENV ? I_LDENV : I_STENV, w[1] = L(0), w[2] = (uint32_t)op->imm;
         return 3;
+    case IR_FPENV:
+        if (!IR_HOST_FP || (op->imm & UINT32_MAX) > LOC_ENV - 4 || (op->imm >> 32) > LOC_ENV - 8)
+            return -1;
+        w[0] = I_FPENV, w[1] = (uint32_t)op->imm, w[2] = (uint32_t)(op->imm >> 32);
+        return 3;
+    case IR_FPOP:
+        if (!ir_fpop_valid(op->imm))
+            return -1;
+        w[0] = I_FPOP, w[1] = L(0), w[2] = L(1), w[3] = L(2), w[4] = (uint32_t)op->imm;
+        return 5;
     case IR_CALL:
         if (!b->helpers || op->imm >= b->nr_helpers || !b->helpers[op->imm].fn)
             return -1;
@@ -686,6 +697,16 @@ dispatch:
     {
         store64(env_base + pc[2], RD(pc[1]));
         NEXT(3);
+    }
+    HANDLER(FPENV)
+    {
+        ir_fp_enter((const uint32_t *)(env_base + pc[1]), (struct ir_fp_live *)(env_base + pc[2]));
+        NEXT(3);
+    }
+    HANDLER(FPOP)
+    {
+        WR(pc[1], ir_fp_op(pc[4], RD(pc[2]), RD(pc[3])));
+        NEXT(5);
     }
     HANDLER(CALL)
     {

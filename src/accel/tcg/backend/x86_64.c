@@ -24,6 +24,7 @@
  */
 #include "accel/tcg/backend/x86_64.h"
 #include "accel/tcg/backend/x86_64_emit.h"
+#include "accel/tcg/ir/fpenv.h"
 
 #include "accel/tcg/ir/bits.h"
 
@@ -780,6 +781,63 @@ static uint64_t popcount_helper(uint64_t v)
 }
 
 /* Emits one op; false if it is malformed. */
+/* FPENV: unless live, load the guest's MXCSR (its control bits, exceptions masked) into the
+ * host's and mark it live (fpenv.h). RAX is scratch. */
+static bool emit_fpenv(struct emitter *e, uint64_t imm)
+{
+    uint32_t mx = (uint32_t)imm, live = (uint32_t)(imm >> 32);
+    if (!IR_HOST_FP || mx > INT32_MAX - 4 || live > INT32_MAX - 8)
+        return false;
+    int32_t mx_disp = (int32_t)mx - ENV_BIAS, live_disp = (int32_t)live - ENV_BIAS,
+            load_disp = live_disp + (int32_t)offsetof(struct ir_fp_live, load);
+    op_mem(e, 0x83, false, 7, RBX, live_disp); /* cmp dword [live], 0 */
+    byte(e, 0);
+    size_t skip = jcc8(e, 0x75);
+    op_mem(e, 0x8b, false, RAX, RBX, mx_disp);
+    op_reg(e, 0x83, false, 4, RAX); /* and eax, ~0x3f: no flags */
+    byte(e, 0xc0);
+    op_reg(e, 0x81, false, 1, RAX); /* or eax, 0x1f80: every exception masked */
+    imm32(e, 0x1f80);
+    op_mem(e, 0x89, false, RAX, RBX, load_disp);
+    op_mem(e, 0x0fae, false, 2, RBX, load_disp); /* ldmxcsr */
+    op_mem(e, 0xc7, false, 0, RBX, live_disp);   /* mov dword [live], 1 */
+    imm32(e, 1);
+    land8(e, skip);
+    return true;
+}
+
+/* movq xmm, operand (66 REX.W 0F 6E). */
+static void movq_to_xmm(struct emitter *e, unsigned xmm, const struct opnd *o)
+{
+    unsigned src = RAX;
+    if (o->kind == OPND_IMM)
+        mov_imm(e, RAX, o->imm);
+    else if (o->kind == OPND_REG)
+        src = o->reg;
+    byte(e, 0x66);
+    if (o->kind == OPND_MEM)
+        op_mem(e, 0x0f6e, true, xmm, o->base, o->disp);
+    else
+        op_reg(e, 0x0f6e, true, xmm, src);
+}
+
+/* FPOP d = a, b: the guest's scalar SSE instruction itself, on XMM0 and XMM1 (no host XMM
+ * register holds anything across ops). */
+static bool emit_fpop(struct emitter *e, const struct ir_op *op)
+{
+    if (!ir_fpop_valid(op->imm))
+        return false;
+    struct opnd x = resolve(e, op->args[1]), y = resolve(e, op->args[2]);
+    movq_to_xmm(e, 0, &x);
+    movq_to_xmm(e, 1, &y);
+    byte(e, (uint8_t)(op->imm >> 8));                  /* F2 / F3 */
+    op_reg(e, 0x0f00 | (op->imm & 0xff), false, 0, 1); /* op xmm0, xmm1 */
+    unsigned rd = ra_def(e, op->args[0], IR_NO_TEMP);
+    byte(e, 0x66);
+    op_reg(e, 0x0f7e, true, 0, rd); /* movq rd, xmm0 */
+    return true;
+}
+
 static bool emit_op(struct emitter *e, const struct ir_op *op)
 {
     const struct ir_block *b = e->b;
@@ -1040,6 +1098,10 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
             return false;
         emit_exit(e, (uint32_t)op->imm);
         return true;
+    case IR_FPENV:
+        return emit_fpenv(e, op->imm);
+    case IR_FPOP:
+        return emit_fpop(e, op);
     case IR_NR_OPCODES: /* no default: a new IR opcode must be handled here (-Wswitch) */
         break;
     }

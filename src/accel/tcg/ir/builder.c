@@ -268,6 +268,18 @@ void ir_stenv(struct ir_block *b, ir_temp a, uint32_t offset)
     ir_emit(b, IR_STENV, IR_I64, IR_COND_ALWAYS, args, 1, offset);
 }
 
+void ir_fpenv(struct ir_block *b, uint32_t mxcsr_offset, uint32_t live_offset)
+{
+    ir_emit(b, IR_FPENV, IR_I64, IR_COND_ALWAYS, NULL, 0,
+            mxcsr_offset | (uint64_t)live_offset << 32);
+}
+
+void ir_fpop(struct ir_block *b, ir_temp d, ir_temp a, ir_temp c, uint32_t insn)
+{
+    ir_temp args[] = {d, a, c};
+    ir_emit(b, IR_FPOP, IR_I64, IR_COND_ALWAYS, args, 3, insn);
+}
+
 void ir_call(struct ir_block *b, unsigned helper, ir_temp d, ir_temp a0, ir_temp a1, ir_temp a2,
              ir_temp a3)
 {

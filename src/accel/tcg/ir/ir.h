@@ -86,6 +86,10 @@ enum ir_cond { /* comparisons for setcond/brcond/movcond, on the op's type width
     X(STENV, 0, 1, 1)      /* *(u64 *)(env + imm) = a */                                           \
     X(CALL, 1, 4, 1)       /* d = helpers[imm](env, a, b, c, e); unused args are IR_NO_TEMP,       \
                               d may be IR_NO_TEMP */                                               \
+    X(FPENV, 0, 0, 1)      /* the host's FP unit takes the guest's controls for FPOP (fpenv.h):    \
+                              imm = env offset of the guest MXCSR | of struct ir_fp_live << 32 */  \
+    X(FPOP, 1, 2, 1)       /* d = a with its low lane replaced by the x86 scalar SSE instruction   \
+                              imm (fpenv.h) of lanes a, b, under FPENV; x86-64 hosts only */       \
     X(LABEL, 0, 0, 1)      /* imm = label id */                                                    \
     X(BR, 0, 0, 1)         /* goto label imm */                                                    \
     X(BRCOND, 0, 2, 1)     /* if (a cond b) goto label imm */                                      \
@@ -197,6 +201,8 @@ void ir_mul2(struct ir_block *b, bool is_signed, enum ir_type t, ir_temp lo, ir_
 void ir_qld(struct ir_block *b, enum ir_type t, ir_temp d, ir_temp addr, unsigned memop);
 void ir_qst(struct ir_block *b, enum ir_type t, ir_temp value, ir_temp addr, unsigned memop);
 void ir_ldenv(struct ir_block *b, ir_temp d, uint32_t offset);
+void ir_fpenv(struct ir_block *b, uint32_t mxcsr_offset, uint32_t live_offset);
+void ir_fpop(struct ir_block *b, ir_temp d, ir_temp a, ir_temp c, uint32_t insn);
 void ir_stenv(struct ir_block *b, ir_temp a, uint32_t offset);
 /* d = helper(env, args...); pass IR_NO_TEMP for unused args / no result. */
 void ir_call(struct ir_block *b, unsigned helper, ir_temp d, ir_temp a0, ir_temp a1, ir_temp a2,

@@ -73,6 +73,8 @@ static bool is_typed(enum ir_opcode opc)
     case IR_LDENV:
     case IR_STENV:
     case IR_CALL:
+    case IR_FPENV:
+    case IR_FPOP:
     case IR_LABEL:
     case IR_BR:
     case IR_INSN_START:
@@ -169,6 +171,19 @@ static void put_op(struct out *o, const struct ir_block *b, const struct ir_op *
     case IR_GOTO_TB:
     case IR_EXIT_TB:
         put(o, " %" PRIu64, op->imm);
+        break;
+    case IR_FPENV:
+        put(o, " mxcsr=[env+0x%" PRIx64 "], live=[env+0x%" PRIx64 "]", op->imm & UINT32_MAX,
+            op->imm >> 32);
+        break;
+    case IR_FPOP:
+        put(o, " ");
+        put_temp(o, b, a[0]);
+        put(o, ", ");
+        put_temp(o, b, a[1]);
+        put(o, ", ");
+        put_temp(o, b, a[2]);
+        put(o, ", insn=%02x 0f %02x", (unsigned)(op->imm >> 8) & 0xff, (unsigned)op->imm & 0xff);
         break;
     default: {
         unsigned n = info->nr_out + info->nr_in;

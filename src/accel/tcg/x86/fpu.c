@@ -15,6 +15,7 @@
 #include "accel/tcg/tcg_internal.h"
 #include "accel/tcg/x86/flags.h"
 #include "accel/tcg/x86/fx80.h"
+#include "accel/tcg/x86/seg.h"
 
 #include <string.h>
 
@@ -1021,6 +1022,7 @@ uint64_t h_fpu_sse(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t
     (void)c, (void)d;
     struct tcg_cpu *cpu = env;
     unsigned kind = FD_KIND(desc);
+    tcg_fp_release(cpu); /* the guest's MXCSR complete, the host's own FP environment */
     switch (kind) {
     case FK_WAIT:
         if ((cpu->cr0 & (CR0_TS | X86_CR0_MP)) == (CR0_TS | X86_CR0_MP))
@@ -1043,6 +1045,7 @@ uint64_t h_fpu_sse(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t
             fxsave(cpu, addr, desc);
         else
             fxrstor(cpu, addr, desc);
+        tcg_update_hflags(cpu); /* HF_MXFAST */
         return 0;
     default: /* SSE class and LDMXCSR/STMXCSR */
         if (FD_MAP(desc) == X86_MAP_0F && FD_OPCODE(desc) == 0x77 && FD_MP(desc) == X86_MP_NONE) {
@@ -1066,6 +1069,7 @@ uint64_t h_fpu_sse(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t
             if (m & ~FPU_MXCSR_MASK)
                 tcg_raise_exception(cpu, X86_EXC_GP, 0, true);
             cpu->fpu.mxcsr = m;
+            tcg_update_hflags(cpu); /* HF_MXFAST */
         } else if (kind == FK_STMXCSR) {
             probe_write(cpu, addr, 4);
             mmu_store(cpu, addr, cpu->fpu.mxcsr, 4);

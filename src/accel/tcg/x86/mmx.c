@@ -214,6 +214,7 @@ uint64_t h_mmx(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t d)
 {
     (void)c, (void)d;
     struct tcg_cpu *cpu = env;
+    tcg_fp_release(cpu); /* CVTPI2PS and friends use the host's FP unit */
     struct mmx m = {.cpu = cpu,
                     .addr = addr,
                     .reg = FD_REG(desc),

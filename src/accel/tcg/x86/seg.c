@@ -70,6 +70,8 @@ void tcg_update_hflags(struct tcg_cpu *cpu)
      * makes, done once at translation for the ones the translator inlines. */
     if (!(cpu->cr0 & 0xcULL) && (cpu->cr4 & (1ULL << 9)))
         hf |= HF_SSE;
+    if (cpu->host_fp && (cpu->fpu.mxcsr & 0x1f80u) == 0x1f80u)
+        hf |= HF_MXFAST;
     cpu->hflags = hf;
 }
 

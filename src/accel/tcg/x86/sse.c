@@ -1192,6 +1192,7 @@ uint64_t h_sse_fp(void *env, uint64_t op, uint64_t lo, uint64_t hi, uint64_t unu
 {
     (void)unused;
     struct tcg_cpu *cpu = env;
+    tcg_fp_release(cpu);
     unsigned opc = (unsigned)op & 0xff, mp = (unsigned)(op >> 8) & 3,
              reg = (unsigned)(op >> 10) & 15;
     /* The result goes to sse_result, which the generated code copies into the register: XMM

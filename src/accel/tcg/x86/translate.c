@@ -117,9 +117,10 @@ struct dc {
     uint64_t next_ip; /* RIP after it */
     uint32_t hflags;
     enum x86_cpu_mode mode;
-    int cc_op;      /* static lazy-flags op, or CC_OP_DYNAMIC */
-    bool end;       /* the block ends after this instruction */
-    bool call, ret; /* ...with a near CALL / RET (x86_translate_info) */
+    int cc_op;        /* static lazy-flags op, or CC_OP_DYNAMIC */
+    bool end;         /* the block ends after this instruction */
+    bool call, ret;   /* ...with a near CALL / RET (x86_translate_info) */
+    int64_t fpenv_at; /* the op index of the block's last IR_FPENV, -1: none */
 };
 
 /* --- small utilities -------------------------------------------------------------------- */
@@ -1301,6 +1302,41 @@ static void gen_pmovmskb(struct dc *s)
     ir_binop(s->b, IR_OR, IR_I64, gpr(in->reg & 15), m[0], m[1]);
 }
 
+/* The host's MXCSR is the guest's for the IR_FPOP about to be emitted: an IR_FPENV unless
+ * one earlier in the block still holds (no helper call since, which may have released it,
+ * and no label, where another path joins). */
+static void gen_fpenv(struct dc *s)
+{
+    bool held = s->fpenv_at >= 0;
+    for (uint32_t i = (uint32_t)(s->fpenv_at + 1); held && i < s->b->nr_ops; i++)
+        held = s->b->ops[i].opc != IR_CALL && s->b->ops[i].opc != IR_LABEL;
+    if (held)
+        return;
+    s->fpenv_at = s->b->nr_ops;
+    ir_fpenv(s->b, offsetof(struct tcg_cpu, fpu.mxcsr), offsetof(struct tcg_cpu, fp_live));
+}
+
+/* Scalar SSE arithmetic with every exception masked (HF_MXFAST): the host's own instruction
+ * on the low quadwords, inline (IR_FPOP). */
+static void gen_sse_fp_inline(struct dc *s)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    bool single = in->prefix.mandatory == X86_MP_F3;
+    ir_temp src;
+    if (in->has_mem) {
+        ir_temp addr = gen_mem_addr(s);
+        sync_cc_op(s); /* the load may fault */
+        src = gen_load(s, addr, single ? 32 : 64);
+    } else {
+        src = xmm_ld(s, in->rm & 15, 0);
+    }
+    gen_fpenv(s);
+    ir_temp r = tmp(s);
+    ir_fpop(s->b, r, xmm_ld(s, in->reg & 15, 0), src,
+            IR_FPOP_INSN(single ? 0xf3 : 0xf2, in->opcode));
+    xmm_st(s, in->reg, 0, r);
+}
+
 /* SSE arithmetic (and CVTSS2SD/CVTSD2SS): the source operand loaded here, the operation in
  * HELPER_sse_fp (the host's SSE unit under the guest's MXCSR, or exact software). */
 static bool gen_sse_fp(struct dc *s)
@@ -1311,6 +1347,10 @@ static bool gen_sse_fp(struct dc *s)
     if (!((opc >= 0x58 && opc <= 0x5f && opc != 0x5a && opc != 0x5b) || opc == 0x51 ||
           (opc == 0x5a && scalar)))
         return false;
+    if (scalar && (s->hflags & HF_MXFAST)) {
+        gen_sse_fp_inline(s);
+        return true;
+    }
     ir_temp arg = cst(s, opc | mp << 8 | (in->reg & 15u) << 10);
     if (!in->has_mem) {
         gen_call(s, HELPER_sse_fp, IR_NO_TEMP, arg, xmm_ld(s, in->rm & 15, 0),
@@ -2091,10 +2131,13 @@ static void translate_insn(struct dc *s)
     case X86_MN_X87:
     case X86_MN_WAIT:
     case X86_MN_FXSAVE:
-    case X86_MN_FXRSTOR:
-    case X86_MN_LDMXCSR:
     case X86_MN_STMXCSR:
         gen_fpu_sse(s);
+        break;
+    case X86_MN_FXRSTOR:
+    case X86_MN_LDMXCSR:
+        gen_fpu_sse(s);
+        gen_jump_const(s, s->next_ip, 0); /* HF_MXFAST may change */
         break;
     case X86_MN_UD0:
     case X86_MN_UD1:
@@ -2129,6 +2172,7 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
                 : (hflags & HF_CS32) ? X86_MODE_32
                                      : X86_MODE_16,
         .cc_op = CC_OP_DYNAMIC,
+        .fpenv_at = -1,
     };
     uint64_t first_page = (cs_base + rip) & ~0xfffULL;
     info->guest_size = 0;
