@@ -252,13 +252,13 @@ static void test_forbidden_per_kind(void **state)
         enum sandbox_thread kind;
         void (*fn)(void);
     } cases[] = {
-        {SANDBOX_VCPU, call_socket_unix},     {SANDBOX_VCPU, call_tcgets},
-        {SANDBOX_VCPU, call_uring_enter},     {SANDBOX_VCPU, call_epoll},
+        {SANDBOX_VCPU, call_socket_unix},      {SANDBOX_VCPU, call_tcgets},
+        {SANDBOX_VCPU, call_uring_enter},      {SANDBOX_VCPU, call_epoll},
         {SANDBOX_BLOCK, call_socket_unix},
 #ifdef SANITIZER_BUILD /* read-only opens allowed (LeakSanitizer reads /proc), others trap */
         {SANDBOX_VCPU, call_open_for_writing}, {SANDBOX_IO, call_open_for_writing},
 #endif
-        {SANDBOX_NET, call_open_for_writing}, {SANDBOX_NET, call_tcgets},
+        {SANDBOX_NET, call_open_for_writing},  {SANDBOX_NET, call_tcgets},
         {SANDBOX_API, call_socket_unix},       {SANDBOX_API, call_uring_enter},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -398,10 +398,13 @@ static void test_list_sizes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_allowed_calls_work),  cmocka_unit_test(test_forbidden_everywhere),
-        cmocka_unit_test(test_forbidden_per_kind),  cmocka_unit_test(test_open_refused_not_trapped),
+        cmocka_unit_test(test_allowed_calls_work),
+        cmocka_unit_test(test_forbidden_everywhere),
+        cmocka_unit_test(test_forbidden_per_kind),
+        cmocka_unit_test(test_open_refused_not_trapped),
         cmocka_unit_test(test_filters_are_per_thread),
-        cmocka_unit_test(test_trap_names_the_call), cmocka_unit_test(test_list_sizes),
+        cmocka_unit_test(test_trap_names_the_call),
+        cmocka_unit_test(test_list_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
