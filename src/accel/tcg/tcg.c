@@ -843,6 +843,20 @@ static void chain_blocks(struct accel_vm *vm, struct tcg_cpu *cpu, struct native
  * are freed at every run-loop turn. */
 #define ZOMBIE_LIMIT (8u << 20)
 
+/* The code buffer starts over: its jump slots will be handed out again, so the return-address
+ * stacks' slots (hints into them) must go, or a RET could aim a slot that now belongs to
+ * another block's chained jump. Every vCPU is stopped here or is the caller. */
+static void forget_return_stacks(struct accel_vm *vm)
+{
+    for (unsigned i = 0; i < TCG_MAX_VCPUS; i++) {
+        struct accel_vcpu *other = atomic_load(&vm->vcpus[i]);
+        if (other) {
+            memset(other->cpu.ras, 0, sizeof(other->cpu.ras));
+            other->cpu.ras_top = 0;
+        }
+    }
+}
+
 /* At the run loop's top, holding no block: drop code devices wrote, cache maintenance (in
  * an exclusive section when other vCPUs run), and other vCPUs' sections. Returns true when
  * blocks may have been freed meanwhile. */
@@ -857,8 +871,10 @@ static bool between_blocks(struct accel_vcpu *v)
         if (smp)
             tcg_exclusive_begin(v);
         tcg_tb_lock(cpu, vm);
-        if (tb_maintain(&vm->tbs) && vm->tbs.jit)
+        if (tb_maintain(&vm->tbs) && vm->tbs.jit) {
             native_reset(vm->tbs.jit);
+            forget_return_stacks(vm);
+        }
         tcg_tb_unlock(cpu, vm);
         if (smp)
             tcg_exclusive_end(v);
