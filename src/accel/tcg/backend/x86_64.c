@@ -821,18 +821,60 @@ static void movq_to_xmm(struct emitter *e, unsigned xmm, const struct opnd *o)
         op_reg(e, 0x0f6e, true, xmm, src);
 }
 
-/* FPOP d = a, b: the guest's scalar SSE instruction itself, on XMM0 and XMM1 (no host XMM
- * register holds anything across ops). */
+/* The operand in a GPR (RAX when it is not in one). */
+static unsigned opnd_in_gpr(struct emitter *e, const struct opnd *o)
+{
+    if (o->kind == OPND_REG)
+        return o->reg;
+    mov_opnd(e, RAX, o, true);
+    return RAX;
+}
+
+/* FPOP d = a, b: the guest's scalar SSE instruction itself (fpenv.h), on XMM0 and XMM1 (no
+ * host XMM register holds anything across ops). */
 static bool emit_fpop(struct emitter *e, const struct ir_op *op)
 {
     if (!ir_fpop_valid(op->imm))
         return false;
+    unsigned opc = op->imm & 0xff, prefix = (op->imm >> 8) & 0xff;
+    bool w = (op->imm >> 16) & 1;
     struct opnd x = resolve(e, op->args[1]), y = resolve(e, op->args[2]);
-    movq_to_xmm(e, 0, &x);
-    movq_to_xmm(e, 1, &y);
-    byte(e, (uint8_t)(op->imm >> 8));                  /* F2 / F3 */
-    op_reg(e, 0x0f00 | (op->imm & 0xff), false, 0, 1); /* op xmm0, xmm1 */
-    unsigned rd = ra_def(e, op->args[0], IR_NO_TEMP);
+    unsigned rd;
+    switch (opc) {
+    case 0x2a: /* CVTSI2S*: xmm0 = a, then the integer from a GPR */
+        movq_to_xmm(e, 0, &x);
+        byte(e, (uint8_t)prefix);
+        op_reg(e, 0x0f2a, w, 0, opnd_in_gpr(e, &y));
+        break;
+    case 0x2c:
+    case 0x2d: /* CVT(T)S*2SI: straight into d's register */
+        movq_to_xmm(e, 1, &y);
+        rd = ra_def(e, op->args[0], IR_NO_TEMP);
+        byte(e, (uint8_t)prefix);
+        op_reg(e, 0x0f00 | opc, w, rd, 1); /* 32-bit forms zero-extend */
+        return true;
+    case 0x2e:
+    case 0x2f: /* (U)COMIS*: ZF PF CF, which LAHF puts at their EFLAGS positions in AH */
+        movq_to_xmm(e, 0, &x);
+        movq_to_xmm(e, 1, &y);
+        if (prefix)
+            byte(e, (uint8_t)prefix);
+        op_reg(e, 0x0f00 | opc, false, 0, 1);
+        byte(e, 0x9f);                    /* lahf */
+        op_reg(e, 0x0fb6, false, RAX, 4); /* movzx eax, ah (no REX) */
+        op_reg(e, 0x83, false, 4, RAX);   /* and eax, 0x45 */
+        byte(e, 0x45);
+        rd = ra_def(e, op->args[0], IR_NO_TEMP);
+        mov_rr(e, false, rd, RAX);
+        return true;
+    default: /* the arithmetic: xmm0 op= xmm1 */
+        movq_to_xmm(e, 0, &x);
+        movq_to_xmm(e, 1, &y);
+        byte(e, (uint8_t)prefix);
+        op_reg(e, 0x0f00 | opc, false, 0, 1);
+        break;
+    }
+    rd = ra_def(e, op->args[0], IR_NO_TEMP);
     byte(e, 0x66);
     op_reg(e, 0x0f7e, true, 0, rd); /* movq rd, xmm0 */
     return true;

@@ -3,9 +3,11 @@
 
 bool ir_fpop_valid(uint64_t imm)
 {
-    if (!IR_HOST_FP || ((imm >> 8) != 0xf2 && (imm >> 8) != 0xf3))
+    unsigned opc = imm & 0xff, prefix = (imm >> 8) & 0xff;
+    bool scalar = prefix == 0xf2 || prefix == 0xf3, w = (imm >> 16) & 1;
+    if (!IR_HOST_FP || imm >> 17)
         return false;
-    switch (imm & 0xff) {
+    switch (opc) {
     case 0x51: /* SQRT */
     case 0x58: /* ADD */
     case 0x59: /* MUL */
@@ -14,7 +16,14 @@ bool ir_fpop_valid(uint64_t imm)
     case 0x5d: /* MIN */
     case 0x5e: /* DIV */
     case 0x5f: /* MAX */
-        return true;
+        return scalar && !w;
+    case 0x2a: /* CVTSI2S* */
+    case 0x2c: /* CVTTS*2SI */
+    case 0x2d: /* CVTS*2SI */
+        return scalar;
+    case 0x2e: /* UCOMIS* */
+    case 0x2f: /* COMIS* */
+        return (prefix == 0 || prefix == 0x66) && !w;
     default:
         return false;
     }
@@ -33,10 +42,79 @@ void ir_fp_enter(const uint32_t *guest_mxcsr, struct ir_fp_live *l)
 
 typedef long long v2di __attribute__((vector_size(16)));
 
+/* The integer conversions and comparisons (ir_fp_op's other forms). */
+static uint64_t int_or_flags_op(uint32_t insn, v2di x, uint64_t b)
+{
+    v2di y = {(long long)b, 0};
+    uint64_t r = 0;
+    bool zf, pf, cf;
+    /* volatile: results and flags depend on the MXCSR, which the compiler does not see */
+    uint32_t b32 = (uint32_t)b;
+#define TO_XMM(text, v) __asm__ volatile(text " %1, %0" : "+x"(x) : "r"(v))
+#define TO_INT(text) __asm__ volatile(text " %1, %0" : "=r"(r) : "x"(y))
+#define COMPARE(text)                                                                              \
+    __asm__ volatile(text " %3, %4" : "=@ccz"(zf), "=@ccp"(pf), "=@ccc"(cf) : "x"(y), "x"(x))
+    switch (insn) {
+    case 0x0f32a:
+        TO_XMM("cvtsi2ssl", b32);
+        return (uint64_t)x[0];
+    case 0x1f32a:
+        TO_XMM("cvtsi2ssq", b);
+        return (uint64_t)x[0];
+    case 0x0f22a:
+        TO_XMM("cvtsi2sdl", b32);
+        return (uint64_t)x[0];
+    case 0x1f22a:
+        TO_XMM("cvtsi2sdq", b);
+        return (uint64_t)x[0];
+    case 0x0f32c:
+        TO_INT("cvttss2si");
+        return (uint32_t)r;
+    case 0x1f32c:
+        TO_INT("cvttss2siq");
+        return r;
+    case 0x0f22c:
+        TO_INT("cvttsd2si");
+        return (uint32_t)r;
+    case 0x1f22c:
+        TO_INT("cvttsd2siq");
+        return r;
+    case 0x0f32d:
+        TO_INT("cvtss2si");
+        return (uint32_t)r;
+    case 0x1f32d:
+        TO_INT("cvtss2siq");
+        return r;
+    case 0x0f22d:
+        TO_INT("cvtsd2si");
+        return (uint32_t)r;
+    case 0x1f22d:
+        TO_INT("cvtsd2siq");
+        return r;
+    case 0x002e:
+        COMPARE("ucomiss");
+        break;
+    case 0x662e:
+        COMPARE("ucomisd");
+        break;
+    case 0x002f:
+        COMPARE("comiss");
+        break;
+    case 0x662f:
+        COMPARE("comisd");
+        break;
+    default:
+        return 0; /* refused when the block was compiled (ir_fpop_valid) */
+    }
+#undef TO_XMM
+#undef TO_INT
+#undef COMPARE
+    return (zf ? 0x40u : 0) | (pf ? 0x04u : 0) | (cf ? 0x01u : 0);
+}
+
 uint64_t ir_fp_op(uint32_t insn, uint64_t a, uint64_t b)
 {
     v2di x = {(long long)a, 0}, y = {(long long)b, 0};
-    /* volatile: the result depends on the MXCSR, which the compiler does not see */
 #define OP(text) __asm__ volatile(text " %1, %0" : "+x"(x) : "x"(y))
     switch (insn) {
     case 0xf351:
@@ -88,7 +166,7 @@ uint64_t ir_fp_op(uint32_t insn, uint64_t a, uint64_t b)
         OP("maxsd");
         break;
     default:
-        break; /* refused when the block was compiled (ir_fpop_valid) */
+        return int_or_flags_op(insn, x, b);
     }
 #undef OP
     return (uint64_t)x[0];

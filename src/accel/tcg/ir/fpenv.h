@@ -38,8 +38,13 @@ static inline uint32_t ir_fp_host_mxcsr(uint32_t guest)
     return (guest & ~0x3fu) | 0x1f80u;
 }
 
-/* IR_FPOP's imm: the x86 scalar SSE instruction, prefix << 8 | opcode byte. */
-#define IR_FPOP_INSN(prefix, opc) ((uint32_t)(prefix) << 8 | (opc))
+/* IR_FPOP's imm: the x86 scalar SSE instruction, REX.W << 16 | prefix << 8 | opcode byte:
+ *   F3/F2 51 58 59 5A 5C-5F (SQRT ADD MUL CVT SUB MIN DIV MAX): d = a, its low lane op(a, b);
+ *   F3/F2 2A (CVTSI2SS/SD): d = a, its low lane the integer b (64-bit with W, else 32);
+ *   F3/F2 2C 2D (CVTTSS2SI...): d = the integer of b's low lane (W: 64-bit, else 32,
+ *   zero-extended);
+ *   none/66 2E 2F (UCOMISS/SD, COMISS/SD): d = the ZF, PF and CF bits they set. */
+#define IR_FPOP_INSN(rex_w, prefix, opc) ((uint32_t)(rex_w) << 16 | (uint32_t)(prefix) << 8 | (opc))
 bool ir_fpop_valid(uint64_t imm);
 
 /* The interpreter's FPENV and FPOP (the native backend emits the same inline). */

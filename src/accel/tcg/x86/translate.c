@@ -1333,8 +1333,45 @@ static void gen_sse_fp_inline(struct dc *s)
     gen_fpenv(s);
     ir_temp r = tmp(s);
     ir_fpop(s->b, r, xmm_ld(s, in->reg & 15, 0), src,
-            IR_FPOP_INSN(single ? 0xf3 : 0xf2, in->opcode));
+            IR_FPOP_INSN(0, single ? 0xf3 : 0xf2, in->opcode));
     xmm_st(s, in->reg, 0, r);
+}
+
+/* The scalar conversions to and from integers and the ordered/unordered compares, inline
+ * under HF_MXFAST like the arithmetic. False: not one of them. */
+static bool gen_sse_scalar_misc(struct dc *s)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    unsigned opc = in->opcode, mp = in->prefix.mandatory;
+    bool scalar = mp == X86_MP_F3 || mp == X86_MP_F2, w = in->prefix.rex_w;
+    bool cvt = scalar && (opc == 0x2a || opc == 0x2c || opc == 0x2d);
+    bool comis = (mp == X86_MP_NONE || mp == X86_MP_66) && (opc == 0x2e || opc == 0x2f);
+    if (!(s->hflags & HF_MXFAST) || !(cvt || comis))
+        return false;
+    unsigned prefix = mp == X86_MP_F3 ? 0xf3 : mp == X86_MP_F2 ? 0xf2 : mp == X86_MP_66 ? 0x66 : 0;
+    /* the source: an integer for CVTSI2S*, else a single (F3, no prefix) or a double */
+    unsigned bits = opc == 0x2a ? (w ? 64 : 32) : (mp == X86_MP_F3 || mp == X86_MP_NONE) ? 32 : 64;
+    ir_temp src;
+    if (in->has_mem) {
+        ir_temp addr = gen_mem_addr(s);
+        sync_cc_op(s); /* the load may fault */
+        src = gen_load(s, addr, bits);
+    } else {
+        src = opc == 0x2a ? gpr(in->rm & 15) : xmm_ld(s, in->rm & 15, 0);
+    }
+    gen_fpenv(s);
+    ir_temp r = tmp(s);
+    ir_temp a = opc == 0x2c || opc == 0x2d ? src : xmm_ld(s, in->reg & 15, 0);
+    ir_fpop(s->b, r, a, src, IR_FPOP_INSN(w && cvt, prefix, opc));
+    if (opc == 0x2a) {
+        xmm_st(s, in->reg, 0, r);
+    } else if (cvt) {
+        ir_mov(s->b, IR_I64, gpr(in->reg & 15), r); /* 32-bit results come zero-extended */
+    } else {
+        ir_mov(s->b, IR_I64, G_CC_SRC, r);
+        set_cc_op(s, CC_OP_EFLAGS);
+    }
+    return true;
 }
 
 /* SSE arithmetic (and CVTSS2SD/CVTSD2SS): the source operand loaded here, the operation in
@@ -1388,7 +1425,7 @@ static bool gen_sse_inline(struct dc *s)
         return false;
     if (in->opcode >= 0x71 && in->opcode <= 0x73)
         return gen_sse_shift_imm(s);
-    if (gen_sse_fp(s))
+    if (gen_sse_fp(s) || gen_sse_scalar_misc(s))
         return true;
     if (in->opcode == 0xd7 && in->prefix.mandatory == X86_MP_66 && !in->has_mem) {
         gen_pmovmskb(s);
