@@ -61,7 +61,12 @@ void cpu_model_cpuid(struct cpuid_model *out, uint64_t tsc_hz, uint64_t apic_hz)
     add_leaf(out, 4, 1, CPUID_FLAG_INDEXED, 0x122, 7u << 22 | 63, 63, 0);
     add_leaf(out, 4, 2, CPUID_FLAG_INDEXED, 0x143, 15u << 22 | 63, 1023, 0);
     add_leaf(out, 4, 3, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
-    add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0, 0);
+    /* EDX: IBRS/IBPB (26), STIBP (27) and SSBD (31) as IA32_SPEC_CTRL / IA32_PRED_CMD bits,
+     * IA32_ARCH_CAPABILITIES (29; CPU_MODEL_ARCH_CAPABILITIES on the translator). With them
+     * and IBRS_ALL a guest kernel uses enhanced IBRS instead of retpolines, whose
+     * return-address rewrites defeat a translator's return prediction. */
+    add_leaf(out, 7, 0, CPUID_FLAG_INDEXED, 0, 0, 0,
+             (1u << 26) | (1u << 27) | (1u << 29) | (1u << 31));
     /* Extended topology (leaf 0xB): the per-vCPU values come from cpuid_shape_for_vcpu. */
     for (uint32_t sub = 0; sub < 3; sub++)
         add_leaf(out, 0xb, sub, CPUID_FLAG_INDEXED, 0, 0, sub, 0);

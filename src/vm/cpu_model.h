@@ -14,6 +14,19 @@
  * out (the accelerator gives its own). */
 void cpu_model_cpuid(struct cpuid_model *out, uint64_t tsc_hz, uint64_t apic_hz);
 
+/* IA32_ARCH_CAPABILITIES (0x10A) as the translator reports it: not affected by Meltdown
+ * (RDCL_NO), speculative store bypass, MDS, machine checks on page-size changes, TAA, the
+ * MMIO stale-data family (SBDR_SSDP_NO, FBSDP_NO, PSDP_NO), branch history injection,
+ * post-barrier RSB predictions, GDS, RFDS or ITS (and IBRS_ALL: enhanced IBRS, IA32_SPEC_CTRL.IBRS
+ * set once): a software CPU does not speculate, and its MMU
+ * checks every access before making it. So a guest kernel needs no page-table isolation
+ * (no CR3 switch on every kernel entry) and no buffer clearing (VERW) on every return. On
+ * KVM the kernel's own value (the host's, filtered) is what the guest reads. */
+#define CPU_MODEL_ARCH_CAPABILITIES                                                                \
+    ((1ull << 0) | (1ull << 1) | (1ull << 62) | (1ull << 4) | (1ull << 5) | (1ull << 6) |          \
+     (1ull << 8) | (1ull << 13) | (1ull << 14) | (1ull << 15) | (1ull << 20) | (1ull << 24) |      \
+     (1ull << 26) | (1ull << 27))
+
 /* MSRs whose values the model defines (IA32_MCG_CAP: MCA without banks, MISC_ENABLE, ...):
  * each vCPU starts with them. */
 struct cpu_model_msr {

@@ -56,6 +56,20 @@ def test_boot_on_the_interpreter_backend():
     assert rc == 0, (rc, err)
 
 
+def test_guest_kernel_sees_a_cpu_without_speculation_bugs():
+    """The translator's CPU model reports IA32_ARCH_CAPABILITIES (RDCL_NO, MDS_NO, IBRS_ALL...)
+    and IA32_SPEC_CTRL: Linux then runs without page-table isolation (no CR3 switch on every
+    kernel entry), buffer clearing or retpolines, and says why in sysfs."""
+    rc, out, err = boot('console=ttyS0 quiet quokka.run="cd /sys/devices/system/cpu/'
+                        'vulnerabilities && grep . meltdown mds spectre_v2 && '
+                        'echo pti=$(grep -c -w pti /proc/cpuinfo)"')
+    assert "meltdown:Not affected" in out, out[-3000:] + err
+    assert "mds:Not affected" in out, out[-3000:]
+    assert "spectre_v2:Mitigation: Enhanced" in out, out[-3000:]
+    assert "pti=0" in out, out[-3000:]
+    assert rc == 0, (rc, err)
+
+
 def test_boot_with_a_code_buffer_that_fills_up():
     """8 MiB of native code buffer (the boot needs ~30): it fills, every block is dropped, the
     buffer starts over, several times, and the guest does not notice."""

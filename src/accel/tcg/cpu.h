@@ -155,6 +155,7 @@ struct tcg_cpu {
     uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux;
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
     uint64_t pat, misc_enable;
+    uint64_t spec_ctrl;  /* IA32_SPEC_CTRL: stored (a software CPU has no predictors) */
     uint64_t mcg_status; /* IA32_MCG_STATUS (RIPV, EIPV, MCIP, LMCE_S) */
     int64_t tsc_offset;
     uint32_t hflags;

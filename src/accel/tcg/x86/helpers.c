@@ -9,6 +9,7 @@
 #include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/seg.h"
 #include "vm/bus.h"
+#include "vm/cpu_model.h"
 #include "vm/cpuid.h"
 #include "vm/timers.h"
 
@@ -393,6 +394,9 @@ static uint64_t h_rdtsc(void *env, uint64_t with_aux, uint64_t b, uint64_t c, ui
 #define MSR_TSC_DEADLINE 0x6e0
 #define MSR_BIOS_SIGN_ID 0x8b
 #define MSR_MCG_CAP 0x179
+#define MSR_ARCH_CAPABILITIES 0x10a
+#define MSR_SPEC_CTRL 0x48
+#define MSR_PRED_CMD 0x49
 #define MSR_MCG_STATUS 0x17a
 #define MSR_SYSENTER_CS 0x174
 #define MSR_SYSENTER_ESP 0x175
@@ -438,7 +442,13 @@ bool tcg_msr_read(struct tcg_cpu *cpu, uint32_t index, uint64_t *value)
         return true; /* microcode revision 0 */
     case MSR_MCG_CAP:
         *value = 0;
-        return true; /* MCA without banks (CPUID.1:EDX) */
+        return true;    /* MCA without banks (CPUID.1:EDX) */
+    case MSR_SPEC_CTRL: /* CPUID.7:EDX[26] */
+        *value = cpu->spec_ctrl;
+        return true;
+    case MSR_ARCH_CAPABILITIES: /* CPUID.7:EDX[29]; read-only */
+        *value = CPU_MODEL_ARCH_CAPABILITIES;
+        return true;
     case MSR_MCG_STATUS:
         *value = cpu->mcg_status;
         return true;
@@ -539,7 +549,14 @@ bool tcg_msr_write(struct tcg_cpu *cpu, uint32_t index, uint64_t value)
         cpu->misc_enable = value;
         return true;
     case MSR_BIOS_SIGN_ID:
-        return true; /* the "clear, then CPUID" sequence: nothing to load */
+        return true;    /* the "clear, then CPUID" sequence: nothing to load */
+    case MSR_SPEC_CTRL: /* IBRS, STIBP, SSBD: nothing to restrict in a software CPU */
+        if (value & ~7ULL)
+            return false;
+        cpu->spec_ctrl = value;
+        return true;
+    case MSR_PRED_CMD: /* IBPB (write-only): no predictor state to drop */
+        return (value & ~1ULL) == 0;
     case MSR_MCG_STATUS:
         if (value & ~0xfULL)
             return false;
