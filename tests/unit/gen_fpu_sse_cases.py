@@ -38,6 +38,11 @@ BODIES = [
     "cvtss2si eax, xmm0", "cvtss2si rax, xmm1", "cvttss2si eax, xmm1", "cvttss2si rax, xmm2",
     "cvtsd2si eax, xmm0", "cvtsd2si rax, xmm1", "cvttsd2si eax, xmm2", "cvttsd2si rcx, xmm3",
     "cvtss2si ecx, xmm3", "cvttsd2si eax, xmm1",
+    # operands the translator knows as constants (the inline forms load them into registers)
+    "mov eax, 7; cvtsi2sd xmm0, eax", "mov rcx, -3; cvtsi2ss xmm1, rcx",
+    "mov rax, 0x400c000000000000; movq xmm1, rax; cvttsd2si ecx, xmm1; cvtsd2si rdx, xmm1",
+    "mov rax, 0x3ff8000000000000; movq xmm1, rax; addsd xmm0, xmm1; ucomisd xmm0, xmm1; setb al; seta cl",
+    "mov eax, 0x40400000; movd xmm2, eax; mulss xmm0, xmm2; comiss xmm2, xmm0; sbb eax, eax",
     "cvtps2pd xmm0, xmm1", "cvtpd2ps xmm0, xmm1", "cvtss2sd xmm0, xmm1", "cvtsd2ss xmm0, xmm1",
     "cvtps2pd xmm0, xmm2", "cvtpd2ps xmm0, xmm3", "cvtsd2ss xmm0, xmm2",
     "cvtdq2ps xmm0, xmm1", "cvtps2dq xmm0, xmm1", "cvttps2dq xmm0, xmm1", "cvtps2dq xmm0, xmm2",

@@ -69,6 +69,10 @@ struct native_jit {
     uint32_t (*enter)(void *env, const void *code); /* entry trampoline */
     uint32_t exit_off;                              /* exit trampoline: return EAX */
     uint32_t leave_off; /* invalidated entries jump here: EAX = IR_EXIT_NEXT, exit */
+    /* The compiler's working state (~90 KB), kept from block to block: allocating it per block
+     * made the heap grow and shrink each time (page faults, arena trims). Compiles are
+     * serialised by the caller (they share the buffer). */
+    struct emitter *scratch;
 };
 
 /* --- operands --------------------------------------------------------------------------------- */
@@ -841,11 +845,14 @@ static bool emit_fpop(struct emitter *e, const struct ir_op *op)
     struct opnd x = resolve(e, op->args[1]), y = resolve(e, op->args[2]);
     unsigned rd;
     switch (opc) {
-    case 0x2a: /* CVTSI2S*: xmm0 = a, then the integer from a GPR */
+    case 0x2a: { /* CVTSI2S*: xmm0 = a, then the integer from a GPR (loaded before the
+                  * prefix: nothing may come between it and the opcode) */
         movq_to_xmm(e, 0, &x);
+        unsigned src = opnd_in_gpr(e, &y);
         byte(e, (uint8_t)prefix);
-        op_reg(e, 0x0f2a, w, 0, opnd_in_gpr(e, &y));
+        op_reg(e, 0x0f2a, w, 0, src);
         break;
+    }
     case 0x2c:
     case 0x2d: /* CVT(T)S*2SI: straight into d's register */
         movq_to_xmm(e, 1, &y);
@@ -1250,11 +1257,12 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     if (!block || block->nr_ops > IR_MAX_OPS || block->nr_temps > IR_MAX_TEMPS ||
         block->nr_labels > IR_MAX_LABELS || info->mmu_index > 1)
         return NULL;
+    if (!jit->scratch)
+        jit->scratch = calloc(1, sizeof(*jit->scratch));
     struct native_code *code = calloc(1, sizeof(*code));
-    struct emitter *e = malloc(sizeof(*e));
+    struct emitter *e = jit->scratch;
     if (!code || !e) {
         free(code);
-        free(e);
         return NULL;
     }
     code->chain[0] = code->chain[1] = NO_SITE;
@@ -1267,8 +1275,7 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     e->b = block;
     e->info = info;
     e->nr_fixups = 0;
-    e->slow = NULL;
-    e->nr_slow = e->cap_slow = 0;
+    e->nr_slow = 0; /* e->slow keeps its capacity */
     e->code = code;
     for (uint32_t l = 0; l < IR_MAX_LABELS; l++)
         e->label_pos[l] = NO_POS;
@@ -1314,7 +1321,6 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
         emit_exit(e, IR_EXIT_NEXT); /* falling off the end, or a label after the last op */
         emit_slow_paths(e);
     }
-    free(e->slow);
     for (uint32_t i = 0; ok && !e->overflow && i < e->nr_fixups; i++) {
         uint32_t target = e->label_pos[e->fixups[i].label];
         if (target == NO_POS) {
@@ -1326,7 +1332,6 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     if (!ok || e->overflow) {
         *full = ok && e->overflow;
         free(code);
-        free(e);
         return NULL;
     }
     code->entry = jit->rx + jit->used;
@@ -1334,7 +1339,6 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     jit->used = (jit->used + e->len + 15) & ~(size_t)15;
     if (jit->used > jit->size)
         jit->used = jit->size;
-    free(e);
     return code;
 }
 
@@ -1572,5 +1576,8 @@ void native_jit_destroy(struct native_jit *jit)
     munmap(jit->rx, jit->size);
     if (jit->sites)
         munmap(jit->sites, jit_sites_bytes(jit));
+    if (jit->scratch)
+        free(jit->scratch->slow);
+    free(jit->scratch);
     free(jit);
 }
