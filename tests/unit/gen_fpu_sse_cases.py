@@ -43,6 +43,9 @@ BODIES = [
     "mov rax, 0x400c000000000000; movq xmm1, rax; cvttsd2si ecx, xmm1; cvtsd2si rdx, xmm1",
     "mov rax, 0x3ff8000000000000; movq xmm1, rax; addsd xmm0, xmm1; ucomisd xmm0, xmm1; setb al; seta cl",
     "mov eax, 0x40400000; movd xmm2, eax; mulss xmm0, xmm2; comiss xmm2, xmm0; sbb eax, eax",
+    # 3e9: beyond 32 bits (the 32-bit conversions give the indefinite integer and IE)
+    "mov rax, 0x41e65a0bc0000000; movq xmm1, rax; cvttsd2si ecx, xmm1; cvtsd2si edx, xmm1",
+    "mov eax, 0x4f32d05e; movd xmm2, eax; cvttss2si ecx, xmm2; cvtss2si edx, xmm2",
     "cvtps2pd xmm0, xmm1", "cvtpd2ps xmm0, xmm1", "cvtss2sd xmm0, xmm1", "cvtsd2ss xmm0, xmm1",
     "cvtps2pd xmm0, xmm2", "cvtpd2ps xmm0, xmm3", "cvtsd2ss xmm0, xmm2",
     "cvtdq2ps xmm0, xmm1", "cvtps2dq xmm0, xmm1", "cvttps2dq xmm0, xmm1", "cvtps2dq xmm0, xmm2",

@@ -47,11 +47,13 @@ static uint64_t int_or_flags_op(uint32_t insn, v2di x, uint64_t b)
 {
     v2di y = {(long long)b, 0};
     uint64_t r = 0;
+    uint32_t r32 = 0; /* the 32-bit forms need a 32-bit register (a 64-bit one means REX.W) */
     bool zf, pf, cf;
     /* volatile: results and flags depend on the MXCSR, which the compiler does not see */
     uint32_t b32 = (uint32_t)b;
 #define TO_XMM(text, v) __asm__ volatile(text " %1, %0" : "+x"(x) : "r"(v))
 #define TO_INT(text) __asm__ volatile(text " %1, %0" : "=r"(r) : "x"(y))
+#define TO_INT32(text) __asm__ volatile(text " %1, %0" : "=r"(r32) : "x"(y))
 #define COMPARE(text)                                                                              \
     __asm__ volatile(text " %3, %4" : "=@ccz"(zf), "=@ccp"(pf), "=@ccc"(cf) : "x"(y), "x"(x))
     switch (insn) {
@@ -68,26 +70,26 @@ static uint64_t int_or_flags_op(uint32_t insn, v2di x, uint64_t b)
         TO_XMM("cvtsi2sdq", b);
         return (uint64_t)x[0];
     case 0x0f32c:
-        TO_INT("cvttss2si");
-        return (uint32_t)r;
+        TO_INT32("cvttss2si");
+        return r32;
     case 0x1f32c:
         TO_INT("cvttss2siq");
         return r;
     case 0x0f22c:
-        TO_INT("cvttsd2si");
-        return (uint32_t)r;
+        TO_INT32("cvttsd2si");
+        return r32;
     case 0x1f22c:
         TO_INT("cvttsd2siq");
         return r;
     case 0x0f32d:
-        TO_INT("cvtss2si");
-        return (uint32_t)r;
+        TO_INT32("cvtss2si");
+        return r32;
     case 0x1f32d:
         TO_INT("cvtss2siq");
         return r;
     case 0x0f22d:
-        TO_INT("cvtsd2si");
-        return (uint32_t)r;
+        TO_INT32("cvtsd2si");
+        return r32;
     case 0x1f22d:
         TO_INT("cvtsd2siq");
         return r;
@@ -108,6 +110,7 @@ static uint64_t int_or_flags_op(uint32_t insn, v2di x, uint64_t b)
     }
 #undef TO_XMM
 #undef TO_INT
+#undef TO_INT32
 #undef COMPARE
     return (zf ? 0x40u : 0) | (pf ? 0x04u : 0) | (cf ? 0x01u : 0);
 }
