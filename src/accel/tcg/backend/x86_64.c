@@ -784,7 +784,6 @@ static uint64_t popcount_helper(uint64_t v)
     return ir_popcount64(v);
 }
 
-/* Emits one op; false if it is malformed. */
 /* FPENV: unless live, load the guest's MXCSR (its control bits, exceptions masked) into the
  * host's and mark it live (fpenv.h). RAX is scratch. */
 static bool emit_fpenv(struct emitter *e, uint64_t imm)
@@ -887,6 +886,7 @@ static bool emit_fpop(struct emitter *e, const struct ir_op *op)
     return true;
 }
 
+/* Emits one op; false if it is malformed. */
 static bool emit_op(struct emitter *e, const struct ir_op *op)
 {
     const struct ir_block *b = e->b;

@@ -176,15 +176,6 @@ static void put_op(struct out *o, const struct ir_block *b, const struct ir_op *
         put(o, " mxcsr=[env+0x%" PRIx64 "], live=[env+0x%" PRIx64 "]", op->imm & UINT32_MAX,
             op->imm >> 32);
         break;
-    case IR_FPOP:
-        put(o, " ");
-        put_temp(o, b, a[0]);
-        put(o, ", ");
-        put_temp(o, b, a[1]);
-        put(o, ", ");
-        put_temp(o, b, a[2]);
-        put(o, ", insn=%02x 0f %02x", (unsigned)(op->imm >> 8) & 0xff, (unsigned)op->imm & 0xff);
-        break;
     default: {
         unsigned n = info->nr_out + info->nr_in;
         for (unsigned i = 0; i < n && i < IR_MAX_ARGS; i++) {
@@ -195,6 +186,9 @@ static void put_op(struct out *o, const struct ir_block *b, const struct ir_op *
             put(o, ", %s", ir_cond_name((enum ir_cond)op->cond));
         if (opc == IR_BRCOND)
             put(o, ", L%" PRIu64, op->imm);
+        if (opc == IR_FPOP)
+            put(o, ", insn=%02x 0f %02x", (unsigned)(op->imm >> 8) & 0xff,
+                (unsigned)op->imm & 0xff);
         if (opc == IR_DEPOSIT || opc == IR_EXTRACT)
             put(o, ", pos=%u, len=%u", (unsigned)(op->imm & 0xff),
                 (unsigned)((op->imm >> 8) & 0xff));

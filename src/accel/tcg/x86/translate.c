@@ -1316,20 +1316,25 @@ static void gen_fpenv(struct dc *s)
     ir_fpenv(s->b, offsetof(struct tcg_cpu, fpu.mxcsr), offsetof(struct tcg_cpu, fp_live));
 }
 
+/* The r/m source of a scalar SSE instruction: `bits` from memory, else the low quadword of
+ * the XMM register (or the GPR, for CVTSI2S*). */
+static ir_temp sse_scalar_src(struct dc *s, unsigned bits, bool gpr_form)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    if (!in->has_mem)
+        return gpr_form ? gpr(in->rm & 15) : xmm_ld(s, in->rm & 15, 0);
+    ir_temp addr = gen_mem_addr(s);
+    sync_cc_op(s); /* the load may fault */
+    return gen_load(s, addr, bits);
+}
+
 /* Scalar SSE arithmetic with every exception masked (HF_MXFAST): the host's own instruction
  * on the low quadwords, inline (IR_FPOP). */
 static void gen_sse_fp_inline(struct dc *s)
 {
     const struct x86_decoded_insn *in = s->insn;
     bool single = in->prefix.mandatory == X86_MP_F3;
-    ir_temp src;
-    if (in->has_mem) {
-        ir_temp addr = gen_mem_addr(s);
-        sync_cc_op(s); /* the load may fault */
-        src = gen_load(s, addr, single ? 32 : 64);
-    } else {
-        src = xmm_ld(s, in->rm & 15, 0);
-    }
+    ir_temp src = sse_scalar_src(s, single ? 32 : 64, false);
     gen_fpenv(s);
     ir_temp r = tmp(s);
     ir_fpop(s->b, r, xmm_ld(s, in->reg & 15, 0), src,
@@ -1351,14 +1356,7 @@ static bool gen_sse_scalar_misc(struct dc *s)
     unsigned prefix = mp == X86_MP_F3 ? 0xf3 : mp == X86_MP_F2 ? 0xf2 : mp == X86_MP_66 ? 0x66 : 0;
     /* the source: an integer for CVTSI2S*, else a single (F3, no prefix) or a double */
     unsigned bits = opc == 0x2a ? (w ? 64 : 32) : (mp == X86_MP_F3 || mp == X86_MP_NONE) ? 32 : 64;
-    ir_temp src;
-    if (in->has_mem) {
-        ir_temp addr = gen_mem_addr(s);
-        sync_cc_op(s); /* the load may fault */
-        src = gen_load(s, addr, bits);
-    } else {
-        src = opc == 0x2a ? gpr(in->rm & 15) : xmm_ld(s, in->rm & 15, 0);
-    }
+    ir_temp src = sse_scalar_src(s, bits, opc == 0x2a);
     gen_fpenv(s);
     ir_temp r = tmp(s);
     ir_temp a = opc == 0x2c || opc == 0x2d ? src : xmm_ld(s, in->reg & 15, 0);
