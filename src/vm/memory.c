@@ -27,6 +27,9 @@ int guest_memory_init(struct guest_memory *mem, uint64_t size, char *err, size_t
     if (p == MAP_FAILED)
         return qk_fail(err, errlen, "cannot reserve %llu bytes of guest memory: %s",
                        (unsigned long long)size, strerror(errno));
+    /* Transparent huge pages where the host offers them (as QEMU asks): one fault per 2 MiB
+     * the guest touches instead of 512, and fewer host TLB misses on guest memory. */
+    madvise(p, size, MADV_HUGEPAGE);
     mem->mapping = p;
     mem->ram_size = size;
     uint64_t low = size < GUEST_LOW_RAM_END ? size : GUEST_LOW_RAM_END;
