@@ -22,6 +22,7 @@
 #include "accel/tcg/backend/interp.h"
 #include "accel/tcg/ir/bits.h"
 #include "accel/tcg/ir/fpenv.h"
+#include "accel/tcg/ir/vecop.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@
 #define INTERP_CONDS(X)                                                                            \
     X(EQ) X(NE) X(LT) X(GE) X(LE) X(GT) X(LTU) X(GEU) X(LEU) X(GTU) X(TSTEQ) X(TSTNE)
 #define INTERP_PLAIN_OPS(X)                                                                        \
-    X(MOVI) X(LDENV) X(STENV) X(CALL) X(CALL_VOID) X(BR) X(GOTO_TB) X(EXIT_TB) X(FPENV) X(FPOP)
+    X(MOVI) X(LDENV) X(STENV) X(CALL) X(CALL_VOID) X(BR) X(GOTO_TB) X(EXIT_TB) X(FPENV) X(FPOP) X(VOP)
 /* clang-format on */
 
 enum interp_opcode {
@@ -205,6 +206,12 @@ static int encode(const struct compiler *c, const struct ir_op *op, uint32_t *w)
             return -1;
         w[0] = I_FPOP, w[1] = L(0), w[2] = L(1), w[3] = L(2), w[4] = (uint32_t)op->imm;
         return 5;
+    case IR_VOP:
+        if (!ir_vop_valid(op->imm))
+            return -1;
+        w[0] = I_VOP, w[1] = L(0), w[2] = L(1), w[3] = L(2), w[4] = L(3), w[5] = L(4);
+        w[6] = (uint32_t)op->imm;
+        return 7;
     case IR_CALL:
         if (!b->helpers || op->imm >= b->nr_helpers || !b->helpers[op->imm].fn)
             return -1;
@@ -707,6 +714,11 @@ dispatch:
     {
         WR(pc[1], ir_fp_op(pc[4], RD(pc[2]), RD(pc[3])));
         NEXT(5);
+    }
+    HANDLER(VOP)
+    {
+        WR(pc[1], ir_vop_eval(pc[6], RD(pc[2]), RD(pc[3]), RD(pc[4]), RD(pc[5])));
+        NEXT(7);
     }
     HANDLER(CALL)
     {

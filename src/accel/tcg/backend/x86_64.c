@@ -25,6 +25,7 @@
 #include "accel/tcg/backend/x86_64.h"
 #include "accel/tcg/backend/x86_64_emit.h"
 #include "accel/tcg/ir/fpenv.h"
+#include "accel/tcg/ir/vecop.h"
 
 #include "accel/tcg/ir/bits.h"
 
@@ -889,6 +890,64 @@ static bool emit_fpop(struct emitter *e, const struct ir_op *op)
     return true;
 }
 
+/* xmm = {lo, hi}; XMM2 is scratch. */
+static void load_xmm_pair(struct emitter *e, unsigned xmm, ir_temp lo, ir_temp hi)
+{
+    struct opnd l = resolve(e, lo), h = resolve(e, hi);
+    movq_to_xmm(e, xmm, &l); /* zeroes the high half */
+    if (h.kind == OPND_IMM && h.imm == 0)
+        return;
+    movq_to_xmm(e, 2, &h);
+    byte(e, 0x66);
+    op_reg(e, 0x0f6c, false, xmm, 2); /* punpcklqdq xmm, xmm2 */
+}
+
+/* The pair of an IR_VOP: the op before this one computed the other (low) half of the same
+ * instruction on the same operands, and its result is still whole in XMM0. */
+static bool vop_pair_ready(const struct emitter *e, const struct ir_op *op)
+{
+    if (!(op->imm & IR_VOP_HALF) || e->vop_in_xmm0 != e->op_index || e->op_index == 0)
+        return false;
+    const struct ir_op *prev = &e->b->ops[e->op_index - 1];
+    if (prev->opc != IR_VOP || prev->imm != (op->imm & ~(uint64_t)IR_VOP_HALF))
+        return false;
+    for (unsigned k = 1; k < 5; k++)
+        if (prev->args[k] != op->args[k] || prev->args[0] == op->args[k])
+            return false;
+    return true;
+}
+
+/* VOP d = half of the guest's 128-bit SSE instruction (vecop.h) on XMM0 = a, XMM1 = b; the
+ * second half of a pair takes the result the first left in XMM0. */
+static bool emit_vop(struct emitter *e, const struct ir_op *op)
+{
+    if (!ir_vop_valid(op->imm))
+        return false;
+    uint32_t insn = (uint32_t)op->imm;
+    if (!vop_pair_ready(e, op)) {
+        load_xmm_pair(e, 0, op->args[1], op->args[2]);
+        load_xmm_pair(e, 1, op->args[3], op->args[4]);
+        unsigned prefix = (insn >> 8) & 0xff;
+        enum ir_vop_kind kind = ir_vop_kind(insn);
+        if (prefix)
+            byte(e, (uint8_t)prefix);
+        op_reg(e, 0x0f00 | (insn & 0xff), false, 0, 1);
+        if (kind == IR_VOP_IMM8 || kind == IR_VOP_FPCMP)
+            byte(e, (uint8_t)(insn >> 16));
+    }
+    e->vop_in_xmm0 = 0;
+    if (insn & IR_VOP_HALF) {
+        byte(e, 0x66);
+        op_reg(e, 0x0f6d, false, 0, 0); /* punpckhqdq xmm0, xmm0 */
+    } else {
+        e->vop_in_xmm0 = e->op_index + 1;
+    }
+    unsigned rd = ra_def(e, op->args[0], IR_NO_TEMP);
+    byte(e, 0x66);
+    op_reg(e, 0x0f7e, true, 0, rd); /* movq rd, xmm0 */
+    return true;
+}
+
 /* Emits one op; false if it is malformed. */
 static bool emit_op(struct emitter *e, const struct ir_op *op)
 {
@@ -1154,6 +1213,8 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         return emit_fpenv(e, op->imm);
     case IR_FPOP:
         return emit_fpop(e, op);
+    case IR_VOP:
+        return emit_vop(e, op);
     case IR_NR_OPCODES: /* no default: a new IR opcode must be handled here (-Wswitch) */
         break;
     }
@@ -1320,6 +1381,7 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     code->body = (uint32_t)e->len;
 
     e->op_index = 0;
+    e->vop_in_xmm0 = 0;
     e->unreachable = false;
     bool ok = assign_frame(e);
     if (ok)

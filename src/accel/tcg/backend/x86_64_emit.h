@@ -64,6 +64,9 @@ struct emitter {
     uint32_t nr_fixups;
     struct native_code *code;
     uint32_t op_index;
+    /* 1 + the index of the IR_VOP whose whole 128-bit result XMM0 holds (0: none), for the
+     * other half of the pair (emit_vop). */
+    uint32_t vop_in_xmm0;
     bool unreachable; /* the previous op jumped away: nothing falls into a label here */
     /* single_use[i]: op i's result is a local read once, by op i + 1 (compare fusion). */
     bool single_use[IR_MAX_OPS];

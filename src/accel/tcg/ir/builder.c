@@ -280,6 +280,13 @@ void ir_fpop(struct ir_block *b, ir_temp d, ir_temp a, ir_temp c, uint32_t insn)
     ir_emit(b, IR_FPOP, IR_I64, IR_COND_ALWAYS, args, 3, insn);
 }
 
+void ir_vop(struct ir_block *b, ir_temp d, ir_temp a_lo, ir_temp a_hi, ir_temp b_lo, ir_temp b_hi,
+            uint32_t insn)
+{
+    ir_temp args[5] = {d, a_lo, a_hi, b_lo, b_hi};
+    ir_emit(b, IR_VOP, IR_I64, IR_COND_ALWAYS, args, 5, insn);
+}
+
 void ir_call(struct ir_block *b, unsigned helper, ir_temp d, ir_temp a0, ir_temp a1, ir_temp a2,
              ir_temp a3)
 {

@@ -90,6 +90,8 @@ enum ir_cond { /* comparisons for setcond/brcond/movcond, on the op's type width
                               imm = env offset of the guest MXCSR | of struct ir_fp_live << 32 */  \
     X(FPOP, 1, 2, 1)       /* d = a with its low lane replaced by the x86 scalar SSE instruction   \
                               imm (fpenv.h) of lanes a, b, under FPENV; x86-64 hosts only */       \
+    X(VOP, 1, 4, 1)        /* d = one 64-bit half of the x86 128-bit SSE instruction imm (vecop.h) \
+                              of a = {a, b} and {c, e}; FP forms under FPENV; x86-64 hosts only */ \
     X(LABEL, 0, 0, 1)      /* imm = label id */                                                    \
     X(BR, 0, 0, 1)         /* goto label imm */                                                    \
     X(BRCOND, 0, 2, 1)     /* if (a cond b) goto label imm */                                      \
@@ -203,6 +205,8 @@ void ir_qst(struct ir_block *b, enum ir_type t, ir_temp value, ir_temp addr, uns
 void ir_ldenv(struct ir_block *b, ir_temp d, uint32_t offset);
 void ir_fpenv(struct ir_block *b, uint32_t mxcsr_offset, uint32_t live_offset);
 void ir_fpop(struct ir_block *b, ir_temp d, ir_temp a, ir_temp c, uint32_t insn);
+void ir_vop(struct ir_block *b, ir_temp d, ir_temp a_lo, ir_temp a_hi, ir_temp b_lo, ir_temp b_hi,
+            uint32_t insn);
 void ir_stenv(struct ir_block *b, ir_temp a, uint32_t offset);
 /* d = helper(env, args...); pass IR_NO_TEMP for unused args / no result. */
 void ir_call(struct ir_block *b, unsigned helper, ir_temp d, ir_temp a0, ir_temp a1, ir_temp a2,

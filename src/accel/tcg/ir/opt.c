@@ -386,7 +386,8 @@ static void simplify(const struct ir_block *b, const struct fwd_state *s, struct
     uint64_t vx = 0, vy = 0;
     bool kx = false, ky = false;
     const struct ir_opcode_info *info = ir_opcode_info((enum ir_opcode)op->opc);
-    if (info->nr_out != 1 || op->opc == IR_CALL || op->opc == IR_QLD || op->opc == IR_FPOP)
+    if (info->nr_out != 1 || op->opc == IR_CALL || op->opc == IR_QLD || op->opc == IR_FPOP ||
+        op->opc == IR_VOP)
         return; /* only pure single-output ops have identities */
     if (info->nr_in >= 1)
         kx = get_known(b, s, x, &vx);
@@ -534,7 +535,8 @@ static void forward_pass(struct ir_block *b, struct fwd_state *s)
 
         /* Constant folding of pure single-output ops. */
         uint64_t in[4] = {0, 0, 0, 0};
-        bool all_known = nout == 1 && nin >= 1 && opc != IR_CALL && opc != IR_QLD && opc != IR_FPOP;
+        bool all_known = nout == 1 && nin >= 1 && opc != IR_CALL && opc != IR_QLD &&
+                         opc != IR_FPOP && opc != IR_VOP;
         for (unsigned k = 0; k < nin && all_known; k++)
             all_known = get_known(b, s, op->args[nout + k], &in[k]);
         uint64_t folded;
@@ -712,6 +714,7 @@ static bool removable(const struct ir_block *b, const struct ir_op *op)
     case IR_STENV:
     case IR_FPENV: /* the guest's MXCSR flags are results too */
     case IR_FPOP:
+    case IR_VOP: /* the FP forms raise MXCSR flags */
     case IR_LABEL:
     case IR_BR:
     case IR_BRCOND:

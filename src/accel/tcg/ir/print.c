@@ -75,6 +75,7 @@ static bool is_typed(enum ir_opcode opc)
     case IR_CALL:
     case IR_FPENV:
     case IR_FPOP:
+    case IR_VOP:
     case IR_LABEL:
     case IR_BR:
     case IR_INSN_START:
@@ -189,6 +190,10 @@ static void put_op(struct out *o, const struct ir_block *b, const struct ir_op *
         if (opc == IR_FPOP)
             put(o, ", insn=%02x 0f %02x", (unsigned)(op->imm >> 8) & 0xff,
                 (unsigned)op->imm & 0xff);
+        if (opc == IR_VOP)
+            put(o, ", insn=%02x 0f %02x imm8=%02x half=%u", (unsigned)(op->imm >> 8) & 0xff,
+                (unsigned)op->imm & 0xff, (unsigned)(op->imm >> 16) & 0xff,
+                (unsigned)(op->imm >> 24) & 1);
         if (opc == IR_DEPOSIT || opc == IR_EXTRACT)
             put(o, ", pos=%u, len=%u", (unsigned)(op->imm & 0xff),
                 (unsigned)((op->imm >> 8) & 0xff));

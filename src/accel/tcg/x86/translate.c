@@ -13,6 +13,8 @@
 #include "accel/tcg/x86/flags.h"
 #include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/helpers.h"
+#include "accel/tcg/ir/fpenv.h"
+#include "accel/tcg/ir/vecop.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -1415,6 +1417,58 @@ static bool gen_sse_fp(struct dc *s)
 }
 
 /* True if the instruction was translated inline. */
+static unsigned mandatory_prefix_byte(enum x86_mandatory_prefix mp)
+{
+    return mp == X86_MP_66 ? 0x66 : mp == X86_MP_F3 ? 0xf3 : mp == X86_MP_F2 ? 0xf2 : 0;
+}
+
+/* The packed instructions the host runs itself (IR_VOP, vecop.h): both halves of the
+ * destination from the host instruction on the guest's operands. A misaligned 16-byte
+ * operand (#GP) goes to the helper. False: not one of them here. */
+static bool gen_sse_vec(struct dc *s)
+{
+    const struct x86_decoded_insn *in = s->insn;
+    unsigned prefix = mandatory_prefix_byte(in->prefix.mandatory);
+    enum ir_vop_kind kind = ir_vop_kind(IR_VOP_INSN(prefix, in->opcode, 0, 0));
+    bool fp = kind == IR_VOP_FP || kind == IR_VOP_FPCMP;
+    unsigned imm8 = kind == IR_VOP_IMM8    ? (unsigned)(in->imm & 0xff)
+                    : kind == IR_VOP_FPCMP ? (unsigned)(in->imm & 7)
+                                           : 0;
+    uint32_t insn = IR_VOP_INSN(prefix, in->opcode, imm8, 0);
+    if (!IR_HOST_FP || kind == IR_VOP_NONE || (fp && !(s->hflags & HF_MXFAST)))
+        return false;
+    unsigned reg = in->reg & 15;
+    ir_temp b0, b1, addr = IR_NO_TEMP;
+    ir_label slow = 0, done = 0;
+    bool checked = in->has_mem && !ir_vop_mem64(insn);
+    if (!in->has_mem) {
+        b0 = xmm_ld(s, in->rm & 15, 0), b1 = xmm_ld(s, in->rm & 15, 1);
+    } else {
+        addr = gen_mem_addr(s);
+        sync_cc_op(s); /* the loads may fault */
+        if (checked) {
+            slow = ir_new_label(s->b), done = ir_new_label(s->b);
+            ir_brcond(s->b, IR_I64, IR_COND_TSTNE, addr, cst(s, 15), slow);
+        }
+        b0 = gen_load(s, addr, 64);
+        b1 = checked ? gen_load(s, addr_plus(s, addr, 8), 64) : cst(s, 0);
+    }
+    if (fp)
+        gen_fpenv(s);
+    ir_temp a0 = xmm_ld(s, reg, 0), a1 = xmm_ld(s, reg, 1), lo = tmp(s), hi = tmp(s);
+    ir_vop(s->b, lo, a0, a1, b0, b1, insn);
+    ir_vop(s->b, hi, a0, a1, b0, b1, insn | IR_VOP_HALF);
+    xmm_st(s, reg, 0, lo), xmm_st(s, reg, 1, hi);
+    if (checked) {
+        ir_br(s->b, done);
+        ir_label_here(s->b, slow);
+        gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(in)), addr, IR_NO_TEMP,
+                 IR_NO_TEMP);
+        ir_label_here(s->b, done);
+    }
+    return true;
+}
+
 static bool gen_sse_inline(struct dc *s)
 {
     const struct x86_decoded_insn *in = s->insn;
@@ -1423,6 +1477,9 @@ static bool gen_sse_inline(struct dc *s)
         return false;
     if (in->opcode >= 0x71 && in->opcode <= 0x73)
         return gen_sse_shift_imm(s);
+    /* the 64-bit IR forms first: cheaper than the host's instruction on XMM registers */
+    if (sse_inline_kind(in->opcode, in->prefix.mandatory, &aligned) == SI_NONE && gen_sse_vec(s))
+        return true;
     if (gen_sse_fp(s) || gen_sse_scalar_misc(s))
         return true;
     if (in->opcode == 0xd7 && in->prefix.mandatory == X86_MP_66 && !in->has_mem) {
