@@ -749,7 +749,11 @@ static void cmd_one_reg(struct gdb_session *s, const char *p, const char *end, b
         reply(s, "E01");
         return;
     }
-    reply(s, set_all(s, s->g_vcpu, &g) < 0 ? "E01" : "OK");
+    /* only the part that changed goes back (a general-register write reloads the CPU mode) */
+    int rc = !reg_is_fpu((unsigned)r) ? s->ops->set_regs(s->ctx, s->g_vcpu, &g.st)
+             : s->ops->set_fpu        ? s->ops->set_fpu(s->ctx, s->g_vcpu, &g.fpu)
+                                      : -1;
+    reply(s, rc < 0 ? "E01" : "OK");
 }
 
 static void cmd_thread(struct gdb_session *s, const char *p, const char *end)
