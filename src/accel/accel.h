@@ -152,6 +152,10 @@ struct accel_ops {
     int (*set_cpuid)(struct accel_vcpu *vcpu, const struct cpuid_model *model);
     int (*get_state)(struct accel_vcpu *vcpu, struct vcpu_state *state);
     int (*set_state)(struct accel_vcpu *vcpu, const struct vcpu_state *state);
+    /* Optional (debugging): x87/SSE state, called while the vCPU is stopped between two
+     * run() calls. set returns -1 for a value the CPU would refuse (reserved MXCSR bits). */
+    int (*get_fpu)(struct accel_vcpu *vcpu, struct vcpu_fpu *fpu);
+    int (*set_fpu)(struct accel_vcpu *vcpu, const struct vcpu_fpu *fpu);
     int (*get_msrs)(struct accel_vcpu *vcpu, struct vcpu_msr *msrs, unsigned n);
     int (*set_msrs)(struct accel_vcpu *vcpu, const struct vcpu_msr *msrs, unsigned n);
     /* Run until an exit the caller must handle. Called on the vCPU's own thread. */

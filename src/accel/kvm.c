@@ -496,6 +496,44 @@ static int kvm_get_state(struct accel_vcpu *vcpu, struct vcpu_state *st)
     return 0;
 }
 
+/* x87/SSE through KVM_GET_FPU / KVM_SET_FPU (struct kvm_fpu is the FXSAVE64 layout). */
+static int kvm_get_fpu(struct accel_vcpu *vcpu, struct vcpu_fpu *fpu)
+{
+    struct kvm_fpu k;
+    if (ioctl(vcpu->fd, KVM_GET_FPU, &k) < 0)
+        return -1;
+    memset(fpu, 0, sizeof(*fpu));
+    for (unsigned i = 0; i < 8; i++)
+        memcpy(fpu->st[i], k.fpr[i], 10);
+    fpu->fcw = k.fcw;
+    fpu->fsw = k.fsw;
+    fpu->ftw = k.ftwx;
+    fpu->fop = k.last_opcode;
+    fpu->fip = k.last_ip;
+    fpu->fdp = k.last_dp;
+    memcpy(fpu->xmm, k.xmm, sizeof(fpu->xmm));
+    fpu->mxcsr = k.mxcsr;
+    return 0;
+}
+
+static int kvm_set_fpu(struct accel_vcpu *vcpu, const struct vcpu_fpu *fpu)
+{
+    struct kvm_fpu k;
+    if ((fpu->mxcsr & 0xffff0000u) || ioctl(vcpu->fd, KVM_GET_FPU, &k) < 0)
+        return -1; /* reserved MXCSR bits: the next FXRSTOR would fault */
+    for (unsigned i = 0; i < 8; i++)
+        memcpy(k.fpr[i], fpu->st[i], 10);
+    k.fcw = fpu->fcw;
+    k.fsw = fpu->fsw;
+    k.ftwx = fpu->ftw;
+    k.last_opcode = fpu->fop;
+    k.last_ip = fpu->fip;
+    k.last_dp = fpu->fdp;
+    memcpy(k.xmm, fpu->xmm, sizeof(k.xmm));
+    k.mxcsr = fpu->mxcsr;
+    return ioctl(vcpu->fd, KVM_SET_FPU, &k) < 0 ? -1 : 0;
+}
+
 static int kvm_set_state(struct accel_vcpu *vcpu, const struct vcpu_state *st)
 {
     struct kvm_sregs sr;
@@ -928,6 +966,8 @@ const struct accel_ops kvm_accel_ops = {
     .set_cpuid = kvm_set_cpuid,
     .get_state = kvm_get_state,
     .set_state = kvm_set_state,
+    .get_fpu = kvm_get_fpu,
+    .set_fpu = kvm_set_fpu,
     .get_msrs = kvm_get_msrs,
     .set_msrs = kvm_set_msrs,
     .run = kvm_run,

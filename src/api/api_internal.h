@@ -12,6 +12,22 @@
 struct json_object;
 struct MHD_Daemon;
 
+/* PUT /snapshot/load's network_overrides and vsock_override (api_snapshot.c). */
+struct api_net_override {
+    char iface_id[FC_ID_MAX];
+    char host_dev_name[32]; /* "" when only hostfwd is given */
+    bool has_hostfwd;       /* extension: a user-mode NIC's new port forwards */
+    char hostfwd[FC_MAX_HOSTFWD][64];
+    unsigned nr_hostfwd;
+};
+
+struct api_overrides {
+    struct api_net_override nets[FC_MAX_NETS];
+    unsigned nr_nets;
+    bool has_vsock;
+    char vsock_uds[FC_PATH_MAX];
+};
+
 enum api_state { API_NOT_STARTED, API_STARTING, API_RUNNING, API_PAUSED, API_STOPPED };
 
 struct api_server {
@@ -32,9 +48,13 @@ struct api_server {
     bool load; /* the request is a snapshot load: */
     char load_state[FC_PATH_MAX], load_mem[FC_PATH_MAX];
     bool load_resume;
+    struct api_overrides load_overrides;
     uint64_t load_ns;                 /* how long the restore took (to paused or running) */
     struct snapshot_config *snap_cfg; /* a restored machine's configuration (outlives it) */
     bool configured;                  /* a boot resource was PUT: snapshot loads are refused */
+
+    const char *body_text; /* the request being handled (for serde's positions) */
+    size_t body_len;
 
     int log_fd, log_level; /* level: 0 Off .. 5 Trace */
     bool log_show_level;
@@ -48,5 +68,13 @@ struct reply;
 /* Appends one line to the logger's target when level (1 Error .. 5 Trace) is enabled. */
 void api_log(struct api_server *api, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* The overrides of a PUT /snapshot/load body into *o: 0, or -1 with Firecracker's message. */
+int api_parse_overrides(const struct api_server *api, struct json_object *body,
+                        struct api_overrides *o, char *err, size_t errlen);
+/* Applied to a snapshot's configuration before the machine is built from it: 0, or -1 with
+ * the message (after "Load snapshot error: ") in err. */
+int api_apply_overrides(const struct api_overrides *o, struct snapshot_config *sc, char *err,
+                        size_t errlen);
 
 #endif

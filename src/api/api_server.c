@@ -8,6 +8,7 @@
 #include "api/api.h"
 
 #include "api/api_internal.h"
+#include "api/serde_msg.h"
 #include "util/log.h"
 #include "vm/sandbox.h"
 #include "vm/snapshot.h"
@@ -34,6 +35,9 @@
 
 /* Firecracker's limit on a request body (http_api_max_payload_size's default). */
 #define API_MAX_BODY 51200
+
+/* Firecracker's message for a body its JSON schema (serde) rejects. */
+#define SERDE_PREFIX "An error occurred when deserializing the json body of a request: "
 
 #define MSG_POST_BOOT "The requested operation is not supported after starting the microVM."
 #define MSG_PRE_BOOT "The requested operation is not supported before starting the microVM."
@@ -247,24 +251,50 @@ static struct reply hand_to_main(struct api_server *api)
     return reply_empty();
 }
 
+/* The raw body of the request being handled, for serde's positions (api->lock held). */
+static struct serde_at body_at(const struct api_server *api, const char *const *path,
+                               unsigned npath)
+{
+    return (struct serde_at){api->body_text, api->body_len, path, npath};
+}
+
+/* A string member: NULL when absent; *bad set when present but not a string. */
+static const char *member_str(struct json_object *o, const char *key, bool *bad)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+        return NULL;
+    if (!json_object_is_type(v, json_type_string)) {
+        *bad = true;
+        return NULL;
+    }
+    return json_object_get_string(v);
+}
+
 /* PUT /snapshot/create: a paused VM's state and memory files (Full only). */
 static struct reply snapshot_create(struct api_server *api, struct json_object *body)
 {
-    struct json_object *v;
-    const char *state = NULL, *mem = NULL;
-    if (json_object_object_get_ex(body, "snapshot_path", &v))
-        state = json_object_get_string(v);
-    if (json_object_object_get_ex(body, "mem_file_path", &v))
-        mem = json_object_get_string(v);
-    if (!state || !mem)
-        return reply_bad("An error occurred when deserializing the json body of a request: "
-                         "missing field `snapshot_path` or `mem_file_path`.");
-    if (json_object_object_get_ex(body, "snapshot_type", &v) &&
-        strcmp(json_object_get_string(v), "Full") != 0)
+    static const char *const known[] = {"snapshot_type", "snapshot_path", "mem_file_path", NULL};
+    struct serde_at top = body_at(api, NULL, 0);
+    char why[FC_PATH_MAX + 200], msg[FC_PATH_MAX + 300];
+    bool bad = false;
+    if (!json_object_is_type(body, json_type_object))
+        return reply_bad(SERDE_PREFIX "invalid type: expected struct CreateSnapshotParams.");
+    if (serde_unknown_fields(&top, body, known, why, sizeof(why)) < 0)
+        return reply_bad(why);
+    const char *state = member_str(body, "snapshot_path", &bad);
+    const char *mem = member_str(body, "mem_file_path", &bad);
+    const char *type = member_str(body, "snapshot_type", &bad);
+    if (bad)
+        return reply_bad(SERDE_PREFIX "invalid type: expected a string.");
+    if (!state || !mem) {
+        serde_missing_field(&top, !state ? "snapshot_path" : "mem_file_path", why, sizeof(why));
+        return reply_bad(why);
+    }
+    if (type && strcmp(type, "Full") != 0)
         return reply_bad("The requested operation is not supported: Diff snapshots");
     if (!api->machine)
         return reply_bad(MSG_PRE_BOOT);
-    char why[FC_PATH_MAX + 200], msg[FC_PATH_MAX + 300];
     if (machine_snapshot_create(api->machine, state, mem, why, sizeof(why)) < 0) {
         snprintf(msg, sizeof(msg), "Create snapshot error: %s", why);
         return reply_bad(msg);
@@ -273,30 +303,86 @@ static struct reply snapshot_create(struct api_server *api, struct json_object *
     return reply_empty();
 }
 
+/* mem_backend {backend_path, backend_type} (deny_unknown_fields): its path, or NULL with the
+ * reply in *r. */
+static const char *mem_backend(struct api_server *api, struct json_object *backend, struct reply *r)
+{
+    static const char *const known[] = {"backend_path", "backend_type", NULL};
+    static const char *const path[] = {"mem_backend"};
+    struct serde_at at = body_at(api, path, 1);
+    char why[FC_PATH_MAX + 200];
+    bool bad = false;
+    if (!json_object_is_type(backend, json_type_object)) {
+        *r = reply_bad(SERDE_PREFIX "invalid type: expected struct MemBackendConfig.");
+        return NULL;
+    }
+    if (serde_unknown_fields(&at, backend, known, why, sizeof(why)) < 0) {
+        *r = reply_bad(why);
+        return NULL;
+    }
+    const char *mem = member_str(backend, "backend_path", &bad);
+    const char *type = member_str(backend, "backend_type", &bad);
+    if (bad || !mem || !type) {
+        if (bad)
+            snprintf(why, sizeof(why), SERDE_PREFIX "invalid type: expected a string.");
+        else
+            serde_missing_field(&at, !mem ? "backend_path" : "backend_type", why, sizeof(why));
+        *r = reply_bad(why);
+        return NULL;
+    }
+    if (strcmp(type, "File") != 0) {
+        *r = reply_bad(strcmp(type, "Uffd") ? SERDE_PREFIX "unknown variant, expected `File` or "
+                                                           "`Uffd`."
+                                            : "The requested operation is not supported: memory "
+                                              "backend other than File");
+        return NULL;
+    }
+    return mem;
+}
+
 /* PUT /snapshot/load: before anything was configured, as on Firecracker. */
 static struct reply snapshot_load(struct api_server *api, struct json_object *body)
 {
+    static const char *const known[] = {"snapshot_path",
+                                        "mem_file_path",
+                                        "mem_backend",
+                                        "enable_diff_snapshots",
+                                        "track_dirty_pages",
+                                        "resume_vm",
+                                        "network_overrides",
+                                        "vsock_override",
+                                        "clock_realtime",
+                                        "huge_pages",
+                                        NULL};
+    struct serde_at top = body_at(api, NULL, 0);
     struct json_object *v, *backend;
-    const char *state = NULL, *mem = NULL;
-    if (json_object_object_get_ex(body, "snapshot_path", &v))
-        state = json_object_get_string(v);
-    if (json_object_object_get_ex(body, "mem_file_path", &v))
-        mem = json_object_get_string(v);
-    if (json_object_object_get_ex(body, "mem_backend", &backend)) {
-        if (mem)
-            return reply_bad(
-                "An error occurred when deserializing the json body of a request: "
-                "too many fields: either `mem_backend` or `mem_file_path` exclusively.");
-        if (json_object_object_get_ex(backend, "backend_type", &v) &&
-            strcmp(json_object_get_string(v), "File") != 0)
-            return reply_bad("The requested operation is not supported: memory backend "
-                             "other than File");
-        if (json_object_object_get_ex(backend, "backend_path", &v))
-            mem = json_object_get_string(v);
+    char why[FC_PATH_MAX + 200];
+    bool bad = false;
+    struct reply r = {0, NULL};
+    if (!json_object_is_type(body, json_type_object))
+        return reply_bad(SERDE_PREFIX "invalid type: expected struct LoadSnapshotConfig.");
+    if (serde_unknown_fields(&top, body, known, why, sizeof(why)) < 0)
+        return reply_bad(why);
+    const char *state = member_str(body, "snapshot_path", &bad);
+    const char *mem = member_str(body, "mem_file_path", &bad);
+    if (bad)
+        return reply_bad(SERDE_PREFIX "invalid type: expected a string.");
+    bool has_backend = json_object_object_get_ex(body, "mem_backend", &backend) &&
+                       !json_object_is_type(backend, json_type_null);
+    if (has_backend && !(mem = mem_backend(api, backend, &r)))
+        return r;
+    if (!state) {
+        serde_missing_field(&top, "snapshot_path", why, sizeof(why));
+        return reply_bad(why);
     }
-    if (!state || !mem)
-        return reply_bad("An error occurred when deserializing the json body of a request: "
-                         "missing field: either `mem_backend` or `mem_file_path` is required.");
+    if (has_backend && member_str(body, "mem_file_path", &bad))
+        return reply_bad(SERDE_PREFIX "too many fields: either `mem_backend` or "
+                                      "`mem_file_path` exclusively is required.");
+    if (!mem)
+        return reply_bad(SERDE_PREFIX "missing field: either `mem_backend` or "
+                                      "`mem_file_path` is required.");
+    if (api_parse_overrides(api, body, &api->load_overrides, why, sizeof(why)) < 0)
+        return reply_bad(why);
     if (api->state != API_NOT_STARTED)
         return reply_bad(MSG_POST_BOOT);
     if (api->configured)
@@ -324,20 +410,27 @@ static struct reply api_put_snapshot(struct api_server *api, const char *what,
 
 static struct reply put_actions(struct api_server *api, struct json_object *body)
 {
-    struct json_object *v;
-    if (!json_object_is_type(body, json_type_object) ||
-        !json_object_object_get_ex(body, "action_type", &v) ||
-        !json_object_is_type(v, json_type_string))
-        return reply_bad("An error occurred when deserializing the json body of a request: "
-                         "missing field `action_type`.");
-    const char *action = json_object_get_string(v);
+    static const char *const known[] = {"action_type", NULL};
+    struct serde_at top = body_at(api, NULL, 0);
     char err[300];
+    bool bad = false;
+    if (!json_object_is_type(body, json_type_object))
+        return reply_bad(SERDE_PREFIX "invalid type: expected struct ActionBody.");
+    if (serde_unknown_fields(&top, body, known, err, sizeof(err)) < 0)
+        return reply_bad(err);
+    const char *action = member_str(body, "action_type", &bad);
+    if (bad)
+        return reply_bad(SERDE_PREFIX "invalid type: expected enum ActionType.");
+    if (!action) {
+        serde_missing_field(&top, "action_type", err, sizeof(err));
+        return reply_bad(err);
+    }
     if (!strcmp(action, "InstanceStart"))
         return instance_start(api);
     if (strcmp(action, "SendCtrlAltDel") && strcmp(action, "FlushMetrics")) {
         snprintf(err, sizeof(err),
-                 "An error occurred when deserializing the json body of a request: unknown "
-                 "variant `%.100s`, expected one of `FlushMetrics`, `InstanceStart`, "
+                 SERDE_PREFIX
+                 "unknown variant `%.100s`, expected one of `FlushMetrics`, `InstanceStart`, "
                  "`SendCtrlAltDel`.",
                  action);
         return reply_bad(err);
@@ -358,19 +451,29 @@ static struct reply put_actions(struct api_server *api, struct json_object *body
 
 static struct reply patch_vm(struct api_server *api, struct json_object *body)
 {
-    struct json_object *v;
-    if (!json_object_is_type(body, json_type_object) ||
-        !json_object_object_get_ex(body, "state", &v) || !json_object_is_type(v, json_type_string))
-        return reply_bad("An error occurred when deserializing the json body of a request: "
-                         "missing field `state`.");
-    const char *want = json_object_get_string(v);
+    static const char *const known[] = {"state", NULL};
+    struct serde_at top = body_at(api, NULL, 0);
+    char why[200], err[300];
+    bool bad = false;
+    if (!json_object_is_type(body, json_type_object))
+        return reply_bad(SERDE_PREFIX "invalid type: expected struct Vm.");
+    if (serde_unknown_fields(&top, body, known, err, sizeof(err)) < 0)
+        return reply_bad(err);
+    const char *want = member_str(body, "state", &bad);
+    if (bad)
+        return reply_bad(SERDE_PREFIX "invalid type: expected enum VmState.");
+    if (!want) {
+        serde_missing_field(&top, "state", err, sizeof(err));
+        return reply_bad(err);
+    }
     bool pause = !strcmp(want, "Paused");
-    if (!pause && strcmp(want, "Resumed"))
-        return reply_bad("An error occurred when deserializing the json body of a request: "
-                         "unknown variant, expected `Paused` or `Resumed`.");
+    if (!pause && strcmp(want, "Resumed")) {
+        snprintf(err, sizeof(err),
+                 SERDE_PREFIX "unknown variant `%.100s`, expected `Paused` or `Resumed`.", want);
+        return reply_bad(err);
+    }
     if (!api->machine)
         return reply_bad(MSG_PRE_BOOT);
-    char why[200], err[300];
     int rc = pause ? machine_pause(api->machine, why, sizeof(why))
                    : machine_resume(api->machine, why, sizeof(why));
     if (rc < 0) {
@@ -512,11 +615,15 @@ static struct reply route(struct api_server *api, const char *method, const char
             return reply_bad(msg);
         }
         struct reply r = {0, NULL};
+        api->body_text = body_text;
+        api->body_len = body_len;
         if (put)
             r = route_put(api, res, id, body);
         else if (!strcmp(res, "vm") && !id[0])
             r = patch_vm(api, body);
         json_object_put(body);
+        api->body_text = NULL;
+        api->body_len = 0;
         if (r.status)
             return r;
     }
@@ -711,6 +818,13 @@ static struct machine *restore(struct api_server *api, int *status, char *err, s
     }
     struct snapshot_config *sc = calloc(1, sizeof(*sc));
     if (!sc || snapshot_config_read(&f, api->base, sc, why, sizeof(why)) < 0) {
+        free(sc);
+        snap_file_free(&f);
+        qk_fail(err, errlen, "Load snapshot error: %s", sc ? why : "out of memory");
+        return NULL;
+    }
+    if (api_apply_overrides(&api->load_overrides, sc, why, sizeof(why)) < 0) {
+        snapshot_config_free(sc);
         free(sc);
         snap_file_free(&f);
         qk_fail(err, errlen, "Load snapshot error: %s", sc ? why : "out of memory");

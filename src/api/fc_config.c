@@ -452,8 +452,9 @@ static int build_nets(struct fc_config *fc, struct machine_config *cfg, unsigned
         const struct fc_net copy = fc->nets[i], *n = &copy; /* not inside fc: no overlap */
         char *opts = fc->dev_opts[*slot];
         size_t len = sizeof(fc->dev_opts[0]);
-        int used = n->user_mode ? snprintf(opts, len, "user")
-                                : snprintf(opts, len, "tap=%s", n->host_dev_name);
+        /* id= first: the iface id a snapshot load's network_overrides names */
+        int used = n->user_mode ? snprintf(opts, len, "id=%s,user", n->id)
+                                : snprintf(opts, len, "id=%s,tap=%s", n->id, n->host_dev_name);
         if (n->mac[0])
             used += snprintf(opts + used, len - (size_t)used, ",mac=%s", n->mac);
         for (unsigned f = 0; f < n->nr_hostfwd; f++)

@@ -51,6 +51,19 @@ struct vcpu_state {
     uint64_t apic_base;
 };
 
+/* x87 and SSE state, laid out as FXSAVE64 holds it (KVM's struct kvm_fpu carries the same):
+ * st[i] is ST(i), relative to TOP (fsw bits 11-13); ftw is the abridged tag (bit i set:
+ * physical register i is not empty). */
+struct vcpu_fpu {
+    uint8_t st[8][10]; /* 80-bit extended: 64-bit mantissa, then sign and exponent */
+    uint16_t fcw, fsw, fop;
+    uint8_t ftw;
+    uint16_t fcs, fds; /* FXSAVE's 32-bit form; KVM has none (0) */
+    uint64_t fip, fdp;
+    uint8_t xmm[16][16];
+    uint32_t mxcsr;
+};
+
 struct vcpu_msr {
     uint32_t index;
     uint64_t value;

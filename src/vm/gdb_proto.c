@@ -168,9 +168,9 @@ static bool get_hex_bytes(const char *in, uint8_t *data, size_t n)
 
 /* --- registers --------------------------------------------------------------------------- */
 
-/* The target description: gdb's amd64 features. x87 and SSE registers are described (gdb's
- * amd64 support requires them) but read as unavailable: the accelerator interface carries
- * no FPU state. */
+/* The target description: gdb's amd64 features (gdb's features/i386/64bit-core.xml,
+ * 64bit-sse.xml, 64bit-segments.xml and a 64bit-sys-like set), registers numbered in that
+ * order. The x87 and SSE registers come from the target's get_fpu (unavailable without). */
 static const char target_xml[] =
     "<?xml version=\"1.0\"?><!DOCTYPE target SYSTEM \"gdb-target.dtd\">"
     "<target><architecture>i386:x86-64</architecture>"
@@ -236,6 +236,15 @@ static const char target_xml[] =
     "<field name=\"v2_double\" type=\"v2d\"/><field name=\"v16_int8\" type=\"v16i8\"/>"
     "<field name=\"v8_int16\" type=\"v8i16\"/><field name=\"v4_int32\" type=\"v4i32\"/>"
     "<field name=\"v2_int64\" type=\"v2i64\"/><field name=\"uint128\" type=\"uint128\"/></union>"
+    "<flags id=\"i386_mxcsr\" size=\"4\">"
+    "<field name=\"IE\" start=\"0\" end=\"0\"/><field name=\"DE\" start=\"1\" end=\"1\"/>"
+    "<field name=\"ZE\" start=\"2\" end=\"2\"/><field name=\"OE\" start=\"3\" end=\"3\"/>"
+    "<field name=\"UE\" start=\"4\" end=\"4\"/><field name=\"PE\" start=\"5\" end=\"5\"/>"
+    "<field name=\"DAZ\" start=\"6\" end=\"6\"/><field name=\"IM\" start=\"7\" end=\"7\"/>"
+    "<field name=\"DM\" start=\"8\" end=\"8\"/><field name=\"ZM\" start=\"9\" end=\"9\"/>"
+    "<field name=\"OM\" start=\"10\" end=\"10\"/><field name=\"UM\" start=\"11\" end=\"11\"/>"
+    "<field name=\"PM\" start=\"12\" end=\"12\"/><field name=\"FZ\" start=\"15\" end=\"15\"/>"
+    "</flags>"
     "<reg name=\"xmm0\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm1\" bitsize=\"128\" "
     "type=\"vec128\"/>"
     "<reg name=\"xmm2\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm3\" bitsize=\"128\" "
@@ -252,7 +261,7 @@ static const char target_xml[] =
     "type=\"vec128\"/>"
     "<reg name=\"xmm14\" bitsize=\"128\" type=\"vec128\"/><reg name=\"xmm15\" bitsize=\"128\" "
     "type=\"vec128\"/>"
-    "<reg name=\"mxcsr\" bitsize=\"32\" type=\"int\" group=\"vector\"/>"
+    "<reg name=\"mxcsr\" bitsize=\"32\" type=\"i386_mxcsr\" group=\"vector\"/>"
     "</feature><feature name=\"org.gnu.gdb.i386.segments\">"
     "<reg name=\"fs_base\" bitsize=\"64\" type=\"int\"/>"
     "<reg name=\"gs_base\" bitsize=\"64\" type=\"int\"/>"
@@ -295,9 +304,9 @@ static unsigned reg_size(unsigned r)
     return r == R_MXCSR ? 4 : 8;
 }
 
-static bool reg_available(unsigned r)
+static bool reg_is_fpu(unsigned r)
 {
-    return r < R_ST0 || r > R_MXCSR;
+    return r >= R_ST0 && r <= R_MXCSR;
 }
 
 /* gdb's order of the general registers, as quokka's (encoding-order) indexes. */
@@ -328,31 +337,132 @@ static uint64_t *sys_reg(struct vcpu_state *st, unsigned r)
     }
 }
 
-/* Register r's value (little-endian, reg_size bytes) for an available register. */
-static void reg_get(const struct vcpu_state *cst, unsigned r, uint8_t *out)
+/* gdb's i387_tag: the full tag of one 80-bit value (0 valid, 1 zero, 2 special). */
+static unsigned x87_tag(const uint8_t *raw)
 {
-    struct vcpu_state *st = (struct vcpu_state *)cst; /* sys_reg only reads through it here */
-    uint64_t v;
-    if (r < 16)
-        v = cst->gpr[gpr_of[r]];
-    else if (r == R_RIP)
-        v = cst->rip;
-    else if (r == R_EFLAGS)
-        v = cst->rflags;
-    else if (r <= R_GS)
-        v = cst->seg[seg_of[r - R_CS]].selector;
-    else
-        v = *sys_reg(st, r);
-    for (unsigned i = 0; i < reg_size(r); i++)
+    uint64_t mant;
+    memcpy(&mant, raw, 8);
+    unsigned exp = (unsigned)(raw[9] & 0x7f) << 8 | raw[8];
+    bool integer = mant >> 63;
+    if (exp == 0x7fff)
+        return 2;
+    if (exp == 0)
+        return mant == 0 ? 1 : 2;
+    return integer ? 0 : 2;
+}
+
+/* The i387 tag word gdb shows (2 bits per physical register, 3 empty) from FXSAVE's abridged
+ * one and the register contents, as gdb's i387_supply_fxsave rebuilds it. */
+static uint16_t full_tag(const struct vcpu_fpu *f)
+{
+    unsigned top = (f->fsw >> 11) & 7, tag = 0;
+    for (unsigned phys = 0; phys < 8; phys++) {
+        unsigned t = (f->ftw >> phys) & 1 ? x87_tag(f->st[(phys + 8 - top) % 8]) : 3;
+        tag |= t << (2 * phys);
+    }
+    return (uint16_t)tag;
+}
+
+/* And back (gdb's i387_collect_fxsave): a register is in use unless its tag is 3. */
+static uint8_t abridged_tag(uint16_t full)
+{
+    uint8_t ftw = 0;
+    for (unsigned phys = 0; phys < 8; phys++)
+        if (((full >> (2 * phys)) & 3) != 3)
+            ftw |= (uint8_t)(1u << phys);
+    return ftw;
+}
+
+/* The 32-bit x87 control registers in gdb's order, fctrl..fop. */
+static uint32_t fpu_word(const struct vcpu_fpu *f, unsigned i)
+{
+    const uint32_t v[8] = {f->fcw,           f->fsw, full_tag(f),      f->fcs,
+                           (uint32_t)f->fip, f->fds, (uint32_t)f->fdp, f->fop};
+    return v[i];
+}
+
+static void set_fpu_word(struct vcpu_fpu *f, unsigned i, uint32_t v)
+{
+    switch (i) {
+    case 0:
+        f->fcw = (uint16_t)v;
+        break;
+    case 1:
+        f->fsw = (uint16_t)v;
+        break;
+    case 2:
+        f->ftw = abridged_tag((uint16_t)v);
+        break;
+    case 3:
+        f->fcs = (uint16_t)v;
+        break;
+    case 4:
+        f->fip = v;
+        break;
+    case 5:
+        f->fds = (uint16_t)v;
+        break;
+    case 6:
+        f->fdp = v;
+        break;
+    default:
+        f->fop = (uint16_t)(v & 0x7ff);
+    }
+}
+
+static void put_le(uint8_t *out, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
         out[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void reg_set(struct vcpu_state *st, unsigned r, const uint8_t *in)
+/* Register r's value (little-endian, reg_size bytes); false when unavailable. */
+static bool reg_get(const struct gdb_regs *g, unsigned r, uint8_t *out)
 {
+    struct vcpu_state *st = (struct vcpu_state *)&g->st; /* sys_reg only reads here */
+    const struct vcpu_fpu *f = &g->fpu;
+    if (reg_is_fpu(r) && !g->has_fpu)
+        return false;
+    if (r >= R_ST0 && r < R_ST0 + 8)
+        memcpy(out, f->st[r - R_ST0], 10);
+    else if (r >= R_XMM0 && r < R_MXCSR)
+        memcpy(out, f->xmm[r - R_XMM0], 16);
+    else if (r == R_MXCSR)
+        put_le(out, f->mxcsr, 4);
+    else if (reg_is_fpu(r))
+        put_le(out, fpu_word(f, r - R_ST0 - 8), 4);
+    else if (r < 16)
+        put_le(out, st->gpr[gpr_of[r]], 8);
+    else if (r == R_RIP)
+        put_le(out, st->rip, 8);
+    else if (r == R_EFLAGS)
+        put_le(out, st->rflags, 4);
+    else if (r <= R_GS)
+        put_le(out, st->seg[seg_of[r - R_CS]].selector, 4);
+    else
+        put_le(out, *sys_reg(st, r), 8);
+    return true;
+}
+
+/* Register r from `in`; false when unavailable (nothing changed). */
+static bool reg_set(struct gdb_regs *g, unsigned r, const uint8_t *in)
+{
+    struct vcpu_state *st = &g->st;
+    struct vcpu_fpu *f = &g->fpu;
     uint64_t v = 0;
-    for (unsigned i = 0; i < reg_size(r); i++)
+    for (unsigned i = 0; i < reg_size(r) && i < 8; i++)
         v |= (uint64_t)in[i] << (8 * i);
-    if (r < 16)
+    if (reg_is_fpu(r) && !g->has_fpu)
+        return false;
+    if (r >= R_ST0 && r < R_ST0 + 8)
+        memcpy(f->st[r - R_ST0], in, 10);
+    else if (r >= R_XMM0 && r < R_MXCSR)
+        memcpy(f->xmm[r - R_XMM0], in, 16);
+    else if (r == R_MXCSR)
+        f->mxcsr = (uint32_t)v;
+    else if (reg_is_fpu(r))
+        set_fpu_word(f, r - R_ST0 - 8, (uint32_t)v);
+    else if (r < 16)
         st->gpr[gpr_of[r]] = v;
     else if (r == R_RIP)
         st->rip = v;
@@ -360,45 +470,45 @@ static void reg_set(struct vcpu_state *st, unsigned r, const uint8_t *in)
         st->rflags = v;
     else if (r <= R_GS)
         st->seg[seg_of[r - R_CS]].selector = (uint16_t)v; /* the selector only */
-    else if (reg_available(r))
+    else
         *sys_reg(st, r) = v;
+    return true;
 }
 
 /* Register r in hex at out ('x' for unavailable ones); the number of characters. */
-static size_t reg_hex(const struct vcpu_state *st, unsigned r, char *out)
+static size_t reg_hex(const struct gdb_regs *g, unsigned r, char *out)
 {
     size_t n = 2 * reg_size(r);
-    if (!reg_available(r)) {
-        memset(out, 'x', n);
-        return n;
-    }
     uint8_t bytes[16];
-    reg_get(st, r, bytes);
-    put_hex_bytes(out, bytes, reg_size(r));
+    if (!reg_get(g, r, bytes))
+        memset(out, 'x', n);
+    else
+        put_hex_bytes(out, bytes, reg_size(r));
     return n;
 }
 
-size_t gdb_encode_regs(const struct vcpu_state *st, char *hex, size_t cap)
+size_t gdb_encode_regs(const struct gdb_regs *g, char *hex, size_t cap)
 {
     if (cap < 2 * GDB_REGS_BYTES)
         return 0;
     size_t n = 0;
     for (unsigned r = 0; r < NR_REGS; r++)
-        n += reg_hex(st, r, hex + n);
+        n += reg_hex(g, r, hex + n);
     return n;
 }
 
-int gdb_decode_regs(const char *hex, size_t len, struct vcpu_state *st)
+int gdb_decode_regs(const char *hex, size_t len, struct gdb_regs *g)
 {
     if (len != 2 * GDB_REGS_BYTES)
         return -1;
     for (unsigned r = 0; r < NR_REGS; r++) {
         size_t n = reg_size(r);
         uint8_t bytes[16];
-        if (reg_available(r)) {
+        /* 'x' (unavailable, as gdb sends back what it could not read) leaves a register */
+        if (hex[0] != 'x') {
             if (!get_hex_bytes(hex, bytes, n))
                 return -1;
-            reg_set(st, r, bytes);
+            reg_set(g, r, bytes);
         }
         hex += 2 * n;
     }
@@ -578,23 +688,40 @@ static void cmd_write_mem(struct gdb_session *s, const char *p, const char *end,
     reply(s, ok ? "OK" : "E14");
 }
 
+/* vcpu's registers: the general state, and x87/SSE where the target has them. */
+static int get_all(struct gdb_session *s, unsigned vcpu, struct gdb_regs *g)
+{
+    memset(g, 0, sizeof(*g));
+    if (s->ops->get_regs(s->ctx, vcpu, &g->st) < 0)
+        return -1;
+    g->has_fpu = s->ops->get_fpu && s->ops->get_fpu(s->ctx, vcpu, &g->fpu) == 0;
+    return 0;
+}
+
+/* Both parts back (the FPU one first: a refused MXCSR then changes nothing). */
+static int set_all(struct gdb_session *s, unsigned vcpu, const struct gdb_regs *g)
+{
+    if (g->has_fpu && (!s->ops->set_fpu || s->ops->set_fpu(s->ctx, vcpu, &g->fpu) < 0))
+        return -1;
+    return s->ops->set_regs(s->ctx, vcpu, &g->st);
+}
+
 static void cmd_read_regs(struct gdb_session *s)
 {
-    struct vcpu_state st;
+    struct gdb_regs g;
     char hex[2 * GDB_REGS_BYTES];
-    if (s->ops->get_regs(s->ctx, s->g_vcpu, &st) < 0) {
+    if (get_all(s, s->g_vcpu, &g) < 0) {
         reply(s, "E01");
         return;
     }
-    reply_n(s, hex, gdb_encode_regs(&st, hex, sizeof(hex)));
+    reply_n(s, hex, gdb_encode_regs(&g, hex, sizeof(hex)));
 }
 
 static void cmd_write_regs(struct gdb_session *s, const char *p, const char *end)
 {
-    struct vcpu_state st;
-    if (s->ops->get_regs(s->ctx, s->g_vcpu, &st) < 0 ||
-        gdb_decode_regs(p, (size_t)(end - p), &st) < 0 ||
-        s->ops->set_regs(s->ctx, s->g_vcpu, &st) < 0) {
+    struct gdb_regs g;
+    if (get_all(s, s->g_vcpu, &g) < 0 || gdb_decode_regs(p, (size_t)(end - p), &g) < 0 ||
+        set_all(s, s->g_vcpu, &g) < 0) {
         reply(s, "E01");
         return;
     }
@@ -604,25 +731,29 @@ static void cmd_write_regs(struct gdb_session *s, const char *p, const char *end
 static void cmd_one_reg(struct gdb_session *s, const char *p, const char *end, bool write)
 {
     uint64_t r;
-    struct vcpu_state st;
+    struct gdb_regs g;
     if (!parse_hex(&p, end, &r) || r >= NR_REGS || (write && !expect(&p, end, '=')) ||
-        (!write && p != end) || s->ops->get_regs(s->ctx, s->g_vcpu, &st) < 0) {
+        (!write && p != end) || get_all(s, s->g_vcpu, &g) < 0) {
         reply(s, "E01");
         return;
     }
     if (!write) {
         char hex[32];
-        reply_n(s, hex, reg_hex(&st, (unsigned)r, hex));
+        reply_n(s, hex, reg_hex(&g, (unsigned)r, hex));
         return;
     }
     uint8_t bytes[16];
     size_t n = reg_size((unsigned)r);
-    if ((size_t)(end - p) != 2 * n || !get_hex_bytes(p, bytes, n)) {
+    if ((size_t)(end - p) != 2 * n || !get_hex_bytes(p, bytes, n) ||
+        !reg_set(&g, (unsigned)r, bytes)) {
         reply(s, "E01");
         return;
     }
-    reg_set(&st, (unsigned)r, bytes);
-    reply(s, s->ops->set_regs(s->ctx, s->g_vcpu, &st) < 0 ? "E01" : "OK");
+    /* only the part that changed goes back (a general-register write reloads the CPU mode) */
+    int rc = !reg_is_fpu((unsigned)r) ? s->ops->set_regs(s->ctx, s->g_vcpu, &g.st)
+             : s->ops->set_fpu        ? s->ops->set_fpu(s->ctx, s->g_vcpu, &g.fpu)
+                                      : -1;
+    reply(s, rc < 0 ? "E01" : "OK");
 }
 
 static void cmd_thread(struct gdb_session *s, const char *p, const char *end)

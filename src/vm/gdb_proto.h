@@ -61,6 +61,9 @@ struct gdb_target_ops {
     void (*interrupt)(void *ctx); /* 0x03 while running: stop and call gdb_session_stopped */
     void (*kill)(void *ctx);
     void (*send)(void *ctx, const char *data, size_t len); /* bytes to the debugger */
+    /* Optional: x87/SSE state (NULL, or -1: gdb sees those registers as unavailable). */
+    int (*get_fpu)(void *ctx, unsigned vcpu, struct vcpu_fpu *fpu);
+    int (*set_fpu)(void *ctx, unsigned vcpu, const struct vcpu_fpu *fpu);
 };
 
 struct gdb_stop {
@@ -91,10 +94,18 @@ void gdb_session_stopped(struct gdb_session *s, const struct gdb_stop *stop);
 /* One packet's payload, answered through ops->send (exposed for tests). */
 void gdb_session_packet(struct gdb_session *s, const char *pkt, size_t len);
 
+/* What 'g'/'G' carry: the general state and, when has_fpu, x87/SSE. */
+struct gdb_regs {
+    struct vcpu_state st;
+    struct vcpu_fpu fpu;
+    bool has_fpu;
+};
+
 /* The 'g' packet's register block (the target description's order and sizes). */
 #define GDB_REGS_BYTES 600
-size_t gdb_encode_regs(const struct vcpu_state *st, char *hex, size_t cap);
-/* Registers from a 'G' payload into st (FPU/SSE parts ignored); -1 when malformed. */
-int gdb_decode_regs(const char *hex, size_t len, struct vcpu_state *st);
+size_t gdb_encode_regs(const struct gdb_regs *g, char *hex, size_t cap);
+/* Registers from a 'G' payload into g (the FPU part only when has_fpu; registers sent as
+ * 'x', unavailable, are left); -1 when malformed. */
+int gdb_decode_regs(const char *hex, size_t len, struct gdb_regs *g);
 
 #endif

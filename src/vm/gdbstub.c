@@ -61,6 +61,24 @@ static int t_set_regs(void *ctx, unsigned vcpu, const struct vcpu_state *st)
     return m->accel->set_state(m->vcpus[vcpu].accel, st);
 }
 
+/* x87/SSE: the session asks only while the machine is paused (every vCPU stopped between two
+ * run() calls), as for the other registers. */
+static int t_get_fpu(void *ctx, unsigned vcpu, struct vcpu_fpu *fpu)
+{
+    struct machine *m = ((struct gdbstub *)ctx)->m;
+    if (vcpu >= m->nr_vcpus || !m->accel->get_fpu)
+        return -1;
+    return m->accel->get_fpu(m->vcpus[vcpu].accel, fpu);
+}
+
+static int t_set_fpu(void *ctx, unsigned vcpu, const struct vcpu_fpu *fpu)
+{
+    struct machine *m = ((struct gdbstub *)ctx)->m;
+    if (vcpu >= m->nr_vcpus || !m->accel->set_fpu)
+        return -1;
+    return m->accel->set_fpu(m->vcpus[vcpu].accel, fpu);
+}
+
 /* Guest-virtual memory, page by page through the vCPU's tables; RAM only (a debugger's read
  * must not have device side effects). */
 static size_t guest_virt_access(struct gdbstub *g, unsigned vcpu, uint64_t addr, uint8_t *buf,
@@ -189,6 +207,8 @@ static const struct gdb_target_ops target_ops = {
     .interrupt = t_interrupt,
     .kill = t_kill,
     .send = t_send,
+    .get_fpu = t_get_fpu,
+    .set_fpu = t_set_fpu,
 };
 
 /* --- vCPU side ----------------------------------------------------------------------------- */

@@ -85,6 +85,16 @@ struct snapshot_config {
 int snapshot_config_read(const struct snap_file *f, const struct machine_config *base,
                          struct snapshot_config *out, char *err, size_t errlen);
 void snapshot_config_free(struct snapshot_config *sc);
+/* The index of the device request of `model` whose options say id=ID (id NULL: the first of
+ * that model), or -1. Snapshots made before NICs carried their id have none to match. */
+int snapshot_config_find(const struct snapshot_config *sc, const char *model, const char *id);
+/* Whether request i's options have `key` (as key=value or a bare word). */
+bool snapshot_config_has(const struct snapshot_config *sc, unsigned i, const char *key);
+/* Request i's options with every item whose key is in `drop` (NULL-terminated) removed and
+ * `add` ("key=value[,...]", commas in values already doubled) appended: 0, or -1 when out of
+ * memory or the result would be too long. */
+int snapshot_config_edit(struct snapshot_config *sc, unsigned i, const char *const *drop,
+                         const char *add);
 
 /* Build and run the VM; returns the process exit status. */
 int machine_run(const struct machine_config *cfg);

@@ -160,6 +160,89 @@ void snapshot_config_free(struct snapshot_config *sc)
     sc->nr_strings = 0;
 }
 
+/* The next item of an option string at *p: its key and whole text (",," stands for a comma
+ * inside a value, as in util/opts.h). False at the end. */
+static bool next_item(const char **p, const char **item, size_t *len, size_t *keylen)
+{
+    const char *s = *p;
+    if (!*s)
+        return false;
+    const char *e = s;
+    while (*e && !(*e == ',' && e[1] != ',')) /* a single comma ends the item */
+        e += *e == ',' ? 2 : 1;
+    const char *eq = memchr(s, '=', (size_t)(e - s));
+    *item = s;
+    *len = (size_t)(e - s);
+    *keylen = eq ? (size_t)(eq - s) : *len;
+    *p = *e ? e + 1 : e;
+    return true;
+}
+
+static bool key_is(const char *item, size_t keylen, const char *key)
+{
+    return strlen(key) == keylen && !memcmp(item, key, keylen);
+}
+
+int snapshot_config_find(const struct snapshot_config *sc, const char *model, const char *id)
+{
+    for (unsigned i = 0; i < sc->cfg.nr_devices; i++) {
+        const struct device_request *d = &sc->cfg.devices[i];
+        if (strcmp(d->model, model) != 0)
+            continue;
+        if (!id)
+            return (int)i;
+        const char *p = d->opts ? d->opts : "", *item;
+        size_t len, keylen;
+        while (next_item(&p, &item, &len, &keylen))
+            if (key_is(item, keylen, "id") && len - keylen - 1 == strlen(id) &&
+                !memcmp(item + keylen + 1, id, strlen(id)))
+                return (int)i;
+    }
+    return -1;
+}
+
+bool snapshot_config_has(const struct snapshot_config *sc, unsigned i, const char *key)
+{
+    const char *p = sc->cfg.devices[i].opts ? sc->cfg.devices[i].opts : "", *item;
+    size_t len, keylen;
+    while (next_item(&p, &item, &len, &keylen))
+        if (key_is(item, keylen, key))
+            return true;
+    return false;
+}
+
+int snapshot_config_edit(struct snapshot_config *sc, unsigned i, const char *const *drop,
+                         const char *add)
+{
+    struct device_request *d = &sc->cfg.devices[i];
+    const char *old = d->opts ? d->opts : "", *p = old, *item;
+    size_t cap = strlen(old) + strlen(add) + 2, used = 0, len, keylen;
+    if (cap > 8192)
+        return -1; /* what snapshot_config_read would take back */
+    char *out = malloc(cap);
+    if (!out)
+        return -1;
+    while (next_item(&p, &item, &len, &keylen)) {
+        bool dropped = false;
+        for (unsigned k = 0; drop[k]; k++)
+            dropped = dropped || key_is(item, keylen, drop[k]);
+        if (dropped)
+            continue;
+        used += (size_t)snprintf(out + used, cap - used, "%s%.*s", used ? "," : "", (int)len, item);
+    }
+    snprintf(out + used, cap - used, "%s%s", used && *add ? "," : "", add);
+    /* the old text is one of sc->strings: the new one takes its slot */
+    for (unsigned k = 0; k < sc->nr_strings; k++)
+        if (sc->strings[k] == d->opts) {
+            free(sc->strings[k]);
+            sc->strings[k] = out;
+            d->opts = out;
+            return 0;
+        }
+    free(out);
+    return -1;
+}
+
 static int restore_devices(struct machine *m, const struct snap_file *f, char *err, size_t errlen)
 {
     struct snap_reader r;

@@ -48,13 +48,14 @@ def curl(sock, method, path, body=None):
 class Vmm:
     """quokka --api-sock in the background, its console going to a file."""
 
-    def __init__(self, tmp_path, *extra):
+    def __init__(self, tmp_path, *extra, prefix=()):
+        """prefix: a command quokka runs under (e.g. `ip netns exec NAME`)."""
         self.sock = str(tmp_path / "fc.sock")
         self.out_path = tmp_path / "console.txt"
         self.out = open(self.out_path, "wb")
         self.err_path = tmp_path / "stderr.txt"
         self.err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen([QUOKKA, "--api-sock", self.sock, *extra],
+        self.proc = subprocess.Popen([*prefix, QUOKKA, "--api-sock", self.sock, *extra],
                                      stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err)
         deadline = time.time() + 10
         while not os.path.exists(self.sock):
@@ -203,6 +204,50 @@ def test_malformed_requests(vmm, method, path, body, message):
     status, reply = vmm.api(method, path, body)
     assert status == 400, (status, reply)
     assert set(reply) == {"fault_message"} and message in reply["fault_message"], reply
+
+
+SERDE = "An error occurred when deserializing the json body of a request: "
+LOAD_FIELDS = ("`snapshot_path`, `mem_file_path`, `mem_backend`, `enable_diff_snapshots`, "
+               "`track_dirty_pages`, `resume_vm`, `network_overrides`, `vsock_override`, "
+               "`clock_realtime`, `huge_pages`")
+
+
+@pytest.mark.parametrize("method,path,body,message", [
+    # Firecracker's bodies are serde structs with deny_unknown_fields: serde_json's messages,
+    # positions included (the column is just past the offending key, or the object's end).
+    ("PUT", "/snapshot/load", '{"snapshot_path": "s", "mem_file_path": "m", "bogus": 1}',
+     f"unknown field `bogus`, expected one of {LOAD_FIELDS} at line 1 column 52"),
+    ("PUT", "/snapshot/load", '{\n  "snapshot_path": "s",\n  "mem_backend": {\n'
+     '    "backend_path": "m", "x": 2}\n}',
+     "unknown field `x`, expected `backend_path` or `backend_type` at line 4 column 28"),
+    ("PUT", "/snapshot/load", '{\n  "snapshot_path": "s",\n  "mem_backend": {\n'
+     '    "backend_path": "m"\n  }\n}', "missing field `backend_type` at line 5 column 3"),
+    ("PUT", "/snapshot/load", '{"mem_file_path": "m"}',
+     "missing field `snapshot_path` at line 1 column 22"),
+    ("PUT", "/snapshot/load", '{"snapshot_path": "s", "mem_file_path": "m", '
+     '"mem_backend": {"backend_path": "m", "backend_type": "File"}}',
+     "too many fields: either `mem_backend` or `mem_file_path` exclusively is required"),
+    ("PUT", "/snapshot/load", '{"snapshot_path": "s"}',
+     "missing field: either `mem_backend` or `mem_file_path` is required"),
+    ("PUT", "/snapshot/load", '{"snapshot_path": "s", "mem_file_path": "m", '
+     '"network_overrides": [{"iface_id": "eth0", "host_dev_name": "t"}, {"iface_id": "x"}]}',
+     "missing field `host_dev_name` at line 1 column 128"),
+    ("PUT", "/snapshot/load", '{"snapshot_path": "s", "mem_file_path": "m", '
+     '"vsock_override": {"path": "/x"}}', "missing field `uds_path` at line 1 column 77"),
+    ("PUT", "/snapshot/create", '{"snapshot_path": "s", "mem_file_path": "m", "diff": true}',
+     "unknown field `diff`, expected one of `snapshot_type`, `snapshot_path`, "
+     "`mem_file_path` at line 1 column 51"),
+    ("PUT", "/actions", '{"action_type": "FlushMetrics", "now": true}',
+     "unknown field `now`, expected `action_type` at line 1 column 37"),
+    ("PUT", "/actions", '{ }', "missing field `action_type` at line 1 column 3"),
+    ("PATCH", "/vm", '{"state": "Paused", "force": 1}',
+     "unknown field `force`, expected `state` at line 1 column 27"),
+    ("PATCH", "/vm", '{"state": "Sleeping"}',
+     "unknown variant `Sleeping`, expected `Paused` or `Resumed`"),
+])
+def test_serde_messages(vmm, method, path, body, message):
+    status, reply = vmm.api(method, path, body)
+    assert (status, reply) == (400, {"fault_message": SERDE + message + "."})
 
 
 def test_body_too_large(vmm):

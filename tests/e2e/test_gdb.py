@@ -210,7 +210,9 @@ def test_raw_protocol_interrupt_errors_and_threads(ksyms, tmp_path):
         assert c.read_byte() == b"-"
         assert c.cmd("Hg1") == "OK"
         regs = c.cmd("g")
-        assert len(regs) == 1200 and "x" in regs  # x87/SSE are unavailable
+        # x87/SSE as reset leaves them: FCW 0x37f (byte 244), MXCSR 0x1f80 (byte 532)
+        assert len(regs) == 1200 and "x" not in regs
+        assert regs[488:496] == "7f030000" and regs[1064:1072] == "801f0000", regs
         assert c.cmd("mffff800000000000,8") == "E14"  # non-canonical
         assert c.cmd("m0,zz") == "E01"
         assert c.cmd("Z9,0,1") == ""
@@ -233,3 +235,56 @@ def test_raw_protocol_interrupt_errors_and_threads(ksyms, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def symbol(elf, name):
+    """A payload symbol's address (the payloads are ELF32 files with 64-bit code: gdb is
+    given addresses, not the file)."""
+    out = subprocess.run(["nm", elf], capture_output=True, text=True, check=True).stdout
+    m = re.search(r"^([0-9a-f]+) \w %s$" % name, out, re.M)
+    assert m, out
+    return int(m.group(1), 16)
+
+
+def test_gdb_x87_sse_registers():
+    """fpu64.elf loads known x87/SSE values and stops at gdb_stop: gdb reads them (st0/st1,
+    the tag and status words, xmm1, mxcsr with the PE flag the inexact DIVSS raised), writes
+    xmm2, st1 and mxcsr (unmasking divide-by-zero) and continues; the payload prints what it
+    then sees, and its DIVSS by zero now raises #XM (the translator re-derived its MXCSR
+    fast-path state from the written value)."""
+    if not os.path.exists(GDB):
+        pytest.skip("gdb is not installed")
+    elf = os.path.join(BUILD, "payloads", "fpu64.elf")
+    stop = symbol(elf, "gdb_stop")
+    port = free_port()
+    proc = subprocess.Popen([QUOKKA, "run", "--accel", "tcg", "--kernel", elf,
+                             "--gdb", f"tcp:127.0.0.1:{port}"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = run_gdb(port, [
+        f"break *{stop:#x}",
+        "continue",
+        "info registers st0 st1 mxcsr",
+        "p/x $xmm1.v2_int64",
+        "p/x $ftag",
+        "p/x $fstat",
+        "p/x $fctrl",
+        "set var $xmm2.v2_int64[0] = 0x0123456789abcdef",
+        "set var $st1 = 7",
+        "set var $mxcsr = 0x1d80",
+        "p/x $xmm2.v2_int64",
+        "p $st1",
+        "p/x $mxcsr",
+        "delete",
+        "continue",
+    ])
+    rc, stdout, stderr = finish(proc)
+    assert re.search(r"^st0\s+1\s+\(raw 0x3fff8000000000000000\)", out, re.M), out
+    assert re.search(r"^st1\s+2\.5\s+\(raw 0x4000a000000000000000\)", out, re.M), out
+    assert re.search(r"^mxcsr\s+0x1fa0\s+\[ PE IM DM ZM OM UM PM \]", out, re.M), out
+    assert "= {0x1122334455667788, 0x99aabbccddeeff00}" in out, out
+    assert "= 0xfff\n" in out and "= 0x3000\n" in out and "= 0x37f\n" in out, out
+    assert "= {0x123456789abcdef, 0x0}" in out and "= 7\n" in out, out
+    assert "= 0x1d80" in out or "= [ IM DM OM UM PM ]" in out, out
+    assert "xmm2 01234567:89abcdef\nmxcsr 00001d80\nst1 7\nxm 1\nPASS" in \
+        stdout.replace("\r\n", "\n"), stdout + stderr
+    assert rc == 33, (rc, stdout, stderr)

@@ -13,6 +13,8 @@
 
 struct fake_target {
     struct vcpu_state regs[2];
+    struct vcpu_fpu fpu[2];
+    bool no_fpu; /* as an accelerator without get_fpu */
     uint8_t mem[FAKE_MEM_SIZE];
     struct accel_debug dbg;
     int set_debug_calls, resumes, last_step, interrupts, kills;
@@ -41,6 +43,24 @@ static int fake_set_regs(void *ctx, unsigned vcpu, const struct vcpu_state *st)
     if (vcpu >= 2)
         return -1;
     t->regs[vcpu] = *st;
+    return 0;
+}
+
+static int fake_get_fpu(void *ctx, unsigned vcpu, struct vcpu_fpu *fpu)
+{
+    struct fake_target *t = ctx;
+    if (vcpu >= 2 || t->no_fpu)
+        return -1;
+    *fpu = t->fpu[vcpu];
+    return 0;
+}
+
+static int fake_set_fpu(void *ctx, unsigned vcpu, const struct vcpu_fpu *fpu)
+{
+    struct fake_target *t = ctx;
+    if (vcpu >= 2 || t->no_fpu || (fpu->mxcsr & ~0xffffu))
+        return -1; /* reserved MXCSR bits, as the translator refuses them */
+    t->fpu[vcpu] = *fpu;
     return 0;
 }
 
@@ -110,8 +130,8 @@ static void fake_send(void *ctx, const char *data, size_t len)
 }
 
 static const struct gdb_target_ops fake_target_ops = {
-    fake_nr_threads, fake_get_regs, fake_set_regs,  fake_read_mem, fake_write_mem,
-    fake_set_debug,  fake_resume,   fake_interrupt, fake_kill,     fake_send,
+    fake_nr_threads, fake_get_regs,  fake_set_regs, fake_read_mem, fake_write_mem, fake_set_debug,
+    fake_resume,     fake_interrupt, fake_kill,     fake_send,     fake_get_fpu,   fake_set_fpu,
 };
 
 #endif

@@ -160,10 +160,10 @@ static void test_registers(void **state)
     assert_memory_equal(g + 16, "8877665544332211", 16); /* rbx is gdb's second */
     assert_memory_equal(g + 256, "00000081ffffffff", 16);
     assert_memory_equal(g + 280, "10000000", 8);              /* cs, after eflags */
-    assert_memory_equal(g + 328, "xxxxxxxxxxxxxxxxxxxx", 20); /* st0: unavailable */
+    assert_memory_equal(g + 328, "00000000000000000000", 20); /* st0 */
     assert_string_equal(ask("p10"), "00000081ffffffff");
     assert_string_equal(ask("p3d"), "0040230100000000"); /* cr3 */
-    assert_string_equal(ask("p18"), "xxxxxxxxxxxxxxxxxxxx");
+    assert_string_equal(ask("p18"), "00000000000000000000");
     assert_string_equal(ask("p41"), "E01");
     assert_string_equal(ask("P10=0010000000000000"), "OK");
     assert_int_equal(t->regs[0].rip, 0x1000);
@@ -179,6 +179,112 @@ static void test_registers(void **state)
     assert_int_equal(t->regs[0].rip, 0x1000);
     G[100] = '\0';
     assert_string_equal(ask(G), "E01");
+}
+
+/* gdb's amd64 numbering: st0-st7 24-31 (10 bytes), fctrl..fop 32-39, xmm0-15 40-55, mxcsr 56;
+ * in the 'g' block st0 starts at byte 164, fctrl at 244, xmm0 at 276, mxcsr at 532. */
+static void test_fpu_registers(void **state)
+{
+    (void)state;
+    struct vcpu_fpu *f = &t->fpu[0];
+    /* ST(0) = 1.0 (exponent 0x3fff, integer bit), ST(1) = 0; TOP = 6: ST(0) is physical 6,
+     * ST(1) physical 7, both in use; the rest empty. */
+    const uint8_t one[10] = {0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f};
+    memcpy(f->st[0], one, 10);
+    f->fcw = 0x037f;
+    f->fsw = 6 << 11;
+    f->ftw = 0xc0;
+    f->fop = 0x123;
+    f->fip = 0x1122334455667788ULL;
+    f->mxcsr = 0x1fa0; /* PE set, all masked */
+    for (unsigned i = 0; i < 16; i++)
+        f->xmm[1][i] = (uint8_t)(0xa0 + i);
+    const char *g = ask("g");
+    assert_memory_equal(g + 2 * 164, "0000000000000080ff3f", 20);
+    assert_memory_equal(g + 2 * 174, "00000000000000000000", 20);
+    assert_memory_equal(g + 2 * 244, "7f030000", 8); /* fctrl */
+    assert_memory_equal(g + 2 * 248, "00300000", 8); /* fstat: TOP 6 */
+    /* ftag: physical 6 valid (00), physical 7 zero (01), the others empty (11): 0x4fff */
+    assert_memory_equal(g + 2 * 252, "ff4f0000", 8);
+    assert_memory_equal(g + 2 * 260, "88776655", 8); /* fioff: FIP's low half */
+    assert_memory_equal(g + 2 * 272, "23010000", 8); /* fop */
+    assert_memory_equal(g + 2 * 292, "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", 32); /* xmm1 */
+    assert_memory_equal(g + 2 * 532, "a01f0000", 8);                          /* mxcsr */
+    assert_string_equal(ask("p18"), "0000000000000080ff3f");
+    assert_string_equal(ask("p22"), "ff4f0000");
+    assert_string_equal(ask("p29"), "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
+    assert_string_equal(ask("p38"), "a01f0000");
+    /* Writes: st1 = 2.0, xmm2, mxcsr; a tag word marking only physical 6 in use. */
+    assert_string_equal(ask("P19=00000000000000800040"), "OK");
+    assert_int_equal(f->st[1][9], 0x40);
+    assert_string_equal(ask("P2a=0102030405060708090a0b0c0d0e0f10"), "OK");
+    assert_int_equal(f->xmm[2][0], 1);
+    assert_int_equal(f->xmm[2][15], 0x10);
+    assert_string_equal(ask("P38=807f0000"), "OK");
+    assert_int_equal(f->mxcsr, 0x7f80);
+    assert_string_equal(ask("P22=ffcf0000"), "OK");
+    assert_int_equal(f->ftw, 0x40);
+    assert_string_equal(ask("P38=00000100"), "E01"); /* reserved MXCSR bits: refused */
+    assert_int_equal(f->mxcsr, 0x7f80);
+    /* G: the FPU part goes back too; 'x' (unavailable) leaves a register alone. */
+    char G[2 * GDB_REGS_BYTES + 2];
+    G[0] = 'G';
+    memcpy(G + 1, ask("g"), 2 * GDB_REGS_BYTES + 1);
+    memcpy(G + 1 + 2 * 532, "801f0000", 8);
+    memset(G + 1 + 2 * 276, 'x', 32); /* xmm0 */
+    t->fpu[0].xmm[0][0] = 0x55;
+    assert_string_equal(ask(G), "OK");
+    assert_int_equal(f->mxcsr, 0x1f80);
+    assert_int_equal(f->xmm[0][0], 0x55);
+    /* A target without FPU state: unavailable ('x'), not writable. */
+    t->no_fpu = true;
+    assert_string_equal(ask("p18"), "xxxxxxxxxxxxxxxxxxxx");
+    assert_string_equal(ask("p38"), "xxxxxxxx");
+    assert_string_equal(ask("P38=801f0000"), "E01");
+    assert_string_equal(ask("p10"), "0000000000000000"); /* the rest still answers */
+}
+
+/* The target description has gdb's i386 core and SSE features in gdb's numbering. */
+static void test_target_xml(void **state)
+{
+    (void)state;
+    static char xml[16384];
+    size_t len = 0;
+    for (;;) {
+        char q[64];
+        snprintf(q, sizeof(q), "qXfer:features:read:target.xml:%zx,400", len);
+        const char *r = ask(q);
+        assert_true(r[0] == 'm' || r[0] == 'l');
+        size_t n = strlen(r + 1);
+        assert_true(len + n < sizeof(xml));
+        memcpy(xml + len, r + 1, n);
+        len += n;
+        if (r[0] == 'l')
+            break;
+    }
+    xml[len] = '\0';
+    /* Registers in order: the n-th <reg is gdb's register n. */
+    static const char *const names[] = {"rax", "rip",  "eflags", "gs",    "st0",     "st7", "fctrl",
+                                        "fop", "xmm0", "xmm15",  "mxcsr", "fs_base", "efer"};
+    static const unsigned numbers[] = {0, 16, 17, 23, 24, 31, 32, 39, 40, 55, 56, 57, 64};
+    for (unsigned i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "<reg name=\"%s\"", names[i]);
+        const char *at = strstr(xml, want);
+        assert_non_null(at);
+        unsigned n = 0;
+        for (const char *p = xml; (p = strstr(p, "<reg ")) && p < at; p++)
+            n++;
+        assert_int_equal(n, numbers[i]);
+    }
+    assert_non_null(strstr(xml, "<feature name=\"org.gnu.gdb.i386.core\">"));
+    assert_non_null(strstr(xml, "<feature name=\"org.gnu.gdb.i386.sse\">"));
+    assert_non_null(strstr(xml, "<reg name=\"st0\" bitsize=\"80\" type=\"i387_ext\"/>"));
+    assert_non_null(strstr(xml, "<reg name=\"ftag\" bitsize=\"32\" type=\"int\" "
+                                "group=\"float\"/>"));
+    assert_non_null(strstr(xml, "<reg name=\"xmm1\" bitsize=\"128\" type=\"vec128\"/>"));
+    assert_non_null(strstr(xml, "<reg name=\"mxcsr\" bitsize=\"32\" type=\"i386_mxcsr\" "
+                                "group=\"vector\"/>"));
 }
 
 static void test_memory(void **state)
@@ -277,6 +383,8 @@ int main(void)
         cmocka_unit_test(test_overlong_packet_is_refused),
         cmocka_unit_test_setup_teardown(test_queries_and_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fpu_registers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_target_xml, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_breakpoints_and_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_ack_mode, setup, teardown),

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "api/fc_config.h"
+#include "api/serde_msg.h"
 #include "device_fakes.h"
 #include "vm/guest_clock.h"
 #include "vm/memory.h"
@@ -258,10 +259,83 @@ static void test_fc_config(void **state)
     assert_string_equal(cfg.devices[0].opts, want);
     assert_string_equal(cfg.devices[1].opts, "path=/dev/null,readonly=on");
     assert_string_equal(cfg.devices[2].model, "virtio-net");
-    assert_string_equal(cfg.devices[2].opts, "user,hostfwd=tcp::2222-:22");
+    assert_string_equal(cfg.devices[2].opts, "id=eth0,user,hostfwd=tcp::2222-:22");
     assert_string_equal(cfg.devices[3].opts, "cid=3,path=/tmp/v.sock");
     unlink(root);
     free(fc);
+}
+
+/* serde_json's positions, found again in the raw text: just past an unknown key, or past the
+ * '}' of the object a missing field belongs to; nested through keys and array indices;
+ * strings with braces, escaped quotes and nested values skipped whole. */
+static void test_serde_positions(void **state)
+{
+    (void)state;
+    const char *text = "{\"a\": \"}{\\\"\", \"n\": [1, {\"x\": [2]}, {\"y\": 3,\n"
+                       "  \"bad\": 4}],\n \"zz\": {\"q\": {}}}";
+    struct json_object *o = json(text);
+    char err[400];
+    static const char *const top_known[] = {"a", "n", NULL}, *const none[] = {NULL},
+                             *const one[] = {"y", NULL}, *const two[] = {"y", "z", NULL};
+    struct serde_at top = {text, strlen(text), NULL, 0};
+    assert_int_equal(serde_unknown_fields(&top, o, top_known, err, sizeof(err)), -1);
+    assert_string_equal(err, "An error occurred when deserializing the json body of a request: "
+                             "unknown field `zz`, expected `a` or `n` at line 3 column 5.");
+    const char *const p2[] = {"n", "2"};
+    struct serde_at at2 = {text, strlen(text), p2, 2};
+    struct json_object *e2 = json_object_array_get_idx(json_object_object_get(o, "n"), 2);
+    assert_int_equal(serde_unknown_fields(&at2, e2, one, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unknown field `bad`, expected `y` at line 2 column 7."));
+    assert_int_equal(serde_unknown_fields(&at2, e2, two, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "expected `y` or `z` at line 2 column 7."));
+    assert_int_equal(serde_missing_field(&at2, "z", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "missing field `z` at line 2 column 11."));
+    const char *const p1[] = {"n", "1"};
+    struct serde_at at1 = {text, strlen(text), p1, 2};
+    assert_int_equal(serde_missing_field(&at1, "k", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "missing field `k` at line 1 column 33."));
+    assert_int_equal(
+        serde_unknown_fields(&top, json_object_object_get(o, "zz"), none, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "unknown field `q`, there are no fields"));
+    /* a path leading nowhere: the message without a position */
+    const char *const p9[] = {"n", "9"};
+    struct serde_at at9 = {text, strlen(text), p9, 2};
+    serde_missing_field(&at9, "k", err, sizeof(err));
+    assert_non_null(strstr(err, "missing field `k`."));
+    json_object_put(o);
+}
+
+/* The device-option edits PUT /snapshot/load's overrides make: find by id=, drop keys
+ * (",," inside a value is not a separator), append. */
+static void test_snapshot_config_edit(void **state)
+{
+    (void)state;
+    struct snapshot_config sc;
+    memset(&sc, 0, sizeof(sc));
+    const char *opts[] = {"path=/a,,b.img", "id=eth1,tap=t0,mac=52:54:00:00:00:01",
+                          "id=eth0,user,hostfwd=tcp::1-:2,hostfwd=udp::3-:4", "cid=3,path=/v"};
+    const char *models[] = {"virtio-blk", "virtio-net", "virtio-net", "virtio-vsock"};
+    for (unsigned i = 0; i < 4; i++) {
+        snprintf(sc.cfg.devices[i].model, sizeof(sc.cfg.devices[i].model), "%s", models[i]);
+        sc.cfg.devices[i].opts = sc.strings[sc.nr_strings++] = strdup(opts[i]);
+    }
+    sc.cfg.nr_devices = 4;
+    assert_int_equal(snapshot_config_find(&sc, "virtio-net", "eth0"), 2);
+    assert_int_equal(snapshot_config_find(&sc, "virtio-net", "eth1"), 1);
+    assert_int_equal(snapshot_config_find(&sc, "virtio-net", "eth"), -1);
+    assert_int_equal(snapshot_config_find(&sc, "virtio-net", "t0"), -1);
+    assert_int_equal(snapshot_config_find(&sc, "virtio-vsock", NULL), 3);
+    assert_true(snapshot_config_has(&sc, 2, "user"));
+    assert_false(snapshot_config_has(&sc, 1, "user"));
+    static const char *const tap[] = {"tap", "tap-fd", NULL}, *const fwd[] = {"hostfwd", NULL},
+                             *const path[] = {"path", NULL};
+    assert_int_equal(snapshot_config_edit(&sc, 1, tap, "tap=t1"), 0);
+    assert_string_equal(sc.cfg.devices[1].opts, "id=eth1,mac=52:54:00:00:00:01,tap=t1");
+    assert_int_equal(snapshot_config_edit(&sc, 2, fwd, "hostfwd=tcp::5-:6"), 0);
+    assert_string_equal(sc.cfg.devices[2].opts, "id=eth0,user,hostfwd=tcp::5-:6");
+    assert_int_equal(snapshot_config_edit(&sc, 0, path, "path=/c,,d"), 0);
+    assert_string_equal(sc.cfg.devices[0].opts, "path=/c,,d");
+    snapshot_config_free(&sc);
 }
 
 /* Every default device with state: poke registers on one machine, save, load the sections
@@ -356,6 +430,8 @@ int main(void)
         cmocka_unit_test(test_every_truncation_and_flip_is_refused),
         cmocka_unit_test(test_guest_clock),
         cmocka_unit_test(test_fc_config),
+        cmocka_unit_test(test_snapshot_config_edit),
+        cmocka_unit_test(test_serde_positions),
         cmocka_unit_test(test_device_state_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include "accel/tcg/backend/interp.h"
 #include "accel/tcg/backend/x86_64.h"
 #include "accel/tcg/tcg_internal.h"
+#include "accel/tcg/x86/fpu.h"
 #include "accel/tcg/x86/seg.h"
 #include "accel/tcg/x86/translate.h"
 #include "util/log.h"
@@ -431,6 +432,16 @@ static int tcg_set_state(struct accel_vcpu *v, const struct vcpu_state *st)
     cpu->halted = false;
     v->wait_for_sipi = false; /* given registers to run, an AP runs them (as the BSP would) */
     return 0;
+}
+
+static int tcg_get_fpu(struct accel_vcpu *v, struct vcpu_fpu *fpu)
+{
+    return tcg_fpu_get(&v->cpu, fpu);
+}
+
+static int tcg_set_fpu(struct accel_vcpu *v, const struct vcpu_fpu *fpu)
+{
+    return tcg_fpu_set(&v->cpu, fpu);
 }
 
 static int tcg_get_msrs(struct accel_vcpu *v, struct vcpu_msr *msrs, unsigned n)
@@ -1157,6 +1168,8 @@ const struct accel_ops tcg_accel_ops = {
     .vcpu_destroy = tcg_vcpu_destroy,
     .set_cpuid = tcg_set_cpuid,
     .get_state = tcg_get_state,
+    .get_fpu = tcg_get_fpu,
+    .set_fpu = tcg_set_fpu,
     .set_state = tcg_set_state,
     .get_msrs = tcg_get_msrs,
     .set_msrs = tcg_set_msrs,

@@ -975,8 +975,10 @@ static int net_load(void *state, struct snap_reader *r, char *err, size_t errlen
     return 0;
 }
 
-static const char *const net_option_keys[] = {"user", "tap", "tap-fd", "hostfwd",
-                                              "mac",  "mtu", "queues", NULL};
+/* id=NAME labels the interface (Firecracker's iface_id): a snapshot keeps it with the
+ * options, so PUT /snapshot/load can name the interface in network_overrides. */
+static const char *const net_option_keys[] = {"user", "tap",    "tap-fd", "hostfwd", "mac",
+                                              "mtu",  "queues", "id",     NULL};
 static const char *const net_repeatable_keys[] = {"hostfwd", NULL};
 
 DEVICE_MODEL(virtio_net_model) = {

@@ -16,6 +16,7 @@
 #include "accel/tcg/x86/flags.h"
 #include "accel/tcg/x86/fx80.h"
 #include "accel/tcg/x86/seg.h"
+#include "vm/cpu_state.h"
 
 #include <string.h>
 
@@ -1015,6 +1016,53 @@ static void fxrstor(struct tcg_cpu *cpu, uint64_t addr, uint64_t desc)
     }
     memcpy(f->xmm, b + 160, 16 * (FD_MODE64(desc) ? 16 : 8));
     update_es(f);
+}
+
+int tcg_fpu_get(const struct tcg_cpu *cpu, struct vcpu_fpu *out)
+{
+    const struct tcg_fpu *f = &cpu->fpu;
+    if (cpu->fp_live.live)
+        return -1; /* flags still in a host MXCSR (the vCPU thread's): not stopped */
+    memset(out, 0, sizeof(*out));
+    out->fcw = f->fcw;
+    out->fsw = read_fsw(f);
+    out->ftw = f->ftw;
+    out->fop = f->fop;
+    out->fcs = f->fcs, out->fds = f->fds;
+    out->fip = f->fip, out->fdp = f->fdp;
+    out->mxcsr = f->mxcsr;
+    for (unsigned i = 0; i < 8; i++) {
+        fx80 v = f->st[(f->top + i) & 7];
+        uint64_t mant = fx_mant(v);
+        uint16_t e = (uint16_t)fx_sexp(v);
+        memcpy(out->st[i], &mant, 8), memcpy(out->st[i] + 8, &e, 2);
+    }
+    memcpy(out->xmm, f->xmm, sizeof(out->xmm));
+    return 0;
+}
+
+int tcg_fpu_set(struct tcg_cpu *cpu, const struct vcpu_fpu *in)
+{
+    struct tcg_fpu *f = &cpu->fpu;
+    if (cpu->fp_live.live || (in->mxcsr & ~FPU_MXCSR_MASK))
+        return -1;                                  /* FXRSTOR and LDMXCSR would #GP */
+    f->fcw = (uint16_t)((in->fcw & 0x1f7f) | 0x40); /* as FXRSTOR keeps it */
+    write_fsw(f, in->fsw);
+    f->ftw = in->ftw;
+    f->fop = in->fop & 0x7ff;
+    f->fcs = in->fcs, f->fds = in->fds;
+    f->fip = in->fip, f->fdp = in->fdp;
+    for (unsigned i = 0; i < 8; i++) {
+        uint64_t mant;
+        uint16_t e;
+        memcpy(&mant, in->st[i], 8), memcpy(&e, in->st[i] + 8, 2);
+        f->st[(f->top + i) & 7] = fx_make(e, mant);
+    }
+    memcpy(f->xmm, in->xmm, sizeof(f->xmm));
+    update_es(f);
+    f->mxcsr = in->mxcsr;
+    tcg_update_hflags(cpu); /* HF_MXFAST, as after LDMXCSR */
+    return 0;
 }
 
 uint64_t h_fpu_sse(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t d)

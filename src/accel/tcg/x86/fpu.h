@@ -36,6 +36,13 @@ uint64_t h_fpu_sse(void *env, uint64_t desc, uint64_t addr, uint64_t c, uint64_t
  * operand zero-extended) and availability checked at translation (HF_SSE). */
 uint64_t h_sse_fp(void *env, uint64_t op, uint64_t lo, uint64_t hi, uint64_t d);
 
+/* The x87/SSE state for a debugger (the vCPU stopped between two run() calls, so the run
+ * loop has merged the host MXCSR's flags back: -1 if it has not). A write takes FXRSTOR's
+ * checks and, like LDMXCSR, recomputes hflags (HF_MXFAST follows the new MXCSR). */
+struct vcpu_fpu;
+int tcg_fpu_get(const struct tcg_cpu *cpu, struct vcpu_fpu *out);
+int tcg_fpu_set(struct tcg_cpu *cpu, const struct vcpu_fpu *in);
+
 /* sse.c: one SSE/SSE2 instruction (availability already checked). */
 void sse_exec(struct tcg_cpu *cpu, uint64_t desc, uint64_t addr);
 
