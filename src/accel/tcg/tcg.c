@@ -633,6 +633,7 @@ static struct tb *compile_block(struct accel_vcpu *v, const struct x86_translate
             .ras_push = info->ends_with_call,
             .ras_pop = info->ends_with_ret,
             .ras_return = info->call_return,
+            .chain_same_page = {info->chain_same_page[0], info->chain_same_page[1]},
         };
         tb->native = native_compile(vm->tbs.jit, block, &ni, full);
         if (tb->native)

@@ -390,11 +390,13 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     imm32(e, e->info->guard);
     size_t wrong_mode = jcc8(e, 0x75);
     load_site(e, RDX, site == NO_SITE ? 0 : site);
-    size_t wrong_epoch = site_epoch_check(e, RDX);
+    bool same_page = e->info->chain_same_page[slot & 1];
+    size_t wrong_epoch = same_page ? 0 : site_epoch_check(e, RDX);
     op_mem(e, 0xff, false, 4, RDX, SITE_TARGET_OFF); /* jmp [rdx + target] */
     land32(e, no_budget);
     land8(e, wrong_mode);
-    land8(e, wrong_epoch);
+    if (!same_page)
+        land8(e, wrong_epoch);
     /* Unchained: the slot's first target, and what leaving looks like. */
     if (site != NO_SITE && !e->overflow)
         init_site(e->jit, site, (const void *)(e->rx_base + e->len));

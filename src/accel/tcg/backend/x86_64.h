@@ -82,6 +82,8 @@ struct native_block_info {
      * with inline_cache): see native_config's return-address stack. */
     bool ras_push, ras_pop;
     uint64_t ras_return;
+    /* GOTO_TB slot i leads to the block's own page: its chain skips the epoch check. */
+    bool chain_same_page[2];
 };
 
 struct native_jit;

@@ -119,10 +119,14 @@ struct dc {
     uint64_t next_ip; /* RIP after it */
     uint32_t hflags;
     enum x86_cpu_mode mode;
-    int cc_op;        /* static lazy-flags op, or CC_OP_DYNAMIC */
-    bool end;         /* the block ends after this instruction */
-    bool call, ret;   /* ...with a near CALL / RET (x86_translate_info) */
-    int64_t fpenv_at; /* the op index of the block's last IR_FPENV, -1: none */
+    int cc_op;           /* static lazy-flags op, or CC_OP_DYNAMIC */
+    bool end;            /* the block ends after this instruction */
+    bool call, ret;      /* ...with a near CALL / RET (x86_translate_info) */
+    int64_t fpenv_at;    /* the op index of the block's last IR_FPENV, -1: none */
+    uint64_t first_page; /* linear */
+    /* Per GOTO_TB slot: emitted, and by a plain jump to the block's first page (see
+     * x86_translate_info.chain_same_page). */
+    bool slot_used[2], slot_same_page[2];
 };
 
 /* --- small utilities -------------------------------------------------------------------- */
@@ -581,6 +585,21 @@ static void gen_jump_const(struct dc *s, uint64_t rip, unsigned slot)
     gen_set_rip_const(s, rip);
     ir_goto_tb(s->b, slot);
     s->end = true;
+    s->slot_same_page[slot & 1] = false;
+    s->slot_used[slot & 1] = true;
+}
+
+/* A jump of the guest's control flow (JMP, Jcc, CALL, falling through), not one that ends a
+ * block because the mode or the mappings may have changed: when the target is on the
+ * block's first page, its chain need not follow the vCPU's TLB epochs. */
+static void gen_jump_direct(struct dc *s, uint64_t rip, unsigned slot)
+{
+    bool first_use = !s->slot_used[slot & 1];
+    uint64_t linear = s->cs_base + rip;
+    if (s->mode != X86_MODE_64)
+        linear &= 0xffffffffULL;
+    gen_jump_const(s, rip, slot);
+    s->slot_same_page[slot & 1] = first_use && (linear & ~0xfffULL) == s->first_page;
 }
 
 static void gen_jump_reg(struct dc *s, ir_temp rip)
@@ -594,9 +613,9 @@ static void gen_branch_cond(struct dc *s, ir_temp cond, uint64_t taken, uint64_t
 {
     ir_label l = ir_new_label(s->b);
     ir_brcond(s->b, IR_I64, IR_COND_NE, cond, cst(s, 0), l);
-    gen_jump_const(s, fallthrough, 0);
+    gen_jump_direct(s, fallthrough, 0);
     ir_label_here(s->b, l);
-    gen_jump_const(s, taken, 1);
+    gen_jump_direct(s, taken, 1);
 }
 
 static uint64_t rel_target(const struct dc *s)
@@ -1844,7 +1863,7 @@ static void translate_insn(struct dc *s)
         break;
     case X86_MN_JMP:
         if (in->operand[0].kind == X86_OPND_REL) {
-            gen_jump_const(s, rel_target(s), 0);
+            gen_jump_direct(s, rel_target(s), 0);
         } else {
             ir_temp t = load_operand(s, 0, NULL);
             gen_jump_reg(s, t);
@@ -1866,7 +1885,7 @@ static void translate_insn(struct dc *s)
         gen_push(s, cst(s, s->next_ip & ip_mask(s, bits)), bits);
         s->call = true;
         if (in->operand[0].kind == X86_OPND_REL)
-            gen_jump_const(s, rel_target(s), 0);
+            gen_jump_direct(s, rel_target(s), 0);
         else
             gen_jump_reg(s, target);
         break;
@@ -2267,6 +2286,9 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
         .fpenv_at = -1,
     };
     uint64_t first_page = (cs_base + rip) & ~0xfffULL;
+    if (s.mode != X86_MODE_64)
+        first_page &= 0xffffffffULL;
+    s.first_page = first_page;
     info->guest_size = 0;
     info->nr_insns = 0;
     info->last_byte = cs_base + rip;
@@ -2334,7 +2356,9 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
             return -1;
     }
     if (!s.end)
-        gen_jump_const(&s, s.ip, 0);
+        gen_jump_direct(&s, s.ip, 0);
+    info->chain_same_page[0] = s.slot_same_page[0];
+    info->chain_same_page[1] = s.slot_same_page[1];
     if (s.mode == X86_MODE_64) {
         info->ends_with_call = s.call;
         info->ends_with_ret = s.ret;

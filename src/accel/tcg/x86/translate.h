@@ -13,6 +13,10 @@ struct x86_translate_info {
      * CALL whose return address is call_return, or a near RET. */
     bool ends_with_call, ends_with_ret;
     uint64_t call_return;
+    /* GOTO_TB slot i is a plain jump to the block's first page: a chain made there stays
+     * right whatever the vCPU does to its mappings after the block was entered (the block's
+     * page was mapped so when it was), as QEMU chains only within a page. */
+    bool chain_same_page[2];
 };
 
 void x86_translate_init(struct ir_block *block);
