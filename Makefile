@@ -57,6 +57,10 @@ $(BUILD)/bench/interp_micro: tests/unit/test_interp.c $(LIB_OBJS)
 bench-interp: $(BUILD)/bench/interp_micro
 	$(BUILD)/bench/interp_micro
 
+# The x87 transcendentals must give the same bits on every host: no fused multiply-adds
+# (clang contracts a * b + c by default).
+$(BUILD)/obj/src/accel/tcg/x86/x87_transcend.o: CFLAGS += -ffp-contract=off
+
 # The decoder test cross-checks against capstone (a test-only dependency).
 $(BUILD)/tests/test_x86_decode: LDLIBS += -lcapstone
 
