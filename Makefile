@@ -121,7 +121,8 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(LIB_OBJS)
 AARCH64_BUILD ?= build-aarch64
 cross-aarch64:
 	@$(MAKE) --no-print-directory BUILD=$(AARCH64_BUILD) CC=aarch64-linux-gnu-gcc \
-	    HOST_ARCH=aarch64 all $(AARCH64_BUILD)/tests/test_softfloat80
+	    HOST_ARCH=aarch64 all $(AARCH64_BUILD)/tests/test_softfloat80 \
+	    $(AARCH64_BUILD)/tests/test_x87_transcend
 cross-aarch64-test: cross-aarch64 payloads
 	scripts/cross-aarch64-test.sh $(AARCH64_BUILD) $(BUILD)
 

@@ -14,10 +14,13 @@
  * correctly rounded (Intel documents "within 1 ulp" for FSIN/FCOS/FPTAN/FPATAN/F2XM1/FYL2X
  * in round-to-nearest), and FSIN/FCOS/FPTAN reduce the operand with a 66-bit value of pi, so
  * near multiples of pi/2 with large operands its results lose most of their digits (here the
- * reduction is exact enough for any operand below 2^63). Guests that need the hardware's
- * exact bits do not exist in practice; guests that test determinism across hosts do, and get
- * the same bits on x86-64 and aarch64 (tests/unit/test_x87_transcend.c checks a golden
- * table on both).
+ * reduction is exact enough for any operand below 2^63); it also reports PE for some exact
+ * results (F2XM1(+-1), FYL2X(8, 1) = 3), and outside the documented domains (F2XM1 beyond
+ * +-1, FYL2XP1 beyond |x| < 1 - sqrt(2)/2) its results are not the functions' at all, where
+ * quokka computes the functions. quokka does not imitate those errors (they are the
+ * microcode's, undocumented); what it guarantees is the same bits on x86-64 and aarch64
+ * (tests/unit/test_x87_transcend.c checks a golden table on both and prints how the CPU it
+ * runs on differs).
  *
  * Why not the host's libm: x86-64's long double functions work in the x87's own 64-bit
  * precision and aarch64's in binary128, and different libm versions differ in the last bit.
@@ -118,10 +121,31 @@ static q128 q_rint(q128 v)
     return (v + big) - big;
 }
 
-/* Round v (finite or infinite, not NaN) into 80 bits. inexact: v only approximates the
- * exact result, which is never exactly representable (PE, and UE when tiny). */
-static struct sf80 narrow(q128 v, bool inexact, unsigned rc, unsigned *exc)
+/* A result as an unevaluated sum hi + lo, |lo| much smaller than |hi|: lo keeps what binary128
+ * cannot hold of a value next to hi (sin x = x - x^3/6 for tiny x), so rounding knows on
+ * which side of hi the result lies. */
+struct qq {
+    q128 hi, lo;
+};
+
+static struct qq qq1(q128 v)
 {
+    return (struct qq){v, 0};
+}
+
+static struct qq qq_neg(struct qq v)
+{
+    return (struct qq){-v.hi, -v.lo};
+}
+
+/* Round v (finite or infinite, not NaN) into 80 bits. inexact: v only approximates the
+ * exact result, which is never exactly representable (PE, and UE when tiny); then hi + lo
+ * is rounded with what the sum's own rounding left (Fast2Sum) as a sticky bit, so a result
+ * next to an 80-bit value rounds the right way under directed rounding. */
+static struct sf80 narrow_qq(struct qq x, bool inexact, unsigned rc, unsigned *exc)
+{
+    q128 v = x.lo == 0 ? x.hi : x.hi + x.lo; /* -0 + 0 would be +0 */
+    q128 rest = x.lo - (v - x.hi);           /* exact: v + rest = hi + lo */
     u128 b = bits_of(v);
     bool sign = (b >> 127) != 0;
     unsigned e = (unsigned)(b >> 112) & 0x7fff;
@@ -133,17 +157,27 @@ static struct sf80 narrow(q128 v, bool inexact, unsigned rc, unsigned *exc)
     } else if (e == 0 && frac == 0) {
         /* An exact zero, or a value below binary128's range: the least possible magnitude
          * stands for it (rounds to zero or the least denormal by rc, with UE and PE). */
+        if (inexact && rest != 0)
+            sign = q_signbit(rest);
         r = inexact ? sf80_round_pack(&env, sign, -20000, (u128)1 << 127)
                     : (struct sf80){0, (uint16_t)(sign ? 0x8000u : 0)};
     } else {
-        /* m's bit 0 weighs 2^(max(e, 1) - 16383 - 112); round_pack wants bit 127's. */
-        u128 m = e ? frac | (u128)1 << 112 : frac;
-        r = sf80_round_pack(&env, sign, (int32_t)(e ? e : 1) - 16383 - 112 + 127, m);
+        /* m's bit 2 weighs 2^(max(e, 1) - 16383 - 112); round_pack wants bit 127's. Bits 0-1
+         * say whether the value is a little above or below |v|. */
+        u128 m = (e ? frac | (u128)1 << 112 : frac) << 2;
+        if (inexact && rest != 0)
+            m = q_signbit(rest) == sign ? m + 1 : m - 1;
+        r = sf80_round_pack(&env, sign, (int32_t)(e ? e : 1) - 16383 - 112 + 127 - 2, m);
     }
     if (inexact && !(env.exc & SF_PE))
         env.exc |= SF_PE | ((r.sexp & 0x7fff) == 0 ? SF_UE : 0);
     *exc |= env.exc & ~SF_DE;
     return r;
+}
+
+static struct sf80 narrow(q128 v, bool inexact, unsigned rc, unsigned *exc)
+{
+    return narrow_qq(qq1(v), inexact, rc, exc);
 }
 
 static struct sf80 overflow(bool sign, unsigned rc, unsigned *exc)
@@ -172,17 +206,17 @@ static q128 horner(const struct qbits *c, unsigned n, q128 z)
 /* --- sin, cos, tan --------------------------------------------------------------------------- */
 
 /* sin r and cos r for |r| <= pi/4 (a little more is fine): Taylor series to r^31 and r^32,
- * below 2^-116 relative there. */
-static q128 sin_kernel(q128 r)
+ * below 2^-116 relative there; the first term apart (hi). */
+static struct qq sin_kernel(q128 r)
 {
     q128 z = r * r;
-    return r + r * z * horner(q_sin, 15, z);
+    return (struct qq){r, r * z * horner(q_sin, 15, z)};
 }
 
-static q128 cos_kernel(q128 r)
+static struct qq cos_kernel(q128 r)
 {
     q128 z = r * r;
-    return 1 + z * horner(q_cos, 16, z);
+    return (struct qq){1, z * horner(q_cos, 16, z)};
 }
 
 /* x = n * pi/2 + r, |r| <= ~pi/4, for |x| < 2^63: n * piece is exact (n < 2^63, pieces of 48
@@ -200,18 +234,21 @@ static unsigned reduce(q128 x, q128 *r)
     return (unsigned)ni & 3;
 }
 
-static q128 trig(unsigned op, q128 x)
+static struct qq trig(unsigned op, q128 x)
 {
     q128 r;
     unsigned quad = reduce(x, &r);
     if (op == 0x2) { /* tan = sin / cos, or -cos / sin in the odd quadrants */
-        q128 s = sin_kernel(r), c = cos_kernel(r);
-        return quad & 1 ? -c / s : s / c;
+        if (!(quad & 1) && q_abs(r) < pow2(-30)) /* r + r^3/3, the next term below 2^-120 */
+            return (struct qq){r, r * (r * r) / 3};
+        struct qq sq = sin_kernel(r), cq = cos_kernel(r);
+        q128 sv = sq.hi + sq.lo, cv = cq.hi + cq.lo;
+        return qq1(quad & 1 ? -cv / sv : sv / cv);
     }
     if (op == 0xf)
         quad++; /* cos x = sin(x + pi/2) */
-    q128 v = quad & 1 ? cos_kernel(r) : sin_kernel(r);
-    return quad & 2 ? -v : v;
+    struct qq v = quad & 1 ? cos_kernel(r) : sin_kernel(r);
+    return quad & 2 ? qq_neg(v) : v;
 }
 
 /* --- 2^x - 1 -----------------------------------------------------------------------------------
@@ -235,6 +272,8 @@ static struct sf80 f2xm1(struct sf80 a, unsigned rc, unsigned *exc)
     q128 x = widen(a);
     if (sf80_is_inf(a)) /* outside the documented -1..+1: the limits */
         return narrow(q_signbit(x) ? -1 : x, false, rc, exc);
+    if (sf80_is_zero(a))
+        return a; /* 2^+-0 - 1 = +-0 */
     if (x > 16384)
         return overflow(false, rc, exc);
     if (x < -200) /* -1 + 2^x: -1 to far more than 113 bits */
@@ -316,14 +355,15 @@ static struct sf80 ylog2(struct sf80 xa, struct sf80 ya, bool plus1, unsigned rc
             return invalid(exc); /* inf * 0 */
         return narrow(q_inf(q_signbit(l) != q_signbit(y)), false, rc, exc);
     }
-    return narrow(y * l, !exact, rc, exc); /* y * l is exact when l is an integer */
+    /* y * l is exact when l is an integer, and zero when y is */
+    return narrow(y * l, !exact && !sf80_is_zero(ya), rc, exc);
 }
 
 /* --- atan2 ----------------------------------------------------------------------------------- */
 
 /* atan t for 0 <= t <= 1: atan(j/16) + atan u, u = (t - j/16) / (1 + t j/16), |u| <= 1/32:
  * series to u^27, below 2^-116 relative. */
-static q128 atan01(q128 t)
+static struct qq atan01(q128 t)
 {
     int j = (int)(int64_t)q_rint(t * 16);
     q128 c = (q128)j / 16;
@@ -331,8 +371,28 @@ static q128 atan01(q128 t)
     q128 z = u * u, p = 0;
     for (unsigned k = 13; k > 0; k--) /* sum of (-1)^k z^(k-1) / (2k+1), k = 1..13 */
         p = p * z + (k & 1 ? -qk(q_odd[k - 1]) : qk(q_odd[k - 1]));
-    q128 at = u + u * z * p;
-    return j ? qk(q_atan16[j - 1]) + at : at;
+    if (!j)
+        return (struct qq){u, u * z * p};
+    return (struct qq){qk(q_atan16[j - 1]), u + u * z * p};
+}
+
+/* The 49 high significant bits of v (Veltkamp's split: v - high is exact). */
+static q128 high49(q128 v)
+{
+    q128 c = v * (pow2(64) + 1);
+    return c - (c - v);
+}
+
+/* y / x for 0 < y <= x (80-bit values) as hi + lo: the quotient's rounding error from the
+ * exact remainder y - q x, with q split into pieces of at most 49 bits so that each
+ * piece * x (64 bits) is exact. */
+static struct qq divide(q128 y, q128 x)
+{
+    q128 q = y / x;
+    q128 q1 = high49(q), rest = q - q1;
+    q128 q2 = high49(rest), q3 = rest - q2;
+    q128 rem = ((y - q1 * x) - q2 * x) - q3 * x;
+    return (struct qq){q, rem / x};
 }
 
 /* atan2(y, x) for x, y not NaN (FPATAN: y is ST(1), x ST(0)); the special values are C99's
@@ -357,9 +417,14 @@ static struct sf80 fpatan(struct sf80 xa, struct sf80 ya, unsigned rc, unsigned 
         r = misc(M_PI_2);
     } else {
         q128 ax = q_abs(x), ay = q_abs(y);
-        r = ay <= ax ? atan01(ay / ax) : misc(M_PI_2) - atan01(ax / ay);
+        struct qq t = ay <= ax ? divide(ay, ax) : divide(ax, ay);
+        struct qq at = atan01(t.hi); /* atan(t + d) = atan t + d / (1 + t^2) */
+        at.lo = at.lo + t.lo / (1 + t.hi * t.hi);
+        if (ay > ax)
+            at = (struct qq){misc(M_PI_2), -(at.hi + at.lo)};
         if (sx)
-            r = misc(M_PI_Q) - r;
+            at = (struct qq){misc(M_PI_Q), -(at.hi + at.lo)};
+        return narrow_qq(sy ? qq_neg(at) : at, true, rc, exc);
     }
     return narrow(sy ? -r : r, true, rc, exc);
 }
@@ -403,5 +468,5 @@ struct sf80 x87_transcend(unsigned op, struct sf80 a, struct sf80 b, unsigned rc
         return invalid(exc);
     if (sf80_is_zero(a)) /* sin, tan: the zero itself; cos: 1 */
         return op == 0xf ? (struct sf80){1ULL << 63, 0x3fff} : a;
-    return narrow(trig(op, widen(a)), true, rc, exc);
+    return narrow_qq(trig(op, widen(a)), true, rc, exc);
 }
