@@ -153,12 +153,13 @@ def main():
             continue  # atan2(y, -0): mpmath has no signed zeros
         assert (se, m) == to80(exact(op, a, b), rc), (NAMES[op], rc, a, b, hex(se), hex(m))
         checked += 1
-    rows = ["    {0x%x, %d, {0x%04x, 0x%016xULL}, {0x%04x, 0x%016xULL}, {0x%04x, 0x%016xULL}, "
-            "0x%02x}," % (op, rc, a[0], a[1], b[0], b[1], r[0], r[1], r[2])
+    rows = ['    "%x %d %04x:%016x %04x:%016x %04x:%016x %02x",' % (op, rc, a[0], a[1], b[0], b[1],
+                                                                  r[0], r[1], r[2])
             for (op, rc, a, b), r in zip(cases, results)]
     text = open(TEST).read()
-    text = re.sub(r"(/\* GOLDEN BEGIN[^\n]*\n).*?(\s*/\* GOLDEN END)",
-                  lambda mo: mo.group(1) + "\n".join(rows) + mo.group(2), text, flags=re.S)
+    text = re.sub(r"(/\* GOLDEN BEGIN[^\n]*\n).*?(/\* GOLDEN END \*/)",
+                  lambda mo: mo.group(1) + "\n".join(rows) + "\n    " + mo.group(2), text,
+                  flags=re.S)
     open(TEST, "w").write(text)
     print("%d cases (%d inexact ones checked against mpmath)" % (len(cases), checked))
 
