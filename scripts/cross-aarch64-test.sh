@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The aarch64 cross build (make cross-aarch64) run under qemu-user on this x86-64 machine: the
-# software x87/SSE unit test, then the payload tests on the interpreter backend (the guest
-# payloads are x86 code, built by the host's `make payloads`).
+# software x87/SSE unit tests (softfloat80, the transcendentals' golden table), then the
+# payload tests on the interpreter backend (the guest payloads are x86 code, built by the
+# host's `make payloads`).
 # Usage: scripts/cross-aarch64-test.sh AARCH64_BUILD HOST_BUILD
 set -euo pipefail
 cross=$(realpath "$1")
@@ -31,6 +32,8 @@ ln -sfn "$host/guest" "$run/guest"
 
 echo "== softfloat80 under qemu-aarch64"
 qemu-aarch64 -L / "$cross/tests/test_softfloat80"
+echo "== x87 transcendentals' golden table under qemu-aarch64 (the bits x86-64 gives)"
+qemu-aarch64 -L / "$cross/tests/test_x87_transcend"
 echo "== payload tests: aarch64 quokka, interpreter backend"
 QUOKKA_BUILD="$run" /usr/bin/python3 -m pytest -q \
     tests/e2e/test_payloads.py tests/e2e/test_system_payloads.py

@@ -54,8 +54,7 @@ int main(int argc, char **argv)
     accel_settings_from_env(&cfg.accel_settings);
     /* Before any thread that filters itself starts (block, network and API threads start
      * during set-up). */
-    /* A gdb session is debugging: its stub thread has no filter kind yet, so no sandbox. */
-    if (sandbox_configure(!cfg.seccomp_off && !cfg.gdb, SANDBOX_TRAP, err, sizeof(err)) < 0) {
+    if (sandbox_configure(!cfg.seccomp_off, SANDBOX_TRAP, err, sizeof(err)) < 0) {
         qk_error("%s", err);
         return EXIT_HOST_FAILURE;
     }

@@ -45,7 +45,15 @@
  *           index jumping by 1000, a head index out of range, queue size 13 (not a power
  *           of two), the wrong direction (device-writable vs -readable), doorbells of
  *           every queue that was not set up, and rings placed beyond RAM. Afterwards a
- *           virtio-rng device (if given) must still answer a good request. */
+ *           virtio-rng device (if given) must still answer a good request.
+ *   case=10 overlapping BARs, iters rounds (needs --disk and another virtio device; BARs
+ *           placed as in case 8): the disk's BAR 4 is moved onto the other device's BAR 4
+ *           (the other keeps the range: the disk's capacity must not show there), then the
+ *           other's BAR 4 moves away and the disk's, never written again, must decode
+ *           there: its capacity (device config, BAR 4 + 0x2000) is printed, "overlap
+ *           capacity=N". Then within the disk: BAR 1 (MSI-X table) onto BAR 4, BAR 4 away,
+ *           and BAR 1 must decode (entry 0's vector control reads 1, masked) and BAR 4 at
+ *           its new place (the same capacity). */
 #include "payload.h"
 
 #define NOWHERE 0x40000000          /* above the RAM the tests give (256M), below MMIO */
@@ -95,6 +103,8 @@ main32:
     je case_mmio_hammer
     cmpl $9, %eax
     je case_virtqueues
+    cmpl $10, %eax
+    je case_bar_overlap
     FAIL32 "unknown case"
 
 pass:
@@ -626,6 +636,119 @@ virtio_check:
 9:  popal
     ret
 
+/* --- case 10: overlapping BARs ------------------------------------------------------- */
+
+#define OVL_AWAY 0xc0800000         /* free: the case 8 layout ends at 0xc0200000 */
+#define OVL_AWAY2 0xc0900000
+#define BLK_CAPACITY 0x2000         /* BAR 4: device config, capacity's low dword */
+
+case_bar_overlap:
+    movl $0, rounds
+1:  call virtio_bars_assign
+    call overlap_pick
+    call overlap_round
+    incl rounds
+    movl rounds, %eax
+    cmpl iters, %eax
+    jb 1b
+    PRINT32 "bar overlap ok\n"
+    jmp pass
+
+/* ovl_blk = the virtio-blk's slot, ovl_other = another virtio device's slot. */
+overlap_pick:
+    pushal
+    movl $0, ovl_blk
+    movl $0, ovl_other
+    xorl %ebp, %ebp
+1:  cmpl nr_vdev, %ebp
+    jae 3f
+    movl vdev_slots(,%ebp,4), %ebx
+    xorl %ecx, %ecx
+    call pci_read
+    shrl $16, %eax
+    cmpl $0x1042, %eax
+    jne 2f
+    movl %ebx, ovl_blk
+    jmp 4f
+2:  movl %ebx, ovl_other
+4:  incl %ebp
+    jmp 1b
+3:  cmpl $0, ovl_blk
+    je 5f
+    cmpl $0, ovl_other
+    jne 6f
+5:  FAIL32 "case 10 needs a virtio-blk and another virtio device"
+6:  popal
+    ret
+
+/* %ebx = slot, %ecx = BAR register, %esi = address: BAR write (64-bit: upper half 0). */
+overlap_move:
+    call pci_write
+    cmpl $0x20, %ecx
+    jne 1f
+    pushl %esi
+    movl $0x24, %ecx
+    xorl %esi, %esi
+    call pci_write
+    popl %esi
+1:  ret
+
+overlap_round:
+    pushal
+    movl ovl_other, %edi            /* %edi = the other's BAR 4 address */
+    shll $16, %edi
+    addl $PCI_HOLE, %edi
+    movl ovl_blk, %ebx              /* the disk's BAR 4 onto it: the other keeps it */
+    movl $0x20, %ecx
+    movl %edi, %esi
+    call overlap_move
+    movl BLK_CAPACITY(%edi), %eax
+    movl %eax, ovl_seen
+    movl ovl_other, %ebx            /* the other moves away */
+    movl $0x20, %ecx
+    movl $OVL_AWAY, %esi
+    call overlap_move
+    movzwl OVL_AWAY + 0x12, %eax    /* num_queues: the other decodes at its new place */
+    decl %eax
+    cmpl $16, %eax
+    jb 1f
+    FAIL32 "the moved BAR does not decode"
+1:  movl BLK_CAPACITY(%edi), %eax   /* the disk's BAR 4, untouched since, decodes again */
+    cmpl $0xffffffff, %eax
+    jne 2f
+    FAIL32 "the BAR that lost the overlap stays dark after the other moved away"
+2:  cmpl %eax, ovl_seen
+    jne 3f
+    FAIL32 "the disk's BAR decoded over the other device's"
+3:  cmpl $0, rounds
+    jne 4f
+    PRINT32 "overlap capacity="
+    call putdec32
+    PRINT32 "\n"
+4:  movl %eax, ovl_seen
+    movl ovl_blk, %ebx              /* within the disk: BAR 1 onto BAR 4 (BAR 4 keeps it) */
+    movl $0x14, %ecx
+    movl %edi, %esi
+    call overlap_move
+    movl $0x20, %ecx                /* BAR 4 away */
+    movl $OVL_AWAY2, %esi
+    call overlap_move
+    movl 12(%edi), %eax             /* MSI-X entry 0's vector control: masked */
+    cmpl $1, %eax
+    je 5f
+    PRINT32 "msi-x vector control "
+    call puthex32
+    FAIL32 " where BAR 1 lost the overlap to BAR 4 that left"
+5:  movl OVL_AWAY2 + BLK_CAPACITY, %eax
+    cmpl ovl_seen, %eax
+    je 6f
+    FAIL32 "the disk's BAR 4 does not decode after its move"
+6:  cmpl $0, rounds
+    jne 7f
+    PRINT32 "overlap within a device ok\n"
+7:  popal
+    ret
+
 /* --- case 9: hostile virtqueues --------------------------------------------------------- */
 
 #define VQ_NEXT 1
@@ -1104,6 +1227,9 @@ ring_desc: .long 0
 ring_avail: .long 0
 ring_used: .long 0
 vq_cases: .long 0
+ovl_blk: .long 0
+ovl_other: .long 0
+ovl_seen: .long 0
 vq_ignored: .long 0
 vq_needs_reset: .long 0
 vq_used_count: .long 0

@@ -5,6 +5,7 @@
 #include "util/log.h"
 #include "vm/gdb_proto.h"
 #include "vm/machine_internal.h"
+#include "vm/sandbox.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +35,12 @@ struct gdbstub {
     pthread_mutex_t lock;
     bool connected;
     bool pending;
+    /* The thread's filter: installed (or failed, with filter_err) before gdbstub_start
+     * returns. */
+    pthread_cond_t filter_cond;
+    bool filter_done;
+    int filter_rc;
+    char filter_err[200];
     struct gdb_stop pending_stop;
     int exit_status;
 };
@@ -314,9 +321,27 @@ static bool wait_connection(struct gdbstub *g)
     }
 }
 
+/* The thread's own filter, first: nothing the debugger sends is handled without it. */
+static bool enter_sandbox(struct gdbstub *g)
+{
+    char err[sizeof(g->filter_err)];
+    int rc = sandbox_enter(SANDBOX_GDB, err, sizeof(err));
+    pthread_mutex_lock(&g->lock);
+    g->filter_rc = rc;
+    if (rc < 0)
+        memcpy(g->filter_err, err, sizeof(err));
+    g->filter_done = true;
+    pthread_cond_signal(&g->filter_cond);
+    pthread_mutex_unlock(&g->lock);
+    return rc == 0;
+}
+
 static void *gdb_thread(void *arg)
 {
     struct gdbstub *g = arg;
+    pthread_setname_np(pthread_self(), "gdbstub"); /* prctl: not in its list */
+    if (!enter_sandbox(g))
+        return NULL;
     while (wait_connection(g)) {
         struct pollfd p[3] = {
             {g->conn_fd, POLLIN, 0}, {g->event_fd, POLLIN, 0}, {g->quit_fd, POLLIN, 0}};
@@ -405,6 +430,7 @@ int gdbstub_create(struct machine *m, const char *spec, struct gdbstub **out, ch
     g->listen_fd = g->conn_fd = -1;
     snprintf(g->spec, sizeof(g->spec), "%s", spec);
     pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->filter_cond, NULL);
     g->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     g->quit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int rc;
@@ -429,6 +455,16 @@ int gdbstub_start(struct gdbstub *g, char *err, size_t errlen)
     if (pthread_create(&g->thread, NULL, gdb_thread, g) != 0)
         return qk_fail(err, errlen, "cannot start the gdbstub thread");
     g->thread_started = true;
+    pthread_mutex_lock(&g->lock);
+    while (!g->filter_done)
+        pthread_cond_wait(&g->filter_cond, &g->lock);
+    int rc = g->filter_rc;
+    pthread_mutex_unlock(&g->lock);
+    if (rc < 0) {
+        pthread_join(g->thread, NULL); /* it ended without a filter */
+        g->thread_started = false;
+        return qk_fail(err, errlen, "%s", g->filter_err);
+    }
     fprintf(stderr, "quokka: gdbstub: waiting for gdb on %s (the guest starts when it continues)\n",
             g->spec);
     return 0;
@@ -456,6 +492,7 @@ void gdbstub_destroy(struct gdbstub *g, int exit_status)
         close(g->event_fd);
     if (g->quit_fd >= 0)
         close(g->quit_fd);
+    pthread_cond_destroy(&g->filter_cond);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }

@@ -869,14 +869,16 @@ int machine_start(struct machine *m, bool paused, char *err, size_t errlen)
         atomic_store(&m->pause_requested, true);
     }
     /* Set-up is done (devices, memory, the translator's code buffer, the terminal). Each
-     * vCPU thread installs its own filter before its first guest instruction; this (the I/O)
-     * thread installs its own after starting them, which then do not inherit it. */
+     * vCPU thread installs its own filter before its first guest instruction, the gdbstub's
+     * before gdbstub_start returns; this (the I/O) thread installs its own after starting
+     * them, which then do not inherit it (and could not start threads under it: no clone).
+     * The gdbstub's thread takes the state lock (held here) to pause or resume. */
     sandbox_set_kvm(!strcmp(m->accel->name, "kvm"));
-    if (start_vcpu_threads(m, err, errlen) < 0 || sandbox_enter(SANDBOX_IO, err, errlen) < 0)
+    if (start_vcpu_threads(m, err, errlen) < 0 ||
+        (m->gdb && gdbstub_start(m->gdb, err, errlen) < 0) ||
+        sandbox_enter(SANDBOX_IO, err, errlen) < 0)
         goto out;
     atomic_store(&m->state, paused ? MACHINE_PAUSED : MACHINE_RUNNING);
-    if (m->gdb && gdbstub_start(m->gdb, err, errlen) < 0)
-        goto out;
     rc = 0;
 out:
     pthread_mutex_unlock(&m->state_lock);

@@ -83,6 +83,17 @@ static const int group_sockets[] = {
     SCMP_SYS(setsockopt), SCMP_SYS(getsockname), SCMP_SYS(getpeername), SCMP_SYS(shutdown),
 };
 
+/* The gdbstub's thread (checked with strace -f over a gdb session): waits on its sockets
+ * and eventfds (poll; ppoll is glibc's poll on aarch64), takes one debugger connection
+ * (accept4, TCP_NODELAY), talks over it (recv/send are recvfrom/sendto). The rest (guest
+ * registers and memory, breakpoints, pausing and resuming the vCPUs: futexes, tgkill,
+ * eventfd writes; close) is in group_base. No socket(), opens or epoll: its sockets were
+ * made before its filter. */
+static const int group_gdb[] = {
+    SCMP_SYS(poll),     SCMP_SYS(ppoll),  SCMP_SYS(accept4),
+    SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(setsockopt),
+};
+
 /* io_uring (virtio-blk's requests are submitted where the queue is processed). */
 static const int group_uring[] = {SCMP_SYS(io_uring_enter), SCMP_SYS(io_uring_register)};
 
@@ -133,12 +144,14 @@ enum {
     G_TEARDOWN = 1u << 5,
     G_API_FILES = 1u << 6,
     G_VCPU = 1u << 7,
-    G_COUNT = 8,
+    G_GDB = 1u << 8,
+    G_COUNT = 9,
 };
 
 static const struct group groups[G_COUNT] = {
-    GROUP(group_base),  GROUP(group_file_io),  GROUP(group_poll),      GROUP(group_sockets),
-    GROUP(group_uring), GROUP(group_teardown), GROUP(group_api_files), GROUP(group_vcpu),
+    GROUP(group_base),      GROUP(group_file_io), GROUP(group_poll),
+    GROUP(group_sockets),   GROUP(group_uring),   GROUP(group_teardown),
+    GROUP(group_api_files), GROUP(group_vcpu),    GROUP(group_gdb),
 };
 
 /* ioctls, by request number (the request is an unsigned int to the kernel). */
@@ -171,6 +184,15 @@ static const unsigned long ioctls_kvm_state[] = {
 #if defined(__x86_64__)
     KVM_GET_MSRS,
 #endif
+};
+static const unsigned long ioctls_kvm_debug[] = {
+    /* the gdbstub on a paused vCPU: registers (MSRs: FS/GS base), breakpoints and single
+     * steps, guest-virtual to physical addresses; never KVM_RUN */
+    KVM_GET_REGS,        KVM_SET_REGS,  KVM_GET_SREGS, KVM_SET_SREGS,
+#if defined(__x86_64__)
+    KVM_GET_MSRS,        KVM_SET_MSRS,
+#endif
+    KVM_SET_GUEST_DEBUG, KVM_TRANSLATE,
 };
 static const unsigned long ioctls_tap[] = {
     /* offloads the guest negotiates (DRIVER_OK), queues it enables (control queue) */
@@ -229,6 +251,7 @@ static const struct kind_spec kinds[SANDBOX_NR_THREADS] = {
                      {IOCTLS(ioctls_kvm_state, false), IOCTLS(ioctls_sock, false)},
                      {0},
                      OPEN_ANY},
+    [SANDBOX_GDB] = {"gdbstub", G_BASE | G_GDB, {IOCTLS(ioctls_kvm_debug, true)}, {0}, OPEN_NONE},
 };
 
 static struct {
@@ -281,7 +304,8 @@ static void read_probe(void)
     const char *colon = p ? strchr(p, ':') : NULL;
     if (!colon || strlen(colon + 1) >= sizeof(settings.probe_call))
         return;
-    static const char *const names[SANDBOX_NR_THREADS] = {"vcpu", "io", "block", "net", "api"};
+    static const char *const names[SANDBOX_NR_THREADS] = {"vcpu", "io",  "block",
+                                                          "net",  "api", "gdb"};
     for (int k = 0; k < SANDBOX_NR_THREADS; k++)
         if (strlen(names[k]) == (size_t)(colon - p) && !strncmp(p, names[k], (size_t)(colon - p)))
             settings.probe_kind = k;

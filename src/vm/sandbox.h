@@ -24,6 +24,7 @@ enum sandbox_thread {
     SANDBOX_BLOCK, /* a block thread-pool worker: reads and writes the disk image */
     SANDBOX_NET,   /* the user-network (libslirp) thread: host sockets */
     SANDBOX_API,   /* the control API's HTTP thread: snapshot, logger and metrics files */
+    SANDBOX_GDB,   /* the gdbstub's thread: its socket, pausing and resuming the vCPUs */
     SANDBOX_NR_THREADS,
 };
 

@@ -129,6 +129,7 @@ def test_gdb_breakpoint_registers_memory_step_watch(ksyms):
     assert "exited normally" in out or "exited with code" in out, out
     assert "quokka-guest: ready" in stdout, stdout[-2000:] + stderr
     assert rc == 0, (rc, stderr)
+    assert "sandbox" not in stderr, stderr  # on, and nothing the stub needs is refused
 
 
 class Client:
@@ -185,11 +186,28 @@ def connect_unix(path, timeout=20):
             time.sleep(0.1)
 
 
+def seccomp_filters(pid):
+    """{thread name: (Seccomp mode, number of filters)} for every thread of pid."""
+    threads = {}
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, task)) as f:
+                fields = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        except OSError:
+            continue
+        threads[fields["Name"]] = (int(fields["Seccomp"]), int(fields.get("Seccomp_filters", 0)))
+    return threads
+
+
 def test_raw_protocol_interrupt_errors_and_threads(ksyms, tmp_path):
     path = str(tmp_path / "gdb.sock")
     proc = start_quokka(f"unix:{path}", "--cpus", "2", run="sleep 30")
     try:
         c = Client(connect_unix(path))
+        # The sandbox stays on with --gdb: every thread, the stub's too, has its own filter.
+        threads = seccomp_filters(proc.pid)
+        assert {"gdbstub", "vcpu0", "vcpu1", "quokka"} <= set(threads), threads
+        assert all(v == (2, 1) for v in threads.values()), threads
         assert "PacketSize=1000" in c.cmd("qSupported:multiprocess+;xmlRegisters=i386")
         assert c.cmd("?").startswith("T05")
         assert c.cmd("qfThreadInfo") == "m1,2"
@@ -231,6 +249,7 @@ def test_raw_protocol_interrupt_errors_and_threads(ksyms, tmp_path):
         c.send("k")
         rc, _, err = finish(proc, 30)
         assert rc == 128 + 9, err
+        assert "sandbox" not in err, err
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -226,3 +226,18 @@ def test_hostile_virtqueues(accel, tmp_path):
 def test_hostile_virtqueues_memory_flat(accel, tmp_path):
     """The same 80 cases over and over: quokka's peak RSS stays flat."""
     check_flat(accel, 9, 2, 20, expect="hostile virtqueues ok", extra=vq_devices(tmp_path))
+
+
+def test_overlapping_bars(accel, tmp_path):
+    """The disk's BAR moved onto another virtio device's BAR loses the overlap; when the
+    other moves away, the disk's BAR decodes there again without being written: its capacity
+    reads back (2 MiB = 4096 sectors). The same within one function (the MSI-X BAR onto the
+    disk's BAR 4, which then moves). It stayed dark before the fix."""
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(2 << 20))
+    extra = ["--disk", str(disk), "--rng"]
+    rc, out, _ = hostile(accel, 10, 1, extra=extra)
+    assert rc == EXIT_PASS, out
+    assert "overlap capacity=4096\n" in out, out
+    assert "overlap within a device ok" in out, out
+    check_flat(accel, 10, 100, 10000, expect="bar overlap ok", extra=extra)

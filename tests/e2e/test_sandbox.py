@@ -1,9 +1,9 @@
 """The seccomp sandbox (src/vm/sandbox.c) is on by default: every thread of a running quokka
-installs its own filter (one per thread kind: vCPU, I/O, block worker, network, API), and
-`--seccomp off` turns it off. The rest of the e2e suite runs with it on, so every boot there
-is also a test that the allow-lists are complete; tests/unit/test_sandbox.c shows that
-forbidden calls (execve, fork, opening for writing, executable mappings, ptrace, packet
-sockets, KVM_CREATE_VM) end the process with SIGSYS and are named on stderr, per kind.
+installs its own filter (one per thread kind: vCPU, I/O, block worker, network, API,
+gdbstub), and `--seccomp off` turns it off. The rest of the e2e suite runs with it on, so
+every boot there is also a test that the allow-lists are complete; tests/unit/test_sandbox.c
+shows that forbidden calls (execve, fork, opening for writing, executable mappings, ptrace,
+packet sockets, KVM_CREATE_VM) end the process with SIGSYS and are named on stderr, per kind.
 
 Here, QUOKKA_SANDBOX_PROBE=KIND:CALL (test-only, from the environment: no guest reaches it)
 makes the first thread of KIND try CALL right after installing its filter: the same call
@@ -97,6 +97,7 @@ PROBES = [
                                       # glibc's free() may try /proc and copes)...
     ("net:openat", "network", True),  # ...slirp's thread reads /etc/resolv.conf
     ("block:socket", "block", False),
+    ("gdb:socket", "gdbstub", False),  # --gdb keeps the sandbox: the stub makes no sockets
 ]
 
 
@@ -110,6 +111,8 @@ def test_call_refused_on_one_thread_kind_allowed_on_another(accel, tmp_path, pro
         disk = tmp_path / "disk.img"
         disk.write_bytes(bytes(1 << 20))
         extra = ["--disk", str(disk)]
+    if probe.startswith("gdb:"):
+        extra = ["--gdb", "unix:%s" % (tmp_path / "gdb.sock")]
     call = probe.split(":")[1]
     if allowed == "EACCES" and os.environ.get("QUOKKA_SANITIZED") == "1":
         pytest.skip("sanitizer builds allow read-only opens everywhere (LeakSanitizer)")

@@ -388,6 +388,60 @@ static void test_bar_overlap(void **state)
     assert_int_equal(a->reads, a_reads + 1);
 }
 
+/* The BAR that lost an overlap decodes again once the winner leaves, without being
+ * reprogrammed: whether the winner moves, stops decoding (command register) or is a BAR of
+ * the same function. */
+static void test_bar_overlap_loser_returns(void **state)
+{
+    struct fixture *f = *state;
+    struct test_dev *a = &f->dev[0], *b = &f->dev[1];
+    uint64_t b_addr = pci_device_bar_address(b->pci, 0);
+    pci_ecam_write(f->pf, 1, PCI_BAR0, 4, (uint32_t)b_addr);
+    assert_int_equal(a->move_address, NO_ADDRESS);
+    uint64_t away = PHYS_PCI_MMIO32 + 0x300000;
+    pci_ecam_write(f->pf, 2, PCI_BAR0, 4, (uint32_t)away);
+    assert_int_equal(b->move_address, away);
+    assert_int_equal(a->move_address, b_addr);
+    unsigned a_reads = a->reads;
+    assert_int_equal(pci_mmio_read(f->pf, b_addr + 0x20, 4), 0xab20);
+    assert_int_equal(a->reads, a_reads + 1);
+    /* B back over A: A keeps the range. B's memory decoding off: B's range is free (A
+     * already has it); on again, B stays dark until A moves. */
+    pci_ecam_write(f->pf, 2, PCI_BAR0, 4, (uint32_t)b_addr);
+    assert_int_equal(b->move_address, NO_ADDRESS);
+    uint16_t cmd = (uint16_t)pci_ecam_read(f->pf, 1, PCI_COMMAND, 2);
+    pci_ecam_write(f->pf, 1, PCI_COMMAND, 2, cmd & ~PCI_COMMAND_MEMORY);
+    assert_int_equal(b->move_address, b_addr);
+    unsigned b_reads = b->reads;
+    assert_int_equal(pci_mmio_read(f->pf, b_addr + 0x30, 4), 0xab30);
+    assert_int_equal(b->reads, b_reads + 1);
+    /* A's memory decoding on again: BAR0 loses to B, its 64-bit BAR decodes. */
+    pci_ecam_write(f->pf, 1, PCI_COMMAND, 2, cmd);
+    assert_int_equal(a->move_index, 2);
+    /* Within one function: BAR0 onto the 64-bit BAR, then the 64-bit BAR away. */
+    uint64_t a64 = pci_device_bar_address(a->pci, 2);
+    unsigned a_moves = a->moves;
+    pci_ecam_write(f->pf, 1, PCI_BAR0, 4, (uint32_t)a64);
+    assert_int_equal(a->moves, a_moves); /* dark before, dark after */
+    uint64_t away64 = PHYS_PCI_MMIO32 + 0x400000;
+    pci_ecam_write(f->pf, 1, PCI_BAR0 + 8, 4, (uint32_t)away64);
+    assert_int_equal(a->moves, a_moves + 2);
+    uint64_t v;
+    assert_true(bus_read(&f->pf->fm.mmio, a64 + 4, 4, &v));
+    assert_false(bus_read(&f->pf->fm.mmio, a64 + BAR_MEM32_SIZE, 4, &v)); /* BAR0 is there */
+    assert_true(bus_read(&f->pf->fm.mmio, away64 + BAR_MEM32_SIZE, 4, &v));
+    assert_int_equal(pci_device_bar_address(a->pci, 0), a64);
+    /* A device going away frees its ranges for the BARs that wanted them. */
+    pci_ecam_write(f->pf, 2, PCI_BAR0, 4, (uint32_t)a64);
+    assert_int_equal(b->move_address, NO_ADDRESS);
+    pci_device_free(a->pci);
+    a->pci = NULL;
+    assert_int_equal(b->move_address, a64);
+    b_reads = b->reads;
+    assert_int_equal(pci_mmio_read(f->pf, a64 + 8, 4), 0xab08);
+    assert_int_equal(b->reads, b_reads + 1);
+}
+
 /* ---- read-only fields, capabilities ---- */
 
 static void test_read_only(void **state)
@@ -1016,6 +1070,7 @@ int main(void)
         T(test_bar_relocation),
         T(test_decode_disable),
         T(test_bar_overlap),
+        T(test_bar_overlap_loser_returns),
         T(test_read_only),
         T(test_capabilities),
         T(test_msix_layout),

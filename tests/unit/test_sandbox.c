@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -175,6 +176,47 @@ static void vcpu_allowed_calls(void)
         _exit(3);
 }
 
+/* The gdbstub thread's: its sockets and eventfds were made before its filter (here: by the
+ * test, inherited through fork). */
+static int gdb_socks[2] = {-1, -1};
+static int gdb_event_fd = -1;
+
+static void gdb_allowed_calls(void)
+{
+    struct pollfd p[2] = {{gdb_socks[1], POLLIN, 0}, {gdb_event_fd, POLLIN, 0}};
+    if (send(gdb_socks[0], "$?#3f", 5, MSG_NOSIGNAL) != 5 || poll(p, 2, 1000) != 1)
+        _exit(1);
+    char buf[16];
+    if (recv(gdb_socks[1], buf, sizeof(buf), 0) != 5)
+        _exit(2);
+    int one = 1;
+    if (setsockopt(gdb_socks[1], SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0)
+        _exit(3);
+    if (accept4(gdb_socks[1], NULL, NULL, SOCK_CLOEXEC) >= 0 || errno != EINVAL)
+        _exit(4); /* allowed, just not a listening socket */
+    uint64_t v = 1;
+    if (write(gdb_event_fd, &v, sizeof(v)) != sizeof(v) || read(gdb_event_fd, &v, 8) != 8)
+        _exit(5);
+    void *heap = malloc(8 << 20);
+    if (!heap)
+        _exit(6);
+    free(heap);
+    close(gdb_socks[0]);
+}
+
+static void call_pread(void)
+{
+    char buf[1];
+    if (pread(STDIN_FILENO, buf, 0, 0) < 0) {
+        /* the call was made: that is all */
+    }
+}
+
+static void call_eventfd(void)
+{
+    eventfd(0, EFD_CLOEXEC);
+}
+
 static void call_socket_unix(void)
 {
     socket(AF_UNIX, SOCK_STREAM, 0);
@@ -205,8 +247,11 @@ static void test_allowed_calls_work(void **state)
     } cases[] = {
         {SANDBOX_IO, io_allowed_calls},       {SANDBOX_NET, net_allowed_calls},
         {SANDBOX_BLOCK, block_allowed_calls}, {SANDBOX_API, api_allowed_calls},
-        {SANDBOX_VCPU, vcpu_allowed_calls},
+        {SANDBOX_VCPU, vcpu_allowed_calls},   {SANDBOX_GDB, gdb_allowed_calls},
     };
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gdb_socks), 0);
+    gdb_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    assert_true(gdb_event_fd >= 0);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char err[512];
         int status = run_sandboxed(cases[i].kind, cases[i].fn, SANDBOX_TRAP, err, sizeof(err));
@@ -252,14 +297,26 @@ static void test_forbidden_per_kind(void **state)
         enum sandbox_thread kind;
         void (*fn)(void);
     } cases[] = {
-        {SANDBOX_VCPU, call_socket_unix},      {SANDBOX_VCPU, call_tcgets},
-        {SANDBOX_VCPU, call_uring_enter},      {SANDBOX_VCPU, call_epoll},
+        {SANDBOX_VCPU, call_socket_unix},
+        {SANDBOX_VCPU, call_tcgets},
+        {SANDBOX_VCPU, call_uring_enter},
+        {SANDBOX_VCPU, call_epoll},
         {SANDBOX_BLOCK, call_socket_unix},
 #ifdef SANITIZER_BUILD /* read-only opens allowed (LeakSanitizer reads /proc), others trap */
-        {SANDBOX_VCPU, call_open_for_writing}, {SANDBOX_IO, call_open_for_writing},
+        {SANDBOX_VCPU, call_open_for_writing},
+        {SANDBOX_IO, call_open_for_writing},
 #endif
-        {SANDBOX_NET, call_open_for_writing},  {SANDBOX_NET, call_tcgets},
-        {SANDBOX_API, call_socket_unix},       {SANDBOX_API, call_uring_enter},
+        {SANDBOX_NET, call_open_for_writing},
+        {SANDBOX_NET, call_tcgets},
+        {SANDBOX_API, call_socket_unix},
+        {SANDBOX_API, call_uring_enter},
+        /* the gdbstub: its sockets exist already; no files, epoll, new eventfds, ttys */
+        {SANDBOX_GDB, call_socket_unix},
+        {SANDBOX_GDB, call_epoll},
+        {SANDBOX_GDB, call_eventfd},
+        {SANDBOX_GDB, call_pread},
+        {SANDBOX_GDB, call_tcgets},
+        {SANDBOX_GDB, call_uring_enter},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int status = run_sandboxed(cases[i].kind, cases[i].fn, SANDBOX_KILL, NULL, 0);
@@ -291,7 +348,8 @@ static void test_open_refused_not_trapped(void **state)
 #ifdef SANITIZER_BUILD
     skip(); /* opens for writing trap there (read-only ones are allowed): test_forbidden_per_kind */
 #endif
-    static const enum sandbox_thread kinds[] = {SANDBOX_VCPU, SANDBOX_BLOCK, SANDBOX_IO};
+    static const enum sandbox_thread kinds[] = {SANDBOX_VCPU, SANDBOX_BLOCK, SANDBOX_IO,
+                                                SANDBOX_GDB};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         int status = run_sandboxed(kinds[i], open_refused_exits_42, SANDBOX_KILL, NULL, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 42)
@@ -390,6 +448,7 @@ static void test_list_sizes(void **state)
                sandbox_syscall_count((enum sandbox_thread)k));
     assert_true(sandbox_syscall_count(SANDBOX_VCPU) < sandbox_syscall_count(SANDBOX_IO));
     assert_true(sandbox_syscall_count(SANDBOX_BLOCK) < sandbox_syscall_count(SANDBOX_IO));
+    assert_true(sandbox_syscall_count(SANDBOX_GDB) < sandbox_syscall_count(SANDBOX_IO));
     sandbox_set_kvm(false);
     printf("sandbox: the vCPU thread allows %zu system calls (translator)\n",
            sandbox_syscall_count(SANDBOX_VCPU));

@@ -174,6 +174,25 @@ static void device_config_write(struct pci_device *dev, uint32_t reg, unsigned s
         dev->hooks.config_write(dev->hooks.opaque, reg, size, value);
 }
 
+/* Bring every function's BAR decoding in line with its registers, after anything that may
+ * have freed a range (a BAR moved or stopped decoding, a device went away): a BAR that lost
+ * an overlap decodes again as soon as its range is free. Only the function that changed can
+ * free ranges, and the others only take them, so one pass over the bus is enough. access_lock
+ * held. */
+static void refresh_bars(struct pci_bus *bus)
+{
+    struct pci_bar_event ev[PCI_NUM_BARS];
+    for (unsigned s = 0; s < PCI_MAX_DEVICES; s++) {
+        struct pci_device *dev = bus->devices[s];
+        if (!dev)
+            continue;
+        pthread_mutex_lock(&dev->lock);
+        unsigned n = pci_bars_update(dev, ev);
+        pthread_mutex_unlock(&dev->lock);
+        pci_bars_notify(dev, ev, n);
+    }
+}
+
 /* Only function 0 of each device on bus 0 exists; the rest reads all-ones. access_lock
  * held. */
 static struct pci_device *lookup(struct pci_bus *bus, unsigned slot, unsigned fn)
@@ -194,8 +213,10 @@ static void bus_config_write(struct pci_bus *bus, unsigned slot, unsigned fn, ui
                              unsigned size, uint32_t value)
 {
     struct pci_device *dev = lookup(bus, slot, fn);
-    if (dev && access_ok(reg, size))
+    if (dev && access_ok(reg, size)) {
         device_config_write(dev, reg, size, value);
+        refresh_bars(bus);
+    }
 }
 
 /* --- configuration mechanism #1 -------------------------------------------------------- */
@@ -449,6 +470,9 @@ int pci_device_load(struct pci_device *dev, struct snap_reader *r)
     }
     pthread_mutex_unlock(&dev->lock);
     pci_bars_notify(dev, ev, n);
+    pthread_mutex_lock(&dev->bus->access_lock);
+    refresh_bars(dev->bus); /* the ranges it left may be what another BAR waits for */
+    pthread_mutex_unlock(&dev->bus->access_lock);
     free(config);
     return rc;
 }
@@ -516,6 +540,9 @@ void pci_device_free(struct pci_device *dev)
         bus->devices[dev->slot] = NULL;
     pthread_mutex_unlock(&bus->access_lock);
     device_destroy(dev);
+    pthread_mutex_lock(&bus->access_lock);
+    refresh_bars(bus); /* its ranges may be what another BAR waits for */
+    pthread_mutex_unlock(&bus->access_lock);
 }
 
 void pci_device_on_bar_move(struct pci_device *dev,

@@ -1,8 +1,11 @@
 /* BARs: an address from the board's windows at creation (what firmware would assign), then
  * wherever the guest programs it. Every config write recomputes where each BAR decodes (its
  * registers and the command register's decode bits) and moves the range on the bus; a BAR
- * that would overlap another range, or lies outside the bus, is simply not decoded until it
- * is programmed again. */
+ * that would overlap another range, or lies outside the bus, is not decoded: the range stays
+ * with whoever had it. Every change then retries the dark BARs of the whole bus
+ * (pci.c's refresh_bars), so when the winner moves away the loser decodes again without being
+ * reprogrammed: the decoded map is always what the registers imply, with the earlier holder
+ * winning an overlap (PCI leaves overlaps undefined). */
 #include "hw/pci/pci_internal.h"
 
 #include "util/log.h"
@@ -54,9 +57,10 @@ static uint64_t decode_address(const struct pci_device *dev, unsigned index)
     return a;
 }
 
-unsigned pci_bars_update(struct pci_device *dev, struct pci_bar_event *ev)
+/* One pass: every BAR whose decoding differs from its registers moves there (or stops); a
+ * move onto a taken range leaves the BAR dark. */
+static void bars_pass(struct pci_device *dev)
 {
-    unsigned n = 0;
     for (unsigned i = 0; i < PCI_NUM_BARS; i++) {
         struct pci_bar *b = &dev->bars[i];
         if (!b->present || b->upper)
@@ -64,13 +68,26 @@ unsigned pci_bars_update(struct pci_device *dev, struct pci_bar_event *ev)
         uint64_t want = decode_address(dev, i);
         if (want == b->mapped)
             continue;
-        /* A failed move leaves the range unmapped; a later write retries. */
         int rc = bus_remap(bar_bus(dev, b), b->opaque, b->mapped, want, b->size, b->ops, dev->name);
-        uint64_t now = want != PCI_NO_ADDRESS && rc == 0 ? want : PCI_NO_ADDRESS;
-        if (now != b->mapped)
-            ev[n++] = (struct pci_bar_event){i, now};
-        b->mapped = now;
+        b->mapped = want != PCI_NO_ADDRESS && rc == 0 ? want : PCI_NO_ADDRESS;
     }
+}
+
+unsigned pci_bars_update(struct pci_device *dev, struct pci_bar_event *ev)
+{
+    uint64_t before[PCI_NUM_BARS];
+    for (unsigned i = 0; i < PCI_NUM_BARS; i++)
+        before[i] = dev->bars[i].mapped;
+    /* The second pass retries what the first left dark: a BAR may want the range a later BAR
+     * of the same function only left in the first pass (a command-register write or a
+     * snapshot load changes several at once). The first pass frees every range a BAR leaves;
+     * the second only takes ranges, so a third would change nothing. */
+    bars_pass(dev);
+    bars_pass(dev);
+    unsigned n = 0;
+    for (unsigned i = 0; i < PCI_NUM_BARS; i++)
+        if (dev->bars[i].mapped != before[i])
+            ev[n++] = (struct pci_bar_event){i, dev->bars[i].mapped};
     return n;
 }
 

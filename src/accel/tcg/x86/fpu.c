@@ -6,9 +6,9 @@
  * (documented simplifications): precision control (always 64-bit mantissa), the DE flag,
  * unmasked-exception responses (the masked result is always written; an unmasked flag sets
  * ES/B and the next waiting x87 instruction raises #MF), real-mode FSTENV/FSAVE layouts (the
- * protected-mode ones are used), and transcendental results are the host libm's (within an
- * ulp or two of the x87's). FIP/FDP hold the instruction's RIP and the operand's linear
- * address. */
+ * protected-mode ones are used), and transcendental results (x87_transcend.c: computed in
+ * binary128 and rounded once, the same bits on every host; a real x87 is within about an ulp
+ * of them). FIP/FDP hold the instruction's RIP and the operand's linear address. */
 #include "accel/tcg/x86/fpu.h"
 
 #include "accel/tcg/fpu_state.h"
@@ -468,7 +468,7 @@ static void fxam(struct x87 *x)
     set_cc(x, cc);
 }
 
-/* The D9 E0-FF group's library functions (fx80.h), under the guest's rounding control. */
+/* The D9 E0-FF group's functions (fx80.h), under the guest's rounding control. */
 static fx80 transcend(struct x87 *x, unsigned low, fx80 a, fx80 b)
 {
     return fx_transcend(low, a, b, rc_of(x), &x->exc);

@@ -2,8 +2,8 @@
  * x87 (long double) under the guest's rounding control, as fast as before; elsewhere the
  * software extended precision of softfloat80.c, bit-exact with it for the basic operations
  * (arithmetic, square root, rounding, comparisons, conversions, remainders, scaling).
- * Transcendentals on other hosts compute in the host's long double (binary128 on aarch64) and
- * round once into 80 bits: within an ulp of the x86 host's libm, not bit-identical to it.
+ * Transcendentals are the same code on every host (x87_transcend.c: binary128, rounded once
+ * into 80 bits), so bit-identical everywhere.
  * Flags come back in x87 FSW order (IE 1, ZE 4, OE 8, UE 0x10, PE 0x20); DE is not reported
  * by either path (as before). Included by fpu.c only. */
 #ifndef QUOKKA_ACCEL_TCG_X86_FX80_H
@@ -12,6 +12,7 @@
 #include "accel/tcg/fpu_state.h"
 #include "accel/tcg/x86/fpu_host.h"
 #include "accel/tcg/x86/softfloat80.h"
+#include "accel/tcg/x86/x87_transcend.h"
 
 #include <float.h>
 #include <math.h>
@@ -238,38 +239,19 @@ static inline fx80 fx_rem(fx80 a, fx80 b, bool nearest, uint64_t *q)
     return r;
 }
 
-/* Library calls for the D9 E0-FF group, under the guest's rounding control. */
+/* The D9 E0-FF group: FSQRT on the host's x87 (exact), the transcendentals in binary128 like
+ * every host (x87_transcend.c). */
 static inline fx80 fx_transcend(unsigned low, fx80 a, fx80 b, unsigned rc, unsigned *exc)
 {
-    volatile long double va = a, vb = b, vr;
+    if (low != 0xa) {
+        struct sf80 r = x87_transcend(low, (struct sf80){fx_mant(a), (uint16_t)fx_sexp(a)},
+                                      (struct sf80){fx_mant(b), (uint16_t)fx_sexp(b)}, rc, exc);
+        return fx_make(r.sexp, r.mant);
+    }
+    volatile long double va = a, vr;
     struct fp_host h;
     fp_host_begin(&h, rc);
-    switch (low) {
-    case 0x0:
-        vr = expm1l(va * 0.693147180559945309417232121458176568L);
-        break; /* F2XM1 */
-    case 0x1:
-        vr = vb * log2l(va);
-        break; /* FYL2X */
-    case 0x2:
-        vr = tanl(va);
-        break; /* FPTAN */
-    case 0x3:
-        vr = atan2l(vb, va);
-        break; /* FPATAN */
-    case 0x9:
-        vr = vb * (log1pl(va) / 0.693147180559945309417232121458176568L);
-        break;
-    case 0xa:
-        vr = sqrtl(va);
-        break;
-    case 0xe:
-        vr = sinl(va);
-        break;
-    default:
-        vr = cosl(va);
-        break;
-    }
+    vr = sqrtl(va);
     *exc |= fp_host_end(&h);
     return vr;
 }
@@ -458,7 +440,17 @@ static inline fx80 fx_rem(fx80 a, fx80 b, bool nearest, uint64_t *q)
     return r;
 }
 
-fx80 fx_transcend(unsigned low, fx80 a, fx80 b, unsigned rc, unsigned *exc);
+/* FSQRT exact in software, the transcendentals in binary128 like every host
+ * (x87_transcend.c). */
+static inline fx80 fx_transcend(unsigned low, fx80 a, fx80 b, unsigned rc, unsigned *exc)
+{
+    if (low != 0xa)
+        return fx_of(x87_transcend(low, fx_sf(a), fx_sf(b), rc, exc));
+    struct sf_env e = fx_env(rc);
+    fx80 r = fx_of(sf80_sqrt(&e, fx_sf(a)));
+    *exc |= fx_flags(&e);
+    return r;
+}
 
 /* FLD1, FLDL2T, FLDL2E, FLDPI, FLDLG2, FLDLN2, FLDZ: the x86 path's long double constants. */
 static inline fx80 fx_const(unsigned i)
