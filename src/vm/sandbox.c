@@ -189,8 +189,8 @@ static const unsigned long ioctls_kvm_debug[] = {
     /* the gdbstub on a paused vCPU: registers (MSRs: FS/GS base), breakpoints and single
      * steps, guest-virtual to physical addresses; never KVM_RUN */
     KVM_GET_REGS,        KVM_SET_REGS,  KVM_GET_SREGS, KVM_SET_SREGS,
-#if defined(__x86_64__)
-    KVM_GET_MSRS,        KVM_SET_MSRS,
+#if defined(__x86_64__) /* and the x87/SSE registers */
+    KVM_GET_MSRS,        KVM_SET_MSRS,  KVM_GET_FPU,   KVM_SET_FPU,
 #endif
     KVM_SET_GUEST_DEBUG, KVM_TRANSLATE,
 };
