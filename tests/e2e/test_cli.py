@@ -182,10 +182,29 @@ def test_translator_stats_and_perf_map():
                             stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == EXIT_PASS, err
-    stats = {line.split()[2]: int(line.split()[3]) for line in err.decode().splitlines()
-             if line.startswith("quokka-tcg-stats: cpu0 ")}
+    stats, rates, helpers = {}, {}, {}
+    for line in err.decode().splitlines():
+        if not line.startswith("quokka-tcg-stats: cpu0 "):
+            continue
+        f = line.split()
+        if f[2] == "helper":
+            helpers[f[3]] = int(f[4])
+        elif f[3].endswith("%"):
+            rates[f[2]] = float(f[3][:-1])
+        elif "." in f[3]:
+            rates[f[2]] = float(f[3])
+        else:
+            stats[f[2]] = int(f[3])
     assert stats["blocks_translated"] > 0 and stats["insns_translated"] >= stats["blocks_translated"]
     assert stats["loop_lookups"] >= stats["loop_misses"] > 0
+    # Counted by the generated code: direct jumps and their chain hits, inline memory
+    # accesses and TLB hits, helper calls by kind. The payload polls the UART's status once
+    # per character it prints (the UART is always ready): one IN helper call each.
+    assert stats["jumps_run"] > stats["jumps_unchained"] > 0
+    assert stats["inline_mem"] > stats["inline_mem_slow"] > 0
+    assert 0 < rates["chain_hit_rate"] < 100 and 0 < rates["tlb_hit_rate"] < 100
+    assert rates["translate_ns_per_insn"] > 0
+    assert helpers["in"] == len("hello from quokka payload\n"), helpers
     path = f"/tmp/perf-{proc.pid}.map"
     try:
         lines = open(path).read().splitlines()

@@ -165,7 +165,7 @@ static void *cache_writer(void *p)
         for (unsigned pg = 0; pg < PAGES; pg++)
             for (unsigned k = 0; k < BLOCKS_PER_PAGE; k++) {
                 uint64_t pc = (uint64_t)pg << 12 | k << 4;
-                if (!tb_lookup(&vm->tbs, NULL, pc, pc, 0, 0))
+                if (!tb_lookup(&vm->tbs, NULL, pc, pc, 0, 0, 0))
                     tb_insert(&vm->tbs, make_tb(pc), pg, SIZE_MAX);
             }
         tb_invalidate_page(&vm->tbs, round % PAGES);
@@ -193,7 +193,7 @@ static void *cache_reader(void *p)
     for (uint64_t i = 0; !atomic_load(&c->stop); i++) {
         tcg_safe_point(v);
         uint64_t pc = (i % PAGES) << 12 | (i % BLOCKS_PER_PAGE) << 4;
-        struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, pc, 0, 0);
+        struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, pc, 0, 0, 0);
         if (tb) {
             atomic_fetch_add(&c->found, 1);
             if (tb->pc != pc || !tb->in_cache)

@@ -52,13 +52,13 @@ static void test_insert_lookup_invalidate(void **state)
     struct tb *a = new_tb(0x1000), *b = new_tb(0x1ff8);
     assert_int_equal(tb_insert(&cache, a, 1, SIZE_MAX), 0);
     assert_int_equal(tb_insert(&cache, b, 1, 2), 0); /* spans pages 1 and 2 */
-    assert_ptr_equal(tb_lookup(&cache, NULL, 0x1000, 0x1000, 0, 0), a);
-    assert_ptr_equal(tb_lookup(&cache, NULL, 0x1ff8, 0x1ff8, 0, 0), b);
+    assert_ptr_equal(tb_lookup(&cache, NULL, 0x1000, 0x1000, 0, 0, 0), a);
+    assert_ptr_equal(tb_lookup(&cache, NULL, 0x1ff8, 0x1ff8, 0, 0, 0), b);
     assert_true(tb_page_has_code(&cache, 2));
     assert_int_equal(tb_invalidate_page(&cache, 2), 1);
     assert_false(tb_page_has_code(&cache, 2));
     assert_true(tb_page_has_code(&cache, 1)); /* a stays; b left page 1's list too */
-    assert_null(tb_lookup(&cache, NULL, 0x1ff8, 0x1ff8, 0, 0));
+    assert_null(tb_lookup(&cache, NULL, 0x1ff8, 0x1ff8, 0, 0, 0));
     assert_int_equal(tb_invalidate_page(&cache, 1), 1);
     assert_int_equal(tb_insert(&cache, new_tb(0x5000), 99, SIZE_MAX), -1); /* beyond RAM */
     tb_reap(&cache);

@@ -117,19 +117,24 @@ static void jmp_cache_store(const struct tb_cache *cache, struct tb **slot, stru
     }
 }
 
+static bool tb_fits_cc_op(const struct tb *tb, uint64_t cc_op)
+{
+    return tb->entry_cc_op < 0 || (uint64_t)tb->entry_cc_op == cc_op;
+}
+
 struct tb *tb_lookup(struct tb_cache *cache, struct tb **jmp_cache, uint64_t pc, uint64_t phys_pc,
-                     uint64_t cs_base, uint32_t hflags)
+                     uint64_t cs_base, uint32_t hflags, uint64_t cc_op)
 {
     struct tb **slot = jmp_cache ? &jmp_cache[jmp_hash(pc)] : NULL;
     struct tb *hint = slot ? __atomic_load_n(slot, __ATOMIC_ACQUIRE) : NULL;
     if (hint && hint->pc == pc && hint->phys_pc == phys_pc && hint->cs_base == cs_base &&
-        hint->hflags == hflags && tb_is_valid(hint))
+        hint->hflags == hflags && tb_fits_cc_op(hint, cc_op) && tb_is_valid(hint))
         return hint;
     struct tb **bucket = &cache->hash[tb_hash(pc, phys_pc, hflags, cache->hash_size)];
     for (struct tb *tb = __atomic_load_n(bucket, __ATOMIC_ACQUIRE); tb;
          tb = __atomic_load_n(&tb->hash_next, __ATOMIC_ACQUIRE)) {
         if (tb->phys_pc == phys_pc && tb->pc == pc && tb->cs_base == cs_base &&
-            tb->hflags == hflags && tb_is_valid(tb)) {
+            tb->hflags == hflags && tb_fits_cc_op(tb, cc_op) && tb_is_valid(tb)) {
             if (slot)
                 jmp_cache_store(cache, slot, tb);
             return tb;

@@ -28,8 +28,9 @@ struct tb {
     uint64_t phys_pc; /* its physical address (the cache key) */
     uint64_t cs_base;
     uint32_t hflags;
-    bool valid;    /* in the cache and not invalidated (read by other vCPUs: atomic) */
-    bool in_cache; /* was inserted (never changes after): the cache owns and frees it */
+    bool valid;         /* in the cache and not invalidated (read by other vCPUs: atomic) */
+    bool in_cache;      /* was inserted (never changes after): the cache owns and frees it */
+    int8_t entry_cc_op; /* only for this lazy-flags op at entry (it checks); -1: any */
     const uint8_t *native_entry; /* native->entry, where chained and looked-up jumps enter */
     struct tb *hash_next;
     struct native_code *native; /* the native backend's code, or */
@@ -82,9 +83,10 @@ void tb_cache_destroy(struct tb_cache *cache);
 int tb_register_jmp_cache(struct tb_cache *cache, struct tb **jmp_cache);
 void tb_unregister_jmp_cache(struct tb_cache *cache, struct tb **jmp_cache);
 
-/* Any thread, no lock. jmp_cache: the calling vCPU's (or NULL). Only valid blocks are found. */
+/* Any thread, no lock. jmp_cache: the calling vCPU's (or NULL). Only valid blocks are found,
+ * and only those right for the vCPU's lazy-flags op cc_op (tb.entry_cc_op). */
 struct tb *tb_lookup(struct tb_cache *cache, struct tb **jmp_cache, uint64_t pc, uint64_t phys_pc,
-                     uint64_t cs_base, uint32_t hflags);
+                     uint64_t cs_base, uint32_t hflags, uint64_t cc_op);
 /* Insert a new block (takes ownership). page_index[1] may be SIZE_MAX. Returns -1 when the
  * page list could not grow (the block is then freed). */
 int tb_insert(struct tb_cache *cache, struct tb *tb, size_t page_index0, size_t page_index1);

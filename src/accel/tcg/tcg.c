@@ -11,6 +11,7 @@
 #include "accel/tcg/backend/x86_64.h"
 #include "accel/tcg/tcg_internal.h"
 #include "accel/tcg/x86/fpu.h"
+#include "accel/tcg/x86/helpers.h"
 #include "accel/tcg/x86/seg.h"
 #include "accel/tcg/x86/translate.h"
 #include "util/log.h"
@@ -61,6 +62,11 @@ static struct native_jit *create_native_backend(const struct accel_settings *set
         .global_epoch_offset = offsetof(struct tcg_cpu, chain_epoch_global),
         .last_exit_offset = offsetof(struct tcg_cpu, last_exit),
         .insn_count_offset = offsetof(struct tcg_cpu, insn_count),
+        .jumps_run_offset = offsetof(struct tcg_cpu, stats.jumps_run),
+        .inline_mem_offset = offsetof(struct tcg_cpu, stats.inline_mem),
+        .inline_mem_slow_offset = offsetof(struct tcg_cpu, stats.inline_mem_slow),
+        .helper_calls_offset = offsetof(struct tcg_cpu, stats.helper_calls),
+        .helper_calls_max = TCG_STATS_HELPERS,
         .count_insns = settings && settings->tcg_count_insns,
         .lookup_next = native_next_block,
         .pc_offset = offsetof(struct tcg_cpu, rip),
@@ -329,7 +335,7 @@ static void tcg_vcpu_destroy(struct accel_vcpu *v)
         return;
     struct accel_vcpu *self = v;
     if (v->vm->settings && v->vm->settings->tcg_stats)
-        tcg_stats_print(&v->cpu.stats, v->index, stderr);
+        tcg_stats_print(&v->cpu.stats, v->index, x86_helper_table, X86_NR_HELPERS, stderr);
     if (v->index < TCG_MAX_VCPUS)
         atomic_compare_exchange_strong(&v->vm->vcpus[v->index], &self, NULL);
     pthread_mutex_lock(&v->vm->tb_lock);
@@ -669,7 +675,8 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     if (cached) {
         tcg_tb_lock(cpu, vm);
         /* Another vCPU may have translated it while this one waited for the lock. */
-        struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, phys_pc, cs_base, cpu->hflags);
+        struct tb *tb =
+            tb_lookup(&vm->tbs, v->jmp_cache, pc, phys_pc, cs_base, cpu->hflags, cpu->cc_op);
         if (tb) {
             tcg_tb_unlock(cpu, vm);
             return tb;
@@ -697,6 +704,7 @@ static struct tb *translate_block(struct accel_vcpu *v, uint64_t pc, uint64_t ph
     tb->pc = pc;
     tb->phys_pc = phys_pc;
     tb->cs_base = cs_base;
+    tb->entry_cc_op = (int8_t)info.entry_cc_op;
     if (log)
         dump_host_code(tb);
     if (!cached)
@@ -814,7 +822,7 @@ static const void *native_next_block(void *env, struct native_site *site)
     uint64_t phys = code_phys(cpu, pc);
     if (!tcg_debug_may_chain(vm, pc))
         return NULL; /* the run loop looks at a breakpoint address first */
-    struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base, cpu->hflags);
+    struct tb *tb = tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base, cpu->hflags, cpu->cc_op);
     cpu->stats.next_lookups++;
     if (!tb) {
         cpu->stats.next_misses++;
@@ -1061,9 +1069,9 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
                 chain_from = NULL;
             }
         }
-        struct tb *tb = alone || one_insn
-                            ? NULL
-                            : tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base, cpu->hflags);
+        struct tb *tb = alone || one_insn ? NULL
+                                          : tb_lookup(&vm->tbs, v->jmp_cache, pc, phys, cs_base,
+                                                      cpu->hflags, cpu->cc_op);
         cpu->stats.loop_lookups++;
         if (!tb) {
             cpu->stats.loop_misses++;
@@ -1099,6 +1107,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             v->timer_poll +=
                 (unsigned)(CHAIN_BUDGET - (cpu->chain_budget < 0 ? 0 : cpu->chain_budget));
             if (why & INTERP_GOTO_TB(0)) {
+                cpu->stats.jumps_unchained++;
                 struct native_code *from = cpu->last_exit;
                 chain_slot = why & 1;
                 /* Invalidated while it ran: it is reaped at the next loop top. */

@@ -225,6 +225,14 @@ static void env_arg(struct emitter *e);
 static void call_abs(struct emitter *e, const void *fn);
 
 /* Count the block's instructions as run. */
+/* Statistics: add 1 to the uint64 counter at env offset `offset` (flags are clobbered:
+ * only where none are live). */
+static void count_event(struct emitter *e, uint32_t offset)
+{
+    if (e->jit->cfg.count_insns && offset <= INT32_MAX - 8)
+        op_mem(e, 0xff, true, 0, RBX, (int32_t)offset - ENV_BIAS); /* inc qword [rbx + disp] */
+}
+
 static void count_insns(struct emitter *e)
 {
     uint32_t n = e->info->nr_guest_insns;
@@ -384,6 +392,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     uint32_t site = new_site(e);
     ra_sync_globals(e);
     count_insns(e);
+    count_event(e, cfg->jumps_run_offset);
     emit_ras_push(e);
     size_t no_budget = spend_budget(e);
     op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
@@ -452,6 +461,7 @@ static size_t tlb_lookup(struct emitter *e, unsigned size, bool write)
     const struct native_config *cfg = &e->jit->cfg;
     uint32_t tlb = cfg->tlb_offset[e->info->mmu_index];
     uint32_t tag = write ? cfg->tlb_write_tag : cfg->tlb_read_tag;
+    count_event(e, cfg->inline_mem_offset);
     mov_rr(e, true, RAX, RSI);
     uint32_t entry = cfg->tlb_entry_size;
     if (entry && !(entry & (entry - 1)) && entry <= 4096) {
@@ -522,6 +532,7 @@ static void emit_slow_paths(struct emitter *e)
     for (uint32_t i = 0; i < e->nr_slow && !e->overflow; i++) {
         const struct slow_path *sp = &e->slow[i];
         patch32(e->buf + sp->jump_at, (uint32_t)(e->len - (sp->jump_at + 4)));
+        count_event(e, e->jit->cfg.inline_mem_slow_offset);
         mov_imm(e, sp->store ? RCX : RDX, sp->memop);
         ra_slow_save(e, &sp->regs);
         env_arg(e);
@@ -1175,6 +1186,8 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
                 load(e, arg_reg[i], a[1 + i]);
         }
         env_arg(e);
+        if (op->imm < e->jit->cfg.helper_calls_max)
+            count_event(e, e->jit->cfg.helper_calls_offset + 8 * (uint32_t)op->imm);
         call_abs(e, (const void *)b->helpers[op->imm].fn);
         ra_after_call(e, flags);
         if (a[0] != IR_NO_TEMP)

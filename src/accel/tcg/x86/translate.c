@@ -119,7 +119,10 @@ struct dc {
     uint64_t next_ip; /* RIP after it */
     uint32_t hflags;
     enum x86_cpu_mode mode;
-    int cc_op;           /* static lazy-flags op, or CC_OP_DYNAMIC */
+    int cc_op; /* static lazy-flags op, or CC_OP_DYNAMIC */
+    /* cc_op is still the value the vCPU had when the block was translated (assumed at entry,
+     * see x86_translate_info.entry_cc_op), and whether code relied on that. */
+    bool cc_op_is_entry, entry_cc_used;
     bool end;            /* the block ends after this instruction */
     bool call, ret;      /* ...with a near CALL / RET (x86_translate_info) */
     int64_t fpenv_at;    /* the op index of the block's last IR_FPENV, -1: none */
@@ -407,9 +410,33 @@ static ir_temp load_rmw(struct dc *s, struct opref *ref, enum x86_atomic_op op, 
 
 static void set_cc_op(struct dc *s, int op)
 {
-    if (s->cc_op != op && op != CC_OP_DYNAMIC)
+    if ((s->cc_op != op || s->cc_op_is_entry) && op != CC_OP_DYNAMIC)
         ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)op);
     s->cc_op = op;
+    s->cc_op_is_entry = false;
+}
+
+/* The lazy-flags op changed behind the translator's back (helpers, conditional updates). */
+static void forget_cc_op(struct dc *s, int op)
+{
+    s->cc_op = op;
+    s->cc_op_is_entry = false;
+}
+
+/* The static cc_op, for code that depends on it: at the block's start, the assumed one. */
+static int static_cc_op(struct dc *s)
+{
+    if (s->cc_op_is_entry && s->cc_op >= 0)
+        s->entry_cc_used = true;
+    return s->cc_op;
+}
+
+/* G_CC_OP = the static cc_op, where code (a helper, a possible fault) reads it from env. Not
+ * while it is the entry value: env holds the real one then, whatever was assumed. */
+static void write_cc_op(struct dc *s)
+{
+    if (s->cc_op != CC_OP_DYNAMIC && !s->cc_op_is_entry)
+        ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)s->cc_op);
 }
 
 /* Record a flag-setting result: cc_dst = result (zero-extended at size). */
@@ -450,7 +477,7 @@ static ir_temp gen_materialize_flags(struct dc *s)
 static ir_temp gen_carry(struct dc *s)
 {
     ir_temp c = tmp(s);
-    int op = s->cc_op;
+    int op = static_cc_op(s);
     if (op >= 0) {
         unsigned bits = 8u << (op & 3);
         switch (op & ~3) {
@@ -491,11 +518,71 @@ static ir_temp gen_carry(struct dc *s)
     return c;
 }
 
+/* gen_carry computes CF inline for these lazy ops (not a helper call). */
+static bool carry_is_inline(int op)
+{
+    switch (op & ~3) {
+    case CC_OP_ADD:
+    case CC_OP_SUB:
+    case CC_OP_LOGIC:
+    case CC_OP_INC:
+    case CC_OP_DEC:
+    case CC_OP_SAR:
+    case CC_OP_SHL:
+    case CC_OP_MUL:
+    case CC_OP_NEG:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Condition cc (Jcc encoding) as a 0/1 temp from RFLAGS-layout arithmetic flags f. */
+static ir_temp gen_cond_from_eflags(struct dc *s, ir_temp f, unsigned cc)
+{
+    ir_temp r = tmp(s);
+    switch ((cc >> 1) & 7) {
+    case 0: /* O */
+        ir_binop(s->b, IR_SHR, IR_I64, r, f, cst(s, 11));
+        break;
+    case 1: /* B */
+        ir_mov(s->b, IR_I64, r, f);
+        break;
+    case 2: /* Z */
+        ir_binop(s->b, IR_SHR, IR_I64, r, f, cst(s, 6));
+        break;
+    case 3: /* BE: CF | ZF */
+        ir_setcond(s->b, IR_I64, IR_COND_TSTNE, r, f, cst(s, X86_CF | X86_ZF));
+        break;
+    case 4: /* S */
+        ir_binop(s->b, IR_SHR, IR_I64, r, f, cst(s, 7));
+        break;
+    case 5: /* P */
+        ir_binop(s->b, IR_SHR, IR_I64, r, f, cst(s, 2));
+        break;
+    default: { /* L: SF != OF; LE: that, or ZF */
+        ir_temp o = tmp(s);
+        ir_binop(s->b, IR_SHR, IR_I64, r, f, cst(s, 7));
+        ir_binop(s->b, IR_SHR, IR_I64, o, f, cst(s, 11));
+        ir_binop(s->b, IR_XOR, IR_I64, r, r, o);
+        if (((cc >> 1) & 7) == 7) {
+            ir_binop(s->b, IR_SHR, IR_I64, o, f, cst(s, 6));
+            ir_binop(s->b, IR_OR, IR_I64, r, r, o);
+        }
+        break;
+    }
+    }
+    ir_binop(s->b, IR_AND, IR_I64, r, r, cst(s, 1));
+    if (cc & 1)
+        ir_binop(s->b, IR_XOR, IR_I64, r, r, cst(s, 1));
+    return r;
+}
+
 /* Condition cc (Jcc encoding) as a 0/1 temp, with fast paths for the common flag ops. */
 static ir_temp gen_condition(struct dc *s, unsigned cc)
 {
     ir_temp r = tmp(s);
-    int op = s->cc_op;
+    int op = static_cc_op(s);
     unsigned test = (cc >> 1) & 7;
     bool negate = cc & 1;
     enum ir_cond cond = IR_COND_NEVER;
@@ -560,9 +647,59 @@ static ir_temp gen_condition(struct dc *s, unsigned cc)
         ir_setcond(s->b, IR_I64, cond, r, a, c);
         return r;
     }
-    ir_temp flags = gen_eflags_arith(s);
-    gen_call(s, HELPER_cond, r, flags, cst(s, cc), IR_NO_TEMP, IR_NO_TEMP);
-    return r;
+    if (op >= 0 && op != CC_OP_EFLAGS && (test == 1 || test == 3) && carry_is_inline(op)) {
+        ir_temp cf = gen_carry(s); /* B, BE: CF (| ZF) without materialising the rest */
+        if (test == 3) {
+            ir_temp z = tmp(s);
+            ir_setcond(s->b, IR_I64, IR_COND_EQ, z, G_CC_DST, cst(s, 0));
+            ir_binop(s->b, IR_OR, IR_I64, cf, cf, z);
+        }
+        if (negate)
+            ir_binop(s->b, IR_XOR, IR_I64, cf, cf, cst(s, 1));
+        return cf;
+    }
+    /* Otherwise from the arithmetic flags: in cc_src already, or one helper call. */
+    return gen_cond_from_eflags(s, op == CC_OP_EFLAGS ? G_CC_SRC : gen_eflags_arith(s), cc);
+}
+
+/* BSF/BSR/TZCNT/LZCNT of a 32/64-bit source in IR (h_bitscan's rules): r = the index or
+ * count; the flags materialised (ZF: BSF/BSR source zero; TZCNT/LZCNT: CF source zero, ZF
+ * result zero; the rest clear), which the optimiser drops when the next instruction sets
+ * its own. */
+static void gen_bitscan_inline(struct dc *s, int kind, unsigned bits, ir_temp r, ir_temp src,
+                               ir_temp old)
+{
+    ir_temp v = tmp(s), z = tmp(s), f = tmp(s);
+    gen_zext(s, v, src, bits); /* 64-bit ops on it: `old` keeps all 64 bits */
+    switch (kind) {
+    case SCAN_BSF:
+        ir_binop(s->b, IR_CTZ, IR_I64, r, v, old);
+        break;
+    case SCAN_TZCNT:
+        ir_binop(s->b, IR_CTZ, IR_I64, r, v, cst(s, bits));
+        break;
+    case SCAN_LZCNT:
+        ir_binop(s->b, IR_CLZ, type_for(bits), r, v, cst(s, bits));
+        break;
+    default: { /* BSR: 63 - clz64, or the old value */
+        ir_temp c = tmp(s);
+        ir_binop(s->b, IR_CLZ, IR_I64, c, v, cst(s, 0));
+        ir_binop(s->b, IR_XOR, IR_I64, c, c, cst(s, 63));
+        ir_movcond(s->b, IR_I64, IR_COND_EQ, r, v, cst(s, 0), old, c);
+        break;
+    }
+    }
+    ir_setcond(s->b, IR_I64, IR_COND_EQ, z, v, cst(s, 0));
+    if (kind == SCAN_BSF || kind == SCAN_BSR) {
+        ir_binop(s->b, IR_SHL, IR_I64, f, z, cst(s, 6)); /* ZF */
+    } else {
+        ir_temp rz = tmp(s);
+        ir_setcond(s->b, IR_I64, IR_COND_EQ, rz, r, cst(s, 0));
+        ir_binop(s->b, IR_SHL, IR_I64, rz, rz, cst(s, 6));
+        ir_binop(s->b, IR_OR, IR_I64, f, z, rz); /* CF | ZF */
+    }
+    ir_mov(s->b, IR_I64, G_CC_SRC, f);
+    set_cc_op(s, CC_OP_EFLAGS);
 }
 
 /* --- control flow ------------------------------------------------------------------------- */
@@ -777,15 +914,14 @@ static void gen_shift(struct dc *s, enum x86_mnemonic mn)
     /* Conditional flag update without a branch: select between old and new lazy state. */
     int base = mn == X86_MN_SHL ? CC_OP_SHL : CC_OP_SAR;
     uint64_t new_op = (uint64_t)(base + (int)cc_size(bits));
-    if (s->cc_op != CC_OP_DYNAMIC)
-        ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)s->cc_op);
+    write_cc_op(s);
     ir_temp rz = tmp(s);
     gen_zext(s, rz, r, bits);
     ir_temp zero = cst(s, 0);
     ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_DST, n, zero, rz, G_CC_DST);
     ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_SRC, n, zero, src, G_CC_SRC);
     ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_OP, n, zero, cst(s, new_op), G_CC_OP);
-    s->cc_op = CC_OP_DYNAMIC;
+    forget_cc_op(s, CC_OP_DYNAMIC);
 }
 
 /* ROL/ROR of 32/64-bit operands in IR: the result is one rotate op; CF and OF are set on
@@ -820,7 +956,7 @@ static void gen_rotate(struct dc *s, bool left)
     ir_temp zero = cst(s, 0);
     ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_SRC, n, zero, nf, G_CC_SRC);
     ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_OP, n, zero, cst(s, CC_OP_EFLAGS), G_CC_OP);
-    s->cc_op = CC_OP_DYNAMIC;
+    forget_cc_op(s, CC_OP_DYNAMIC);
 }
 
 static void gen_shift_helper(struct dc *s, int kind)
@@ -835,19 +971,17 @@ static void gen_shift_helper(struct dc *s, int kind)
     } else {
         count = load_operand(s, 1, NULL);
     }
-    if (s->cc_op != CC_OP_DYNAMIC)
-        ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)s->cc_op);
+    write_cc_op(s);
     ir_temp r = tmp(s);
     gen_call(s, HELPER_shift, r, a, count, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
              extra == IR_NO_TEMP ? cst(s, 0) : extra);
     store_operand(s, 0, &ref, r);
-    s->cc_op = CC_OP_DYNAMIC;
+    forget_cc_op(s, CC_OP_DYNAMIC);
 }
 
 static void sync_cc_op(struct dc *s)
 {
-    if (s->cc_op != CC_OP_DYNAMIC)
-        ir_movi(s->b, IR_I64, G_CC_OP, (uint64_t)s->cc_op);
+    write_cc_op(s);
 }
 
 static void gen_imul_2_3(struct dc *s)
@@ -893,7 +1027,7 @@ static void gen_string(struct dc *s, int kind)
     gen_call(s, HELPER_string, IR_NO_TEMP, cst(s, desc), cst(s, s->next_ip), IR_NO_TEMP,
              IR_NO_TEMP);
     if (compares)
-        s->cc_op = CC_OP_DYNAMIC;
+        forget_cc_op(s, CC_OP_DYNAMIC);
     /* The helper left RIP at the next instruction, or at this one when a REP stopped early
      * (so interrupts are taken between iterations). */
     ir_exit_tb(s->b, IR_EXIT_NEXT);
@@ -1556,7 +1690,7 @@ static void gen_fpu_sse(struct dc *s)
     /* MMX forms have their own availability rules (no CR4.OSFXSR): their own helper. */
     gen_call(s, x86_mmx_form(desc) ? HELPER_mmx : HELPER_fpu_sse, IR_NO_TEMP, cst(s, desc), addr,
              IR_NO_TEMP, IR_NO_TEMP);
-    s->cc_op = CC_OP_DYNAMIC; /* COMISS/FCOMI write the flags */
+    forget_cc_op(s, CC_OP_DYNAMIC); /* COMISS/FCOMI write the flags */
 }
 
 /* --- the dispatcher ---------------------------------------------------------------------- */
@@ -1666,7 +1800,7 @@ static void translate_insn(struct dc *s)
         gen_call(s, HELPER_cmpxchg8b, IR_NO_TEMP, gen_mem_addr(s),
                  cst(s, (mn == X86_MN_CMPXCHG16B) | (unsigned)atomic_rmw(s) << 1), IR_NO_TEMP,
                  IR_NO_TEMP);
-        s->cc_op = CC_OP_DYNAMIC;
+        forget_cc_op(s, CC_OP_DYNAMIC);
         break;
     case X86_MN_BSWAP: {
         ir_temp v = load_reg(s, in->operand[0].reg, bits, false);
@@ -1706,7 +1840,7 @@ static void translate_insn(struct dc *s)
         sync_cc_op(s);
         gen_call(s, (mn == X86_MN_MUL || mn == X86_MN_IMUL) ? HELPER_mul : HELPER_div, IR_NO_TEMP,
                  v, cst(s, in->operand[0].size / 8), cst(s, is_signed), IR_NO_TEMP);
-        s->cc_op = CC_OP_DYNAMIC;
+        forget_cc_op(s, CC_OP_DYNAMIC);
         break;
     }
     case X86_MN_BT:
@@ -1745,7 +1879,7 @@ static void translate_insn(struct dc *s)
         ir_temp r = tmp(s);
         gen_call(s, HELPER_bittest, r, v, bit, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
                  IR_NO_TEMP);
-        s->cc_op = CC_OP_DYNAMIC;
+        forget_cc_op(s, CC_OP_DYNAMIC);
         if (kind != BITTEST_BT && !atomic) {
             if (addr != IR_NO_TEMP)
                 gen_store(s, addr, r, bits);
@@ -1771,11 +1905,15 @@ static void translate_insn(struct dc *s)
         bool keep64 = (kind == SCAN_BSF || kind == SCAN_BSR) && bits == 32;
         if (keep64)
             old = gpr(in->operand[0].reg);
-        sync_cc_op(s);
         ir_temp r = tmp(s);
-        gen_call(s, HELPER_bitscan, r, src, old, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
-                 IR_NO_TEMP);
-        s->cc_op = CC_OP_DYNAMIC;
+        if (bits >= 32 && kind != SCAN_POPCNT) {
+            gen_bitscan_inline(s, kind, bits, r, src, old);
+        } else {
+            sync_cc_op(s);
+            gen_call(s, HELPER_bitscan, r, src, old,
+                     cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8), IR_NO_TEMP);
+            forget_cc_op(s, CC_OP_DYNAMIC);
+        }
         if (keep64)
             store_reg(s, in->operand[0].reg, 64, false, r);
         else
@@ -1814,7 +1952,7 @@ static void translate_insn(struct dc *s)
         ir_temp v = gen_stack_peek(s, bits, 0);
         gen_call(s, HELPER_write_eflags, IR_NO_TEMP, v, cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP);
         gen_stack_adjust(s, bits / 8);
-        s->cc_op = CC_OP_EFLAGS;
+        forget_cc_op(s, CC_OP_EFLAGS);
         gen_jump_const(s, s->next_ip, 0); /* IF/TF may have changed */
         break;
     }
@@ -2033,7 +2171,7 @@ static void translate_insn(struct dc *s)
     case X86_MN_IRET:
         sync_cc_op(s);
         gen_call(s, HELPER_iret, IR_NO_TEMP, cst(s, bits / 8), IR_NO_TEMP, IR_NO_TEMP, IR_NO_TEMP);
-        s->cc_op = CC_OP_EFLAGS;
+        forget_cc_op(s, CC_OP_EFLAGS);
         ir_exit_tb(s->b, IR_EXIT_NEXT);
         s->end = true;
         break;
@@ -2129,7 +2267,7 @@ static void translate_insn(struct dc *s)
         sync_cc_op(s);
         gen_call(s, HELPER_verr_verw, IR_NO_TEMP, v, cst(s, mn == X86_MN_VERW), IR_NO_TEMP,
                  IR_NO_TEMP);
-        s->cc_op = CC_OP_EFLAGS;
+        forget_cc_op(s, CC_OP_EFLAGS);
         break;
     }
     case X86_MN_SLDT:
@@ -2233,7 +2371,7 @@ static void translate_insn(struct dc *s)
                  IR_NO_TEMP);
         if (kind == SYS_SWAPGS)
             break;
-        s->cc_op = CC_OP_DYNAMIC;
+        forget_cc_op(s, CC_OP_DYNAMIC);
         ir_exit_tb(s->b, IR_EXIT_NEXT);
         s->end = true;
         break;
@@ -2267,6 +2405,25 @@ void x86_translate_init(struct ir_block *block)
     ir_block_init(block, tcg_globals, NR_TCG_GLOBALS, x86_helper_table, X86_NR_HELPERS);
 }
 
+/* The block relied on cc_op being its value at translation: the placeholder at the start
+ * becomes "if (cc_op != it) leave for the run loop", which looks up (or translates) the
+ * block for the cc_op there is. */
+static int assume_entry_cc_op(struct dc *s, uint32_t placeholder)
+{
+    const struct ir_block *b = s->b;
+    if (placeholder >= b->nr_ops || b->ops[placeholder].opc != IR_NOP)
+        return -1;
+    int op = (int)s->cpu->cc_op;
+    ir_label leave = ir_new_label(s->b);
+    ir_temp expected = cst(s, (uint64_t)op);
+    ir_label_here(s->b, leave);
+    ir_exit_tb(s->b, IR_EXIT_NEXT);
+    struct ir_op *guard = &s->b->ops[placeholder];
+    guard->opc = IR_BRCOND, guard->type = IR_I64, guard->cond = IR_COND_NE;
+    guard->args[0] = G_CC_OP, guard->args[1] = expected, guard->imm = leave;
+    return op;
+}
+
 int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base, uint64_t rip,
                         uint32_t hflags, unsigned max_insns, struct x86_translate_info *info)
 {
@@ -2289,6 +2446,15 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
     if (s.mode != X86_MODE_64)
         first_page &= 0xffffffffULL;
     s.first_page = first_page;
+    /* Translate for the lazy-flags op the vCPU has now: a block that starts by reading the
+     * flags (a loop head's Jcc, INC/DEC's carry) then tests them inline, and checks the
+     * assumption on entry (assume_entry_cc_op). */
+    int entry_placeholder = -1;
+    if (cpu->cc_op < CC_OP_BLSx) {
+        s.cc_op = (int)cpu->cc_op, s.cc_op_is_entry = true;
+        entry_placeholder = ir_emit(block, IR_NOP, IR_I64, IR_COND_ALWAYS, NULL, 0, 0);
+    }
+    info->entry_cc_op = -1;
     info->guest_size = 0;
     info->nr_insns = 0;
     info->last_byte = cs_base + rip;
@@ -2357,6 +2523,8 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
     }
     if (!s.end)
         gen_jump_direct(&s, s.ip, 0);
+    if (s.entry_cc_used && entry_placeholder >= 0)
+        info->entry_cc_op = assume_entry_cc_op(&s, (uint32_t)entry_placeholder);
     info->chain_same_page[0] = s.slot_same_page[0];
     info->chain_same_page[1] = s.slot_same_page[1];
     if (s.mode == X86_MODE_64) {

@@ -17,6 +17,9 @@ struct x86_translate_info {
      * right whatever the vCPU does to its mappings after the block was entered (the block's
      * page was mapped so when it was), as QEMU chains only within a page. */
     bool chain_same_page[2];
+    /* The block is only right for this lazy-flags op at entry (it checks, and leaves for
+     * the run loop otherwise); -1: for any. */
+    int entry_cc_op;
 };
 
 void x86_translate_init(struct ir_block *block);
