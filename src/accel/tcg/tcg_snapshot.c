@@ -5,6 +5,7 @@
  * Translation caches, the TLB and block chains are not state: a restored vCPU starts with
  * them empty. */
 #include "accel/tcg/tcg_internal.h"
+#include "accel/tcg/x86/flags.h"
 #include "accel/tcg/x86/seg.h"
 #include "util/log.h"
 #include "vm/snapshot.h"
@@ -41,7 +42,8 @@ int tcg_load_vcpu(struct accel_vcpu *v, struct snap_reader *r, char *err, size_t
     snap_get(r, (uint8_t *)&saved + CPU_STATE_OFFSET, CPU_STATE_SIZE);
     uint8_t flags = 0;
     snap_get(r, &flags, 1);
-    if (r->failed || saved.cc_op >= CC_OP_NR || saved.fpu.top > 7 || lapic_load(&v->lapic, r) < 0)
+    if (r->failed || !x86_cc_op_valid(saved.cc_op) || saved.fpu.top > 7 ||
+        lapic_load(&v->lapic, r) < 0)
         return qk_fail(err, errlen, "vCPU %u state is malformed", v->index);
     uint32_t startup = r->pos < r->len ? snap_get_u32(r) : 0;
     if (!snap_done(r) || (startup & ~(LAPIC_STARTUP_MASK | SNAP_WAIT_FOR_SIPI)))

@@ -29,8 +29,26 @@ static uint32_t result_flags(uint64_t dst, unsigned size)
     return flags;
 }
 
+bool x86_cc_op_valid(uint64_t cc_op)
+{
+    if (cc_op & CC_OP_ROT)
+        cc_op &= ~(CC_OP_ROT | 1u << CC_OP_ROT_CF_SHIFT | 1u << CC_OP_ROT_OF_SHIFT);
+    return cc_op < CC_OP_NR;
+}
+
+/* A rotate's flags: CF and OF its own, the rest the op before's. */
+static uint32_t rotate_flags(uint32_t cc_op, uint64_t dst, uint64_t src, uint64_t src2)
+{
+    uint32_t f = x86_flags_compute(cc_op & 0xff, dst, src, src2) & ~(X86_CF | X86_OF);
+    f |= (cc_op >> CC_OP_ROT_CF_SHIFT) & 1 ? X86_CF : 0;
+    f |= (cc_op >> CC_OP_ROT_OF_SHIFT) & 1 ? X86_OF : 0;
+    return f;
+}
+
 uint32_t x86_flags_compute(uint32_t cc_op, uint64_t dst, uint64_t src, uint64_t src2)
 {
+    if (cc_op & CC_OP_ROT)
+        return rotate_flags(cc_op, dst, src, src2);
     unsigned size = cc_op & 3;
     uint32_t base = cc_op & ~3u;
     uint64_t mask = width_mask(size), sign = sign_bit(size);
@@ -111,6 +129,8 @@ uint32_t x86_flags_compute(uint32_t cc_op, uint64_t dst, uint64_t src, uint64_t 
 
 uint32_t x86_flags_carry(uint32_t cc_op, uint64_t dst, uint64_t src, uint64_t src2)
 {
+    if (cc_op & CC_OP_ROT)
+        return (cc_op >> CC_OP_ROT_CF_SHIFT) & 1;
     unsigned size = cc_op & 3;
     uint64_t mask = width_mask(size);
     switch (cc_op & ~3u) {

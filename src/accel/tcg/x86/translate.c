@@ -924,9 +924,9 @@ static void gen_shift(struct dc *s, enum x86_mnemonic mn)
     forget_cc_op(s, CC_OP_DYNAMIC);
 }
 
-/* ROL/ROR of 32/64-bit operands in IR: the result is one rotate op; CF and OF are set on
- * top of the materialised flags (which the optimiser drops, with the pure helper call, when
- * a later instruction overwrites them). Count 0 changes no flag. */
+/* ROL/ROR of 32/64-bit operands in IR: the result is one rotate op; CF and OF go into the
+ * lazy cc_op (CC_OP_ROT) on top of the op before, computed only if something reads them.
+ * Count 0 changes no flag. */
 static void gen_rotate(struct dc *s, bool left)
 {
     unsigned bits = s->insn->operand[0].size;
@@ -947,15 +947,17 @@ static void gen_rotate(struct dc *s, bool left)
         ir_extract(s->b, IR_I64, of, r, bits - 2, 1);
         ir_binop(s->b, IR_XOR, IR_I64, of, of, msb);
     }
-    ir_temp f = gen_eflags_arith(s), nf = tmp(s);
-    ir_binop(s->b, IR_AND, IR_I64, nf, f, cst(s, ~(uint64_t)(X86_CF | X86_OF)));
-    ir_binop(s->b, IR_OR, IR_I64, nf, nf, cf);
-    ir_binop(s->b, IR_SHL, IR_I64, of, of, cst(s, 11));
-    ir_binop(s->b, IR_OR, IR_I64, nf, nf, of);
-    _Static_assert(X86_OF == 1u << 11, "OF position");
-    ir_temp zero = cst(s, 0);
-    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_SRC, n, zero, nf, G_CC_SRC);
-    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_OP, n, zero, cst(s, CC_OP_EFLAGS), G_CC_OP);
+    /* Lazily (CC_OP_ROT): the op before (unwrapped if it was a rotate too), CF and OF. */
+    ir_temp tag = tmp(s), inner = tmp(s), op = tmp(s);
+    ir_binop(s->b, IR_AND, IR_I64, tag, G_CC_OP, cst(s, CC_OP_ROT));
+    ir_binop(s->b, IR_AND, IR_I64, inner, G_CC_OP, cst(s, 0xff));
+    ir_movcond(s->b, IR_I64, IR_COND_NE, inner, tag, cst(s, 0), inner, G_CC_OP);
+    ir_binop(s->b, IR_SHL, IR_I64, cf, cf, cst(s, CC_OP_ROT_CF_SHIFT));
+    ir_binop(s->b, IR_SHL, IR_I64, of, of, cst(s, CC_OP_ROT_OF_SHIFT));
+    ir_binop(s->b, IR_OR, IR_I64, op, inner, cf);
+    ir_binop(s->b, IR_OR, IR_I64, op, op, of);
+    ir_binop(s->b, IR_OR, IR_I64, op, op, cst(s, CC_OP_ROT));
+    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_OP, n, cst(s, 0), op, G_CC_OP);
     forget_cc_op(s, CC_OP_DYNAMIC);
 }
 
