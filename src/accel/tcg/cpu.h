@@ -34,11 +34,13 @@ enum cc_op {
     CC_OP_BLSx = 48,  /* reserved */
     CC_OP_NR = 52,
 };
-/* ROL/ROR (32/64-bit): CF and OF set, the other flags those of the op before. The cc_op
- * value is CC_OP_ROT | that op | CF << 16 | OF << 17 (dst/src/src2 stay the op before's). */
+/* ROL/ROR (32/64-bit), BT/BTS/BTR/BTC: CF (and OF) set, the other flags those of the op
+ * before. The cc_op value is CC_OP_ROT | that op | CF << 16 | OF << 17, with
+ * CC_OP_ROT_KEEP_OF when OF too is the op before's (dst/src/src2 stay the op before's). */
 #define CC_OP_ROT 0x100u
 #define CC_OP_ROT_CF_SHIFT 16
 #define CC_OP_ROT_OF_SHIFT 17
+#define CC_OP_ROT_KEEP_OF (1u << 18)
 
 #define CC_SIZE_B 0
 #define CC_SIZE_W 1

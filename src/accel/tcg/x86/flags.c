@@ -32,16 +32,18 @@ static uint32_t result_flags(uint64_t dst, unsigned size)
 bool x86_cc_op_valid(uint64_t cc_op)
 {
     if (cc_op & CC_OP_ROT)
-        cc_op &= ~(CC_OP_ROT | 1u << CC_OP_ROT_CF_SHIFT | 1u << CC_OP_ROT_OF_SHIFT);
+        cc_op &=
+            ~(CC_OP_ROT | 1u << CC_OP_ROT_CF_SHIFT | 1u << CC_OP_ROT_OF_SHIFT | CC_OP_ROT_KEEP_OF);
     return cc_op < CC_OP_NR;
 }
 
 /* A rotate's flags: CF and OF its own, the rest the op before's. */
 static uint32_t rotate_flags(uint32_t cc_op, uint64_t dst, uint64_t src, uint64_t src2)
 {
-    uint32_t f = x86_flags_compute(cc_op & 0xff, dst, src, src2) & ~(X86_CF | X86_OF);
+    uint32_t keep = (cc_op & CC_OP_ROT_KEEP_OF) ? X86_OF : 0;
+    uint32_t f = x86_flags_compute(cc_op & 0xff, dst, src, src2) & ~(X86_CF | (X86_OF & ~keep));
     f |= (cc_op >> CC_OP_ROT_CF_SHIFT) & 1 ? X86_CF : 0;
-    f |= (cc_op >> CC_OP_ROT_OF_SHIFT) & 1 ? X86_OF : 0;
+    f |= !keep && ((cc_op >> CC_OP_ROT_OF_SHIFT) & 1) ? X86_OF : 0;
     return f;
 }
 

@@ -924,6 +924,28 @@ static void gen_shift(struct dc *s, enum x86_mnemonic mn)
     forget_cc_op(s, CC_OP_DYNAMIC);
 }
 
+/* The lazy cc_op that sets CF (0/1) and OF (0/1; IR_NO_TEMP: OF kept) on top of the current
+ * one (CC_OP_ROT; a CC_OP_ROT before is unwrapped: its CF and OF are overwritten). */
+static ir_temp gen_cc_op_rot(struct dc *s, ir_temp cf, ir_temp of)
+{
+    ir_temp tag = tmp(s), inner = tmp(s), op = tmp(s), c = tmp(s);
+    uint64_t keep = of == IR_NO_TEMP ? CC_OP_ROT_KEEP_OF : 0;
+    ir_binop(s->b, IR_AND, IR_I64, tag, G_CC_OP, cst(s, CC_OP_ROT));
+    /* keeping OF of a rotate before: keep its OF bit and its keep flag too */
+    ir_binop(s->b, IR_AND, IR_I64, inner, G_CC_OP,
+             cst(s, keep ? 0xff | 1u << CC_OP_ROT_OF_SHIFT | CC_OP_ROT_KEEP_OF : 0xff));
+    ir_movcond(s->b, IR_I64, IR_COND_NE, inner, tag, cst(s, 0), inner, G_CC_OP);
+    ir_binop(s->b, IR_SHL, IR_I64, c, cf, cst(s, CC_OP_ROT_CF_SHIFT));
+    ir_binop(s->b, IR_OR, IR_I64, op, inner, c);
+    if (of != IR_NO_TEMP) {
+        ir_temp o = tmp(s);
+        ir_binop(s->b, IR_SHL, IR_I64, o, of, cst(s, CC_OP_ROT_OF_SHIFT));
+        ir_binop(s->b, IR_OR, IR_I64, op, op, o);
+    }
+    ir_binop(s->b, IR_OR, IR_I64, op, op, cst(s, CC_OP_ROT | keep));
+    return op;
+}
+
 /* ROL/ROR of 32/64-bit operands in IR: the result is one rotate op; CF and OF go into the
  * lazy cc_op (CC_OP_ROT) on top of the op before, computed only if something reads them.
  * Count 0 changes no flag. */
@@ -947,17 +969,7 @@ static void gen_rotate(struct dc *s, bool left)
         ir_extract(s->b, IR_I64, of, r, bits - 2, 1);
         ir_binop(s->b, IR_XOR, IR_I64, of, of, msb);
     }
-    /* Lazily (CC_OP_ROT): the op before (unwrapped if it was a rotate too), CF and OF. */
-    ir_temp tag = tmp(s), inner = tmp(s), op = tmp(s);
-    ir_binop(s->b, IR_AND, IR_I64, tag, G_CC_OP, cst(s, CC_OP_ROT));
-    ir_binop(s->b, IR_AND, IR_I64, inner, G_CC_OP, cst(s, 0xff));
-    ir_movcond(s->b, IR_I64, IR_COND_NE, inner, tag, cst(s, 0), inner, G_CC_OP);
-    ir_binop(s->b, IR_SHL, IR_I64, cf, cf, cst(s, CC_OP_ROT_CF_SHIFT));
-    ir_binop(s->b, IR_SHL, IR_I64, of, of, cst(s, CC_OP_ROT_OF_SHIFT));
-    ir_binop(s->b, IR_OR, IR_I64, op, inner, cf);
-    ir_binop(s->b, IR_OR, IR_I64, op, op, of);
-    ir_binop(s->b, IR_OR, IR_I64, op, op, cst(s, CC_OP_ROT));
-    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_OP, n, cst(s, 0), op, G_CC_OP);
+    ir_movcond(s->b, IR_I64, IR_COND_NE, G_CC_OP, n, cst(s, 0), gen_cc_op_rot(s, cf, of), G_CC_OP);
     forget_cc_op(s, CC_OP_DYNAMIC);
 }
 
@@ -1178,6 +1190,8 @@ enum sse_inline_kind {
     SI_MOVD_LD,  /* 66 0F 6E */
     SI_MOVD_ST,  /* 66 0F 7E */
     SI_LANES,    /* two-operand op on 64-bit halves, r/m128 aligned */
+    SI_HALF_LD,  /* MOVLPS/MOVLPD/MOVHPS/MOVHPD xmm, m64; MOVHLPS/MOVLHPS xmm, xmm */
+    SI_HALF_ST,  /* MOVLPS/MOVLPD/MOVHPS/MOVHPD m64, xmm */
 };
 
 static enum sse_inline_kind sse_inline_kind(unsigned opc, unsigned mp, bool *aligned)
@@ -1185,6 +1199,12 @@ static enum sse_inline_kind sse_inline_kind(unsigned opc, unsigned mp, bool *ali
     *aligned = false;
     bool np66 = mp == X86_MP_NONE || mp == X86_MP_66;
     switch (opc) {
+    case 0x12: /* the register forms (MOVHLPS/MOVLHPS) have no 66 variant: the helper's #UD */
+    case 0x16:
+        return np66 ? SI_HALF_LD : SI_NONE;
+    case 0x13:
+    case 0x17:
+        return np66 ? SI_HALF_ST : SI_NONE;
     case 0x10:
         return np66 ? SI_LOAD128 : SI_MOVS;
     case 0x11:
@@ -1363,6 +1383,18 @@ static void gen_sse_inline_body(struct dc *s, enum sse_inline_kind k, ir_temp ad
             gen_store(s, addr, lo, w64 ? 64 : 32);
         else
             store_reg(s, rm, w64 ? 64 : 32, false, lo);
+        break;
+    case SI_HALF_LD: { /* 0F 12: the low half; 0F 16: the high half */
+        unsigned half = in->opcode == 0x16;
+        if (mem)
+            lo = gen_load(s, addr, 64);
+        else
+            lo = xmm_ld(s, rm, half ? 0 : 1); /* MOVLHPS: low to high; MOVHLPS: high to low */
+        xmm_st(s, reg, half, lo);
+        break;
+    }
+    case SI_HALF_ST:
+        gen_store(s, addr, xmm_ld(s, reg, in->opcode == 0x17), 64);
         break;
     case SI_LANES: {
         ir_temp b0, b1;
@@ -1642,7 +1674,8 @@ static bool gen_sse_inline(struct dc *s)
         return true;
     }
     enum sse_inline_kind k = sse_inline_kind(in->opcode, in->prefix.mandatory, &aligned);
-    if (k == SI_NONE)
+    if (k == SI_NONE || (k == SI_HALF_LD && !in->has_mem && in->prefix.mandatory == X86_MP_66) ||
+        (k == SI_HALF_ST && !in->has_mem))
         return false;
     if (!in->has_mem) {
         gen_sse_inline_body(s, k, IR_NO_TEMP);
@@ -1877,10 +1910,21 @@ static void translate_insn(struct dc *s)
             v = gen_atomic(s, addr, (enum x86_atomic_op)(ATOMIC_BTS + kind - BITTEST_BTS), bit);
         else if (v == IR_NO_TEMP)
             v = gen_load(s, addr, bits);
-        sync_cc_op(s);
-        ir_temp r = tmp(s);
-        gen_call(s, HELPER_bittest, r, v, bit, cst(s, (uint64_t)kind | (uint64_t)(bits / 8) << 8),
-                 IR_NO_TEMP);
+        /* CF = the bit, the rest as before (CC_OP_ROT, OF kept); the result in IR */
+        ir_temp r = tmp(s), pos = tmp(s), cf = tmp(s), m = tmp(s);
+        ir_binop(s->b, IR_AND, IR_I64, pos, bit, cst(s, bits - 1));
+        ir_binop(s->b, IR_SHR, IR_I64, cf, v, pos);
+        ir_binop(s->b, IR_AND, IR_I64, cf, cf, cst(s, 1));
+        ir_binop(s->b, IR_SHL, IR_I64, m, cst(s, 1), pos);
+        if (kind == BITTEST_BTR)
+            ir_unop(s->b, IR_NOT, IR_I64, m, m);
+        ir_binop(s->b,
+                 kind == BITTEST_BTS   ? IR_OR
+                 : kind == BITTEST_BTR ? IR_AND
+                 : kind == BITTEST_BTC ? IR_XOR
+                                       : IR_OR,
+                 IR_I64, r, v, kind == BITTEST_BT ? cst(s, 0) : m);
+        ir_mov(s->b, IR_I64, G_CC_OP, gen_cc_op_rot(s, cf, IR_NO_TEMP));
         forget_cc_op(s, CC_OP_DYNAMIC);
         if (kind != BITTEST_BT && !atomic) {
             if (addr != IR_NO_TEMP)
