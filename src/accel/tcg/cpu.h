@@ -141,6 +141,7 @@ struct tcg_segment {
 struct tcg_vcpu;
 
 #define TCG_RAS_ENTRIES 32
+#define TCG_FAST_JUMPS 1024 /* a power of two */
 
 struct tcg_cpu {
     /* --- IR globals (64-bit each, order matches tcg_globals[]) --- */
@@ -219,6 +220,16 @@ struct tcg_cpu {
         void *site;
     } ras[TCG_RAS_ENTRIES];
     uint32_t ras_top;
+    /* Indirect jumps' table, searched by the native code when an exit's inline cache misses
+     * (a switch's jump table, a shared return): by 64-bit pc, a block for this mode and
+     * chain epoch (a zero entry never matches: 64-bit code's mode word is never 0). */
+    struct tcg_fast_jump {
+        uint64_t pc;
+        uint32_t guard; /* hflags */
+        uint32_t epoch; /* chain_epoch */
+        const void *entry;
+        uint64_t unused;
+    } fast_jump[TCG_FAST_JUMPS];
 
     /* --- exits back to the run loop --- */
     jmp_buf exit_jmp;

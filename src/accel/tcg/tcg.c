@@ -75,6 +75,8 @@ static struct native_jit *create_native_backend(const struct accel_settings *set
         .ras_entries = TCG_RAS_ENTRIES,
         .nr_threads = nr_vcpus,
         .sites_offset = offsetof(struct tcg_cpu, jit_sites),
+        .fast_jump_offset = offsetof(struct tcg_cpu, fast_jump),
+        .fast_jump_entries = TCG_FAST_JUMPS,
     };
     size_t bytes = NATIVE_BUFFER_BYTES;
     if (settings && settings->tcg_code_kb)
@@ -807,6 +809,18 @@ static bool code_on_global_page(const struct tcg_cpu *cpu, const struct tb *tb)
     return tb->page_index[1] == SIZE_MAX && e->exec_tag == (tb->pc & ~0xfffULL) && e->global;
 }
 
+/* The native code's table of indirect-jump targets (cpu.h), for 64-bit code (no CS base):
+ * valid while the chain epoch holds, which INVLPG of its pages bumps too. */
+static void remember_fast_jump(struct tcg_cpu *cpu, const struct tb *tb)
+{
+    struct tcg_fast_jump *f = &cpu->fast_jump[(tb->pc ^ tb->pc >> 10) & (TCG_FAST_JUMPS - 1)];
+    note_chain_target(cpu, tb);
+    f->pc = tb->pc;
+    f->guard = cpu->hflags;
+    f->epoch = cpu->chain_epoch;
+    f->entry = tb->native_entry;
+}
+
 /* Native code ending with IR_EXIT_NEXT (indirect jump, return, mode change) asks here for
  * the block to continue with: a cached one for the current pc (its code address is
  * translated, raising #PF as the run loop would), with nothing for the run loop to do first
@@ -828,6 +842,8 @@ static const void *native_next_block(void *env, struct native_site *site)
         cpu->stats.next_misses++;
         return NULL;
     }
+    if (cpu->hflags & HF_CS64)
+        remember_fast_jump(cpu, tb);
     /* The exit's inline cache compares RIP alone: only for 64-bit code (no CS base). */
     if (site && (cpu->hflags & HF_CS64) && native_site_open(site, cpu->rip)) {
         note_chain_target(cpu, tb);
@@ -873,6 +889,7 @@ static void forget_return_stacks(struct accel_vm *vm)
         if (other) {
             memset(other->cpu.ras, 0, sizeof(other->cpu.ras));
             other->cpu.ras_top = 0;
+            memset(other->cpu.fast_jump, 0, sizeof(other->cpu.fast_jump)); /* old code */
         }
     }
 }

@@ -340,6 +340,38 @@ static size_t emit_ras_pop(struct emitter *e)
     return to_lookup;
 }
 
+/* Search the table of indirect-jump targets (native_config.fast_jump_*) for env's pc: on a
+ * match (pc, mode word and epoch) jump to the entry, else fall through. RAX, RCX, RDX. */
+static void emit_fast_jump_probe(struct emitter *e)
+{
+    const struct native_config *cfg = &e->jit->cfg;
+    uint32_t n = cfg->fast_jump_entries;
+    if (!n || (n & (n - 1)) || n > (1u << 20) || cfg->fast_jump_offset > INT32_MAX - 32 * n)
+        return;
+    int32_t table = (int32_t)cfg->fast_jump_offset - ENV_BIAS;
+    op_mem(e, 0x8b, true, RAX, RBX, (int32_t)cfg->pc_offset - ENV_BIAS); /* rax = pc */
+    mov_rr(e, true, RCX, RAX);
+    op_reg(e, 0xc1, true, 5, RCX); /* shr rcx, 10 */
+    byte(e, 10);
+    op_reg(e, 0x33, true, RCX, RAX); /* xor rcx, rax */
+    op_reg(e, 0x81, false, 4, RCX);  /* and ecx, n - 1 */
+    imm32(e, n - 1);
+    op_reg(e, 0xc1, false, 4, RCX); /* shl ecx, 5: 32-byte entries */
+    byte(e, 5);
+    op_mem_index(e, 0x3b, true, RAX, RBX, RCX, table); /* cmp rax, [rbx + rcx + table] */
+    size_t miss0 = jcc8(e, 0x75);
+    op_mem(e, 0x8b, false, RDX, RBX, (int32_t)cfg->guard_offset - ENV_BIAS);
+    op_mem_index(e, 0x3b, false, RDX, RBX, RCX, table + 8);
+    size_t miss1 = jcc8(e, 0x75);
+    op_mem(e, 0x8b, false, RDX, RBX, (int32_t)cfg->epoch_offset - ENV_BIAS);
+    op_mem_index(e, 0x3b, false, RDX, RBX, RCX, table + 12);
+    size_t miss2 = jcc8(e, 0x75);
+    op_mem_index(e, 0xff, false, 4, RBX, RCX, table + 16); /* jmp [rbx + rcx + table + 16] */
+    land8(e, miss0);
+    land8(e, miss1);
+    land8(e, miss2);
+}
+
 static void emit_exit(struct emitter *e, uint32_t value)
 {
     const struct native_config *cfg = &e->jit->cfg;
@@ -367,10 +399,14 @@ static void emit_exit(struct emitter *e, uint32_t value)
             if (!e->overflow) /* the lookup */
                 init_site(e->jit, site, (const void *)(e->rx_base + e->len));
         }
-        if (site == NO_SITE)
-            mov_imm(e, RSI, 0);
         if (ras_lookup && !e->overflow)
             patch32(e->buf + ras_lookup, (uint32_t)(e->len - (ras_lookup + 4)));
+        if (e->info->inline_cache)
+            emit_fast_jump_probe(e);
+        if (site == NO_SITE)
+            mov_imm(e, RSI, 0);
+        else
+            load_site(e, RSI, site);
         env_arg(e);
         call_abs(e, (const void *)cfg->lookup_next);
         op_reg(e, 0x85, true, RAX, RAX); /* test rax, rax */

@@ -74,6 +74,10 @@ struct native_config {
      * directly. */
     uint32_t nr_threads;
     uint32_t sites_offset;
+    /* Optional (0 entries: none): a table in env the IR_EXIT_NEXT code searches by pc before
+     * calling lookup_next; entries {uint64 pc, uint32 guard, uint32 epoch (the epoch_offset
+     * word), const void *entry, 8 bytes unused} at (pc ^ pc >> 10) & (entries - 1). */
+    uint32_t fast_jump_offset, fast_jump_entries;
 };
 
 struct native_block_info {
