@@ -103,6 +103,11 @@ static void load(struct emitter *e, unsigned reg, ir_temp t)
             mov_rr(e, true, reg, e->reg_of[t]);
         return;
     }
+    uint64_t v;
+    if (ra_pending_value(e, t, &v)) {
+        mov_imm(e, reg, v);
+        return;
+    }
     unsigned base;
     int32_t disp;
     ra_home(e, t, &base, &disp);
@@ -225,11 +230,11 @@ static void env_arg(struct emitter *e);
 static void call_abs(struct emitter *e, const void *fn);
 
 /* Count the block's instructions as run. */
-/* Statistics: add 1 to the uint64 counter at env offset `offset` (flags are clobbered:
- * only where none are live). */
+/* Statistics: add 1 to the uint64 counter at env offset `offset`, 0 meaning not counted
+ * (flags are clobbered: only where none are live). */
 static void count_event(struct emitter *e, uint32_t offset)
 {
-    if (e->jit->cfg.count_insns && offset <= INT32_MAX - 8)
+    if (e->jit->cfg.count_insns && offset && offset <= INT32_MAX - 8)
         op_mem(e, 0xff, true, 0, RBX, (int32_t)offset - ENV_BIAS); /* inc qword [rbx + disp] */
 }
 
@@ -656,6 +661,8 @@ static struct opnd resolve(struct emitter *e, ir_temp t)
         o.kind = OPND_REG;
         o.reg = e->reg_of[t];
         e->locked |= (uint16_t)(1u << o.reg);
+    } else if (ra_pending_value(e, t, &o.imm)) {
+        o.kind = OPND_IMM;
     } else {
         ra_home(e, t, &o.base, &o.disp);
     }
@@ -1029,8 +1036,15 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         return true;
     }
     case IR_MOVI: {
+        uint64_t v = w ? op->imm : (uint32_t)op->imm;
+        if (tinfo(e, a[0])->kind == IR_TEMP_GLOBAL && v == (uint64_t)(int64_t)(int32_t)v) {
+            /* A constant into the CPU state (RIP before an access that may fault, a lazy
+             * flags op): no register, its home written only where it must be (ra_set_const). */
+            ra_set_const(e, a[0], v);
+            return true;
+        }
         unsigned rd = ra_def(e, a[0], IR_NO_TEMP);
-        mov_imm(e, rd, w ? op->imm : (uint32_t)op->imm);
+        mov_imm(e, rd, v);
         return true;
     }
     case IR_ADD:
@@ -1222,7 +1236,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
                 load(e, arg_reg[i], a[1 + i]);
         }
         env_arg(e);
-        if (op->imm < e->jit->cfg.helper_calls_max)
+        if (op->imm < e->jit->cfg.helper_calls_max && e->jit->cfg.helper_calls_offset)
             count_event(e, e->jit->cfg.helper_calls_offset + 8 * (uint32_t)op->imm);
         call_abs(e, (const void *)b->helpers[op->imm].fn);
         ra_after_call(e, flags);

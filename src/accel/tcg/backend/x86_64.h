@@ -43,15 +43,16 @@ struct native_config {
     uint32_t tlb_entry_size;
     uint32_t tlb_entries;                             /* power of two */
     uint32_t tlb_read_tag, tlb_write_tag, tlb_addend; /* offsets within an entry */
-    uint32_t exit_request_offset;    /* uint32: nonzero -> leave at the next block entry */
-    uint32_t chain_budget_offset;    /* int32 */
-    uint32_t guard_offset;           /* uint32 compared with native_block_info.guard */
-    uint32_t epoch_offset;           /* uint32: bumped by every TLB flush */
-    uint32_t global_epoch_offset;    /* uint32: bumped by flushes that may drop global pages */
-    uint32_t last_exit_offset;       /* pointer: the struct native_code that left via GOTO_TB */
-    uint32_t insn_count_offset;      /* uint64: guest instructions of blocks run to an exit */
-    bool count_insns;                /* keep that count (costs an add per block) and the ones
-                                        below (statistics: an add per event) */
+    uint32_t exit_request_offset; /* uint32: nonzero -> leave at the next block entry */
+    uint32_t chain_budget_offset; /* int32 */
+    uint32_t guard_offset;        /* uint32 compared with native_block_info.guard */
+    uint32_t epoch_offset;        /* uint32: bumped by every TLB flush */
+    uint32_t global_epoch_offset; /* uint32: bumped by flushes that may drop global pages */
+    uint32_t last_exit_offset;    /* pointer: the struct native_code that left via GOTO_TB */
+    uint32_t insn_count_offset;   /* uint64: guest instructions of blocks run to an exit */
+    bool count_insns;             /* keep that count (costs an add per block) and the ones
+                                     below (statistics: an add per event) */
+    /* (each 0: not counted) */
     uint32_t jumps_run_offset;       /* uint64: GOTO_TBs run */
     uint32_t inline_mem_offset;      /* uint64: inline memory accesses */
     uint32_t inline_mem_slow_offset; /* uint64: of those, to the slow path */

@@ -35,9 +35,15 @@ struct fixup {
 };
 
 /* Which temp each host register held, and whether it was dirty, at one point of the code. */
+/* Globals given a constant (MOVI) whose home is not written yet, at most this many. */
+#define RA_MAX_PENDING 8
+
 struct ra_state {
     ir_temp owner[16];
     bool dirty[16];
+    uint32_t nr_pending;
+    ir_temp pending[RA_MAX_PENDING];
+    uint64_t pending_value[RA_MAX_PENDING];
 };
 
 /* A memory access's slow path (TLB miss), emitted after the block's code: where its jump
@@ -79,9 +85,16 @@ struct emitter {
     /* next_read[i][k]: the next op after i that reads args[k] of op i (NO_USE: none). */
     uint16_t next_read[IR_MAX_OPS][IR_MAX_ARGS];
     uint16_t cur_next[IR_MAX_TEMPS]; /* each temp's next read from the current op on */
-    bool has_labels;                 /* defs do not end a local's life: another path may read */
-    bool loops;                      /* a backward branch: every local lives to the end */
-    struct slow_path *slow;          /* out-of-line slow paths, emitted at the end */
+    /* Globals holding a constant their home does not have yet (RIP before an access that may
+     * fault, a lazy-flags op...): written where the CPU state must be in memory (exits,
+     * calls, slow paths, branches), or never when overwritten first. */
+    bool is_pending[IR_MAX_TEMPS];
+    uint32_t nr_pending;
+    ir_temp pending[RA_MAX_PENDING];
+    uint64_t pending_value[RA_MAX_PENDING];
+    bool has_labels;        /* defs do not end a local's life: another path may read */
+    bool loops;             /* a backward branch: every local lives to the end */
+    struct slow_path *slow; /* out-of-line slow paths, emitted at the end */
     uint32_t nr_slow, cap_slow;
 };
 
@@ -223,6 +236,10 @@ void ra_sync_globals(struct emitter *e);
  * written to the frame. ra_forget_all drops every association (at a label). */
 void ra_end_bb(struct emitter *e);
 void ra_forget_all(struct emitter *e);
+/* Global t = v (a sign-extended 32-bit value), its home written later (or never). */
+void ra_set_const(struct emitter *e, ir_temp t, uint64_t v);
+/* t holds a constant not yet in its home: true and *v. */
+bool ra_pending_value(const struct emitter *e, ir_temp t, uint64_t *v);
 /* Around a C call: `flags` are the helper's IR_HELPER_* (pure calls sync nothing). Before:
  * what the call may read or clobber goes home. After: caller-saved registers are forgotten,
  * and every global too when the helper writes globals. */

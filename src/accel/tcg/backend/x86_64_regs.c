@@ -142,7 +142,9 @@ void ra_init(struct emitter *e)
     for (uint32_t t = 0; t < b->nr_temps; t++) {
         e->reg_of[t] = NO_REG;
         e->dirty[t] = false;
+        e->is_pending[t] = false;
     }
+    e->nr_pending = 0;
     for (unsigned r = 0; r < 16; r++)
         e->owner[r] = IR_NO_TEMP;
     e->locked = 0;
@@ -175,6 +177,70 @@ void ra_end_op(struct emitter *e, uint32_t i)
             detach(e, t);
     }
     e->locked = 0;
+}
+
+/* --- constants not yet stored ------------------------------------------------------------------
+ */
+
+static void store_const_home(struct emitter *e, ir_temp t, uint64_t v)
+{
+    unsigned base;
+    int32_t disp;
+    ra_home(e, t, &base, &disp);
+    op_mem(e, 0xc7, true, 0, base, disp); /* mov qword [home], simm32 */
+    imm32(e, (uint32_t)v);
+}
+
+static int pending_slot(const struct emitter *e, ir_temp t)
+{
+    for (uint32_t k = 0; k < e->nr_pending; k++)
+        if (e->pending[k] == t)
+            return (int)k;
+    return -1;
+}
+
+static void drop_pending(struct emitter *e, ir_temp t)
+{
+    int k = pending_slot(e, t);
+    if (k < 0)
+        return;
+    e->is_pending[t] = false;
+    e->pending[k] = e->pending[e->nr_pending - 1];
+    e->pending_value[k] = e->pending_value[e->nr_pending - 1];
+    e->nr_pending--;
+}
+
+static void flush_pending(struct emitter *e)
+{
+    for (uint32_t k = 0; k < e->nr_pending; k++) {
+        store_const_home(e, e->pending[k], e->pending_value[k]);
+        e->is_pending[e->pending[k]] = false;
+    }
+    e->nr_pending = 0;
+}
+
+bool ra_pending_value(const struct emitter *e, ir_temp t, uint64_t *v)
+{
+    if (!e->is_pending[t])
+        return false;
+    *v = e->pending_value[pending_slot(e, t)];
+    return true;
+}
+
+void ra_set_const(struct emitter *e, ir_temp t, uint64_t v)
+{
+    detach(e, t); /* the register's value is overwritten */
+    int k = pending_slot(e, t);
+    if (k < 0) {
+        if (e->nr_pending == RA_MAX_PENDING) { /* room: the oldest one goes home */
+            store_const_home(e, e->pending[0], e->pending_value[0]);
+            drop_pending(e, e->pending[0]);
+        }
+        k = (int)e->nr_pending++;
+        e->pending[k] = t;
+        e->is_pending[t] = true;
+    }
+    e->pending_value[k] = v;
 }
 
 /* --- allocation ------------------------------------------------------------------------------ */
@@ -213,6 +279,13 @@ static unsigned take_register(struct emitter *e)
 unsigned ra_use(struct emitter *e, ir_temp t)
 {
     unsigned r = e->reg_of[t];
+    uint64_t v;
+    if (r == NO_REG && ra_pending_value(e, t, &v)) { /* into a register, its home still stale */
+        r = take_register(e);
+        mov_imm(e, r, v);
+        drop_pending(e, t);
+        attach(e, t, r, true);
+    }
     if (r == NO_REG) {
         r = take_register(e);
         if (e->b->temps[t].kind == IR_TEMP_CONST) {
@@ -247,6 +320,7 @@ static bool input_dies(const struct emitter *e, ir_temp t)
 
 unsigned ra_def(struct emitter *e, ir_temp t, ir_temp reuse)
 {
+    drop_pending(e, t); /* overwritten before anything saw it */
     unsigned r = e->reg_of[t];
     if (r == NO_REG && reuse != IR_NO_TEMP && reuse != t && e->reg_of[reuse] != NO_REG &&
         input_dies(e, reuse)) {
@@ -264,6 +338,7 @@ unsigned ra_def(struct emitter *e, ir_temp t, ir_temp reuse)
 
 void ra_sync_globals(struct emitter *e)
 {
+    flush_pending(e);
     for (unsigned r = 0; r < 16; r++) {
         ir_temp t = e->owner[r];
         if (t != IR_NO_TEMP && is_global(e, t))
@@ -273,6 +348,7 @@ void ra_sync_globals(struct emitter *e)
 
 void ra_end_bb(struct emitter *e)
 {
+    flush_pending(e);
     for (unsigned r = 0; r < 16; r++) {
         ir_temp t = e->owner[r];
         if (t == IR_NO_TEMP)
@@ -284,6 +360,9 @@ void ra_end_bb(struct emitter *e)
 
 void ra_forget_all(struct emitter *e)
 {
+    for (uint32_t k = 0; k < e->nr_pending; k++) /* unreachable: ra_end_bb flushed them */
+        e->is_pending[e->pending[k]] = false;
+    e->nr_pending = 0;
     for (unsigned r = 0; r < 16; r++)
         if (e->owner[r] != IR_NO_TEMP)
             detach(e, e->owner[r]);
@@ -316,6 +395,11 @@ void ra_after_call(struct emitter *e, uint32_t flags)
 
 void ra_snapshot(const struct emitter *e, struct ra_state *st)
 {
+    st->nr_pending = e->nr_pending;
+    for (uint32_t k = 0; k < e->nr_pending; k++) {
+        st->pending[k] = e->pending[k];
+        st->pending_value[k] = e->pending_value[k];
+    }
     for (unsigned r = 0; r < 16; r++) {
         st->owner[r] = e->owner[r];
         st->dirty[r] = e->owner[r] != IR_NO_TEMP && e->dirty[e->owner[r]];
@@ -324,6 +408,8 @@ void ra_snapshot(const struct emitter *e, struct ra_state *st)
 
 void ra_slow_save(struct emitter *e, const struct ra_state *st)
 {
+    for (uint32_t k = 0; k < st->nr_pending; k++)
+        store_const_home(e, st->pending[k], st->pending_value[k]);
     for (unsigned r = 0; r < 16; r++) {
         ir_temp t = st->owner[r];
         if (t == IR_NO_TEMP)
@@ -345,12 +431,13 @@ void ra_slow_restore(struct emitter *e, const struct ra_state *st)
 
 void ra_env_access(struct emitter *e, uint64_t offset, bool write)
 {
+    flush_pending(e); /* rare (state not modelled as globals): simply all */
     for (unsigned r = 0; r < 16; r++) {
         ir_temp t = e->owner[r];
         if (t == IR_NO_TEMP || !is_global(e, t))
             continue;
         uint64_t goff = e->b->temps[t].env_offset;
-        if (offset < goff + 8 && goff < offset + 8) {
+        if (offset < goff + 8 && goff < offset + 8) { /* (pending constants: flushed above) */
             write_back(e, t);
             if (write)
                 detach(e, t);
