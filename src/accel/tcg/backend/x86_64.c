@@ -114,6 +114,20 @@ static void load(struct emitter *e, unsigned reg, ir_temp t)
     op_mem(e, 0x8b, true, reg, base, disp);
 }
 
+/* reg = argument `arg` of the current op, like load(); a value read again after this op
+ * first gets a register of its own, so it is loaded once rather than at each use. */
+static void load_reused(struct emitter *e, unsigned reg, unsigned arg)
+{
+    ir_temp t = e->b->ops[e->op_index].args[arg];
+    uint64_t v;
+    if (!is_const(e, t) && e->reg_of[t] == NO_REG && !ra_pending_value(e, t, &v) &&
+        e->next_read[e->op_index][arg] != NO_USE) {
+        mov_rr(e, true, reg, ra_use(e, t));
+        return;
+    }
+    load(e, reg, t);
+}
+
 /* t = reg (all 64 bits): t gets a register of its own. */
 static void store(struct emitter *e, ir_temp t, unsigned reg)
 {
@@ -591,7 +605,7 @@ static bool emit_qld(struct emitter *e, const struct ir_op *op)
 {
     unsigned size = op->imm & IR_MEM_SIZE_MASK;
     bool sign = (op->imm & IR_MEM_SIGN) != 0, is64 = op->type == IR_I64;
-    load(e, RSI, op->args[1]);
+    load_reused(e, RSI, 1);
     size_t miss = tlb_lookup(e, size, false);
     load_extend(e, size, sign, is64, false, RSI);
     if (!defer_slow_path(e, miss, op, false))
@@ -604,7 +618,7 @@ static bool emit_qst(struct emitter *e, const struct ir_op *op)
 {
     unsigned size = op->imm & IR_MEM_SIZE_MASK;
     bool is64 = op->type == IR_I64;
-    load(e, RDX, op->args[0]);
+    load_reused(e, RDX, 0);
     /* The value as the interpreter passes it: the op's width, then the access size. */
     if (size == 1)
         op_reg(e, 0x0fb6, false, RDX, RDX); /* movzx edx, dl */
@@ -612,7 +626,7 @@ static bool emit_qst(struct emitter *e, const struct ir_op *op)
         op_reg(e, 0x0fb7, false, RDX, RDX);
     else if (size == 4 || !is64)
         mov_rr(e, false, RDX, RDX);
-    load(e, RSI, op->args[1]);
+    load_reused(e, RSI, 1);
     size_t miss = tlb_lookup(e, size, true);
     switch (size) {
     case 1:
@@ -1313,29 +1327,22 @@ static bool fuse_setcond_brcond(struct emitter *e, uint32_t i)
 static void find_single_use(struct emitter *e, const uint8_t *use)
 {
     const struct ir_block *b = e->b;
-    static const uint32_t none = UINT32_MAX;
-    uint32_t label_at[IR_MAX_LABELS];
-    bool backward = false;
-    for (uint32_t l = 0; l < IR_MAX_LABELS; l++)
-        label_at[l] = none;
+    bool label_seen[IR_MAX_LABELS], backward = false;
+    uint32_t nr_labels = b->nr_labels < IR_MAX_LABELS ? b->nr_labels : IR_MAX_LABELS;
+    memset(label_seen, 0, nr_labels * sizeof(bool));
     for (uint32_t i = 0; i < b->nr_ops; i++) {
         const struct ir_op *op = &b->ops[i];
         e->single_use[i] = false;
-        if (op->opc == IR_LABEL && op->imm < IR_MAX_LABELS)
-            label_at[op->imm] = i;
+        if (op->opc == IR_LABEL && op->imm < nr_labels)
+            label_seen[op->imm] = true;
         else if ((op->opc == IR_BR || op->opc == IR_BRCOND) &&
-                 (op->imm >= IR_MAX_LABELS || label_at[op->imm] != none))
+                 (op->imm >= nr_labels || label_seen[op->imm]))
             backward = true;
     }
     if (backward)
         return;
-    uint32_t *reads = calloc(b->nr_temps, sizeof(*reads));
-    uint32_t *next_read = malloc(b->nr_temps * sizeof(*next_read));
-    if (!reads || !next_read) {
-        free(reads);
-        free(next_read);
-        return;
-    }
+    uint32_t *reads = e->use_reads, *next_read = e->use_next;
+    memset(reads, 0, b->nr_temps * sizeof(*reads));
     for (uint32_t i = b->nr_ops; i-- > 0;) {
         const struct ir_op *op = &b->ops[i];
         const struct ir_opcode_info *info = ir_opcode_info((enum ir_opcode)op->opc);
@@ -1351,8 +1358,6 @@ static void find_single_use(struct emitter *e, const uint8_t *use)
             }
         }
     }
-    free(reads);
-    free(next_read);
 }
 
 static bool assign_frame(struct emitter *e)

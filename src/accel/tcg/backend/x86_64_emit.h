@@ -76,6 +76,7 @@ struct emitter {
     bool unreachable; /* the previous op jumped away: nothing falls into a label here */
     /* single_use[i]: op i's result is a local read once, by op i + 1 (compare fusion). */
     bool single_use[IR_MAX_OPS];
+    uint32_t use_reads[IR_MAX_TEMPS], use_next[IR_MAX_TEMPS]; /* find_single_use's */
 
     /* --- register allocation (x86_64_regs.c) --- */
     uint8_t reg_of[IR_MAX_TEMPS]; /* host register holding the temp, or NO_REG */
