@@ -1022,6 +1022,45 @@ static void gen_imul_2_3(struct dc *s)
     set_cc(s, CC_OP_MUL, bits, lo, over, IR_NO_TEMP);
 }
 
+/* One-operand MUL/IMUL of 32/64-bit operands: rDX:rAX = rAX * r/m (h_mul's rules: CF = OF
+ * = the high half is significant; the lazy flags take the low half). */
+static void gen_mul_1(struct dc *s, bool is_signed)
+{
+    unsigned bits = s->insn->operand[0].size;
+    ir_temp v = load_operand(s, 0, NULL);
+    ir_temp lo = tmp(s), hi = tmp(s), over = tmp(s);
+    if (bits == 64) {
+        ir_temp a = gpr(0);
+        ir_mul2(s->b, is_signed, IR_I64, lo, hi, a, v);
+        if (is_signed) {
+            ir_temp sign = tmp(s);
+            ir_binop(s->b, IR_SAR, IR_I64, sign, lo, cst(s, 63));
+            ir_setcond(s->b, IR_I64, IR_COND_NE, over, hi, sign);
+        } else {
+            ir_setcond(s->b, IR_I64, IR_COND_NE, over, hi, cst(s, 0));
+        }
+    } else {
+        ir_temp a = tmp(s), b = tmp(s), full = tmp(s), check = tmp(s);
+        if (is_signed) {
+            gen_sext(s, a, gpr(0), 32), gen_sext(s, b, v, 32);
+        } else {
+            gen_zext(s, a, gpr(0), 32), gen_zext(s, b, v, 32);
+        }
+        ir_binop(s->b, IR_MUL, IR_I64, full, a, b);
+        gen_zext(s, lo, full, 32);
+        ir_binop(s->b, IR_SHR, IR_I64, hi, full, cst(s, 32));
+        if (is_signed) { /* the product does not fit the low half, sign-extended */
+            gen_sext(s, check, full, 32);
+            ir_setcond(s->b, IR_I64, IR_COND_NE, over, check, full);
+        } else {
+            ir_setcond(s->b, IR_I64, IR_COND_NE, over, hi, cst(s, 0));
+        }
+    }
+    store_reg(s, 0, bits, false, lo);
+    store_reg(s, 2, bits, false, hi);
+    set_cc(s, CC_OP_MUL, bits, lo, over, IR_NO_TEMP);
+}
+
 static void gen_string(struct dc *s, int kind)
 {
     const struct x86_decoded_insn *in = s->insn;
@@ -1865,6 +1904,10 @@ static void translate_insn(struct dc *s)
     case X86_MN_IMUL:
         if (mn == X86_MN_IMUL && in->nr_operands >= 2) {
             gen_imul_2_3(s);
+            break;
+        }
+        if (in->operand[0].size >= 32) {
+            gen_mul_1(s, mn == X86_MN_IMUL);
             break;
         }
         /* fallthrough */
