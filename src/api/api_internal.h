@@ -17,7 +17,7 @@ struct api_net_override {
     char iface_id[FC_ID_MAX];
     char host_dev_name[32]; /* "" when only hostfwd is given */
     bool has_hostfwd;       /* extension: a user-mode NIC's new port forwards */
-    char hostfwd[FC_MAX_HOSTFWD][64];
+    char hostfwd[FC_MAX_HOSTFWD][FC_HOSTFWD_LEN];
     unsigned nr_hostfwd;
 };
 

@@ -34,21 +34,8 @@ static int override_str(const struct serde_at *at, struct json_object *o, const 
 static int parse_hostfwd(struct api_net_override *n, struct json_object *v, char *err,
                          size_t errlen)
 {
-    if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > FC_MAX_HOSTFWD)
-        return qk_fail(err, errlen,
-                       SERDE_PREFIX "`hostfwd` must be an array of at most %d strings.",
-                       FC_MAX_HOSTFWD);
     n->has_hostfwd = true;
-    for (size_t i = 0; i < json_object_array_length(v); i++) {
-        struct json_object *e = json_object_array_get_idx(v, i);
-        if (!json_object_is_type(e, json_type_string) ||
-            strlen(json_object_get_string(e)) >= sizeof(n->hostfwd[0]) ||
-            strchr(json_object_get_string(e), ','))
-            return qk_fail(err, errlen, SERDE_PREFIX "`hostfwd` entry %zu is not a rule.", i);
-        snprintf(n->hostfwd[n->nr_hostfwd++], sizeof(n->hostfwd[0]), "%s",
-                 json_object_get_string(e));
-    }
-    return 0;
+    return fc_parse_hostfwd(v, n->hostfwd, &n->nr_hostfwd, err, errlen);
 }
 
 /* One element of network_overrides (serde's NetworkOverride: unknown fields ignored). */

@@ -260,11 +260,10 @@ int fc_put_drive(struct fc_config *fc, const char *id, struct json_object *body,
     return 0;
 }
 
-static int parse_hostfwd(struct fc_net *n, struct json_object *body, char *err, size_t errlen)
+int fc_parse_hostfwd(struct json_object *v, char (*rules)[FC_HOSTFWD_LEN], unsigned *nr, char *err,
+                     size_t errlen)
 {
-    struct json_object *v;
-    if (!json_object_object_get_ex(body, "hostfwd", &v))
-        return 0;
+    *nr = 0;
     if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) > FC_MAX_HOSTFWD)
         return qk_fail(err, errlen,
                        SERDE_PREFIX "`hostfwd` must be an array of at most %d strings.",
@@ -272,13 +271,21 @@ static int parse_hostfwd(struct fc_net *n, struct json_object *body, char *err, 
     for (size_t i = 0; i < json_object_array_length(v); i++) {
         struct json_object *e = json_object_array_get_idx(v, i);
         if (!json_object_is_type(e, json_type_string) ||
-            strlen(json_object_get_string(e)) >= sizeof(n->hostfwd[0]) ||
+            strlen(json_object_get_string(e)) >= FC_HOSTFWD_LEN ||
             strchr(json_object_get_string(e), ','))
             return qk_fail(err, errlen, SERDE_PREFIX "`hostfwd` entry %zu is not a rule.", i);
-        snprintf(n->hostfwd[i], sizeof(n->hostfwd[i]), "%s", json_object_get_string(e));
-        n->nr_hostfwd++;
+        snprintf(rules[i], FC_HOSTFWD_LEN, "%s", json_object_get_string(e));
+        (*nr)++;
     }
     return 0;
+}
+
+static int parse_hostfwd(struct fc_net *n, struct json_object *body, char *err, size_t errlen)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(body, "hostfwd", &v))
+        return 0;
+    return fc_parse_hostfwd(v, n->hostfwd, &n->nr_hostfwd, err, errlen);
 }
 
 int fc_put_net(struct fc_config *fc, const char *id, struct json_object *body, char *err,

@@ -19,6 +19,7 @@ struct json_object;
 #define FC_PATH_MAX 4096
 #define FC_CMDLINE_MAX 4096
 #define FC_MAX_HOSTFWD 8
+#define FC_HOSTFWD_LEN 64
 
 /* Firecracker's default when boot_args is absent, with the console on COM1 (Firecracker's
  * own default turns the UARTs off: 8250.nr_uarts=0). reboot=k makes a guest reboot (and
@@ -38,7 +39,7 @@ struct fc_net {
     char host_dev_name[32]; /* tap; "" with user_mode */
     char mac[18];           /* guest_mac, "" for the default */
     bool user_mode;         /* extension: libslirp user-mode networking instead of a tap */
-    char hostfwd[FC_MAX_HOSTFWD][64];
+    char hostfwd[FC_MAX_HOSTFWD][FC_HOSTFWD_LEN];
     unsigned nr_hostfwd;
 };
 
@@ -90,5 +91,10 @@ int fc_load_file(struct fc_config *fc, const char *path, struct json_object **lo
  * strings point into fc. */
 int fc_build(struct fc_config *fc, const struct machine_config *base, struct machine_config *cfg,
              char *err, size_t errlen);
+
+/* A "hostfwd" JSON array (the user-mode extension): at most FC_MAX_HOSTFWD rules, each a
+ * string without commas, into rules[0 .. *nr). -1 with Firecracker-style message otherwise. */
+int fc_parse_hostfwd(struct json_object *v, char (*rules)[FC_HOSTFWD_LEN], unsigned *nr, char *err,
+                     size_t errlen);
 
 #endif
