@@ -1,0 +1,106 @@
+/* The x86 front end's shared translation state and helpers (translate.c, translate_sse.c):
+ * one block being translated, and the IR-emitting building blocks the instruction families
+ * use. Not an interface outside the front end. */
+#ifndef QUOKKA_ACCEL_TCG_X86_TRANSLATE_INTERNAL_H
+#define QUOKKA_ACCEL_TCG_X86_TRANSLATE_INTERNAL_H
+
+#include "accel/tcg/cpu.h"
+#include "accel/tcg/ir/ir.h"
+#include "accel/tcg/x86/decode.h"
+#include "accel/tcg/x86/helpers.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CC_OP_DYNAMIC (-1)
+
+enum global_index {
+    G_GPR0 = 0,
+    G_RIP = NR_GPRS,
+    G_CC_OP,
+    G_CC_DST,
+    G_CC_SRC,
+    G_CC_SRC2,
+    G_EFLAGS,
+    G_SEG_BASE0,
+    G_XMM0 = G_SEG_BASE0 + NR_SEGS, /* xmm0 low half, xmm0 high half, xmm1 low... */
+    NR_TCG_GLOBALS = G_XMM0 + 32,
+};
+
+/* Disassembly context: one block being translated. */
+struct dc {
+    struct ir_block *b;
+    struct tcg_cpu *cpu;
+    const struct x86_decoded_insn *insn;
+    uint64_t cs_base;
+    uint64_t ip;      /* RIP of the current instruction (not linear) */
+    uint64_t next_ip; /* RIP after it */
+    uint32_t hflags;
+    enum x86_cpu_mode mode;
+    int cc_op; /* static lazy-flags op, or CC_OP_DYNAMIC */
+    /* cc_op is still the value the vCPU had when the block was translated (assumed at entry,
+     * see x86_translate_info.entry_cc_op), and whether code relied on that. */
+    bool cc_op_is_entry, entry_cc_used;
+    bool end;            /* the block ends after this instruction */
+    bool call, ret;      /* ...with a near CALL / RET (x86_translate_info) */
+    int64_t fpenv_at;    /* the op index of the block's last IR_FPENV, -1: none */
+    uint64_t first_page; /* linear */
+    /* Per GOTO_TB slot: emitted, and by a plain jump to the block's first page (see
+     * x86_translate_info.chain_same_page). */
+    bool slot_used[2], slot_same_page[2];
+};
+
+static inline ir_temp gpr(unsigned r)
+{
+    return (ir_temp)(G_GPR0 + r);
+}
+
+static inline ir_temp tmp(struct dc *s)
+{
+    return ir_new_temp(s->b, IR_I64);
+}
+
+static inline ir_temp cst(struct dc *s, uint64_t v)
+{
+    return ir_const(s->b, IR_I64, v);
+}
+
+/* IR building blocks (translate.c). */
+void gen_call(struct dc *s, enum x86_helper_id h, ir_temp d, ir_temp a0, ir_temp a1, ir_temp a2,
+              ir_temp a3);
+ir_temp gen_load(struct dc *s, ir_temp addr, unsigned bits);
+void gen_store(struct dc *s, ir_temp addr, ir_temp v, unsigned bits);
+ir_temp gen_mem_addr(struct dc *s);
+ir_temp gen_linear(struct dc *s, ir_temp offset, unsigned seg);
+void store_reg(struct dc *s, unsigned reg, unsigned bits, bool high8, ir_temp v);
+ir_temp load_reg(struct dc *s, unsigned reg, unsigned bits, bool high8);
+/* d = the low `bits` of a, zero- / sign-extended */
+void gen_zext(struct dc *s, ir_temp d, ir_temp a, unsigned bits);
+void gen_sext(struct dc *s, ir_temp d, ir_temp a, unsigned bits);
+void sync_cc_op(struct dc *s); /* G_CC_OP written before what may fault or read it */
+
+static inline enum ir_type type_for(unsigned bits)
+{
+    return bits == 64 ? IR_I64 : IR_I32;
+}
+
+static inline unsigned cc_size(unsigned bits)
+{
+    return bits == 8 ? CC_SIZE_B : bits == 16 ? CC_SIZE_W : bits == 32 ? CC_SIZE_L : CC_SIZE_Q;
+}
+
+/* Lazy flags (translate_flags.c). */
+void set_cc_op(struct dc *s, int op);
+void forget_cc_op(struct dc *s, int op);
+void write_cc_op(struct dc *s);
+void set_cc(struct dc *s, int base, unsigned bits, ir_temp dst, ir_temp src, ir_temp src2);
+ir_temp gen_materialize_flags(struct dc *s);
+ir_temp gen_carry(struct dc *s);
+ir_temp gen_condition(struct dc *s, unsigned cc);
+void gen_bitscan_inline(struct dc *s, int kind, unsigned bits, ir_temp r, ir_temp src, ir_temp old);
+
+/* x87, SSE and MMX instructions (translate_sse.c): inline where the host's own instruction
+ * or plain IR gives the exact result, else a helper. */
+void gen_fpu_sse(struct dc *s);
+
+#endif
