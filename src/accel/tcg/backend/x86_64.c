@@ -1,26 +1,20 @@
 /* Native backend: IR block -> x86-64 host code. See x86_64.h for the contract.
  *
- * Code shape. No register allocation across ops: every op loads its inputs into scratch
- * registers (RAX, RCX, RDX, RSI, RDI, R8), computes, and stores its result, so the code is a
- * direct image of the IR and easy to check against the interpreter. Two callee-saved
- * registers are pinned for the whole chain of blocks:
+ * Code shape. Two callee-saved registers are pinned for the whole chain of blocks:
  *   RBX = env + ENV_BIAS   guest state (globals) at [rbx + offset - ENV_BIAS]
  *   RBP = frame + FRAME_BIAS  block locals at [rbp + 8*slot - FRAME_BIAS]
- * One more, R12, carries a local from the op that computes it to the op right after when
- * that is its only reader (a deferred store: the value never goes to the frame).
- * The biases put the hottest fields (GPRs, RIP, flags) and the first locals in disp8 range.
- * The frame has the same size for every block (room for IR_MAX_TEMPS locals), so a chained
- * jump goes from one block's code straight into the next without touching the stack.
+ * Guest registers, XMM halves and temporaries live in R8-R15 (x86_64_regs.c) and reach env
+ * only where the state can be observed; RAX, RCX, RDX, RSI and RDI are scratch for fixed
+ * sequences. The biases put the hottest fields (GPRs, RIP, flags) and the first locals in
+ * disp8 range. The frame has the same size for every block, so a chained jump goes from one
+ * block's code straight into the next without touching the stack.
  *
- * Layout of the buffer: [trampolines][block][block]... The entry trampoline saves RBX, RBP
- * and R12, sets up the frame and jumps to a block; the exit trampoline returns EAX to
- * native_exec's caller. A block's first instruction (skipped when the run loop enters)
- * checks the exit request word; invalidation overwrites it with a jump to the "leave"
- * trampoline. Chained jumps and inline caches read their targets from data slots
- * (struct native_site), so chaining never rewrites code.
- *
- * Memory accesses inline the software TLB's hit path (tag compare on the page of the last
- * byte, so page-crossing accesses miss) and call the MMU's load/store otherwise.
+ * A block's first instruction (skipped when the run loop enters) checks the exit request
+ * word; invalidation overwrites it with a jump to the "leave" trampoline. Chained jumps and
+ * inline caches read their targets from data slots (struct native_site, x86_64_jit.c), so
+ * chaining never rewrites code. Memory accesses inline the software TLB's hit path (tag
+ * compare on the page of the last byte, so page-crossing accesses miss) and call the MMU's
+ * load/store from slow paths emitted after the block.
  */
 #include "accel/tcg/backend/x86_64.h"
 #include "accel/tcg/backend/x86_64_emit.h"
@@ -35,49 +29,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-struct native_site {
-    uint64_t pc;          /* inline caches: the guest pc of the target */
-    uint32_t guard;       /* inline caches: its mode word */
-    uint32_t epoch;       /* the epoch the target was set in */
-    const void *target;   /* where to jump (executable address) */
-    int32_t epoch_disp;   /* which epoch word (RBX-relative): every flush's, or global ones' */
-    uint32_t retargets;   /* inline caches: times re-aimed at a different pc (not read by code) */
-    const void *fallback; /* the unchained path: the target again when the block dies */
-};
-_Static_assert(sizeof(struct native_site) == 40, "site layout used by generated code");
-#define SITE_PC_OFF 0
-#define SITE_GUARD_OFF 8
-#define SITE_EPOCH_OFF 12
-#define SITE_TARGET_OFF 16
-#define SITE_EPOCH_DISP_OFF 24
-#define SITE_MAX_RETARGETS 16
-
-#define NO_SITE UINT32_MAX
-
-struct native_jit {
-    /* Data slots for the code's indirect jumps: nr_threads copies of nr_sites each, thread
-     * t's at sites + t * nr_sites. */
-    struct native_site *sites;
-    size_t nr_sites, sites_used;
-    unsigned nr_threads;
-    uint8_t *rw; /* writable view */
-    uint8_t *rx; /* executable view of the same pages */
-    size_t size;
-    size_t used;
-    size_t code_start; /* first byte after the trampolines */
-    /* Bytes of the buffer populated ahead of use (see populate_ahead); 0 once that failed. */
-    size_t populated;
-    bool populate_failed;
-    struct native_config cfg;
-    uint32_t (*enter)(void *env, const void *code); /* entry trampoline */
-    uint32_t exit_off;                              /* exit trampoline: return EAX */
-    uint32_t leave_off; /* invalidated entries jump here: EAX = IR_EXIT_NEXT, exit */
-    /* The compiler's working state (~90 KB), kept from block to block: allocating it per block
-     * made the heap grow and shrink each time (page faults, arena trims). Compiles are
-     * serialised by the caller (they share the buffer). */
-    struct emitter *scratch;
-};
 
 /* --- operands --------------------------------------------------------------------------------- */
 
@@ -177,16 +128,6 @@ static void land8(struct emitter *e, size_t after)
     e->buf[after - 1] = (uint8_t)d;
 }
 
-static size_t jit_sites_bytes(const struct native_jit *jit)
-{
-    return (size_t)jit->nr_threads * jit->nr_sites * sizeof(struct native_site);
-}
-
-static uintptr_t jit_rx(const struct native_jit *jit, uint32_t off)
-{
-    return (uintptr_t)jit->rx + off;
-}
-
 /* The epoch word the site names still holds the value it was set in; else jumps (the
  * returned rel8) away. Uses RAX and RCX. */
 static size_t site_epoch_check(struct emitter *e, unsigned site_reg)
@@ -207,24 +148,6 @@ static uint32_t new_site(struct emitter *e)
         return NO_SITE;
     }
     return (uint32_t)jit->sites_used++;
-}
-
-static struct native_site *thread_site(const struct native_jit *jit, unsigned thread,
-                                       uint32_t index)
-{
-    return &jit->sites[(size_t)thread * jit->nr_sites + index];
-}
-
-/* Every thread's copy of a new site starts unchained: target = fallback = the code at
- * `fallback`, the every-flush epoch word. */
-static void init_site(const struct native_jit *jit, uint32_t index, const void *fallback)
-{
-    for (unsigned t = 0; t < jit->nr_threads; t++) {
-        struct native_site *site = thread_site(jit, t, index);
-        memset(site, 0, sizeof(*site));
-        site->epoch_disp = (int32_t)jit->cfg.epoch_offset - ENV_BIAS;
-        site->target = site->fallback = fallback;
-    }
 }
 
 /* reg = this thread's copy of site `index`: the address itself with one thread, else
@@ -1384,28 +1307,6 @@ static bool assign_frame(struct emitter *e)
     return slot <= IR_MAX_TEMPS;
 }
 
-/* The code buffer is shared anonymous memory, which gets no transparent huge pages: writing
- * each new 4 KiB page of code took a page fault, a third of translation time during a boot on
- * a virtualised host. Populate it a MiB at a time, ahead of the blocks being written. */
-#define POPULATE_CHUNK (1u << 20)
-#define POPULATE_MARGIN (256u << 10) /* more than any one block's code */
-static void populate_ahead(struct native_jit *jit)
-{
-#ifdef MADV_POPULATE_WRITE
-    while (!jit->populate_failed && jit->populated < jit->size &&
-           jit->used + POPULATE_MARGIN > jit->populated) {
-        size_t len = jit->size - jit->populated;
-        if (len > POPULATE_CHUNK)
-            len = POPULATE_CHUNK;
-        if (madvise(jit->rw + jit->populated, len, MADV_POPULATE_WRITE) < 0)
-            jit->populate_failed = true; /* an older kernel: pages fault in as written */
-        jit->populated += len;
-    }
-#else
-    (void)jit;
-#endif
-}
-
 struct native_code *native_compile(struct native_jit *jit, const struct ir_block *block,
                                    const struct native_block_info *info, bool *full)
 {
@@ -1415,7 +1316,7 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
         return NULL;
     if (!jit->scratch)
         jit->scratch = calloc(1, sizeof(*jit->scratch));
-    populate_ahead(jit);
+    jit_populate_ahead(jit);
     struct native_code *code = calloc(1, sizeof(*code));
     struct emitter *e = jit->scratch;
     if (!code || !e) {
@@ -1498,247 +1399,4 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     if (jit->used > jit->size)
         jit->used = jit->size;
     return code;
-}
-
-uint32_t native_exec(const struct native_jit *jit, const struct native_code *code, void *env)
-{
-    return jit->enter(env, code->entry + code->body);
-}
-
-void *native_jit_sites(struct native_jit *jit, unsigned thread)
-{
-    return thread < jit->nr_threads ? thread_site(jit, thread, 0) : NULL;
-}
-
-/* Which site (index) a thread's copy is. */
-static uint32_t site_index(const struct native_jit *jit, const struct native_site *site)
-{
-    return (uint32_t)((size_t)(site - jit->sites) % jit->nr_sites);
-}
-
-static void set_site(const struct native_jit *jit, struct native_site *site, uint32_t epoch,
-                     bool global, struct native_code *to)
-{
-    /* Remember the site in `to` (once), so `to` dying resets it in every thread. */
-    uint32_t index = site_index(jit, site);
-    uint32_t i = 0;
-    while (i < to->nr_incoming && to->incoming[i] != index)
-        i++;
-    if (i == to->nr_incoming) {
-        if (to->nr_incoming == to->cap_incoming) {
-            uint32_t cap = to->cap_incoming ? 2 * to->cap_incoming : 4;
-            uint32_t *v = realloc(to->incoming, cap * sizeof(*v));
-            if (!v)
-                return; /* not chained: correct, only slower */
-            to->incoming = v;
-            to->cap_incoming = cap;
-        }
-        to->incoming[to->nr_incoming++] = index;
-    }
-    site->epoch = epoch;
-    site->epoch_disp =
-        (int32_t)(global ? jit->cfg.global_epoch_offset : jit->cfg.epoch_offset) - ENV_BIAS;
-    __atomic_store_n(&site->target, (const void *)to->entry, __ATOMIC_RELEASE);
-}
-
-void native_chain(struct native_jit *jit, unsigned thread, struct native_code *from, unsigned slot,
-                  struct native_code *to, uint32_t epoch, bool global)
-{
-    if (slot > 1 || from->chain[slot] == NO_SITE || thread >= jit->nr_threads || from->dead ||
-        to->dead)
-        return;
-    set_site(jit, thread_site(jit, thread, from->chain[slot]), epoch, global, to);
-}
-
-bool native_site_open(struct native_site *site, uint64_t pc)
-{
-    /* A megamorphic site (a switch's jump table, a shared return) would be re-aimed at almost
-     * every miss, each time recording itself in the target: past a few, leave it alone and
-     * let its misses go to the lookup, which costs less than re-aiming. */
-    if (site->target != site->fallback && site->pc != pc && ++site->retargets > SITE_MAX_RETARGETS)
-        return false;
-    return true;
-}
-
-void native_cache_target(struct native_jit *jit, struct native_site *site, uint64_t pc,
-                         uint32_t guard, uint32_t epoch, bool global, struct native_code *to)
-{
-    if (!site || to->dead)
-        return;
-    site->pc = pc;
-    site->guard = guard;
-    set_site(jit, site, epoch, global, to);
-}
-
-void native_invalidate(struct native_jit *jit, struct native_code *code)
-{
-    if (code->dead)
-        return;
-    code->dead = true;
-    /* The entry's first 8 bytes (blocks start 16-byte aligned; the exit-request check is 7
-     * bytes) become a jump to "leave" in one aligned store: a thread entering meanwhile
-     * runs either the old check or the jump. */
-    size_t at = (size_t)(code->entry - jit->rx);
-    uint8_t word[8];
-    memcpy(word, jit->rw + at, sizeof(word));
-    word[0] = 0xe9;
-    uint32_t rel = (uint32_t)(jit_rx(jit, jit->leave_off) - ((uintptr_t)code->entry + 5));
-    memcpy(word + 1, &rel, 4);
-    uint64_t value;
-    memcpy(&value, word, sizeof(value));
-    __atomic_store_n((uint64_t *)(void *)(jit->rw + at), value, __ATOMIC_SEQ_CST);
-    for (uint32_t i = 0; i < code->nr_incoming; i++) {
-        for (unsigned t = 0; t < jit->nr_threads; t++) {
-            struct native_site *site = thread_site(jit, t, code->incoming[i]);
-            const void *expected = code->entry;
-            /* still pointed here (not re-targeted since) */
-            __atomic_compare_exchange_n(&site->target, &expected, site->fallback, false,
-                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
-        }
-    }
-    free(code->incoming);
-    code->incoming = NULL;
-    code->nr_incoming = code->cap_incoming = 0;
-}
-
-void native_code_free(struct native_code *code)
-{
-    if (code)
-        free(code->incoming);
-    free(code);
-}
-
-void native_reset(struct native_jit *jit)
-{
-    jit->used = jit->code_start;
-    jit->sites_used = 0;
-}
-
-size_t native_code_size(const struct native_code *code)
-{
-    return code ? code->size : 0;
-}
-
-size_t native_jit_used(const struct native_jit *jit)
-{
-    return jit->used;
-}
-
-/* --- buffer and trampolines ----------------------------------------------------------------------
- */
-
-#if defined(__x86_64__)
-static void build_trampolines(struct native_jit *jit)
-{
-    struct emitter *e = calloc(1, sizeof(*e));
-    if (!e)
-        return;
-    e->buf = jit->rw;
-    e->cap = jit->size;
-    e->rx_base = (uintptr_t)jit->rx;
-    e->jit = jit;
-    /* enter(env = RDI, code = RSI) */
-    byte(e, 0x55);                          /* push rbp */
-    byte(e, 0x53);                          /* push rbx */
-    for (unsigned r = R12; r <= R15; r++) { /* push r12..r15 */
-        byte(e, 0x41);
-        byte(e, (uint8_t)(0x50 + (r & 7)));
-    }
-    op_reg(e, 0x81, true, 5, RSP); /* sub rsp, STACK_ALLOC */
-    imm32(e, STACK_ALLOC);
-    op_mem(e, 0x8d, true, RBP, RSP, FRAME_BIAS); /* lea rbp, [rsp + bias] */
-    op_mem(e, 0x8d, true, RBX, RDI, ENV_BIAS);   /* lea rbx, [rdi + bias] */
-    op_reg(e, 0xff, false, 4, RSI);              /* jmp rsi */
-    jit->leave_off = (uint32_t)e->len;
-    mov_imm(e, RAX, IR_EXIT_NEXT);
-    jit->exit_off = (uint32_t)e->len;
-    op_reg(e, 0x81, true, 0, RSP); /* add rsp, STACK_ALLOC */
-    imm32(e, STACK_ALLOC);
-    for (unsigned r = R15; r >= R12; r--) { /* pop r15..r12 */
-        byte(e, 0x41);
-        byte(e, (uint8_t)(0x58 + (r & 7)));
-    }
-    byte(e, 0x5b); /* pop rbx */
-    byte(e, 0x5d); /* pop rbp */
-    byte(e, 0xc3); /* ret */
-    jit->code_start = (e->len + 63) & ~(size_t)63;
-    jit->used = jit->code_start;
-    jit->enter = (uint32_t(*)(void *, const void *))(void *)jit->rx;
-    free(e);
-}
-#endif
-
-struct native_jit *native_jit_create(const struct native_config *cfg, size_t buffer_bytes,
-                                     char *err, size_t errlen)
-{
-#if !defined(__x86_64__)
-    (void)cfg, (void)buffer_bytes;
-    snprintf(err, errlen, "the native backend needs an x86-64 host");
-    return NULL;
-#else
-    struct native_jit *jit = calloc(1, sizeof(*jit));
-    if (!jit) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    jit->cfg = *cfg;
-    jit->size = (buffer_bytes + 0xfff) & ~(size_t)0xfff;
-    /* One memory object, two views: code is written through one and run from the other, so
-     * no page is ever writable and executable at once. Shared anonymous memory (rather than
-     * a memfd) so that perf treats the code as anonymous and reads --tcg perf-map's names. */
-    jit->rw = mmap(NULL, jit->size, PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (jit->rw == MAP_FAILED) {
-        snprintf(err, errlen, "mapping the code buffer: %s", strerror(errno));
-        free(jit);
-        return NULL;
-    }
-    jit->rx = mremap(jit->rw, 0, jit->size, MREMAP_MAYMOVE); /* a second view of its pages */
-    if (jit->rx == MAP_FAILED || mprotect(jit->rx, jit->size, PROT_READ | PROT_EXEC) < 0) {
-        snprintf(err, errlen, "mapping the code buffer twice: %s", strerror(errno));
-        goto fail;
-    }
-    /* Blocks average hundreds of bytes with up to two sites each. Every thread's copy is
-     * reserved; only the pages a thread touches cost memory. */
-    jit->nr_threads = cfg->nr_threads ? cfg->nr_threads : 1;
-    jit->nr_sites = jit->size / 128;
-    jit->sites = mmap(NULL, jit_sites_bytes(jit), PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (jit->sites == MAP_FAILED) {
-        jit->sites = NULL;
-        snprintf(err, errlen, "jump slots: %s", strerror(errno));
-        native_jit_destroy(jit);
-        return NULL;
-    }
-    /* Slots are written a few at a time over the whole range: 2 MiB pages, not a fault per
-     * 4 KiB (advice only; without transparent huge pages nothing changes). */
-    madvise(jit->sites, jit_sites_bytes(jit), MADV_HUGEPAGE);
-    build_trampolines(jit);
-    if (!jit->enter) {
-        snprintf(err, errlen, "out of memory");
-        native_jit_destroy(jit);
-        return NULL;
-    }
-    return jit;
-fail:
-    munmap(jit->rw, jit->size);
-    if (jit->rx != MAP_FAILED)
-        munmap(jit->rx, jit->size);
-    free(jit);
-    return NULL;
-#endif
-}
-
-void native_jit_destroy(struct native_jit *jit)
-{
-    if (!jit)
-        return;
-    munmap(jit->rw, jit->size);
-    munmap(jit->rx, jit->size);
-    if (jit->sites)
-        munmap(jit->sites, jit_sites_bytes(jit));
-    if (jit->scratch)
-        free(jit->scratch->slow);
-    free(jit->scratch);
-    free(jit);
 }

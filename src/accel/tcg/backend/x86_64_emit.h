@@ -29,6 +29,82 @@ enum reg { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R
 #define NO_POS UINT32_MAX
 #define NO_USE 0xffffu
 
+/* --- the code buffer and its jump slots (x86_64_jit.c) --- */
+
+struct native_site {
+    uint64_t pc;          /* inline caches: the guest pc of the target */
+    uint32_t guard;       /* inline caches: its mode word */
+    uint32_t epoch;       /* the epoch the target was set in */
+    const void *target;   /* where to jump (executable address) */
+    int32_t epoch_disp;   /* which epoch word (RBX-relative): every flush's, or global ones' */
+    uint32_t retargets;   /* inline caches: times re-aimed at a different pc (not read by code) */
+    const void *fallback; /* the unchained path: the target again when the block dies */
+};
+_Static_assert(sizeof(struct native_site) == 40, "site layout used by generated code");
+#define SITE_PC_OFF 0
+#define SITE_GUARD_OFF 8
+#define SITE_EPOCH_OFF 12
+#define SITE_TARGET_OFF 16
+#define SITE_EPOCH_DISP_OFF 24
+#define SITE_MAX_RETARGETS 16
+
+#define NO_SITE UINT32_MAX
+
+struct native_jit {
+    /* Data slots for the code's indirect jumps: nr_threads copies of nr_sites each, thread
+     * t's at sites + t * nr_sites. */
+    struct native_site *sites;
+    size_t nr_sites, sites_used;
+    unsigned nr_threads;
+    uint8_t *rw; /* writable view */
+    uint8_t *rx; /* executable view of the same pages */
+    size_t size;
+    size_t used;
+    size_t code_start; /* first byte after the trampolines */
+    /* Bytes of the buffer populated ahead of use (see populate_ahead); 0 once that failed. */
+    size_t populated;
+    bool populate_failed;
+    struct native_config cfg;
+    uint32_t (*enter)(void *env, const void *code); /* entry trampoline */
+    uint32_t exit_off;                              /* exit trampoline: return EAX */
+    uint32_t leave_off; /* invalidated entries jump here: EAX = IR_EXIT_NEXT, exit */
+    /* The compiler's working state (~90 KB), kept from block to block: allocating it per block
+     * made the heap grow and shrink each time (page faults, arena trims). Compiles are
+     * serialised by the caller (they share the buffer). */
+    struct emitter *scratch;
+};
+
+static inline size_t jit_sites_bytes(const struct native_jit *jit)
+{
+    return (size_t)jit->nr_threads * jit->nr_sites * sizeof(struct native_site);
+}
+
+static inline uintptr_t jit_rx(const struct native_jit *jit, uint32_t off)
+{
+    return (uintptr_t)jit->rx + off;
+}
+
+static inline struct native_site *thread_site(const struct native_jit *jit, unsigned thread,
+                                              uint32_t index)
+{
+    return &jit->sites[(size_t)thread * jit->nr_sites + index];
+}
+
+/* Every thread's copy of a new site starts unchained: target = fallback = the code at
+ * `fallback`, the every-flush epoch word. */
+static inline void init_site(const struct native_jit *jit, uint32_t index, const void *fallback)
+{
+    for (unsigned t = 0; t < jit->nr_threads; t++) {
+        struct native_site *site = thread_site(jit, t, index);
+        memset(site, 0, sizeof(*site));
+        site->epoch_disp = (int32_t)jit->cfg.epoch_offset - ENV_BIAS;
+        site->target = site->fallback = fallback;
+    }
+}
+
+/* Make sure the next block's bytes are backed before they are written. */
+void jit_populate_ahead(struct native_jit *jit);
+
 struct fixup {
     uint32_t at;    /* offset of a rel32 */
     uint32_t label; /* its target */
