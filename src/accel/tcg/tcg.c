@@ -1146,6 +1146,8 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
         cpu->single_step = false;
         if (step && !deliver_single_step(cpu)) {
             exit->reason = ACCEL_EXIT_SHUTDOWN;
+            if (!cached)
+                tb_discard(tb);
             return 0;
         }
         if (alone || gdb_step) {
