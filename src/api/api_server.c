@@ -240,6 +240,10 @@ static struct reply instance_start(struct api_server *api)
 /* Called with api->lock held: the main thread boots or restores, this thread waits. */
 static struct reply hand_to_main(struct api_server *api)
 {
+    if (api->no_main_thread) {
+        api->state = API_NOT_STARTED;
+        return reply_bad("no main thread to start the VM (test entry)");
+    }
     api->state = API_STARTING;
     api->start_requested = true;
     api->start_done = false;
@@ -1025,4 +1029,41 @@ out:
     api_free(api);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return status;
+}
+
+/* --- without HTTP (api_internal.h) ---------------------------------------------------------- */
+
+struct api_server *api_test_new(const struct machine_config *base)
+{
+    struct api_options o = {.base = base};
+    struct api_server *api = api_new(&o);
+    if (api)
+        api->no_main_thread = true;
+    return api;
+}
+
+unsigned api_test_request(struct api_server *api, const char *method, const char *url,
+                          const char *body, size_t len, char **reply)
+{
+    pthread_mutex_lock(&api->lock);
+    struct reply r = route(api, method, url, body, len);
+    pthread_mutex_unlock(&api->lock);
+    *reply = r.body;
+    return r.status;
+}
+
+int api_test_config(struct api_server *api, const char *text, size_t len, char *err, size_t errlen)
+{
+    struct json_object *logger = NULL, *metrics = NULL;
+    int rc = fc_load_text(api->fc, text, len, &logger, &metrics, err, errlen);
+    if (rc == 0)
+        rc = apply_sections(api, logger, metrics, err, errlen);
+    json_object_put(logger);
+    json_object_put(metrics);
+    return rc;
+}
+
+void api_test_free(struct api_server *api)
+{
+    api_free(api);
 }
