@@ -607,15 +607,10 @@ static struct reply route(struct api_server *api, const char *method, const char
         return reply_json(MHD_HTTP_OK, o);
     }
     if ((put || patch) && !extra) {
-        struct json_tokener *tok = json_tokener_new();
-        struct json_object *body = json_tokener_parse_ex(tok, body_text, (int)body_len);
-        enum json_tokener_error jerr = json_tokener_get_error(tok);
-        json_tokener_free(tok);
-        if (!body || jerr != json_tokener_success) {
-            json_object_put(body);
-            snprintf(msg, sizeof(msg),
-                     "An error occurred when deserializing the json body of a request: %s.",
-                     body ? "trailing characters" : json_tokener_error_desc(jerr));
+        char why[200];
+        struct json_object *body = serde_parse(body_text, body_len, why, sizeof(why));
+        if (!body) {
+            snprintf(msg, sizeof(msg), SERDE_PREFIX "%s.", why);
             return reply_bad(msg);
         }
         struct reply r = {0, NULL};

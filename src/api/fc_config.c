@@ -1,5 +1,6 @@
 #include "api/fc_config.h"
 
+#include "api/serde_msg.h"
 #include "util/log.h"
 
 #include <ctype.h>
@@ -415,19 +416,10 @@ int fc_load_file(struct fc_config *fc, const char *path, struct json_object **lo
 int fc_load_text(struct fc_config *fc, const char *text, size_t len, struct json_object **logger,
                  struct json_object **metrics, char *err, size_t errlen)
 {
-    if (len > INT32_MAX)
-        return qk_fail(err, errlen, "--config-file: too large");
-    struct json_tokener *tok = json_tokener_new();
-    if (!tok)
-        return qk_fail(err, errlen, "--config-file: out of memory");
-    struct json_object *doc = json_tokener_parse_ex(tok, text, (int)len);
-    enum json_tokener_error jerr = json_tokener_get_error(tok);
-    json_tokener_free(tok);
-    if (!doc || jerr != json_tokener_success) {
-        json_object_put(doc);
-        return qk_fail(err, errlen, "--config-file: %s",
-                       doc ? "trailing characters" : json_tokener_error_desc(jerr));
-    }
+    char why[200];
+    struct json_object *doc = serde_parse(text, len, why, sizeof(why));
+    if (!doc)
+        return qk_fail(err, errlen, "--config-file: %s", why);
     return load_doc(fc, doc, "(text)", logger, metrics, err, errlen);
 }
 

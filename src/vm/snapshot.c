@@ -220,8 +220,8 @@ static int parse_owned(struct snap_file *f, uint8_t *buf, size_t len, const char
 
 int snap_file_load(struct snap_file *f, const char *path, char *err, size_t errlen)
 {
-    uint8_t *buf;
-    size_t len;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     memset(f, 0, sizeof(*f));
     if (read_whole(path, &buf, &len, err, errlen) < 0)
         return -1;
