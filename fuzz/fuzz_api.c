@@ -24,6 +24,7 @@
 
 #define MAX_BODY 51200 /* the server's limit (API_MAX_BODY) */
 
+static struct api_server *server; /* one server, reset before each input */
 static bool guard; /* a request is running: open() must not reach the input's paths */
 
 /* Overrides libc's open for this binary: the paths in a request body are never opened. */
@@ -128,6 +129,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     verbose = getenv("QUOKKA_FUZZ_VERBOSE") != NULL;
+    static struct machine_config base; /* the command line's: nothing given */
+    server = api_test_new(&base);
+    if (!server)
+        abort();
     return 0;
 }
 
@@ -135,20 +140,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
     if (len > 4 * MAX_BODY)
         return 0;
-    static struct machine_config base; /* the command line's: nothing given */
-    struct api_server *api = api_test_new(&base);
-    if (!api)
-        return 0;
+    api_test_reset(server); /* every input starts from a fresh server */
     guard = true;
     const char *p = (const char *)data, *end = p + len;
     while (p < end) {
         const char *nul = memchr(p, '\0', (size_t)(end - p));
         size_t n = nul ? (size_t)(nul - p) : (size_t)(end - p);
         if (n <= MAX_BODY + 1)
-            one(api, p, n);
+            one(server, p, n);
         p += n + (nul ? 1 : 0);
     }
     guard = false;
-    api_test_free(api);
     return 0;
 }

@@ -87,6 +87,8 @@ unsigned api_test_request(struct api_server *api, const char *method, const char
                           const char *body, size_t len, char **reply);
 /* A --config-file document, with its logger and metrics sections: 0 or -1 with err. */
 int api_test_config(struct api_server *api, const char *text, size_t len, char *err, size_t errlen);
+/* Back to the state api_test_new left (without reallocating: fuzzing speed). */
+void api_test_reset(struct api_server *api);
 void api_test_free(struct api_server *api);
 
 #endif

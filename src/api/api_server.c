@@ -927,6 +927,18 @@ static int apply_sections(struct api_server *api, struct json_object *logger,
     return rc;
 }
 
+/* Everything but the allocations (api->fc, api->cfg), which are kept. */
+static void api_init(struct api_server *api, const struct api_options *o)
+{
+    fc_config_init(api->fc, o->base, o->kernel_given);
+    memset(api->cfg, 0, sizeof(*api->cfg));
+    api->base = o->base;
+    api->log_fd = api->metrics_fd = -1;
+    api->log_level = 3;
+    pthread_mutex_init(&api->lock, NULL);
+    pthread_cond_init(&api->cond, NULL);
+}
+
 static struct api_server *api_new(const struct api_options *o)
 {
     struct api_server *api = calloc(1, sizeof(*api));
@@ -940,12 +952,7 @@ static struct api_server *api_new(const struct api_options *o)
         free(api);
         return NULL;
     }
-    fc_config_init(api->fc, o->base, o->kernel_given);
-    api->base = o->base;
-    api->log_fd = api->metrics_fd = -1;
-    api->log_level = 3;
-    pthread_mutex_init(&api->lock, NULL);
-    pthread_cond_init(&api->cond, NULL);
+    api_init(api, o);
     return api;
 }
 
@@ -1045,6 +1052,24 @@ unsigned api_test_request(struct api_server *api, const char *method, const char
     pthread_mutex_unlock(&api->lock);
     *reply = r.body;
     return r.status;
+}
+
+void api_test_reset(struct api_server *api)
+{
+    struct fc_config *fc = api->fc;
+    struct machine_config *cfg = api->cfg;
+    struct api_options o = {.base = api->base};
+    if (api->log_fd >= 0)
+        close(api->log_fd);
+    if (api->metrics_fd >= 0)
+        close(api->metrics_fd);
+    pthread_mutex_destroy(&api->lock);
+    pthread_cond_destroy(&api->cond);
+    memset(api, 0, sizeof(*api)); /* no machine nor snapshot configuration: no main thread */
+    api->fc = fc;
+    api->cfg = cfg;
+    api_init(api, &o);
+    api->no_main_thread = true;
 }
 
 int api_test_config(struct api_server *api, const char *text, size_t len, char *err, size_t errlen)
