@@ -7,7 +7,8 @@
  * Input: records separated by NUL bytes, each [endpoint selector][body], sent in order to one
  * fresh API server (so a configuration PUT can precede a snapshot load). Selector 14 is a
  * whole --config-file document; 15 takes the method from its next byte and the URL from the
- * body's first line. Every reply must be JSON (or empty) with a status the API uses.
+ * body's first line. Every reply must be JSON (or empty) with a status the API uses. At the
+ * end, the configuration is turned into the machine's (fc_build), as a start would.
  *
  * No file named by the input is opened: the handlers' open() calls (logger, metrics, kernel,
  * initrd, drives) come here while a request runs and get /dev/null instead. */
@@ -150,6 +151,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
             one(server, p, n);
         p += n + (nul ? 1 : 0);
     }
+    /* what InstanceStart would build the machine from (the main thread's fc_build) */
+    struct machine_config cfg;
+    char err[1200];
+    fc_build(server->fc, server->base, &cfg, err, sizeof(err));
     guard = false;
     return 0;
 }
