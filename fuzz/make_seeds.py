@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Write the seed corpus under fuzz/corpus/ (run once; the files are kept in the repo).
-Needs the built payloads (make payloads) and the default guest's bzImage (make guest)."""
+Needs the built payloads (make payloads) and the default guest's bzImage (make guest).
+With target names as arguments (fuzz_api, fuzz_snapshot), writes only their seeds."""
+import json
 import os
 import struct
 import subprocess
@@ -13,6 +15,7 @@ GUEST = os.path.join(ROOT, "build", "guest")
 
 
 def put(target, name, data):
+    os.makedirs(os.path.join(OUT, target), exist_ok=True)
     with open(os.path.join(OUT, target, name), "wb") as f:
         f.write(data)
 
@@ -101,6 +104,74 @@ def main():
         pkt(1) + pkt(5, 5) + b"hello" + pkt(6) + pkt(7) + pkt(4, flags=3) + pkt(3))
     put("fuzz_vsock", "malformed-length", pkt(5, 70000) + b"x" * 16)
 
+    api_seeds()
+    snapshot_seeds()
+
+
+# fuzz_api: NUL-separated records [endpoint selector][body] (fuzz/fuzz_api.c's table).
+API = {"machine-config": 0, "boot-source": 1, "drive": 2, "net": 3, "vsock": 4, "logger": 5,
+       "metrics": 6, "snapshot-load": 7, "snapshot-create": 8, "actions": 9, "patch-vm": 10,
+       "get-machine-config": 12, "get-info": 13, "config-file": 14, "free-form": 15}
+MACHINE = {"vcpu_count": 2, "mem_size_mib": 256, "smt": False, "track_dirty_pages": False}
+BOOT = {"kernel_image_path": "/vmlinux", "initrd_path": "/initrd.img",
+        "boot_args": "console=ttyS0 reboot=k panic=1 pci=off"}
+DRIVE = {"drive_id": "rootfs", "path_on_host": "/rootfs.ext4", "is_root_device": True,
+         "is_read_only": False}
+NET = {"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:AC:10:00:02"}
+NET_USER = {"iface_id": "eth0", "hostfwd": ["tcp::2222-:22", "udp:127.0.0.1:5353-:53"]}
+VSOCK = {"guest_cid": 3, "uds_path": "/tmp/v.sock"}
+LOGGER = {"log_path": "/tmp/fc.log", "level": "Debug", "show_level": True}
+METRICS = {"metrics_path": "/tmp/fc.metrics"}
+LOAD = {"snapshot_path": "/snap.state", "mem_backend": {"backend_path": "/snap.mem",
+        "backend_type": "File"}, "resume_vm": True,
+        "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap1"}],
+        "vsock_override": {"uds_path": "/tmp/v2.sock"}}
+
+
+def records(*recs):
+    out = []
+    for sel, body in recs:
+        text = body if isinstance(body, str) else json.dumps(body)
+        out.append(bytes([API[sel]]) + text.encode())
+    return b"\0".join(out)
+
+
+def api_seeds():
+    put("fuzz_api", "configure-and-start", records(
+        ("logger", LOGGER), ("metrics", METRICS), ("machine-config", MACHINE),
+        ("boot-source", BOOT), ("drive", DRIVE), ("net", NET), ("vsock", VSOCK),
+        ("actions", {"action_type": "InstanceStart"}), ("get-machine-config", ""),
+        ("get-info", "")))
+    put("fuzz_api", "snapshot-load", records(("snapshot-load", LOAD)))
+    put("fuzz_api", "snapshot-load-file-user-net", records(("snapshot-load", {
+        "snapshot_path": "/snap.state", "mem_file_path": "/snap.mem",
+        "network_overrides": [NET_USER], "enable_diff_snapshots": False})))
+    put("fuzz_api", "snapshot-create-pause", records(
+        ("patch-vm", {"state": "Paused"}), ("snapshot-create", {
+            "snapshot_type": "Full", "snapshot_path": "/s", "mem_file_path": "/m"}),
+        ("actions", {"action_type": "FlushMetrics"})))
+    put("fuzz_api", "user-net", records(("net", dict(NET_USER, user_mode=True))))
+    put("fuzz_api", "config-file", records(("config-file", {
+        "boot-source": BOOT, "machine-config": MACHINE, "drives": [DRIVE],
+        "network-interfaces": [NET], "vsock": VSOCK, "logger": LOGGER, "metrics": METRICS})))
+    put("fuzz_api", "free-form", records(
+        ("free-form", "\x01/drives/scratch\n" + json.dumps(dict(DRIVE, drive_id="scratch"))),
+        ("free-form", "\x04/version\n")))
+
+
+def snapshot_seeds():
+    """fuzz_snapshot: state files written by the project's writer, through the target itself
+    (QUOKKA_FUZZ_WRITE_SEEDS; needs make fuzz-build)."""
+    binary = os.path.join(ROOT, "build-fuzz", "fuzz", "fuzz_snapshot")
+    if os.path.exists(binary):
+        subprocess.run([binary], check=True, env=dict(
+            os.environ, QUOKKA_FUZZ_WRITE_SEEDS=os.path.join(OUT, "fuzz_snapshot")))
+
 
 if __name__ == "__main__":
+    only = {"fuzz_api": api_seeds, "fuzz_snapshot": snapshot_seeds}
+    if len(sys.argv) > 1:
+        for name in sys.argv[1:]:
+            only[name]()
+        sys.exit(0)
     sys.exit(main())

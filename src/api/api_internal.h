@@ -56,6 +56,8 @@ struct api_server {
     const char *body_text; /* the request being handled (for serde's positions) */
     size_t body_len;
 
+    bool no_main_thread; /* api_test_new: a start or load is refused instead of handed over */
+
     int log_fd, log_level; /* level: 0 Off .. 5 Trace */
     bool log_show_level;
     int metrics_fd;
@@ -76,5 +78,17 @@ int api_parse_overrides(const struct api_server *api, struct json_object *body,
  * the message (after "Load snapshot error: ") in err. */
 int api_apply_overrides(const struct api_overrides *o, struct snapshot_config *sc, char *err,
                         size_t errlen);
+
+/* Requests without HTTP, sockets or a main thread (fuzz/fuzz_api.c): the real router and
+ * handlers, but InstanceStart and PUT /snapshot/load answer 400 instead of starting a VM. */
+struct api_server *api_test_new(const struct machine_config *base);
+/* One request: the HTTP status; *reply gets the malloc'd JSON body or NULL. */
+unsigned api_test_request(struct api_server *api, const char *method, const char *url,
+                          const char *body, size_t len, char **reply);
+/* A --config-file document, with its logger and metrics sections: 0 or -1 with err. */
+int api_test_config(struct api_server *api, const char *text, size_t len, char *err, size_t errlen);
+/* Back to the state api_test_new left (without reallocating: fuzzing speed). */
+void api_test_reset(struct api_server *api);
+void api_test_free(struct api_server *api);
 
 #endif

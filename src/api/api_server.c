@@ -240,6 +240,10 @@ static struct reply instance_start(struct api_server *api)
 /* Called with api->lock held: the main thread boots or restores, this thread waits. */
 static struct reply hand_to_main(struct api_server *api)
 {
+    if (api->no_main_thread) {
+        api->state = API_NOT_STARTED;
+        return reply_bad("no main thread to start the VM (test entry)");
+    }
     api->state = API_STARTING;
     api->start_requested = true;
     api->start_done = false;
@@ -603,15 +607,10 @@ static struct reply route(struct api_server *api, const char *method, const char
         return reply_json(MHD_HTTP_OK, o);
     }
     if ((put || patch) && !extra) {
-        struct json_tokener *tok = json_tokener_new();
-        struct json_object *body = json_tokener_parse_ex(tok, body_text, (int)body_len);
-        enum json_tokener_error jerr = json_tokener_get_error(tok);
-        json_tokener_free(tok);
-        if (!body || jerr != json_tokener_success) {
-            json_object_put(body);
-            snprintf(msg, sizeof(msg),
-                     "An error occurred when deserializing the json body of a request: %s.",
-                     body ? "trailing characters" : json_tokener_error_desc(jerr));
+        char why[200];
+        struct json_object *body = serde_parse(body_text, body_len, why, sizeof(why));
+        if (!body) {
+            snprintf(msg, sizeof(msg), SERDE_PREFIX "%s.", why);
             return reply_bad(msg);
         }
         struct reply r = {0, NULL};
@@ -928,6 +927,18 @@ static int apply_sections(struct api_server *api, struct json_object *logger,
     return rc;
 }
 
+/* Everything but the allocations (api->fc, api->cfg), which are kept. */
+static void api_init(struct api_server *api, const struct api_options *o)
+{
+    fc_config_init(api->fc, o->base, o->kernel_given);
+    memset(api->cfg, 0, sizeof(*api->cfg));
+    api->base = o->base;
+    api->log_fd = api->metrics_fd = -1;
+    api->log_level = 3;
+    pthread_mutex_init(&api->lock, NULL);
+    pthread_cond_init(&api->cond, NULL);
+}
+
 static struct api_server *api_new(const struct api_options *o)
 {
     struct api_server *api = calloc(1, sizeof(*api));
@@ -941,12 +952,7 @@ static struct api_server *api_new(const struct api_options *o)
         free(api);
         return NULL;
     }
-    fc_config_init(api->fc, o->base, o->kernel_given);
-    api->base = o->base;
-    api->log_fd = api->metrics_fd = -1;
-    api->log_level = 3;
-    pthread_mutex_init(&api->lock, NULL);
-    pthread_cond_init(&api->cond, NULL);
+    api_init(api, o);
     return api;
 }
 
@@ -1025,4 +1031,59 @@ out:
     api_free(api);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return status;
+}
+
+/* --- without HTTP (api_internal.h) ---------------------------------------------------------- */
+
+struct api_server *api_test_new(const struct machine_config *base)
+{
+    struct api_options o = {.base = base};
+    struct api_server *api = api_new(&o);
+    if (api)
+        api->no_main_thread = true;
+    return api;
+}
+
+unsigned api_test_request(struct api_server *api, const char *method, const char *url,
+                          const char *body, size_t len, char **reply)
+{
+    pthread_mutex_lock(&api->lock);
+    struct reply r = route(api, method, url, body, len);
+    pthread_mutex_unlock(&api->lock);
+    *reply = r.body;
+    return r.status;
+}
+
+void api_test_reset(struct api_server *api)
+{
+    struct fc_config *fc = api->fc;
+    struct machine_config *cfg = api->cfg;
+    struct api_options o = {.base = api->base};
+    if (api->log_fd >= 0)
+        close(api->log_fd);
+    if (api->metrics_fd >= 0)
+        close(api->metrics_fd);
+    pthread_mutex_destroy(&api->lock);
+    pthread_cond_destroy(&api->cond);
+    memset(api, 0, sizeof(*api)); /* no machine nor snapshot configuration: no main thread */
+    api->fc = fc;
+    api->cfg = cfg;
+    api_init(api, &o);
+    api->no_main_thread = true;
+}
+
+int api_test_config(struct api_server *api, const char *text, size_t len, char *err, size_t errlen)
+{
+    struct json_object *logger = NULL, *metrics = NULL;
+    int rc = fc_load_text(api->fc, text, len, &logger, &metrics, err, errlen);
+    if (rc == 0)
+        rc = apply_sections(api, logger, metrics, err, errlen);
+    json_object_put(logger);
+    json_object_put(metrics);
+    return rc;
+}
+
+void api_test_free(struct api_server *api)
+{
+    api_free(api);
 }

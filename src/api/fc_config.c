@@ -1,5 +1,6 @@
 #include "api/fc_config.h"
 
+#include "api/serde_msg.h"
 #include "util/log.h"
 
 #include <ctype.h>
@@ -364,14 +365,14 @@ load_array(struct fc_config *fc, struct json_object *doc, const char *section, c
     return 0;
 }
 
-int fc_load_file(struct fc_config *fc, const char *path, struct json_object **logger,
-                 struct json_object **metrics, char *err, size_t errlen)
+/* The whole document (freed here); path names it in the messages. */
+static int load_doc(struct fc_config *fc, struct json_object *doc, const char *path,
+                    struct json_object **logger, struct json_object **metrics, char *err,
+                    size_t errlen)
 {
-    struct json_object *doc = json_object_from_file(path);
     char why[FC_PATH_MAX + 200] = "";
     int rc = -1;
-    if (!doc)
-        return qk_fail(err, errlen, "--config-file '%s': %s", path, json_util_get_last_err());
+    *logger = *metrics = NULL;
     static const char *const known[] = {
         "boot-source", "machine-config", "drives",  "network-interfaces",
         "vsock",       "logger",         "metrics", NULL};
@@ -401,6 +402,25 @@ out:
         qk_fail(err, errlen, "--config-file '%s': %s", path, why);
     json_object_put(doc);
     return rc;
+}
+
+int fc_load_file(struct fc_config *fc, const char *path, struct json_object **logger,
+                 struct json_object **metrics, char *err, size_t errlen)
+{
+    struct json_object *doc = json_object_from_file(path);
+    if (!doc)
+        return qk_fail(err, errlen, "--config-file '%s': %s", path, json_util_get_last_err());
+    return load_doc(fc, doc, path, logger, metrics, err, errlen);
+}
+
+int fc_load_text(struct fc_config *fc, const char *text, size_t len, struct json_object **logger,
+                 struct json_object **metrics, char *err, size_t errlen)
+{
+    char why[200];
+    struct json_object *doc = serde_parse(text, len, why, sizeof(why));
+    if (!doc)
+        return qk_fail(err, errlen, "--config-file: %s", why);
+    return load_doc(fc, doc, "(text)", logger, metrics, err, errlen);
 }
 
 /* A path inside a key=value option string: commas doubled (opts.h's escape). */

@@ -86,6 +86,9 @@ int fc_check_id(const char *id, char *err, size_t errlen);
 /* The whole --config-file document; logger/metrics sections are handed back for the caller. */
 int fc_load_file(struct fc_config *fc, const char *path, struct json_object **logger,
                  struct json_object **metrics, char *err, size_t errlen);
+/* The same document from memory (len bytes, no NUL needed): fuzz/fuzz_api.c. */
+int fc_load_text(struct fc_config *fc, const char *text, size_t len, struct json_object **logger,
+                 struct json_object **metrics, char *err, size_t errlen);
 
 /* Fill *cfg (starting from base: console, CLI devices, settings) for machine_create; the
  * strings point into fc. */

@@ -4,6 +4,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,4 +179,44 @@ int serde_missing_field(const struct serde_at *a, const char *key, char *err, si
     char pos[64];
     position(a, NULL, pos, sizeof(pos));
     return qk_fail(err, errlen, SERDE_PREFIX "missing field `%s`%s.", key, pos);
+}
+
+struct json_object *serde_parse(const char *text, size_t len, char *err, size_t errlen)
+{
+    if (len > INT32_MAX) {
+        qk_fail(err, errlen, "the body is too large");
+        return NULL;
+    }
+    struct json_tokener *tok = json_tokener_new();
+    if (!tok) {
+        qk_fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    struct json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (!o || jerr != json_tokener_success) {
+        json_object_put(o);
+        /* json-c waits for more of an unfinished value: serde's end of input */
+        qk_fail(err, errlen, "%s",
+                jerr == json_tokener_continue ? "EOF while parsing a value"
+                                              : json_tokener_error_desc(jerr));
+        return NULL;
+    }
+    /* json-c stops after the first value; serde_json refuses anything but whitespace after it */
+    struct scan sc = {text, len, end};
+    skip_ws(&sc);
+    if (sc.i < len) {
+        size_t line = 1, start = 0;
+        for (size_t i = 0; i < sc.i; i++)
+            if (text[i] == '\n') {
+                line++;
+                start = i + 1;
+            }
+        json_object_put(o);
+        qk_fail(err, errlen, "trailing characters at line %zu column %zu", line, sc.i - start + 1);
+        return NULL;
+    }
+    return o;
 }

@@ -27,4 +27,8 @@ int serde_unknown_fields(const struct serde_at *at, struct json_object *obj,
  * Always -1. */
 int serde_missing_field(const struct serde_at *at, const char *key, char *err, size_t errlen);
 
+/* A whole body as serde_json takes it: one JSON value, then only whitespace. NULL with the
+ * reason (without SERDE's prefix) in err when it is not. */
+struct json_object *serde_parse(const char *text, size_t len, char *err, size_t errlen);
+
 #endif

@@ -194,27 +194,50 @@ static int index_sections(struct snap_file *f, const char *path, char *err, size
     }
 }
 
-int snap_file_load(struct snap_file *f, const char *path, char *err, size_t errlen)
+/* Takes buf (malloc'd, freed here on failure); name is for the messages. */
+static int parse_owned(struct snap_file *f, uint8_t *buf, size_t len, const char *name, char *err,
+                       size_t errlen)
 {
-    memset(f, 0, sizeof(*f));
-    if (read_whole(path, &f->buf, &f->len, err, errlen) < 0)
-        return -1;
+    f->buf = buf;
+    f->len = len;
+    if (len < HEADER_LEN || memcmp(f->buf, magic, sizeof(magic)) != 0) {
+        snap_file_free(f);
+        return qk_fail(err, errlen, "'%s' is not a quokka snapshot (bad magic)", name);
+    }
     uint32_t version;
     memcpy(&version, f->buf + sizeof(magic), 4);
-    if (memcmp(f->buf, magic, sizeof(magic)) != 0) {
-        snap_file_free(f);
-        return qk_fail(err, errlen, "'%s' is not a quokka snapshot (bad magic)", path);
-    }
     if (version != SNAPSHOT_VERSION) {
         snap_file_free(f);
         return qk_fail(err, errlen, "snapshot '%s' has format version %u; this quokka reads %u",
-                       path, version, SNAPSHOT_VERSION);
+                       name, version, SNAPSHOT_VERSION);
     }
-    if (index_sections(f, path, err, errlen) < 0) {
+    if (index_sections(f, name, err, errlen) < 0) {
         snap_file_free(f);
         return -1;
     }
     return 0;
+}
+
+int snap_file_load(struct snap_file *f, const char *path, char *err, size_t errlen)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    memset(f, 0, sizeof(*f));
+    if (read_whole(path, &buf, &len, err, errlen) < 0)
+        return -1;
+    return parse_owned(f, buf, len, path, err, errlen);
+}
+
+int snap_file_parse(struct snap_file *f, const void *data, size_t len, char *err, size_t errlen)
+{
+    memset(f, 0, sizeof(*f));
+    if (len > SNAPSHOT_MAX_FILE)
+        return qk_fail(err, errlen, "snapshot '(memory)' is not a quokka snapshot (size)");
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return qk_fail(err, errlen, "out of memory");
+    memcpy(buf, data, len);
+    return parse_owned(f, buf, len, "(memory)", err, errlen);
 }
 
 void snap_file_free(struct snap_file *f)

@@ -60,6 +60,8 @@ void snap_put_str(struct snap_writer *w, const char *s);
 int snap_writer_save(struct snap_writer *w, const char *path, char *err, size_t errlen);
 
 int snap_file_load(struct snap_file *f, const char *path, char *err, size_t errlen);
+/* The same from a copy of len bytes in memory (fuzz/fuzz_snapshot.c, tests). */
+int snap_file_parse(struct snap_file *f, const void *data, size_t len, char *err, size_t errlen);
 void snap_file_free(struct snap_file *f);
 /* The section or NULL. */
 const struct snap_section *snap_find(const struct snap_file *f, const char *name, uint32_t index);

@@ -199,6 +199,7 @@ def test_pre_boot_errors(vmm):
     ("DELETE", "/machine-config", None, "Invalid request method and/or path"),
     ("PUT", "/boot-source", None, "Empty PUT request."),
     ("PUT", "/logger", {"log_path": "/nonexistent/dir/log"}, "Logger error"),
+    ("PATCH", "/vm", '{"state": "Paused"} \r\n', "not supported before starting"),
 ])
 def test_malformed_requests(vmm, method, path, body, message):
     status, reply = vmm.api(method, path, body)
@@ -244,6 +245,10 @@ LOAD_FIELDS = ("`snapshot_path`, `mem_file_path`, `mem_backend`, `enable_diff_sn
      "unknown field `force`, expected `state` at line 1 column 27"),
     ("PATCH", "/vm", '{"state": "Sleeping"}',
      "unknown variant `Sleeping`, expected `Paused` or `Resumed`"),
+    # one JSON value, then only whitespace (serde_json::from_slice)
+    ("PATCH", "/vm", '{"state": "Paused"} x', "trailing characters at line 1 column 21"),
+    ("PUT", "/actions", '{"action_type": "FlushMetrics"}{}',
+     "trailing characters at line 1 column 32"),
 ])
 def test_serde_messages(vmm, method, path, body, message):
     status, reply = vmm.api(method, path, body)

@@ -164,6 +164,36 @@ static void test_every_truncation_and_flip_is_refused(void **state)
     unlink(path);
 }
 
+/* snap_file_parse (fuzz/fuzz_snapshot.c's entry) takes what snap_file_load takes and refuses
+ * every prefix of it, the ones shorter than the header included, without reading past len. */
+static void test_parse_from_memory(void **state)
+{
+    (void)state;
+    const char *path = tmp_path("mem");
+    write_sample(path);
+    size_t n = file_size(path);
+    uint8_t *buf = malloc(n);
+    FILE *fp = fopen(path, "rb");
+    assert_int_equal(fread(buf, 1, n, fp), n);
+    fclose(fp);
+    unlink(path);
+    struct snap_file f;
+    char err[300];
+    assert_int_equal(snap_file_parse(&f, buf, n, err, sizeof(err)), 0);
+    assert_int_equal(f.nr_sections, 3);
+    struct snap_reader r;
+    assert_true(snap_open(&f, "alpha", 1, &r));
+    assert_int_equal(snap_get_u64(&r), 42);
+    snap_file_free(&f);
+    for (size_t keep = 0; keep < n; keep++) {
+        uint8_t *part = malloc(keep ? keep : 1); /* exact size: ASan sees an overread */
+        memcpy(part, buf, keep);
+        assert_int_equal(snap_file_parse(&f, part, keep, err, sizeof(err)), -1);
+        free(part);
+    }
+    free(buf);
+}
+
 static void test_guest_clock(void **state)
 {
     (void)state;
@@ -262,6 +292,23 @@ static void test_fc_config(void **state)
     assert_string_equal(cfg.devices[2].opts, "id=eth0,user,hostfwd=tcp::2222-:22");
     assert_string_equal(cfg.devices[3].opts, "cid=3,path=/tmp/v.sock");
     unlink(root);
+
+    /* --config-file from memory (fuzz/fuzz_api.c): only len bytes are JSON */
+    struct json_object *logger, *metrics;
+    static const char doc[] = "{\"boot-source\": {\"kernel_image_path\": \"/dev/null\"},"
+                              " \"logger\": {\"level\": \"Info\"}}trailing";
+    fc_config_init(fc, &base, false);
+    assert_int_equal(fc_load_text(fc, doc, sizeof(doc) - 1, &logger, &metrics, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "trailing characters"));
+    assert_int_equal(fc_load_text(fc, doc, strlen(doc) - strlen("trailing"), &logger, &metrics, err,
+                                  sizeof(err)),
+                     0);
+    assert_non_null(logger);
+    assert_null(metrics);
+    json_object_put(logger);
+    assert_int_equal(fc_load_text(fc, "{}", 2, &logger, &metrics, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "no \"boot-source\" section"));
     free(fc);
 }
 
@@ -277,6 +324,16 @@ static void test_serde_positions(void **state)
     char err[400];
     static const char *const top_known[] = {"a", "n", NULL}, *const none[] = {NULL},
                              *const one[] = {"y", NULL}, *const two[] = {"y", "z", NULL};
+    /* a body is one value and whitespace (json-c alone stops after the value) */
+    struct json_object *p =
+        serde_parse("{\"state\": 1} \r\n", strlen("{\"state\": 1} \r\n"), err, sizeof(err));
+    assert_non_null(p);
+    json_object_put(p);
+    assert_null(serde_parse("{\"state\": 1}\n x", strlen("{\"state\": 1}\n x"), err, sizeof(err)));
+    assert_string_equal(err, "trailing characters at line 2 column 2");
+    assert_null(serde_parse("{\"state\": 1}\0", 13, err, sizeof(err)));
+    assert_null(serde_parse("{\"state\": ", 10, err, sizeof(err)));
+    assert_string_equal(err, "EOF while parsing a value");
     struct serde_at top = {text, strlen(text), NULL, 0};
     assert_int_equal(serde_unknown_fields(&top, o, top_known, err, sizeof(err)), -1);
     assert_string_equal(err, "An error occurred when deserializing the json body of a request: "
@@ -428,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_short_reads),
         cmocka_unit_test(test_every_truncation_and_flip_is_refused),
+        cmocka_unit_test(test_parse_from_memory),
         cmocka_unit_test(test_guest_clock),
         cmocka_unit_test(test_fc_config),
         cmocka_unit_test(test_snapshot_config_edit),
