@@ -412,23 +412,47 @@ static struct reply api_put_snapshot(struct api_server *api, const char *what,
     return (struct reply){0, NULL};
 }
 
-static struct reply put_actions(struct api_server *api, struct json_object *body)
+/* A Firecracker body that is a struct with one required enum member, `key` (ActionBody,
+ * Vm): its string, or NULL with *fail the 400 serde's rules give (not an object, unknown
+ * field, wrong type, missing). */
+static const char *one_enum_member(struct api_server *api, struct json_object *body,
+                                   const char *key, const char *struct_name, const char *enum_name,
+                                   struct reply *fail)
 {
-    static const char *const known[] = {"action_type", NULL};
+    const char *const known[] = {key, NULL};
     struct serde_at top = body_at(api, NULL, 0);
     char err[300];
     bool bad = false;
-    if (!json_object_is_type(body, json_type_object))
-        return reply_bad(SERDE_PREFIX "invalid type: expected struct ActionBody.");
-    if (serde_unknown_fields(&top, body, known, err, sizeof(err)) < 0)
-        return reply_bad(err);
-    const char *action = member_str(body, "action_type", &bad);
-    if (bad)
-        return reply_bad(SERDE_PREFIX "invalid type: expected enum ActionType.");
-    if (!action) {
-        serde_missing_field(&top, "action_type", err, sizeof(err));
-        return reply_bad(err);
+    if (!json_object_is_type(body, json_type_object)) {
+        snprintf(err, sizeof(err), SERDE_PREFIX "invalid type: expected struct %s.", struct_name);
+        *fail = reply_bad(err);
+        return NULL;
     }
+    if (serde_unknown_fields(&top, body, known, err, sizeof(err)) < 0) {
+        *fail = reply_bad(err);
+        return NULL;
+    }
+    const char *value = member_str(body, key, &bad);
+    if (bad) {
+        snprintf(err, sizeof(err), SERDE_PREFIX "invalid type: expected enum %s.", enum_name);
+        *fail = reply_bad(err);
+        return NULL;
+    }
+    if (!value) {
+        serde_missing_field(&top, key, err, sizeof(err));
+        *fail = reply_bad(err);
+    }
+    return value;
+}
+
+static struct reply put_actions(struct api_server *api, struct json_object *body)
+{
+    struct reply fail;
+    char err[300];
+    const char *action =
+        one_enum_member(api, body, "action_type", "ActionBody", "ActionType", &fail);
+    if (!action)
+        return fail;
     if (!strcmp(action, "InstanceStart"))
         return instance_start(api);
     if (strcmp(action, "SendCtrlAltDel") && strcmp(action, "FlushMetrics")) {
@@ -455,21 +479,11 @@ static struct reply put_actions(struct api_server *api, struct json_object *body
 
 static struct reply patch_vm(struct api_server *api, struct json_object *body)
 {
-    static const char *const known[] = {"state", NULL};
-    struct serde_at top = body_at(api, NULL, 0);
+    struct reply fail;
     char why[200], err[300];
-    bool bad = false;
-    if (!json_object_is_type(body, json_type_object))
-        return reply_bad(SERDE_PREFIX "invalid type: expected struct Vm.");
-    if (serde_unknown_fields(&top, body, known, err, sizeof(err)) < 0)
-        return reply_bad(err);
-    const char *want = member_str(body, "state", &bad);
-    if (bad)
-        return reply_bad(SERDE_PREFIX "invalid type: expected enum VmState.");
-    if (!want) {
-        serde_missing_field(&top, "state", err, sizeof(err));
-        return reply_bad(err);
-    }
+    const char *want = one_enum_member(api, body, "state", "Vm", "VmState", &fail);
+    if (!want)
+        return fail;
     bool pause = !strcmp(want, "Paused");
     if (!pause && strcmp(want, "Resumed")) {
         snprintf(err, sizeof(err),

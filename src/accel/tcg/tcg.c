@@ -846,8 +846,7 @@ static const void *native_next_block(void *env, struct native_site *site)
         remember_fast_jump(cpu, tb);
     /* The exit's inline cache compares RIP alone: only for 64-bit code (no CS base). */
     if (site && (cpu->hflags & HF_CS64) && native_site_open(site, cpu->rip)) {
-        note_chain_target(cpu, tb);
-        cpu->stats.cache_sets++;
+        cpu->stats.cache_sets++; /* (its pages noted as chain targets just above) */
         bool global = code_on_global_page(cpu, tb);
         tcg_tb_lock(cpu, vm); /* the target's list of sites leading to it is shared */
         native_cache_target(vm->tbs.jit, site, cpu->rip, cpu->hflags,

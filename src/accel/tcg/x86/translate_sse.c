@@ -39,6 +39,36 @@ static void xmm_st(struct dc *s, unsigned reg, unsigned half, ir_temp v)
     ir_mov(s->b, IR_I64, (ir_temp)(G_XMM0 + 2 * (reg & 15) + (half & 1)), v);
 }
 
+/* A 16-byte memory operand the inline code takes only when it is aligned (else, or where
+ * `page_only`, when it does not cross a page); the other case runs the whole instruction in
+ * the helper, which raises #GP for a misaligned operand of an aligned form. */
+struct sse_fallback {
+    ir_label slow, done;
+};
+
+static struct sse_fallback sse_fallback_unless(struct dc *s, ir_temp addr, bool page_only)
+{
+    struct sse_fallback f = {ir_new_label(s->b), ir_new_label(s->b)};
+    if (page_only) {
+        ir_temp off = tmp(s);
+        ir_binop(s->b, IR_AND, IR_I64, off, addr, cst(s, 0xfff));
+        ir_brcond(s->b, IR_I64, IR_COND_GTU, off, cst(s, 0xff0), f.slow);
+    } else {
+        ir_brcond(s->b, IR_I64, IR_COND_TSTNE, addr, cst(s, 15), f.slow);
+    }
+    return f;
+}
+
+/* After the inline code: the helper's path, and where both continue. */
+static void sse_fallback_end(struct dc *s, struct sse_fallback f, ir_temp addr)
+{
+    ir_br(s->b, f.done);
+    ir_label_here(s->b, f.slow);
+    gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(s->insn)), addr, IR_NO_TEMP,
+             IR_NO_TEMP);
+    ir_label_here(s->b, f.done);
+}
+
 /* HELPER_sse_fp left its result in cpu->sse_result: into the destination register. */
 static void sse_fp_result(struct dc *s, unsigned reg)
 {
@@ -461,15 +491,11 @@ static bool gen_sse_fp(struct dc *s)
         return true;
     }
     /* 16 aligned bytes (one page); misaligned: the helper raises #GP */
-    ir_label slow = ir_new_label(s->b), done = ir_new_label(s->b);
-    ir_brcond(s->b, IR_I64, IR_COND_TSTNE, addr, cst(s, 15), slow);
+    struct sse_fallback f = sse_fallback_unless(s, addr, false);
     ir_temp lo = gen_load(s, addr, 64), hi = gen_load(s, addr_plus(s, addr, 8), 64);
     gen_call(s, HELPER_sse_fp, IR_NO_TEMP, arg, lo, hi, IR_NO_TEMP);
     sse_fp_result(s, in->reg);
-    ir_br(s->b, done);
-    ir_label_here(s->b, slow);
-    gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(in)), addr, IR_NO_TEMP, IR_NO_TEMP);
-    ir_label_here(s->b, done);
+    sse_fallback_end(s, f, addr);
     return true;
 }
 
@@ -496,17 +522,15 @@ static bool gen_sse_vec(struct dc *s)
         return false;
     unsigned reg = in->reg & 15;
     ir_temp b0, b1, addr = IR_NO_TEMP;
-    ir_label slow = 0, done = 0;
+    struct sse_fallback f = {0, 0};
     bool checked = in->has_mem && !ir_vop_mem64(insn);
     if (!in->has_mem) {
         b0 = xmm_ld(s, in->rm & 15, 0), b1 = xmm_ld(s, in->rm & 15, 1);
     } else {
         addr = gen_mem_addr(s);
         sync_cc_op(s); /* the loads may fault */
-        if (checked) {
-            slow = ir_new_label(s->b), done = ir_new_label(s->b);
-            ir_brcond(s->b, IR_I64, IR_COND_TSTNE, addr, cst(s, 15), slow);
-        }
+        if (checked)
+            f = sse_fallback_unless(s, addr, false);
         b0 = gen_load(s, addr, 64);
         b1 = checked ? gen_load(s, addr_plus(s, addr, 8), 64) : cst(s, 0);
     }
@@ -516,13 +540,8 @@ static bool gen_sse_vec(struct dc *s)
     ir_vop(s->b, lo, a0, a1, b0, b1, insn);
     ir_vop(s->b, hi, a0, a1, b0, b1, insn | IR_VOP_HALF);
     xmm_st(s, reg, 0, lo), xmm_st(s, reg, 1, hi);
-    if (checked) {
-        ir_br(s->b, done);
-        ir_label_here(s->b, slow);
-        gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(in)), addr, IR_NO_TEMP,
-                 IR_NO_TEMP);
-        ir_label_here(s->b, done);
-    }
+    if (checked)
+        sse_fallback_end(s, f, addr);
     return true;
 }
 
@@ -559,19 +578,9 @@ static bool gen_sse_inline(struct dc *s)
         return true;
     }
     /* 16 bytes: misaligned (aligned forms) or page-crossing accesses go to the helper. */
-    ir_label slow = ir_new_label(s->b), done = ir_new_label(s->b);
-    ir_temp off = tmp(s);
-    if (aligned) {
-        ir_brcond(s->b, IR_I64, IR_COND_TSTNE, addr, cst(s, 15), slow);
-    } else {
-        ir_binop(s->b, IR_AND, IR_I64, off, addr, cst(s, 0xfff));
-        ir_brcond(s->b, IR_I64, IR_COND_GTU, off, cst(s, 0xff0), slow);
-    }
+    struct sse_fallback f = sse_fallback_unless(s, addr, !aligned);
     gen_sse_inline_body(s, k, addr);
-    ir_br(s->b, done);
-    ir_label_here(s->b, slow);
-    gen_call(s, HELPER_fpu_sse, IR_NO_TEMP, cst(s, x86_fpu_desc(in)), addr, IR_NO_TEMP, IR_NO_TEMP);
-    ir_label_here(s->b, done);
+    sse_fallback_end(s, f, addr);
     return true;
 }
 
