@@ -15,6 +15,10 @@
 #define FUZZ_CODE_SIZE 0x1000u
 #define FUZZ_SCRATCH_BASE 0x20000000ULL
 #define FUZZ_SCRATCH_SIZE 0x4000u
+/* A looped sequence's pass counter: just past the scratch area (not compared; no item
+ * reaches it). Both runners map it. */
+#define FUZZ_COUNTER_ADDR (FUZZ_SCRATCH_BASE + FUZZ_SCRATCH_SIZE)
+#define FUZZ_COUNTER_PAGE 0x1000u
 
 #define FUZZ_MAX_ITEMS 24
 #define FUZZ_ITEM_BYTES 64
@@ -57,6 +61,11 @@ struct fuzz_case {
     uint64_t id;
     uint64_t scratch_seed; /* initial scratch bytes come from this seed */
     struct fuzz_state init;
+    /* 0 or 1: the items run once. n > 1: they run n times, as a loop whose jump back is to
+     * the sequence's start: the runner sets the dword counter to n; after the items (where
+     * jumps to the end land) `sub dword [counter], 1` (every arithmetic flag defined for the
+     * next pass) and `jnz` to the first item. A translator keeps such a loop in one block. */
+    unsigned loop_passes;
     unsigned nr_items;
     struct fuzz_item item[FUZZ_MAX_ITEMS];
     /* Filled by fuzz_assemble: */
@@ -90,6 +99,8 @@ int fuzz_assemble(struct fuzz_case *c);
  * Returns false when some item reads a flag that may be undefined (invalid sequence). */
 bool fuzz_flag_mask(const struct fuzz_case *c, uint64_t fault_rip, uint32_t *compare);
 void fuzz_fill_scratch(uint8_t *scratch, uint64_t seed);
+/* The scratch area's initial bytes and the pass counter after it (see loop_passes). */
+void fuzz_prepare_memory(uint8_t *scratch_and_counter, const struct fuzz_case *c);
 
 /* Native runner (native.c): runs cases[0..n) in a sandboxed child; results[i] for each. */
 struct native_runner;

@@ -31,6 +31,13 @@ void fuzz_fill_scratch(uint8_t *scratch, uint64_t seed)
     }
 }
 
+void fuzz_prepare_memory(uint8_t *scratch_and_counter, const struct fuzz_case *c)
+{
+    uint32_t passes = c->loop_passes;
+    fuzz_fill_scratch(scratch_and_counter, c->scratch_seed);
+    memcpy(scratch_and_counter + FUZZ_SCRATCH_SIZE, &passes, 4);
+}
+
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
 static const int free_regs[] = {RAX, RCX, RDX, R8, R9, R10, R11, R12, R14, R15};
 static const int ptr_regs[] = {RBX, RSP, RBP, RSI, RDI};
@@ -1307,6 +1314,9 @@ void fuzz_generate(struct fuzz_case *c, uint64_t seed, unsigned max_items)
     }
     c->init.gpr[IDX_REG] = rng_below(&r, 256);
     c->init.rflags = 0x202 | (rng_next(&r) & (F_ARITH | F_DF));
+    /* A third of the sequences run as a loop of 2 or 3 passes (pointers drift little enough
+     * per pass to stay inside the scratch area). */
+    c->loop_passes = rng_below(&r, 3) == 0 ? 2 + rng_below(&r, 2) : 0;
     if (max_items > FUZZ_MAX_ITEMS - 4)
         max_items = FUZZ_MAX_ITEMS - 4;
     unsigned want = 1 + rng_below(&r, max_items);
@@ -1345,8 +1355,24 @@ void fuzz_generate(struct fuzz_case *c, uint64_t seed, unsigned max_items)
     }
 }
 
+/* sub dword [rip + counter], 1 (7 bytes); jnz rel32 back to `head` (6 bytes). */
+static void put_loop_tail(uint8_t *p, unsigned at, unsigned head)
+{
+    int32_t disp = (int32_t)(FUZZ_COUNTER_ADDR - (FUZZ_CODE_BASE + at + 7));
+    int32_t back = (int32_t)head - (int32_t)(at + 13);
+    p[0] = 0x83, p[1] = 0x2d;
+    memcpy(p + 2, &disp, 4);
+    p[6] = 1;
+    p[7] = 0x0f, p[8] = 0x85;
+    memcpy(p + 9, &back, 4);
+}
+
+#define LOOP_TAIL_BYTES 13u
+
 int fuzz_assemble(struct fuzz_case *c)
 {
+    bool loop = c->loop_passes > 1;
+    unsigned tail = loop ? LOOP_TAIL_BYTES : 0;
     for (unsigned i = 0; i < c->nr_items; i++)
         if (c->item[i].jcc_target > (int)c->nr_items)
             c->item[i].jcc_target = (int16_t)c->nr_items;
@@ -1359,7 +1385,7 @@ int fuzz_assemble(struct fuzz_case *c)
                 it->jcc_target >= 0 ? (it->jcc_near ? (it->jcc_cc == 16 ? 5u : 6u) : 2u) : it->len;
         }
         c->item_start[c->nr_items] = (uint16_t)pos;
-        if (pos > FUZZ_MAX_CODE)
+        if (pos + tail > FUZZ_MAX_CODE)
             return -1;
         bool grew = false;
         for (unsigned i = 0; i < c->nr_items; i++) {
@@ -1395,7 +1421,9 @@ int fuzz_assemble(struct fuzz_case *c)
             }
         }
         if (!grew) {
-            c->code_len = c->item_start[c->nr_items];
+            c->code_len = c->item_start[c->nr_items] + tail;
+            if (loop)
+                put_loop_tail(c->code + c->item_start[c->nr_items], c->item_start[c->nr_items], 0);
             return 0;
         }
     }

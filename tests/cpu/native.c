@@ -147,8 +147,9 @@ static noreturn void child_main(struct native_runner *nr, const struct fuzz_case
 {
     uint8_t *code = mmap((void *)FUZZ_CODE_BASE, FUZZ_CODE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    uint8_t *scratch = mmap((void *)FUZZ_SCRATCH_BASE, FUZZ_SCRATCH_SIZE, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    uint8_t *scratch =
+        mmap((void *)FUZZ_SCRATCH_BASE, FUZZ_SCRATCH_SIZE + FUZZ_COUNTER_PAGE,
+             PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (code != (void *)FUZZ_CODE_BASE || scratch != (void *)FUZZ_SCRATCH_BASE)
         _exit(90);
     static uint8_t altstack[65536]; /* the child's own copy; signals must not use the guest stack */
@@ -175,7 +176,7 @@ static noreturn void child_main(struct native_runner *nr, const struct fuzz_case
         struct fuzz_result *r = &nr->shared[i];
         memcpy(code, c->code, c->code_len);
         put_exit_jump(code + c->code_len);
-        fuzz_fill_scratch(scratch, c->scratch_seed);
+        fuzz_prepare_memory(scratch, c);
         memcpy(fuzz_native_in.gpr, c->init.gpr, sizeof(fuzz_native_in.gpr));
         fuzz_native_in.rflags = c->init.rflags;
         fuzz_native_fault_sig = 0;

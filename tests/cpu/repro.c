@@ -32,6 +32,8 @@ int repro_save(const struct fuzz_case *c, const char *dir, char *path, size_t pa
     for (unsigned i = 0; i < 16; i++)
         fprintf(f, " %" PRIx64, c->init.gpr[i]);
     fprintf(f, "\n");
+    if (c->loop_passes > 1)
+        fprintf(f, "loop %u\n", c->loop_passes);
     for (unsigned i = 0; i < c->nr_items; i++) {
         const struct fuzz_item *it = &c->item[i];
         fprintf(f, "item %s def=%x undef=%x reads=%x jcc=%d cc=%u near=%u rip=%u",
@@ -60,7 +62,8 @@ int repro_load(const char *path, struct fuzz_case *c)
             continue;
         if (sscanf(line, "id %" SCNx64, &c->id) == 1 ||
             sscanf(line, "scratch_seed %" SCNx64, &c->scratch_seed) == 1 ||
-            sscanf(line, "rflags %" SCNx64, &c->init.rflags) == 1)
+            sscanf(line, "rflags %" SCNx64, &c->init.rflags) == 1 ||
+            sscanf(line, "loop %u", &c->loop_passes) == 1)
             continue;
         if (!strncmp(line, "gpr", 3)) {
             char *p = line + 3;
@@ -110,6 +113,8 @@ int repro_load(const char *path, struct fuzz_case *c)
         break;
     }
     fclose(f);
+    if (c->loop_passes > 16) /* a few passes are the point; more only drift pointers */
+        rc = -1;
     if (rc == 0 && fuzz_assemble(c) < 0)
         rc = -1;
     return rc;

@@ -148,12 +148,13 @@ void tcg_run_case(struct tcg_runner *tr, const struct fuzz_case *c, struct fuzz_
     memcpy(code, c->code, c->code_len);
     code[c->code_len] = 0xe6; /* out DONE_PORT, al */
     code[c->code_len + 1] = DONE_PORT;
-    uint8_t *scratch = gpa_to_host(&tr->mem, FUZZ_SCRATCH_BASE, FUZZ_SCRATCH_SIZE);
+    uint8_t *scratch =
+        gpa_to_host(&tr->mem, FUZZ_SCRATCH_BASE, FUZZ_SCRATCH_SIZE + FUZZ_COUNTER_PAGE);
     if (guest_write(&tr->mem, FUZZ_CODE_BASE, code, c->code_len + 2) < 0 || !scratch) {
         out->error = 1;
         return;
     }
-    fuzz_fill_scratch(scratch, c->scratch_seed);
+    fuzz_prepare_memory(scratch, c);
     struct vcpu_state st = tr->base;
     memcpy(st.gpr, c->init.gpr, sizeof(st.gpr));
     st.rip = FUZZ_CODE_BASE;

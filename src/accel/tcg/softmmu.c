@@ -429,6 +429,13 @@ static void before_code_write(struct tcg_cpu *cpu, size_t index, uint64_t paddr,
     }
     cpu->stats.code_writes++;
     tb_invalidate_page(&vm->tbs, index);
+    /* A block looping on itself (IR_LOOP_TB) goes back to its head without passing its
+     * (now patched) entry: every vCPU looks at the run loop before its next pass. */
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        struct accel_vcpu *v = atomic_load(&vm->vcpus[i]);
+        if (v)
+            tcg_recheck_interrupts(&v->cpu);
+    }
 }
 
 void tcg_notify_ram_write(struct accel_vm *vm, uint64_t gpa, uint64_t len)

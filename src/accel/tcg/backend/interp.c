@@ -243,6 +243,11 @@ static int encode(const struct compiler *c, const struct ir_op *op, uint32_t *w)
             return -1;
         w[0] = I_GOTO_TB, w[1] = (uint32_t)op->imm;
         return 2;
+    case IR_LOOP_TB: /* the run loop runs the block again: it looks for interrupts first */
+        if (IR_LOOP_SLOT(op->imm) > 0xff)
+            return -1;
+        w[0] = I_GOTO_TB, w[1] = IR_LOOP_SLOT(op->imm);
+        return 2;
     case IR_EXIT_TB:
         if (op->imm > 0xff)
             return -1;

@@ -395,6 +395,29 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     jump_to_rx(e, 0xe9, jit_rx(e->jit, e->jit->exit_off));
 }
 
+/* LOOP_TB: the block jumps to its own start. While nothing asks the vCPU to leave, the chain
+ * budget lasts and the mode is the block's, go straight back to the head label (no trip
+ * through a chained jump's slot and the entry check); else leave as GOTO_TB `slot`. */
+static void emit_loop_tb(struct emitter *e, uint32_t head, unsigned slot)
+{
+    const struct native_config *cfg = &e->jit->cfg;
+    ra_sync_globals(e);
+    op_mem(e, 0x83, false, 7, RBX, (int32_t)cfg->exit_request_offset - ENV_BIAS);
+    byte(e, 0); /* cmp dword [exit_request], 0 */
+    size_t asked = jcc8(e, 0x75);
+    size_t no_budget = spend_budget(e);
+    op_mem(e, 0x81, false, 7, RBX, (int32_t)cfg->guard_offset - ENV_BIAS); /* cmp guard */
+    imm32(e, e->info->guard);
+    size_t wrong_mode = jcc8(e, 0x75);
+    count_insns(e);
+    count_event(e, cfg->jumps_run_offset);
+    jump_to_label(e, 0xe9, head);
+    land8(e, asked);
+    land32(e, no_budget);
+    land8(e, wrong_mode);
+    emit_goto_tb(e, slot);
+}
+
 /* --- memory ----------------------------------------------------------------------------------- */
 
 /* Load `size` bytes from [src] (or extend register RAX when src_is_rax) into RAX with the
@@ -1211,6 +1234,11 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
             return false;
         emit_exit(e, (uint32_t)op->imm);
         return true;
+    case IR_LOOP_TB:
+        if (IR_LOOP_SLOT(op->imm) > 1 || IR_LOOP_LABEL(op->imm) >= b->nr_labels)
+            return false;
+        emit_loop_tb(e, IR_LOOP_LABEL(op->imm), IR_LOOP_SLOT(op->imm));
+        return true;
     case IR_FPENV:
         return emit_fpenv(e, op->imm);
     case IR_FPOP:
@@ -1370,7 +1398,7 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
         ra_end_op(e, i);
         /* Code after an unconditional jump or exit runs only through a label. */
         enum ir_opcode opc = (enum ir_opcode)block->ops[i].opc;
-        if (opc == IR_BR || opc == IR_GOTO_TB || opc == IR_EXIT_TB ||
+        if (opc == IR_BR || opc == IR_GOTO_TB || opc == IR_EXIT_TB || opc == IR_LOOP_TB ||
             (opc == IR_BRCOND && block->ops[i].cond == IR_COND_ALWAYS))
             e->unreachable = true;
         else if (opc != IR_NOP && opc != IR_INSN_START)

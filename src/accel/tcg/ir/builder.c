@@ -321,6 +321,11 @@ void ir_goto_tb(struct ir_block *b, unsigned slot)
     ir_emit(b, IR_GOTO_TB, IR_I64, IR_COND_ALWAYS, NULL, 0, slot);
 }
 
+void ir_loop_tb(struct ir_block *b, ir_label head, unsigned slot)
+{
+    ir_emit(b, IR_LOOP_TB, IR_I64, IR_COND_ALWAYS, NULL, 0, IR_LOOP_IMM(head, slot));
+}
+
 void ir_exit_tb(struct ir_block *b, enum ir_exit_reason reason)
 {
     ir_emit(b, IR_EXIT_TB, IR_I64, IR_COND_ALWAYS, NULL, 0, reason);

@@ -21,6 +21,7 @@ enum ir_type { IR_I32, IR_I64 };
 
 typedef uint16_t ir_temp; /* index into the block's temp table */
 typedef uint16_t ir_label;
+#define IR_NO_LABEL ((ir_label)0xffff)
 #define IR_NO_TEMP 0xffff
 
 enum ir_cond { /* comparisons for setcond/brcond/movcond, on the op's type width */
@@ -99,6 +100,10 @@ enum ir_cond { /* comparisons for setcond/brcond/movcond, on the op's type width
                               backends ignore it. Precise guest state at faults comes from         \
                               the front end writing globals, kept by the dead-store rule) */       \
     X(GOTO_TB, 0, 0, 1)    /* leave the block to a chained successor, slot imm (0/1) */            \
+    X(LOOP_TB, 0, 0, 1)    /* the block jumps to its own start: continue at label                  \
+                              IR_LOOP_LABEL(imm) (at the start, after any entry check) while no    \
+                              interrupt or timer is due, else as GOTO_TB IR_LOOP_SLOT(imm). Only   \
+                              globals are live there (no local lives across it) */                 \
     X(EXIT_TB, 0, 0, 1)    /* leave the block; imm = enum ir_exit_reason */
 
 enum ir_opcode {
@@ -107,6 +112,10 @@ enum ir_opcode {
 #undef IR_OPC_ENUM
         IR_NR_OPCODES
 };
+
+#define IR_LOOP_IMM(label, slot) ((uint64_t)(label) | (uint64_t)(slot) << 16)
+#define IR_LOOP_LABEL(imm) ((uint32_t)((imm)&0xffff))
+#define IR_LOOP_SLOT(imm) ((unsigned)((imm) >> 16))
 
 enum ir_exit_reason {
     IR_EXIT_NEXT,      /* look up the next block at env's guest pc */
@@ -217,6 +226,7 @@ void ir_brcond(struct ir_block *b, enum ir_type t, enum ir_cond cond, ir_temp a,
                ir_label l);
 void ir_insn_start(struct ir_block *b, uint64_t guest_pc);
 void ir_goto_tb(struct ir_block *b, unsigned slot);
+void ir_loop_tb(struct ir_block *b, ir_label head, unsigned slot);
 void ir_exit_tb(struct ir_block *b, enum ir_exit_reason reason);
 
 /* --- introspection ---------------------------------------------------------------------- */

@@ -611,6 +611,7 @@ static void forward_pass(struct ir_block *b, struct fwd_state *s)
         case IR_BR:
         case IR_EXIT_TB:
         case IR_GOTO_TB:
+        case IR_LOOP_TB:
             unreachable = true;
             break;
         case IR_CALL:
@@ -660,6 +661,8 @@ static bool cleanup_labels(struct ir_block *b)
         const struct ir_op *op = &b->ops[i];
         if ((op->opc == IR_BR || op->opc == IR_BRCOND) && op->imm < IR_MAX_LABELS)
             refs[op->imm]++;
+        else if (op->opc == IR_LOOP_TB && IR_LOOP_LABEL(op->imm) < IR_MAX_LABELS)
+            refs[IR_LOOP_LABEL(op->imm)]++;
     }
     for (uint32_t i = 0; i < b->nr_ops; i++) {
         struct ir_op *op = &b->ops[i];
@@ -675,7 +678,8 @@ static bool cleanup_labels(struct ir_block *b)
 
 static bool is_block_boundary_after(enum ir_opcode opc)
 {
-    return opc == IR_BR || opc == IR_BRCOND || opc == IR_EXIT_TB || opc == IR_GOTO_TB;
+    return opc == IR_BR || opc == IR_BRCOND || opc == IR_EXIT_TB || opc == IR_GOTO_TB ||
+           opc == IR_LOOP_TB;
 }
 
 /* Locals read before being written within some basic block. */
@@ -720,6 +724,7 @@ static bool removable(const struct ir_block *b, const struct ir_op *op)
     case IR_BRCOND:
     case IR_INSN_START:
     case IR_GOTO_TB:
+    case IR_LOOP_TB:
     case IR_EXIT_TB:
         return false;
     case IR_CALL: {
@@ -755,6 +760,7 @@ static void dead_code_pass(struct ir_block *b)
             continue;
         case IR_EXIT_TB:
         case IR_GOTO_TB:
+        case IR_LOOP_TB: /* at the loop's head too, only globals are live (see ir.h) */
             for (uint32_t t = 0; t < nt; t++)
                 live[t] = t < ng;
             continue;

@@ -80,6 +80,7 @@ static bool is_typed(enum ir_opcode opc)
     case IR_BR:
     case IR_INSN_START:
     case IR_GOTO_TB:
+    case IR_LOOP_TB:
     case IR_EXIT_TB:
         return false;
     default:
@@ -172,6 +173,9 @@ static void put_op(struct out *o, const struct ir_block *b, const struct ir_op *
     case IR_GOTO_TB:
     case IR_EXIT_TB:
         put(o, " %" PRIu64, op->imm);
+        break;
+    case IR_LOOP_TB:
+        put(o, " L%u, %u", IR_LOOP_LABEL(op->imm), IR_LOOP_SLOT(op->imm));
         break;
     case IR_FPENV:
         put(o, " mxcsr=[env+0x%" PRIx64 "], live=[env+0x%" PRIx64 "]", op->imm & UINT32_MAX,

@@ -69,6 +69,7 @@ static void defined_after(struct defined_sets *d, const struct ir_op *op, unsign
             d->reachable = false;
         break;
     case IR_GOTO_TB:
+    case IR_LOOP_TB: /* no local lives across it (ir.h) */
     case IR_EXIT_TB:
         d->reachable = false;
         break;

@@ -369,11 +369,28 @@ static void gen_jump_const(struct dc *s, uint64_t rip, unsigned slot)
     s->slot_used[slot & 1] = true;
 }
 
+/* A jump back to the block's start can stay in the block (IR_LOOP_TB) when the code after the
+ * loop head is right for the lazy-flags state here: it does not rely on the op assumed at
+ * entry, or that op is the one in force now. */
+static bool can_loop(const struct dc *s, uint64_t rip)
+{
+    return s->loop_head != IR_NO_LABEL && rip == s->start_ip &&
+           (!s->entry_cc_used || s->cc_op_is_entry || s->cc_op == s->start_cc_op);
+}
+
 /* A jump of the guest's control flow (JMP, Jcc, CALL, falling through), not one that ends a
  * block because the mode or the mappings may have changed: when the target is on the
  * block's first page, its chain need not follow the vCPU's TLB epochs. */
 static void gen_jump_direct(struct dc *s, uint64_t rip, unsigned slot)
 {
+    if (can_loop(s, rip)) {
+        gen_set_rip_const(s, rip);
+        ir_loop_tb(s->b, s->loop_head, slot);
+        s->end = true;
+        s->slot_used[slot & 1] = true;
+        s->slot_same_page[slot & 1] = true;
+        return;
+    }
     bool first_use = !s->slot_used[slot & 1];
     uint64_t linear = s->cs_base + rip;
     if (s->mode != X86_MODE_64)
@@ -1572,6 +1589,7 @@ static int assume_entry_cc_op(struct dc *s, uint32_t placeholder)
 int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs_base, uint64_t rip,
                         uint32_t hflags, unsigned max_insns, struct x86_translate_info *info)
 {
+    bool whole_blocks = max_insns == 0;
     if (max_insns == 0 || max_insns > MAX_INSNS_PER_TB)
         max_insns = MAX_INSNS_PER_TB;
     x86_translate_init(block);
@@ -1598,6 +1616,17 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
     if (cpu->cc_op < CC_OP_BLSx) {
         s.cc_op = (int)cpu->cc_op, s.cc_op_is_entry = true;
         entry_placeholder = ir_emit(block, IR_NOP, IR_I64, IR_COND_ALWAYS, NULL, 0, 0);
+    }
+    s.start_cc_op = s.cc_op;
+    s.start_ip = rip;
+    /* Loops stay in the block, except where the run loop must see every pass: one
+     * instruction at a time (single step, self-modifying code) or a breakpoint there. An
+     * unused head label is dropped by the optimiser. */
+    s.loop_head = IR_NO_LABEL;
+    if (whole_blocks &&
+        !tcg_debug_break_at(cpu_vcpu(cpu)->vm, first_page | ((cs_base + rip) & 0xfff))) {
+        s.loop_head = ir_new_label(block);
+        ir_label_here(block, s.loop_head);
     }
     info->entry_cc_op = -1;
     info->guest_size = 0;

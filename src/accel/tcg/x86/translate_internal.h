@@ -48,6 +48,11 @@ struct dc {
     /* Per GOTO_TB slot: emitted, and by a plain jump to the block's first page (see
      * x86_translate_info.chain_same_page). */
     bool slot_used[2], slot_same_page[2];
+    /* A jump to the block's own start (start_ip) may continue at loop_head (IR_LOOP_TB):
+     * a label placed after the entry check, or IR_NO_LABEL where the block must leave. */
+    uint64_t start_ip;
+    ir_label loop_head;
+    int start_cc_op; /* s.cc_op at the start (the assumed entry op or CC_OP_DYNAMIC) */
 };
 
 static inline ir_temp gpr(unsigned r)
