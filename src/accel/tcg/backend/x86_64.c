@@ -401,7 +401,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
 static void emit_loop_tb(struct emitter *e, uint32_t head, unsigned slot)
 {
     const struct native_config *cfg = &e->jit->cfg;
-    ra_sync_globals(e);
+    ra_loop_back(e);
     op_mem(e, 0x83, false, 7, RBX, (int32_t)cfg->exit_request_offset - ENV_BIAS);
     byte(e, 0); /* cmp dword [exit_request], 0 */
     size_t asked = jcc8(e, 0x75);
@@ -415,7 +415,8 @@ static void emit_loop_tb(struct emitter *e, uint32_t head, unsigned slot)
     land8(e, asked);
     land32(e, no_budget);
     land8(e, wrong_mode);
-    emit_goto_tb(e, slot);
+    emit_goto_tb(e, slot); /* stores the pinned globals */
+    ra_leave_loop(e);
 }
 
 /* --- memory ----------------------------------------------------------------------------------- */
@@ -423,7 +424,7 @@ static void emit_loop_tb(struct emitter *e, uint32_t head, unsigned slot)
 /* Load `size` bytes from [src] (or extend register RAX when src_is_rax) into RAX with the
  * memop's extension, as the interpreter does: extend to 64 bits, then i32 keeps the low 32. */
 static void load_extend(struct emitter *e, unsigned size, bool sign, bool is64, bool src_is_rax,
-                        unsigned src)
+                        unsigned src, unsigned dst)
 {
     uint32_t opc;
     bool w = false;
@@ -447,10 +448,11 @@ static void load_extend(struct emitter *e, unsigned size, bool sign, bool is64, 
     }
     if (src_is_rax) {
         if (size == 8 && is64)
-            return;
-        op_reg(e, opc, w, RAX, RAX);
+            mov_rr(e, true, dst, RAX);
+        else
+            op_reg(e, opc, w, dst, RAX);
     } else {
-        op_mem(e, opc, w, RAX, src, 0);
+        op_mem(e, opc, w, dst, src, 0);
     }
 }
 
@@ -504,7 +506,8 @@ static void env_arg(struct emitter *e)
 
 /* Remember a slow path whose fast path jumps from `jump_at` and continues at the current
  * offset (emit_slow_paths places it). False when out of memory. */
-static bool defer_slow_path(struct emitter *e, size_t jump_at, const struct ir_op *op, bool store)
+static bool defer_slow_path(struct emitter *e, size_t jump_at, const struct ir_op *op, bool store,
+                            const struct ra_state *regs, unsigned dest)
 {
     if (e->nr_slow == e->cap_slow) {
         uint32_t cap = e->cap_slow ? 2 * e->cap_slow : 16;
@@ -521,8 +524,44 @@ static bool defer_slow_path(struct emitter *e, size_t jump_at, const struct ir_o
     sp->store = store;
     sp->sign = (op->imm & IR_MEM_SIGN) != 0;
     sp->is64 = op->type == IR_I64;
-    ra_snapshot(e, &sp->regs);
+    sp->dest = (uint8_t)dest;
+    if (regs)
+        sp->regs = *regs;
+    else
+        ra_snapshot(e, &sp->regs);
     return true;
+}
+
+/* jcc to a stub that stores what the label needs at home (the compare's flags are set),
+ * then jumps to it; falling through keeps every register as it is. */
+static bool branch_to_stub(struct emitter *e, uint8_t cc, uint32_t label)
+{
+    if (e->nr_stubs == e->cap_stubs) {
+        uint32_t cap = e->cap_stubs ? 2 * e->cap_stubs : 16;
+        struct branch_stub *v = realloc(e->stubs, cap * sizeof(*v));
+        if (!v)
+            return false;
+        e->stubs = v;
+        e->cap_stubs = cap;
+    }
+    struct branch_stub *st = &e->stubs[e->nr_stubs++];
+    st->label = label;
+    st->store = ra_edge_stores(e);
+    ra_snapshot(e, &st->regs);
+    opcode(e, 0x0f80u | cc);
+    st->jump_at = (uint32_t)e->len;
+    imm32(e, 0);
+    return true;
+}
+
+static void emit_branch_stubs(struct emitter *e)
+{
+    for (uint32_t i = 0; i < e->nr_stubs && !e->overflow; i++) {
+        const struct branch_stub *st = &e->stubs[i];
+        patch32(e->buf + st->jump_at, (uint32_t)(e->len - (st->jump_at + 4)));
+        ra_edge_save(e, &st->regs, st->store);
+        jump_to_label(e, 0xe9, st->label);
+    }
 }
 
 /* After the block: each slow path calls the MMU (RSI = address, RDX = value for stores) with
@@ -541,7 +580,7 @@ static void emit_slow_paths(struct emitter *e)
                               : (const void *)e->jit->cfg.mem.load);
         ra_slow_restore(e, &sp->regs);
         if (!sp->store)
-            load_extend(e, sp->memop & IR_MEM_SIZE_MASK, sp->sign, sp->is64, true, RAX);
+            load_extend(e, sp->memop & IR_MEM_SIZE_MASK, sp->sign, sp->is64, true, RAX, sp->dest);
         opcode(e, 0xe9);
         imm32(e, (uint32_t)(sp->resume - (e->len + 4)));
     }
@@ -552,12 +591,14 @@ static bool emit_qld(struct emitter *e, const struct ir_op *op)
     unsigned size = op->imm & IR_MEM_SIZE_MASK;
     bool sign = (op->imm & IR_MEM_SIGN) != 0, is64 = op->type == IR_I64;
     load_reused(e, RSI, 1);
+    /* The value goes straight to its register, taken before the lookup (a spill for it runs
+     * on both paths); the slow path saves the state from before that. */
+    struct ra_state before;
+    ra_snapshot(e, &before);
+    unsigned rd = ra_def(e, op->args[0], IR_NO_TEMP);
     size_t miss = tlb_lookup(e, size, false);
-    load_extend(e, size, sign, is64, false, RSI);
-    if (!defer_slow_path(e, miss, op, false))
-        return false;
-    store(e, op->args[0], RAX);
-    return true;
+    load_extend(e, size, sign, is64, false, RSI, rd);
+    return defer_slow_path(e, miss, op, false, &before, rd);
 }
 
 static bool emit_qst(struct emitter *e, const struct ir_op *op)
@@ -589,7 +630,7 @@ static bool emit_qst(struct emitter *e, const struct ir_op *op)
         op_mem(e, 0x89, true, RDX, RSI, 0);
         break;
     }
-    return defer_slow_path(e, miss, op, true);
+    return defer_slow_path(e, miss, op, true, NULL, RAX);
 }
 
 /* --- ops -----------------------------------------------------------------------------------------
@@ -981,7 +1022,10 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
             return false;
         if (!e->unreachable)
             ra_end_bb(e); /* falling into the label */
-        ra_forget_all(e);
+        if (e->loop_op && e->op_index == e->loop_head_op)
+            ra_enter_loop(e); /* pinned globals loaded before the head */
+        else
+            ra_forget_all(e);
         e->label_pos[op->imm] = (uint32_t)e->len;
         return true;
     case IR_MOV:
@@ -1215,14 +1259,13 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
             return false;
         if (op->cond == IR_COND_NEVER)
             return true;
-        ra_end_bb(e);
         if (op->cond == IR_COND_ALWAYS) {
+            ra_end_bb(e);
             jump_to_label(e, 0xe9, (uint32_t)op->imm);
             return true;
         }
         uint8_t cc = compare(e, (enum ir_cond)op->cond, w, a[0], a[1]);
-        jump_to_label(e, 0x0f80u | cc, (uint32_t)op->imm);
-        return true;
+        return branch_to_stub(e, cc, (uint32_t)op->imm);
     }
     case IR_GOTO_TB:
         if (op->imm > 1)
@@ -1262,12 +1305,12 @@ static bool fuse_setcond_brcond(struct emitter *e, uint32_t i)
         (br->cond != IR_COND_NE && br->cond != IR_COND_EQ) || br->args[1] >= b->nr_temps ||
         !is_const(e, br->args[1]) || tinfo(e, br->args[1])->value != 0 || br->imm >= b->nr_labels)
         return false;
-    ra_end_bb(e);
     uint8_t cc =
         compare(e, (enum ir_cond)set->cond, set->type == IR_I64, set->args[1], set->args[2]);
     if (br->cond == IR_COND_EQ)
         cc ^= 1; /* branch when the condition is false: x86's inverse condition */
-    jump_to_label(e, 0x0f80u | cc, (uint32_t)br->imm);
+    if (!branch_to_stub(e, cc, (uint32_t)br->imm))
+        e->overflow = true; /* out of memory: the block is not compiled */
     return true;
 }
 
@@ -1361,7 +1404,8 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     e->b = block;
     e->info = info;
     e->nr_fixups = 0;
-    e->nr_slow = 0; /* e->slow keeps its capacity */
+    e->nr_slow = 0; /* e->slow and e->stubs keep their capacity */
+    e->nr_stubs = 0;
     e->code = code;
     for (uint32_t l = 0; l < IR_MAX_LABELS; l++)
         e->label_pos[l] = NO_POS;
@@ -1407,6 +1451,7 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
     if (ok) {
         emit_exit(e, IR_EXIT_NEXT); /* falling off the end, or a label after the last op */
         emit_slow_paths(e);
+        emit_branch_stubs(e);
     }
     for (uint32_t i = 0; ok && !e->overflow && i < e->nr_fixups; i++) {
         uint32_t target = e->label_pos[e->fixups[i].label];

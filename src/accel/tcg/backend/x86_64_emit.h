@@ -128,9 +128,22 @@ struct slow_path {
     uint32_t jump_at; /* the rel32 of the fast path's jne */
     uint32_t resume;  /* where the fast path continues */
     uint8_t memop;
+    uint8_t dest; /* loads: the register the fast path loads into */
     bool store, sign, is64;
     struct ra_state regs;
 };
+
+/* A conditional branch's taken edge: the values the label needs at home are stored there,
+ * out of line, so the path that falls through keeps them in registers. */
+struct branch_stub {
+    uint32_t jump_at; /* the rel32 of the jcc */
+    uint32_t label;
+    uint16_t store; /* registers whose value goes home on this edge */
+    struct ra_state regs;
+};
+
+/* Guest registers kept in host registers for a whole self-loop (IR_LOOP_TB), at most. */
+#define RA_MAX_PINNED 4
 
 struct emitter {
     uint8_t *buf; /* writable bytes of this block */
@@ -173,6 +186,15 @@ struct emitter {
     bool loops;             /* a backward branch: every local lives to the end */
     struct slow_path *slow; /* out-of-line slow paths, emitted at the end */
     uint32_t nr_slow, cap_slow;
+    struct branch_stub *stubs; /* out-of-line taken edges, emitted at the end */
+    uint32_t nr_stubs, cap_stubs;
+    /* A self-loop: the head label's op and the IR_LOOP_TB's (loop_op 0: none). Between them
+     * the pinned globals stay in their registers (R15 down), loaded before the head. */
+    uint32_t loop_head_op, loop_op;
+    uint32_t nr_pinned;
+    ir_temp pinned[RA_MAX_PINNED];
+    uint16_t pinned_mask;
+    bool pin_active;
 };
 
 static inline void byte(struct emitter *e, uint8_t v)
@@ -331,5 +353,12 @@ void ra_slow_restore(struct emitter *e, const struct ra_state *st);
 /* Env [offset, offset+8) is read or written directly: globals overlapping it go home, and
  * are forgotten when it is written. */
 void ra_env_access(struct emitter *e, uint64_t offset, bool write);
+/* Self-loops: choose the globals to pin (ra_init); at the head label, load them (before the
+ * label's position); the registers a branch's taken edge must store (see branch_stub). */
+void ra_enter_loop(struct emitter *e);
+void ra_leave_loop(struct emitter *e);
+void ra_loop_back(struct emitter *e); /* at the jump back: what the head expects */
+uint16_t ra_edge_stores(const struct emitter *e);
+void ra_edge_save(struct emitter *e, const struct ra_state *st, uint16_t store);
 
 #endif

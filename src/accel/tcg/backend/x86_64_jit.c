@@ -270,8 +270,10 @@ void native_jit_destroy(struct native_jit *jit)
     munmap(jit->rx, jit->size);
     if (jit->sites)
         munmap(jit->sites, jit_sites_bytes(jit));
-    if (jit->scratch)
+    if (jit->scratch) {
         free(jit->scratch->slow);
+        free(jit->scratch->stubs);
+    }
     free(jit->scratch);
     free(jit);
 }

@@ -120,6 +120,127 @@ static void compute_next_reads(struct emitter *e)
     /* `last` now holds each temp's first read: its next read at block entry. */
 }
 
+/* --- self-loops: pinned globals ------------------------------------------------------------- */
+
+/* Index of the op LABEL `label` before op `before` (UINT32_MAX: none). */
+static uint32_t find_label(const struct ir_block *b, uint32_t label, uint32_t before)
+{
+    for (uint32_t i = 0; i < before; i++)
+        if (b->ops[i].opc == IR_LABEL && b->ops[i].imm == label)
+            return i;
+    return UINT32_MAX;
+}
+
+static bool overlaps(const struct ir_block *b, ir_temp g, uint64_t offset)
+{
+    uint64_t goff = b->temps[g].env_offset;
+    return offset < goff + 8 && goff < offset + 8;
+}
+
+/* The globals a self-loop uses most stay in registers from its head to its jump back: not
+ * ones given constants there (RIP, the lazy-flags op: those wait as pending stores) or
+ * touched by an env access; as many as leave every op of the loop enough registers. */
+static void choose_pinned(struct emitter *e)
+{
+    const struct ir_block *b = e->b;
+    e->loop_head_op = e->loop_op = e->nr_pinned = 0;
+    e->pinned_mask = 0;
+    e->pin_active = false;
+    uint32_t loop_op = 0, loops = 0;
+    for (uint32_t i = 0; i < b->nr_ops; i++)
+        if (b->ops[i].opc == IR_LOOP_TB)
+            loop_op = i, loops++;
+    if (loops != 1)
+        return;
+    uint32_t head = find_label(b, IR_LOOP_LABEL(b->ops[loop_op].imm), loop_op);
+    if (head == UINT32_MAX)
+        return;
+    uint32_t uses[IR_MAX_TEMPS];
+    uint32_t ng = b->nr_globals, widest = 3;
+    memset(uses, 0, ng * sizeof(uses[0]));
+    for (uint32_t i = head + 1; i < loop_op; i++) {
+        const struct ir_op *op = &b->ops[i];
+        const struct ir_opcode_info *info = ir_opcode_info((enum ir_opcode)op->opc);
+        unsigned n = info->nr_out + info->nr_in;
+        if (op->opc != IR_CALL && n > widest)
+            widest = n;
+        for (unsigned k = 0; k < n; k++) /* a write saves a store per pass: worth two reads */
+            if (op->args[k] < ng && uses[op->args[k]] != UINT32_MAX)
+                uses[op->args[k]] += k < info->nr_out ? 2 : 1;
+        if (op->opc == IR_MOVI && op->args[0] < ng)
+            uses[op->args[0]] = UINT32_MAX; /* excluded */
+        if (op->opc == IR_LDENV || op->opc == IR_STENV)
+            for (ir_temp g = 0; g < ng; g++)
+                if (overlaps(b, g, op->imm))
+                    uses[g] = UINT32_MAX;
+    }
+    uint32_t limit = NR_ALLOC_REGS - 1 - widest; /* free registers for the widest op */
+    if (limit > RA_MAX_PINNED)
+        limit = RA_MAX_PINNED;
+    while (e->nr_pinned < limit) {
+        ir_temp best = IR_NO_TEMP;
+        for (ir_temp g = 0; g < ng; g++)
+            if (uses[g] != UINT32_MAX && uses[g] >= 2 &&
+                (best == IR_NO_TEMP || uses[g] > uses[best]))
+                best = g;
+        if (best == IR_NO_TEMP)
+            break;
+        uses[best] = UINT32_MAX;
+        e->pinned[e->nr_pinned] = best;
+        e->pinned_mask |= (uint16_t)(1u << (R15 - e->nr_pinned));
+        e->nr_pinned++;
+    }
+    e->loop_head_op = head;
+    e->loop_op = loop_op;
+}
+
+static int pinned_index(const struct emitter *e, ir_temp t)
+{
+    if (!e->pin_active)
+        return -1;
+    for (uint32_t k = 0; k < e->nr_pinned; k++)
+        if (e->pinned[k] == t)
+            return (int)k;
+    return -1;
+}
+
+/* Every pinned global in its register (after a call that wrote globals: from home). */
+static void reload_pinned(struct emitter *e)
+{
+    for (uint32_t k = 0; e->pin_active && k < e->nr_pinned; k++) {
+        ir_temp t = e->pinned[k];
+        unsigned r = R15 - k;
+        if (e->reg_of[t] == r)
+            continue;
+        if (e->owner[r] != IR_NO_TEMP) /* (cannot happen: pinned registers are not handed out) */
+            detach(e, e->owner[r]);
+        if (e->reg_of[t] != NO_REG) {
+            bool dirty = e->dirty[t];
+            mov_rr(e, true, r, e->reg_of[t]);
+            detach(e, t);
+            attach(e, t, r, dirty);
+        } else {
+            load_home(e, r, t);
+            attach(e, t, r, false);
+        }
+    }
+}
+
+void ra_enter_loop(struct emitter *e)
+{
+    ra_forget_all(e);
+    e->pin_active = true;
+    reload_pinned(e);
+    /* The jump back brings values newer than home: dirty from the head on. */
+    for (uint32_t k = 0; k < e->nr_pinned; k++)
+        e->dirty[e->pinned[k]] = true;
+}
+
+void ra_leave_loop(struct emitter *e)
+{
+    e->pin_active = false;
+}
+
 void ra_init(struct emitter *e)
 {
     const struct ir_block *b = e->b;
@@ -139,6 +260,7 @@ void ra_init(struct emitter *e)
         }
     }
     compute_next_reads(e);
+    choose_pinned(e);
     for (uint32_t t = 0; t < b->nr_temps; t++) {
         e->reg_of[t] = NO_REG;
         e->dirty[t] = false;
@@ -229,6 +351,11 @@ bool ra_pending_value(const struct emitter *e, ir_temp t, uint64_t *v)
 
 void ra_set_const(struct emitter *e, ir_temp t, uint64_t v)
 {
+    if (pinned_index(e, t) >= 0) { /* (not chosen for pinning, but stay right) */
+        mov_imm(e, e->reg_of[t], v);
+        e->dirty[t] = true;
+        return;
+    }
     detach(e, t); /* the register's value is overwritten */
     int k = pending_slot(e, t);
     if (k < 0) {
@@ -253,7 +380,7 @@ static unsigned take_register(struct emitter *e)
     uint32_t best_score = 0;
     for (unsigned k = 0; k < NR_ALLOC_REGS; k++) {
         unsigned r = alloc_order[k];
-        if (e->locked & (1u << r))
+        if ((e->locked & (1u << r)) || (e->pin_active && (e->pinned_mask & (1u << r))))
             continue;
         ir_temp t = e->owner[r];
         if (t == IR_NO_TEMP)
@@ -346,6 +473,16 @@ void ra_sync_globals(struct emitter *e)
     }
 }
 
+void ra_loop_back(struct emitter *e)
+{
+    flush_pending(e);
+    for (unsigned r = 0; r < 16; r++) {
+        ir_temp t = e->owner[r];
+        if (t != IR_NO_TEMP && is_global(e, t) && pinned_index(e, t) < 0)
+            write_back(e, t);
+    }
+}
+
 void ra_end_bb(struct emitter *e)
 {
     flush_pending(e);
@@ -363,9 +500,15 @@ void ra_forget_all(struct emitter *e)
     for (uint32_t k = 0; k < e->nr_pending; k++) /* unreachable: ra_end_bb flushed them */
         e->is_pending[e->pending[k]] = false;
     e->nr_pending = 0;
-    for (unsigned r = 0; r < 16; r++)
-        if (e->owner[r] != IR_NO_TEMP)
-            detach(e, e->owner[r]);
+    for (unsigned r = 0; r < 16; r++) {
+        ir_temp t = e->owner[r];
+        if (t == IR_NO_TEMP)
+            continue;
+        if (pinned_index(e, t) >= 0)
+            e->dirty[t] = true; /* another path may join with a newer value */
+        else
+            detach(e, t);
+    }
 }
 
 void ra_before_call(struct emitter *e, uint32_t flags)
@@ -391,6 +534,7 @@ void ra_after_call(struct emitter *e, uint32_t flags)
         if (CALLER_SAVED(r) || (is_global(e, t) && (flags & IR_HELPER_WRITES_GLOBALS)))
             detach(e, t);
     }
+    reload_pinned(e);
 }
 
 void ra_snapshot(const struct emitter *e, struct ra_state *st)
@@ -418,6 +562,26 @@ void ra_slow_save(struct emitter *e, const struct ra_state *st)
         if ((is_global(e, t) && st->dirty[r]) || CALLER_SAVED(r))
             store_home(e, t, r);
     }
+}
+
+uint16_t ra_edge_stores(const struct emitter *e)
+{
+    uint16_t mask = 0;
+    for (unsigned r = 0; r < 16; r++) {
+        ir_temp t = e->owner[r];
+        if (t != IR_NO_TEMP && e->dirty[t] && (is_global(e, t) || local_live(e, t)))
+            mask |= (uint16_t)(1u << r);
+    }
+    return mask;
+}
+
+void ra_edge_save(struct emitter *e, const struct ra_state *st, uint16_t store)
+{
+    for (uint32_t k = 0; k < st->nr_pending; k++)
+        store_const_home(e, st->pending[k], st->pending_value[k]);
+    for (unsigned r = 0; r < 16; r++)
+        if (store & (1u << r))
+            store_home(e, st->owner[r], r);
 }
 
 void ra_slow_restore(struct emitter *e, const struct ra_state *st)

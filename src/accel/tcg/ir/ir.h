@@ -267,5 +267,7 @@ bool ir_memop_valid(uint64_t memop);
  * globals that are overwritten later in the block with no read, no helper that reads
  * globals and no op that may leave the block in between). */
 void ir_optimize(struct ir_block *b);
+/* Part of ir_optimize: a local copied into a global is computed into the global (coalesce.c). */
+void ir_coalesce_copies(struct ir_block *b);
 
 #endif

@@ -595,6 +595,18 @@ static void forward_pass(struct ir_block *b, struct fwd_state *s)
             }
             break;
         }
+        case IR_EXT32U: { /* d = zext32(src): a copy for readers of the low half */
+            ir_temp d = op->args[0], src = op->args[1];
+            uint64_t src_bits = maybe_set(b, s, src);
+            redefine(s, d);
+            s->maybe_set[d] = src_bits & 0xffffffffu;
+            if (d != src && !temp_is_const(b, src)) {
+                s->copy_src[d] = src;
+                s->copy_version[d] = s->version[src];
+                s->copy_low32[d] = (src_bits >> 32) != 0;
+            }
+            break;
+        }
         case IR_BRCOND: {
             int r = decide_cond(b, s, op, op->args[0], op->args[1]);
             if (r == 0) {
@@ -858,5 +870,6 @@ void ir_optimize(struct ir_block *b)
     for (int round = 0; round < 2 && cleanup_labels(b); round++)
         forward_pass(b, s);
     dead_code_pass(b);
+    ir_coalesce_copies(b);
     compact(b);
 }

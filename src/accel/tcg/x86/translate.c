@@ -409,6 +409,13 @@ static void gen_jump_reg(struct dc *s, ir_temp rip)
 static void gen_branch_cond(struct dc *s, ir_temp cond, uint64_t taken, uint64_t fallthrough)
 {
     ir_label l = ir_new_label(s->b);
+    if (can_loop(s, taken)) { /* the loop's way back falls through, its exit branches */
+        ir_brcond(s->b, IR_I64, IR_COND_EQ, cond, cst(s, 0), l);
+        gen_jump_direct(s, taken, 1);
+        ir_label_here(s->b, l);
+        gen_jump_direct(s, fallthrough, 0);
+        return;
+    }
     ir_brcond(s->b, IR_I64, IR_COND_NE, cond, cst(s, 0), l);
     gen_jump_direct(s, fallthrough, 0);
     ir_label_here(s->b, l);
@@ -676,7 +683,9 @@ static void gen_imul_2_3(struct dc *s)
         ir_binop(s->b, IR_MUL, IR_I64, full, sa, sb);
         gen_sext(s, trunc, full, bits);
         ir_setcond(s->b, IR_I64, IR_COND_NE, over, trunc, full);
-        ir_mov(s->b, IR_I64, lo, full);
+        /* The result from a multiply of its own width: a hash loop's chain is then the host's
+         * 32-bit IMUL alone, the full product only feeds the flags (dropped when dead). */
+        ir_binop(s->b, IR_MUL, IR_I32, lo, a, b);
     }
     store_operand(s, 0, NULL, lo);
     set_cc(s, CC_OP_MUL, bits, lo, over, IR_NO_TEMP);
