@@ -633,7 +633,7 @@ static struct tb *compile_block(struct accel_vcpu *v, const struct x86_translate
     if (!tb)
         return NULL;
     if (native) {
-        const struct native_block_info ni = {
+        struct native_block_info ni = {
             .mmu_index = (cpu->hflags & HF_CPL_MASK) == 3,
             .guard = cpu->hflags,
             .nr_guest_insns = info->nr_insns,
@@ -641,8 +641,8 @@ static struct tb *compile_block(struct accel_vcpu *v, const struct x86_translate
             .ras_push = info->ends_with_call,
             .ras_pop = info->ends_with_ret,
             .ras_return = info->call_return,
-            .chain_same_page = {info->chain_same_page[0], info->chain_same_page[1]},
         };
+        memcpy(ni.chain_same_page, info->chain_same_page, sizeof(ni.chain_same_page));
         tb->native = native_compile(vm->tbs.jit, block, &ni, full);
         if (tb->native)
             tb->native_entry = tb->native->entry;
@@ -1125,7 +1125,7 @@ static int run_loop(struct accel_vcpu *v, struct accel_exit *exit)
             if (why & INTERP_GOTO_TB(0)) {
                 cpu->stats.jumps_unchained++;
                 struct native_code *from = cpu->last_exit;
-                chain_slot = why & 1;
+                chain_slot = why & 0xff; /* < IR_MAX_GOTO_SLOTS: the code's own GOTO_TBs */
                 /* Invalidated while it ran: it is reaped at the next loop top. */
                 chain_from = from->dead ? NULL : from;
             }

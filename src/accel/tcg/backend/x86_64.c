@@ -377,7 +377,7 @@ static void emit_goto_tb(struct emitter *e, unsigned slot)
     imm32(e, e->info->guard);
     size_t wrong_mode = jcc8(e, 0x75);
     load_site(e, RDX, site == NO_SITE ? 0 : site);
-    bool same_page = e->info->chain_same_page[slot & 1];
+    bool same_page = e->info->chain_same_page[slot];
     size_t wrong_epoch = same_page ? 0 : site_epoch_check(e, RDX);
     op_mem(e, 0xff, false, 4, RDX, SITE_TARGET_OFF); /* jmp [rdx + target] */
     land32(e, no_budget);
@@ -1268,7 +1268,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         return branch_to_stub(e, cc, (uint32_t)op->imm);
     }
     case IR_GOTO_TB:
-        if (op->imm > 1)
+        if (op->imm >= IR_MAX_GOTO_SLOTS)
             return false;
         emit_goto_tb(e, (unsigned)op->imm);
         return true;
@@ -1278,7 +1278,7 @@ static bool emit_op(struct emitter *e, const struct ir_op *op)
         emit_exit(e, (uint32_t)op->imm);
         return true;
     case IR_LOOP_TB:
-        if (IR_LOOP_SLOT(op->imm) > 1 || IR_LOOP_LABEL(op->imm) >= b->nr_labels)
+        if (IR_LOOP_SLOT(op->imm) >= IR_MAX_GOTO_SLOTS || IR_LOOP_LABEL(op->imm) >= b->nr_labels)
             return false;
         emit_loop_tb(e, IR_LOOP_LABEL(op->imm), IR_LOOP_SLOT(op->imm));
         return true;
@@ -1394,7 +1394,8 @@ struct native_code *native_compile(struct native_jit *jit, const struct ir_block
         free(code);
         return NULL;
     }
-    code->chain[0] = code->chain[1] = NO_SITE;
+    for (unsigned k = 0; k < IR_MAX_GOTO_SLOTS; k++)
+        code->chain[k] = NO_SITE;
     e->buf = jit->rw + jit->used;
     e->cap = jit->size - jit->used;
     e->len = 0;

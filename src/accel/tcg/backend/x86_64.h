@@ -94,7 +94,7 @@ struct native_block_info {
     bool ras_push, ras_pop;
     uint64_t ras_return;
     /* GOTO_TB slot i leads to the block's own page: its chain skips the epoch check. */
-    bool chain_same_page[2];
+    bool chain_same_page[IR_MAX_GOTO_SLOTS];
 };
 
 struct native_jit;
@@ -102,7 +102,8 @@ struct native_code {
     const uint8_t *entry; /* executable address, where chained jumps enter */
     uint32_t body;        /* offset past the entry check, where the run loop enters */
     uint32_t size;
-    uint32_t chain[2]; /* each GOTO_TB slot's site (index into every thread's slots) */
+    uint32_t
+        chain[IR_MAX_GOTO_SLOTS]; /* each GOTO_TB slot's site (index into every thread's slots) */
     /* Sites (indexes) that were pointed here: reset to their fallback in every thread when
      * this block dies, so no path keeps leaving through its dead entry. */
     uint32_t *incoming;

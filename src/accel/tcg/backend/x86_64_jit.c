@@ -77,8 +77,8 @@ static void set_site(const struct native_jit *jit, struct native_site *site, uin
 void native_chain(struct native_jit *jit, unsigned thread, struct native_code *from, unsigned slot,
                   struct native_code *to, uint32_t epoch, bool global)
 {
-    if (slot > 1 || from->chain[slot] == NO_SITE || thread >= jit->nr_threads || from->dead ||
-        to->dead)
+    if (slot >= IR_MAX_GOTO_SLOTS || from->chain[slot] == NO_SITE || thread >= jit->nr_threads ||
+        from->dead || to->dead)
         return;
     set_site(jit, thread_site(jit, thread, from->chain[slot]), epoch, global, to);
 }

@@ -99,7 +99,8 @@ enum ir_cond { /* comparisons for setcond/brcond/movcond, on the op's type width
     X(INSN_START, 0, 0, 1) /* marker: a guest instruction begins at guest pc imm (debug logs;      \
                               backends ignore it. Precise guest state at faults comes from         \
                               the front end writing globals, kept by the dead-store rule) */       \
-    X(GOTO_TB, 0, 0, 1)    /* leave the block to a chained successor, slot imm (0/1) */            \
+    X(GOTO_TB, 0, 0, 1)    /* leave the block to a chained successor, slot imm                     \
+                              (< IR_MAX_GOTO_SLOTS) */                                             \
     X(LOOP_TB, 0, 0, 1)    /* the block jumps to its own start: continue at label                  \
                               IR_LOOP_LABEL(imm) (at the start, after any entry check) while no    \
                               interrupt or timer is due, else as GOTO_TB IR_LOOP_SLOT(imm). Only   \
@@ -112,6 +113,10 @@ enum ir_opcode {
 #undef IR_OPC_ENUM
         IR_NR_OPCODES
 };
+
+/* GOTO_TB slots a block may use: two for its last jump, more for the side exits of a block
+ * that goes on past conditional branches. */
+#define IR_MAX_GOTO_SLOTS 6
 
 #define IR_LOOP_IMM(label, slot) ((uint64_t)(label) | (uint64_t)(slot) << 16)
 #define IR_LOOP_LABEL(imm) ((uint32_t)((imm)&0xffff))

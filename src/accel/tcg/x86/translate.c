@@ -365,8 +365,8 @@ static void gen_jump_const(struct dc *s, uint64_t rip, unsigned slot)
     gen_set_rip_const(s, rip);
     ir_goto_tb(s->b, slot);
     s->end = true;
-    s->slot_same_page[slot & 1] = false;
-    s->slot_used[slot & 1] = true;
+    s->slot_same_page[slot] = false;
+    s->slot_used[slot] = true;
 }
 
 /* A jump back to the block's start can stay in the block (IR_LOOP_TB) when the code after the
@@ -387,16 +387,17 @@ static void gen_jump_direct(struct dc *s, uint64_t rip, unsigned slot)
         gen_set_rip_const(s, rip);
         ir_loop_tb(s->b, s->loop_head, slot);
         s->end = true;
-        s->slot_used[slot & 1] = true;
-        s->slot_same_page[slot & 1] = true;
+        s->loop_closed = true;
+        s->slot_used[slot] = true;
+        s->slot_same_page[slot] = true;
         return;
     }
-    bool first_use = !s->slot_used[slot & 1];
+    bool first_use = !s->slot_used[slot];
     uint64_t linear = s->cs_base + rip;
     if (s->mode != X86_MODE_64)
         linear &= 0xffffffffULL;
     gen_jump_const(s, rip, slot);
-    s->slot_same_page[slot & 1] = first_use && (linear & ~0xfffULL) == s->first_page;
+    s->slot_same_page[slot] = first_use && (linear & ~0xfffULL) == s->first_page;
 }
 
 static void gen_jump_reg(struct dc *s, ir_temp rip)
@@ -406,16 +407,92 @@ static void gen_jump_reg(struct dc *s, ir_temp rip)
     s->end = true;
 }
 
+/* Where translation went past its first conditional branch: what to come back to when no
+ * loop closes (the block then ends at that branch, as it would have). */
+struct spec_point {
+    struct dc state; /* as at the branch */
+    uint32_t nr_ops, nr_temps, nr_labels;
+    ir_temp cond;
+    uint64_t taken, fallthrough;
+};
+
+/* Go on past this branch (its taken side a side exit) rather than end the block: in a block
+ * that may loop, with side exits left, a fall-through on the first page and few instructions
+ * so far (what is translated in vain when no loop closes is thrown away). */
+static bool spec_branch(struct dc *s, ir_temp cond, uint64_t taken, uint64_t fallthrough)
+{
+    uint64_t linear = s->cs_base + fallthrough;
+    if (s->mode != X86_MODE_64)
+        linear &= 0xffffffffULL;
+    if (s->loop_head == IR_NO_LABEL || s->nr_side >= MAX_SIDE_EXITS || s->insn_no >= 24 ||
+        (linear & ~0xfffULL) != s->first_page)
+        return false;
+    struct spec_point *sp = s->spec_storage;
+    if (!s->spec) {
+        sp->state = *s;
+        sp->nr_ops = s->b->nr_ops;
+        sp->nr_temps = s->b->nr_temps;
+        sp->nr_labels = s->b->nr_labels;
+        sp->cond = cond, sp->taken = taken, sp->fallthrough = fallthrough;
+        s->spec = sp;
+    }
+    ir_label l = ir_new_label(s->b);
+    ir_brcond(s->b, IR_I64, IR_COND_NE, cond, cst(s, 0), l);
+    s->side[s->nr_side].label = l;
+    s->side[s->nr_side].target = taken;
+    s->nr_side++;
+    return true;
+}
+
+static void gen_branch_two_way(struct dc *s, ir_temp cond, uint64_t taken, uint64_t fallthrough);
+
 static void gen_branch_cond(struct dc *s, ir_temp cond, uint64_t taken, uint64_t fallthrough)
 {
-    ir_label l = ir_new_label(s->b);
     if (can_loop(s, taken)) { /* the loop's way back falls through, its exit branches */
+        ir_label l = ir_new_label(s->b);
         ir_brcond(s->b, IR_I64, IR_COND_EQ, cond, cst(s, 0), l);
         gen_jump_direct(s, taken, 1);
         ir_label_here(s->b, l);
         gen_jump_direct(s, fallthrough, 0);
         return;
     }
+    if (!can_loop(s, fallthrough) && spec_branch(s, cond, taken, fallthrough))
+        return;
+    gen_branch_two_way(s, cond, taken, fallthrough);
+}
+
+/* No loop closed past the first branch: the block ends there after all. */
+static void spec_rollback(struct dc *s, struct x86_translate_info *info)
+{
+    struct spec_point *sp = s->spec;
+    struct ir_block *b = s->b;
+    b->nr_ops = sp->nr_ops;
+    b->nr_temps = sp->nr_temps;
+    b->nr_labels = sp->nr_labels;
+    *s = sp->state; /* (its spec: NULL) */
+    info->nr_insns = s->insn_no + 1;
+    info->last_byte = s->insn_last_byte;
+    s->ip = s->next_ip;
+    gen_branch_two_way(s, sp->cond, sp->taken, sp->fallthrough);
+}
+
+/* A loop closed: the side exits, each to its taken side (never to the loop head: that one
+ * was not known to be right for the flags state there). */
+static void gen_side_exits(struct dc *s)
+{
+    for (unsigned k = 0; k < s->nr_side; k++) {
+        ir_label_here(s->b, s->side[k].label);
+        uint64_t linear = s->cs_base + s->side[k].target;
+        if (s->mode != X86_MODE_64)
+            linear &= 0xffffffffULL;
+        gen_jump_const(s, s->side[k].target, 2 + k);
+        s->slot_same_page[2 + k] = (linear & ~0xfffULL) == s->first_page;
+    }
+}
+
+static void gen_branch_two_way(struct dc *s, ir_temp cond, uint64_t taken, uint64_t fallthrough)
+{
+    ir_label l = ir_new_label(s->b);
     ir_brcond(s->b, IR_I64, IR_COND_NE, cond, cst(s, 0), l);
     gen_jump_direct(s, fallthrough, 0);
     ir_label_here(s->b, l);
@@ -1628,6 +1705,8 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
     }
     s.start_cc_op = s.cc_op;
     s.start_ip = rip;
+    struct spec_point spec_storage;
+    s.spec_storage = &spec_storage;
     /* Loops stay in the block, except where the run loop must see every pass: one
      * instruction at a time (single step, self-modifying code) or a breakpoint there. An
      * unused head label is dropped by the optimiser. */
@@ -1697,6 +1776,8 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
         s.next_ip = (s.ip + insn.length) & (s.mode == X86_MODE_64 ? ~0ULL : 0xffffffffULL);
         if (s.mode == X86_MODE_16)
             s.next_ip &= 0xffff;
+        s.insn_no = n;
+        s.insn_last_byte = linear + insn.length - 1;
         translate_insn(&s);
         info->nr_insns++;
         info->last_byte = linear + insn.length - 1;
@@ -1704,12 +1785,16 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
         if (block->overflow)
             return -1;
     }
+    if (s.spec && s.loop_closed)
+        gen_side_exits(&s);
+    else if (s.spec)
+        spec_rollback(&s, info);
     if (!s.end)
         gen_jump_direct(&s, s.ip, 0);
     if (s.entry_cc_used && entry_placeholder >= 0)
         info->entry_cc_op = assume_entry_cc_op(&s, (uint32_t)entry_placeholder);
-    info->chain_same_page[0] = s.slot_same_page[0];
-    info->chain_same_page[1] = s.slot_same_page[1];
+    for (unsigned k = 0; k < IR_MAX_GOTO_SLOTS; k++)
+        info->chain_same_page[k] = s.slot_same_page[k];
     if (s.mode == X86_MODE_64) {
         info->ends_with_call = s.call;
         info->ends_with_ret = s.ret;

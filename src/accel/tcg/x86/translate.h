@@ -16,7 +16,7 @@ struct x86_translate_info {
     /* GOTO_TB slot i is a plain jump to the block's first page: a chain made there stays
      * right whatever the vCPU does to its mappings after the block was entered (the block's
      * page was mapped so when it was), as QEMU chains only within a page. */
-    bool chain_same_page[2];
+    bool chain_same_page[IR_MAX_GOTO_SLOTS];
     /* The block is only right for this lazy-flags op at entry (it checks, and leaves for
      * the run loop otherwise); -1: for any. */
     int entry_cc_op;

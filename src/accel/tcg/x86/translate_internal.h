@@ -27,6 +27,12 @@ enum global_index {
     NR_TCG_GLOBALS = G_XMM0 + 32,
 };
 
+/* Conditional branches a block may go on past (each taken side a side exit, GOTO_TB slot
+ * 2 + its index), hoping to reach a jump back to its start. */
+#define MAX_SIDE_EXITS 3
+
+struct spec_point;
+
 /* Disassembly context: one block being translated. */
 struct dc {
     struct ir_block *b;
@@ -47,12 +53,23 @@ struct dc {
     uint64_t first_page; /* linear */
     /* Per GOTO_TB slot: emitted, and by a plain jump to the block's first page (see
      * x86_translate_info.chain_same_page). */
-    bool slot_used[2], slot_same_page[2];
+    bool slot_used[IR_MAX_GOTO_SLOTS], slot_same_page[IR_MAX_GOTO_SLOTS];
     /* A jump to the block's own start (start_ip) may continue at loop_head (IR_LOOP_TB):
      * a label placed after the entry check, or IR_NO_LABEL where the block must leave. */
     uint64_t start_ip;
     ir_label loop_head;
-    int start_cc_op; /* s.cc_op at the start (the assumed entry op or CC_OP_DYNAMIC) */
+    int start_cc_op;  /* s.cc_op at the start (the assumed entry op or CC_OP_DYNAMIC) */
+    bool loop_closed; /* an IR_LOOP_TB was emitted */
+    /* Going on past conditional branches (translate.c, spec_branch): where the first one was
+     * (NULL: not past one), and each one's taken side. */
+    struct spec_point *spec, *spec_storage;
+    unsigned nr_side;
+    struct {
+        ir_label label;
+        uint64_t target;
+    } side[MAX_SIDE_EXITS];
+    unsigned insn_no;        /* the instruction being translated, from 0 */
+    uint64_t insn_last_byte; /* its last byte (linear) */
 };
 
 static inline ir_temp gpr(unsigned r)
