@@ -51,19 +51,22 @@ static bool observes_state(enum ir_opcode opc)
     }
 }
 
-/* The op defining t for the copy at m, or -1 when the rules do not hold before m. */
-static int64_t find_definition(const struct ir_block *b, uint32_t m, ir_temp g, ir_temp t)
+#define NONE 0xffffu
+#define MAX_DISTANCE 16 /* ops between the definition and the copy looked through */
+
+/* The op defining t for the copy at m, or -1 when the rules do not hold before m. `first`:
+ * the first op that reads t. */
+static int64_t find_definition(const struct ir_block *b, uint32_t m, ir_temp g, ir_temp t,
+                               uint32_t first)
 {
-    for (uint32_t p = m; p-- > 0;) {
+    for (uint32_t p = m, seen = 0; p-- > 0 && seen < MAX_DISTANCE; seen++) {
         const struct ir_op *op = &b->ops[p];
         const struct ir_opcode_info *info = ir_opcode_info((enum ir_opcode)op->opc);
         if (op->opc == IR_NOP || op->opc == IR_INSN_START)
             continue;
         if (writes(op, info, t)) {
-            bool simple = info->nr_out == 1 && op->opc != IR_CALL && op->opc != IR_LABEL;
             /* t read up to here (by this op too): an older value, maybe from a jump back */
-            for (uint32_t q = 0; simple && q <= p; q++)
-                simple = !reads(&b->ops[q], ir_opcode_info((enum ir_opcode)b->ops[q].opc), t);
+            bool simple = info->nr_out == 1 && op->opc != IR_CALL && first > p;
             return simple ? (int64_t)p : -1;
         }
         if (observes_state((enum ir_opcode)op->opc) || writes(op, info, g) || reads(op, info, g))
@@ -72,13 +75,14 @@ static int64_t find_definition(const struct ir_block *b, uint32_t m, ir_temp g, 
     return -1;
 }
 
-/* Reads of t after m can become reads of g: collects them (at most `max`), or false. */
-static bool later_reads(const struct ir_block *b, uint32_t m, ir_temp g, ir_temp t, uint32_t *at,
-                        uint32_t *n, uint32_t max)
+/* Reads of t after m (the last at op `last`) can become reads of g: collects them (at most
+ * `max`), or false. */
+static bool later_reads(const struct ir_block *b, uint32_t m, ir_temp g, ir_temp t, uint32_t last,
+                        uint32_t *at, uint32_t *n, uint32_t max)
 {
     bool g_changed = false, crossed_label = false;
     *n = 0;
-    for (uint32_t q = m + 1; q < b->nr_ops; q++) {
+    for (uint32_t q = m + 1; q <= last && q < b->nr_ops; q++) {
         const struct ir_op *op = &b->ops[q];
         const struct ir_opcode_info *info = ir_opcode_info((enum ir_opcode)op->opc);
         if (op->opc == IR_LABEL)
@@ -98,7 +102,22 @@ static bool later_reads(const struct ir_block *b, uint32_t m, ir_temp g, ir_temp
 
 void ir_coalesce_copies(struct ir_block *b)
 {
-    uint32_t at[16], n;
+    uint16_t first[IR_MAX_TEMPS], last[IR_MAX_TEMPS]; /* each local's first and last reader */
+    uint32_t at[MAX_DISTANCE + 8], n;
+    for (uint32_t t = b->nr_globals; t < b->nr_temps; t++)
+        first[t] = last[t] = NONE;
+    for (uint32_t i = 0; i < b->nr_ops && i < NONE; i++) {
+        const struct ir_op *op = &b->ops[i];
+        const struct ir_opcode_info *info = ir_opcode_info((enum ir_opcode)op->opc);
+        for (unsigned k = info->nr_out; k < (unsigned)(info->nr_out + info->nr_in); k++) {
+            ir_temp t = op->args[k];
+            if (t >= b->nr_globals && t < b->nr_temps) {
+                if (first[t] == NONE)
+                    first[t] = (uint16_t)i;
+                last[t] = (uint16_t)i;
+            }
+        }
+    }
     for (uint32_t m = 0; m < b->nr_ops; m++) {
         struct ir_op *mov = &b->ops[m];
         if (mov->opc != IR_MOV || mov->type != IR_I64)
@@ -106,11 +125,11 @@ void ir_coalesce_copies(struct ir_block *b)
         ir_temp g = mov->args[0], t = mov->args[1];
         if (g >= b->nr_globals || t >= b->nr_temps || b->temps[t].kind != IR_TEMP_LOCAL)
             continue;
-        int64_t p = find_definition(b, m, g, t);
-        if (p < 0 || !later_reads(b, m, g, t, at, &n, 8))
+        int64_t p = find_definition(b, m, g, t, first[t]);
+        if (p < 0 || !later_reads(b, m, g, t, last[t] == NONE ? m : last[t], at, &n, 8))
             continue;
         b->ops[p].args[0] = g;
-        for (uint32_t q = (uint32_t)p + 1; q < m && n < 16; q++) /* reads between: g holds it */
+        for (uint32_t q = (uint32_t)p + 1; q < m; q++) /* reads between: g holds it */
             if (reads(&b->ops[q], ir_opcode_info((enum ir_opcode)b->ops[q].opc), t))
                 at[n++] = q;
         for (uint32_t k = 0; k < n; k++) {

@@ -16,6 +16,7 @@
 #include "accel/tcg/x86/helpers.h"
 #include "accel/tcg/ir/fpenv.h"
 #include "accel/tcg/ir/vecop.h"
+#include "vm/memory.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -374,7 +375,7 @@ static void gen_jump_const(struct dc *s, uint64_t rip, unsigned slot)
  * entry, or that op is the one in force now. */
 static bool can_loop(const struct dc *s, uint64_t rip)
 {
-    return s->loop_head != IR_NO_LABEL && rip == s->start_ip &&
+    return s->loop_head_at >= 0 && rip == s->start_ip &&
            (!s->entry_cc_used || s->cc_op_is_entry || s->cc_op == s->start_cc_op);
 }
 
@@ -385,6 +386,12 @@ static void gen_jump_direct(struct dc *s, uint64_t rip, unsigned slot)
 {
     if (can_loop(s, rip)) {
         gen_set_rip_const(s, rip);
+        if (s->loop_head == IR_NO_LABEL) { /* the placeholder becomes the head's label */
+            s->loop_head = ir_new_label(s->b);
+            struct ir_op *head = &s->b->ops[s->loop_head_at];
+            head->opc = IR_LABEL;
+            head->imm = s->loop_head;
+        }
         ir_loop_tb(s->b, s->loop_head, slot);
         s->end = true;
         s->loop_closed = true;
@@ -416,16 +423,84 @@ struct spec_point {
     uint64_t taken, fallthrough;
 };
 
+#define SPEC_MAX_INSNS 16 /* a block goes on past branches only this far */
+
+/* The bytes of a later instruction of the block (not the first: that one may fault): from
+ * the first page's host copy while the instruction is inside it, else through the MMU; 0
+ * when its page is not mapped (the block ends before it). */
+static size_t fetch_later_insn(const struct dc *s, uint64_t linear, uint8_t *bytes)
+{
+    if (s->page_host && (linear & ~0xfffULL) == s->first_page &&
+        (linear & 0xfff) + X86_MAX_INSN_LENGTH <= 0x1000) {
+        memcpy(bytes, s->page_host + (linear & 0xfff), X86_MAX_INSN_LENGTH);
+        return X86_MAX_INSN_LENGTH;
+    }
+    uint64_t paddr;
+    if (!mmu_probe(s->cpu, linear, MMU_EXEC, &paddr))
+        return 0;
+    return mmu_fetch_code(s->cpu, linear, bytes, X86_MAX_INSN_LENGTH);
+}
+
+static uint64_t linear_of(const struct dc *s, uint64_t ip)
+{
+    uint64_t linear = s->cs_base + ip;
+    return s->mode == X86_MODE_64 ? linear : linear & 0xffffffffULL;
+}
+
+/* Decoding only (no IR): does the path on from `ip` (falling through conditional branches, at
+ * most `sides` of them) jump back to the block's start within the page and the length limit?
+ * Translating a block's fall-through in vain costs more than this look. */
+static bool loop_closes_ahead(const struct dc *s, uint64_t ip, unsigned sides)
+{
+    uint64_t mask = s->mode == X86_MODE_64   ? ~0ULL
+                    : s->mode == X86_MODE_32 ? 0xffffffffULL
+                                             : 0xffff;
+    for (unsigned n = s->insn_no + 1; n < SPEC_MAX_INSNS; n++) {
+        uint64_t linear = linear_of(s, ip);
+        uint8_t bytes[X86_MAX_INSN_LENGTH];
+        struct x86_decoded_insn in;
+        size_t got = (linear & ~0xfffULL) == s->first_page ? fetch_later_insn(s, linear, bytes) : 0;
+        if (!got || x86_decode(bytes, got, s->mode, &in) < 0 || in.cls == X86_CLASS_SYSTEM)
+            return false;
+        uint64_t next = (ip + in.length) & mask;
+        switch ((enum x86_mnemonic)in.mnemonic) {
+        case X86_MN_JCC:
+        case X86_MN_JMP:
+        case X86_MN_LOOP:
+        case X86_MN_LOOPE:
+        case X86_MN_LOOPNE:
+        case X86_MN_JRCXZ: {
+            if (in.mnemonic == X86_MN_JMP && in.operand[0].kind != X86_OPND_REL)
+                return false;
+            uint64_t target = (next + in.imm) & (in.opsize == 16 ? 0xffff : mask);
+            if (target == s->start_ip)
+                return true;
+            if (in.mnemonic == X86_MN_JMP || sides-- == 0)
+                return false;
+            break;
+        }
+        case X86_MN_CALL:
+        case X86_MN_CALLF:
+        case X86_MN_RET:
+        case X86_MN_RETF:
+        case X86_MN_JMPF:
+            return false;
+        default:
+            break;
+        }
+        ip = next;
+    }
+    return false;
+}
+
 /* Go on past this branch (its taken side a side exit) rather than end the block: in a block
- * that may loop, with side exits left, a fall-through on the first page and few instructions
- * so far (what is translated in vain when no loop closes is thrown away). */
+ * that may loop, with side exits left, when a jump back to the start is ahead on the
+ * fall-through path (what is translated in vain when no loop closes is thrown away). */
 static bool spec_branch(struct dc *s, ir_temp cond, uint64_t taken, uint64_t fallthrough)
 {
-    uint64_t linear = s->cs_base + fallthrough;
-    if (s->mode != X86_MODE_64)
-        linear &= 0xffffffffULL;
-    if (s->loop_head == IR_NO_LABEL || s->nr_side >= MAX_SIDE_EXITS || s->insn_no >= 24 ||
-        (linear & ~0xfffULL) != s->first_page)
+    if (s->loop_head_at < 0 || s->nr_side >= MAX_SIDE_EXITS || s->insn_no + 1 >= SPEC_MAX_INSNS ||
+        (linear_of(s, fallthrough) & ~0xfffULL) != s->first_page ||
+        !loop_closes_ahead(s, fallthrough, MAX_SIDE_EXITS - 1 - s->nr_side))
         return false;
     struct spec_point *sp = s->spec_storage;
     if (!s->spec) {
@@ -1708,13 +1783,14 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
     struct spec_point spec_storage;
     s.spec_storage = &spec_storage;
     /* Loops stay in the block, except where the run loop must see every pass: one
-     * instruction at a time (single step, self-modifying code) or a breakpoint there. An
-     * unused head label is dropped by the optimiser. */
+     * instruction at a time (single step, self-modifying code) or a breakpoint there. The
+     * head's label takes this NOP's place at the first jump back (an unused label would cost
+     * the optimiser a round). */
     s.loop_head = IR_NO_LABEL;
+    s.loop_head_at = -1;
     if (whole_blocks &&
         !tcg_debug_break_at(cpu_vcpu(cpu)->vm, first_page | ((cs_base + rip) & 0xfff))) {
-        s.loop_head = ir_new_label(block);
-        ir_label_here(block, s.loop_head);
+        s.loop_head_at = ir_emit(block, IR_NOP, IR_I64, IR_COND_ALWAYS, NULL, 0, 0);
     }
     info->entry_cc_op = -1;
     info->guest_size = 0;
@@ -1739,15 +1815,17 @@ int x86_translate_block(struct tcg_cpu *cpu, struct ir_block *block, uint64_t cs
         size_t got;
         if (n == 0) {
             got = mmu_fetch_code(cpu, linear, bytes, sizeof(bytes)); /* faults if unmapped */
+            uint64_t paddr; /* the rest of the page is read from memory directly */
+            if (mmu_probe(cpu, linear, MMU_EXEC, &paddr))
+                s.page_host = gpa_to_host(cpu_vcpu(cpu)->vm->mem, paddr & ~0xfffULL, 0x1000);
         } else {
             /* Later instructions must not fault here: end the block instead, so the fault is
              * raised when that instruction really executes. */
-            uint64_t paddr;
-            if (!mmu_probe(cpu, linear, MMU_EXEC, &paddr)) {
+            got = fetch_later_insn(&s, linear, bytes);
+            if (!got) {
                 gen_jump_const(&s, s.ip, 0);
                 break;
             }
-            got = mmu_fetch_code(cpu, linear, bytes, sizeof(bytes));
         }
         struct x86_decoded_insn insn;
         int rc = x86_decode(bytes, got, s.mode, &insn);

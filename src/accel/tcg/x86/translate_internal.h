@@ -47,10 +47,11 @@ struct dc {
     /* cc_op is still the value the vCPU had when the block was translated (assumed at entry,
      * see x86_translate_info.entry_cc_op), and whether code relied on that. */
     bool cc_op_is_entry, entry_cc_used;
-    bool end;            /* the block ends after this instruction */
-    bool call, ret;      /* ...with a near CALL / RET (x86_translate_info) */
-    int64_t fpenv_at;    /* the op index of the block's last IR_FPENV, -1: none */
-    uint64_t first_page; /* linear */
+    bool end;                 /* the block ends after this instruction */
+    bool call, ret;           /* ...with a near CALL / RET (x86_translate_info) */
+    int64_t fpenv_at;         /* the op index of the block's last IR_FPENV, -1: none */
+    uint64_t first_page;      /* linear */
+    const uint8_t *page_host; /* the first page's bytes (in RAM), or NULL */
     /* Per GOTO_TB slot: emitted, and by a plain jump to the block's first page (see
      * x86_translate_info.chain_same_page). */
     bool slot_used[IR_MAX_GOTO_SLOTS], slot_same_page[IR_MAX_GOTO_SLOTS];
@@ -58,8 +59,9 @@ struct dc {
      * a label placed after the entry check, or IR_NO_LABEL where the block must leave. */
     uint64_t start_ip;
     ir_label loop_head;
-    int start_cc_op;  /* s.cc_op at the start (the assumed entry op or CC_OP_DYNAMIC) */
-    bool loop_closed; /* an IR_LOOP_TB was emitted */
+    int64_t loop_head_at; /* the NOP that becomes loop_head's LABEL at the first use; -1: none */
+    int start_cc_op;      /* s.cc_op at the start (the assumed entry op or CC_OP_DYNAMIC) */
+    bool loop_closed;     /* an IR_LOOP_TB was emitted */
     /* Going on past conditional branches (translate.c, spec_branch): where the first one was
      * (NULL: not past one), and each one's taken side. */
     struct spec_point *spec, *spec_storage;
