@@ -504,19 +504,28 @@ static void env_arg(struct emitter *e)
     op_mem(e, 0x8d, true, RDI, RBX, -ENV_BIAS); /* lea rdi, [rbx - bias] = env */
 }
 
+/* `array` with room for element `nr` (a growing array of the emitter, kept between blocks):
+ * the same or a larger copy, or NULL when out of memory (then `array` is still valid). */
+static void *room_for_one(void *array, uint32_t nr, uint32_t *cap, size_t size)
+{
+    if (nr < *cap)
+        return array;
+    uint32_t more = *cap ? 2 * *cap : 16;
+    void *v = realloc(array, more * size);
+    if (v)
+        *cap = more;
+    return v;
+}
+
 /* Remember a slow path whose fast path jumps from `jump_at` and continues at the current
  * offset (emit_slow_paths places it). False when out of memory. */
 static bool defer_slow_path(struct emitter *e, size_t jump_at, const struct ir_op *op, bool store,
                             const struct ra_state *regs, unsigned dest)
 {
-    if (e->nr_slow == e->cap_slow) {
-        uint32_t cap = e->cap_slow ? 2 * e->cap_slow : 16;
-        struct slow_path *v = realloc(e->slow, cap * sizeof(*v));
-        if (!v)
-            return false;
-        e->slow = v;
-        e->cap_slow = cap;
-    }
+    struct slow_path *grown = room_for_one(e->slow, e->nr_slow, &e->cap_slow, sizeof(*grown));
+    if (!grown)
+        return false;
+    e->slow = grown;
     struct slow_path *sp = &e->slow[e->nr_slow++];
     sp->jump_at = (uint32_t)jump_at;
     sp->resume = (uint32_t)e->len;
@@ -536,14 +545,10 @@ static bool defer_slow_path(struct emitter *e, size_t jump_at, const struct ir_o
  * then jumps to it; falling through keeps every register as it is. */
 static bool branch_to_stub(struct emitter *e, uint8_t cc, uint32_t label)
 {
-    if (e->nr_stubs == e->cap_stubs) {
-        uint32_t cap = e->cap_stubs ? 2 * e->cap_stubs : 16;
-        struct branch_stub *v = realloc(e->stubs, cap * sizeof(*v));
-        if (!v)
-            return false;
-        e->stubs = v;
-        e->cap_stubs = cap;
-    }
+    struct branch_stub *grown = room_for_one(e->stubs, e->nr_stubs, &e->cap_stubs, sizeof(*grown));
+    if (!grown)
+        return false;
+    e->stubs = grown;
     struct branch_stub *st = &e->stubs[e->nr_stubs++];
     st->label = label;
     st->store = ra_edge_stores(e);

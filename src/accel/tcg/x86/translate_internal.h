@@ -8,6 +8,7 @@
 #include "accel/tcg/ir/ir.h"
 #include "accel/tcg/x86/decode.h"
 #include "accel/tcg/x86/helpers.h"
+#include "accel/tcg/x86/translate.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -122,6 +123,28 @@ ir_temp gen_materialize_flags(struct dc *s);
 ir_temp gen_carry(struct dc *s);
 ir_temp gen_condition(struct dc *s, unsigned cc);
 void gen_bitscan_inline(struct dc *s, int kind, unsigned bits, ir_temp r, ir_temp src, ir_temp old);
+
+/* Where translation went past its first conditional branch: what to come back to when no
+ * loop closes (the block then ends at that branch, as it would have). */
+struct spec_point {
+    struct dc state; /* as at the branch */
+    uint32_t nr_ops, nr_temps, nr_labels;
+    ir_temp cond;
+    uint64_t taken, fallthrough;
+};
+
+/* Control flow (translate_jumps.c): jumps that end the block, loops that stay in it, and
+ * going on past conditional branches towards a jump back to the start. */
+uint64_t ip_mask(const struct dc *s, unsigned opsize);
+uint64_t rel_target(const struct dc *s);
+void gen_set_rip_const(struct dc *s, uint64_t rip);
+void gen_jump_const(struct dc *s, uint64_t rip, unsigned slot);
+void gen_jump_direct(struct dc *s, uint64_t rip, unsigned slot);
+void gen_jump_reg(struct dc *s, ir_temp rip);
+void gen_branch_cond(struct dc *s, ir_temp cond, uint64_t taken, uint64_t fallthrough);
+size_t fetch_later_insn(const struct dc *s, uint64_t linear, uint8_t *bytes);
+void spec_rollback(struct dc *s, struct x86_translate_info *info);
+void gen_side_exits(struct dc *s);
 
 /* x87, SSE and MMX instructions (translate_sse.c): inline where the host's own instruction
  * or plain IR gives the exact result, else a helper. */
