@@ -638,7 +638,6 @@ static struct tb *compile_block(struct accel_vcpu *v, const struct x86_translate
             .guard = cpu->hflags,
             .nr_guest_insns = info->nr_insns,
             .inline_cache = (cpu->hflags & HF_CS64) != 0,
-            .entry_pc = cpu->rip,
             .ras_push = info->ends_with_call,
             .ras_pop = info->ends_with_ret,
             .ras_return = info->call_return,

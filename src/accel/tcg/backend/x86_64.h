@@ -93,9 +93,6 @@ struct native_block_info {
      * with inline_cache): see native_config's return-address stack. */
     bool ras_push, ras_pop;
     uint64_t ras_return;
-    /* The env word at pc_offset whenever the block is entered (its guest pc): a self-loop's
-     * jump back leaves it pending rather than storing it each pass. */
-    uint64_t entry_pc;
     /* GOTO_TB slot i leads to the block's own page: its chain skips the epoch check. */
     bool chain_same_page[IR_MAX_GOTO_SLOTS];
 };

@@ -195,7 +195,6 @@ struct emitter {
     ir_temp pinned[RA_MAX_PINNED];
     uint16_t pinned_mask;
     bool pin_active;
-    ir_temp loop_pc; /* the pc global, pending with the entry pc at the loop's head */
 };
 
 static inline void byte(struct emitter *e, uint8_t v)

@@ -226,25 +226,11 @@ static void reload_pinned(struct emitter *e)
     }
 }
 
-/* The global homed at the guest pc word (IR_NO_TEMP: none). */
-static ir_temp pc_global(const struct emitter *e)
-{
-    for (ir_temp g = 0; g < e->b->nr_globals; g++)
-        if (e->b->temps[g].env_offset == e->jit->cfg.pc_offset)
-            return g;
-    return IR_NO_TEMP;
-}
-
 void ra_enter_loop(struct emitter *e)
 {
     ra_forget_all(e);
     e->pin_active = true;
     reload_pinned(e);
-    /* Home holds the entry pc when the block is entered, and the jump back leaves it
-     * pending with that value: the same either way. */
-    e->loop_pc = pc_global(e);
-    if (e->loop_pc != IR_NO_TEMP)
-        ra_set_const(e, e->loop_pc, e->info->entry_pc);
     /* The jump back brings values newer than home: dirty from the head on. */
     for (uint32_t k = 0; k < e->nr_pinned; k++)
         e->dirty[e->pinned[k]] = true;
@@ -489,14 +475,7 @@ void ra_sync_globals(struct emitter *e)
 
 void ra_loop_back(struct emitter *e)
 {
-    uint64_t pc;
-    bool keep_pc =
-        e->loop_pc != IR_NO_TEMP && ra_pending_value(e, e->loop_pc, &pc) && pc == e->info->entry_pc;
-    if (keep_pc)
-        drop_pending(e, e->loop_pc);
     flush_pending(e);
-    if (keep_pc)
-        ra_set_const(e, e->loop_pc, pc); /* as at the head: no store */
     for (unsigned r = 0; r < 16; r++) {
         ir_temp t = e->owner[r];
         if (t != IR_NO_TEMP && is_global(e, t) && pinned_index(e, t) < 0)
