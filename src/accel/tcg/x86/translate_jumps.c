@@ -36,6 +36,12 @@ void gen_jump_const(struct dc *s, uint64_t rip, unsigned slot)
 /* A jump back to the block's start can stay in the block (IR_LOOP_TB) when the code after the
  * loop head is right for the lazy-flags state here: it does not rely on the op assumed at
  * entry, or that op is the one in force now. */
+static uint64_t linear_of(const struct dc *s, uint64_t ip)
+{
+    uint64_t linear = s->cs_base + ip;
+    return s->mode == X86_MODE_64 ? linear : linear & 0xffffffffULL;
+}
+
 static bool can_loop(const struct dc *s, uint64_t rip)
 {
     return s->loop_head_at >= 0 && rip == s->start_ip &&
@@ -63,9 +69,7 @@ void gen_jump_direct(struct dc *s, uint64_t rip, unsigned slot)
         return;
     }
     bool first_use = !s->slot_used[slot];
-    uint64_t linear = s->cs_base + rip;
-    if (s->mode != X86_MODE_64)
-        linear &= 0xffffffffULL;
+    uint64_t linear = linear_of(s, rip);
     gen_jump_const(s, rip, slot);
     s->slot_same_page[slot] = first_use && (linear & ~0xfffULL) == s->first_page;
 }
@@ -93,12 +97,6 @@ size_t fetch_later_insn(const struct dc *s, uint64_t linear, uint8_t *bytes)
     if (!mmu_probe(s->cpu, linear, MMU_EXEC, &paddr))
         return 0;
     return mmu_fetch_code(s->cpu, linear, bytes, X86_MAX_INSN_LENGTH);
-}
-
-static uint64_t linear_of(const struct dc *s, uint64_t ip)
-{
-    uint64_t linear = s->cs_base + ip;
-    return s->mode == X86_MODE_64 ? linear : linear & 0xffffffffULL;
 }
 
 /* Decoding only (no IR): does the path on from `ip` (falling through conditional branches, at
@@ -211,9 +209,7 @@ void gen_side_exits(struct dc *s)
 {
     for (unsigned k = 0; k < s->nr_side; k++) {
         ir_label_here(s->b, s->side[k].label);
-        uint64_t linear = s->cs_base + s->side[k].target;
-        if (s->mode != X86_MODE_64)
-            linear &= 0xffffffffULL;
+        uint64_t linear = linear_of(s, s->side[k].target);
         gen_jump_const(s, s->side[k].target, 2 + k);
         s->slot_same_page[2 + k] = (linear & ~0xfffULL) == s->first_page;
     }
